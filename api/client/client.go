@@ -1,0 +1,316 @@
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// ErrUnavailable means no coordinator answered (or none had a leader)
+// before the context ended.
+var ErrUnavailable = errors.New("no coordinator available")
+
+// StatusError is a reply with a status other than 200.
+type StatusError struct {
+	Code    int
+	Message string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("coordinator replied %d: %s", e.Code, e.Message)
+}
+
+// IsStatus reports whether err is a StatusError with this code.
+func IsStatus(err error, code int) bool {
+	var se *StatusError
+	return errors.As(err, &se) && se.Code == code
+}
+
+// Client talks to a coordinator cluster. It prefers the leader's address
+// (any member forwards, but going straight to the leader saves a hop) and
+// moves on to the next URL when a coordinator does not answer.
+type Client struct {
+	urls []string
+	hc   *http.Client
+
+	mu     sync.Mutex
+	next   int
+	leader string // base URL of the leader, "" when unknown
+}
+
+// New returns a client for these coordinator base URLs ("http://host:port";
+// a bare "host:port" gets the http scheme).
+func New(urls ...string) *Client {
+	c := &Client{hc: &http.Client{Transport: &http.Transport{
+		Proxy:               nil,
+		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: 64,
+		IdleConnTimeout:     90 * time.Second,
+	}}}
+	for _, u := range urls {
+		for _, part := range strings.Split(u, ",") {
+			if part = strings.TrimSpace(part); part != "" {
+				c.urls = append(c.urls, normalize(part))
+			}
+		}
+	}
+	return c
+}
+
+func normalize(u string) string {
+	u = strings.TrimRight(u, "/")
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	return u
+}
+
+// URLs returns the coordinator URLs the client was given.
+func (c *Client) URLs() []string { return append([]string(nil), c.urls...) }
+
+// target returns the base URL to try next.
+func (c *Client) target() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader != "" {
+		return c.leader
+	}
+	if len(c.urls) == 0 {
+		return ""
+	}
+	return c.urls[c.next%len(c.urls)]
+}
+
+// failed records that base did not answer: forget it as leader, rotate.
+func (c *Client) failed(base string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader == base {
+		c.leader = ""
+	}
+	c.next++
+}
+
+// FindLeader asks the known coordinators who leads and uses its address
+// from now on. It returns the leader's base URL.
+func (c *Client) FindLeader(ctx context.Context) (string, error) {
+	for _, u := range c.urls {
+		var st ClusterStatus
+		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.once(rctx, u, http.MethodGet, "/cluster/status", nil, &st)
+		cancel()
+		if err != nil || st.LeaderHTTP == "" {
+			continue
+		}
+		host, _, err := net.SplitHostPort(st.LeaderHTTP)
+		if err != nil {
+			continue
+		}
+		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+			return u, nil // the leader listens on all interfaces: use what we were given
+		}
+		base := normalize(st.LeaderHTTP)
+		c.mu.Lock()
+		c.leader = base
+		c.mu.Unlock()
+		return base, nil
+	}
+	return "", ErrUnavailable
+}
+
+// retryable reports whether a failed call may be sent again: the request
+// did not reach a coordinator, or the cluster had no leader to apply it.
+func retryable(err error) bool {
+	if IsStatus(err, http.StatusServiceUnavailable) || IsStatus(err, http.StatusBadGateway) {
+		return true
+	}
+	var se *StatusError
+	return !errors.As(err, &se)
+}
+
+// Do sends a JSON request and decodes the JSON reply into out (if not nil).
+// It moves across coordinators and retries while the cluster has no leader,
+// until ctx ends. Replies other than 200 are returned as *StatusError.
+func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
+	var body []byte
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = b
+	}
+	backoff := 20 * time.Millisecond
+	var last error
+	for attempt := 0; ; attempt++ {
+		base := c.target()
+		if base == "" {
+			return fmt.Errorf("%w: no coordinator URL given", ErrUnavailable)
+		}
+		err := c.once(ctx, base, method, path, body, out)
+		if err == nil || !retryable(err) {
+			return err
+		}
+		last = err
+		c.failed(base)
+		if attempt > 0 && attempt%len(c.urls) == 0 {
+			_, _ = c.FindLeader(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %v (last error: %v)", ErrUnavailable, ctx.Err(), last)
+		case <-time.After(backoff):
+		}
+		if backoff < time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+func (c *Client) once(ctx context.Context, base, method, path string, body []byte, out any) error {
+	var rd io.Reader
+	if body != nil {
+		rd = bytes.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
+	if err != nil {
+		return err
+	}
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		msg := strings.TrimSpace(string(data))
+		var eb ErrorBody
+		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
+			msg = eb.Error
+		}
+		se := &StatusError{Code: resp.StatusCode, Message: msg}
+		if out != nil && resp.StatusCode == http.StatusConflict {
+			_ = json.Unmarshal(data, out) // a 409 report reply carries Kill
+		}
+		return se
+	}
+	if out == nil {
+		return nil
+	}
+	if err := json.Unmarshal(data, out); err != nil {
+		return fmt.Errorf("decode reply of %s %s: %w", method, path, err)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Agent protocol
+
+// Register announces an agent.
+func (c *Client) Register(ctx context.Context, req RegisterRequest) error {
+	return c.Do(ctx, http.MethodPost, PathRegister, req, nil)
+}
+
+// Heartbeat keeps an agent alive and returns the attempts it must kill.
+func (c *Client) Heartbeat(ctx context.Context, req HeartbeatRequest) (HeartbeatResponse, error) {
+	var resp HeartbeatResponse
+	err := c.Do(ctx, http.MethodPost, PathHeartbeat, req, &resp)
+	return resp, err
+}
+
+// Pull waits for work; it returns nil when the wait ran out.
+func (c *Client) Pull(ctx context.Context, req PullRequest) (*Assignment, error) {
+	var resp PullResponse
+	if err := c.Do(ctx, http.MethodPost, PathPull, req, &resp); err != nil {
+		return nil, err
+	}
+	return resp.Assignment, nil
+}
+
+// Report sends an attempt's output or result. A stale attempt gives a
+// response with Kill set and a *StatusError with code 409.
+func (c *Client) Report(ctx context.Context, req ReportRequest) (ReportResponse, error) {
+	var resp ReportResponse
+	err := c.Do(ctx, http.MethodPost, PathReport, req, &resp)
+	return resp, err
+}
+
+// ---------------------------------------------------------------------------
+// Cluster
+
+// Status returns GET /cluster/status of the coordinator at base (one of the
+// URLs, or "" for whichever answers).
+func (c *Client) Status(ctx context.Context, base string) (ClusterStatus, error) {
+	var st ClusterStatus
+	if base != "" {
+		return st, c.once(ctx, normalize(base), http.MethodGet, "/cluster/status", nil, &st)
+	}
+	return st, c.Do(ctx, http.MethodGet, "/cluster/status", nil, &st)
+}
+
+// Join adds a coordinator to the cluster.
+func (c *Client) Join(ctx context.Context, req JoinRequest) error {
+	return c.Do(ctx, http.MethodPost, "/cluster/join", req, nil)
+}
+
+// Remove removes a coordinator from the cluster.
+func (c *Client) Remove(ctx context.Context, id string) error {
+	return c.Do(ctx, http.MethodPost, "/cluster/remove", RemoveRequest{NodeID: id}, nil)
+}
+
+// ---------------------------------------------------------------------------
+// Coalition jobs
+
+// CreateJob submits a job and returns its id.
+func (c *Client) CreateJob(ctx context.Context, j NewJob) (int64, error) {
+	var id int64
+	err := c.Do(ctx, http.MethodPut, "/api/jobs", j, &id)
+	return id, err
+}
+
+// Job returns one job.
+func (c *Client) Job(ctx context.Context, id int64) (Job, error) {
+	var j Job
+	err := c.Do(ctx, http.MethodGet, "/api/jobs/"+strconv.FormatInt(id, 10), nil, &j)
+	return j, err
+}
+
+// Children returns the children of a job (0 = the root jobs).
+func (c *Client) Children(ctx context.Context, id int64) ([]Job, error) {
+	var out []Job
+	path := "/api/jobs"
+	if id != 0 {
+		path = "/api/jobs/" + strconv.FormatInt(id, 10) + "/children"
+	}
+	err := c.Do(ctx, http.MethodGet, path, nil, &out)
+	return out, err
+}
+
+// Log returns a job's whole log.
+func (c *Client) Log(ctx context.Context, id int64) (string, error) {
+	var s string
+	err := c.Do(ctx, http.MethodGet, "/api/jobs/"+strconv.FormatInt(id, 10)+"/log", nil, &s)
+	return s, err
+}
+
+// Workers returns all workers.
+func (c *Client) Workers(ctx context.Context) ([]Worker, error) {
+	var out []Worker
+	err := c.Do(ctx, http.MethodGet, "/api/workers", nil, &out)
+	return out, err
+}

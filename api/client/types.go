@@ -1,0 +1,134 @@
+// Package client is the Go client of a Croft coordinator cluster: the agent
+// protocol, the cluster endpoints and the Coalition job API. It is used by
+// the agent, the CLI and the tests, so the wire types live here once.
+package client
+
+// Paths of the Croft agent protocol. Every call is a JSON POST.
+const (
+	PathRegister  = "/croft/v1/agent/register"
+	PathHeartbeat = "/croft/v1/agent/heartbeat"
+	PathPull      = "/croft/v1/agent/pull"
+	PathReport    = "/croft/v1/agent/report"
+)
+
+// Resources is what an agent measures on its host.
+type Resources struct {
+	// CPU is the load of each core, in percent.
+	CPU []float64 `json:"cpu"`
+	// FreeMemory and TotalMemory are in MiB, as in Coalition.
+	FreeMemory  int64 `json:"free_memory"`
+	TotalMemory int64 `json:"total_memory"`
+}
+
+// RegisterRequest announces an agent. Affinity replaces the worker's
+// affinity lines only when SetAffinity is true, so a wrangler's edit through
+// the API is not undone by an agent restart without --affinity.
+type RegisterRequest struct {
+	Name        string    `json:"name"`
+	Affinity    string    `json:"affinity"`
+	SetAffinity bool      `json:"set_affinity"`
+	Resources   Resources `json:"resources"`
+}
+
+// HeartbeatRequest keeps an agent alive. It is not written to the Raft log.
+type HeartbeatRequest struct {
+	Name      string    `json:"name"`
+	Resources Resources `json:"resources"`
+	// Running lists the attempt ids the agent is running.
+	Running []int64 `json:"running"`
+}
+
+// HeartbeatResponse tells the agent which of its attempts to kill.
+type HeartbeatResponse struct {
+	Kill []int64 `json:"kill"`
+}
+
+// PullRequest asks for work, waiting up to WaitMillis for some to appear.
+type PullRequest struct {
+	Name       string `json:"name"`
+	WaitMillis int    `json:"wait_ms"`
+}
+
+// Assignment is one attempt of a job given to an agent.
+type Assignment struct {
+	AttemptID       int64  `json:"attempt_id"`
+	JobID           int64  `json:"job_id"`
+	Title           string `json:"title"`
+	Command         string `json:"command"`
+	Dir             string `json:"dir"`
+	Environment     string `json:"environment"`
+	User            string `json:"user"`
+	ProgressPattern string `json:"progress_pattern"`
+	// Timeout is in seconds; 0 means none.
+	Timeout int64 `json:"timeout"`
+}
+
+// PullResponse carries an assignment, or none when the wait ran out.
+type PullResponse struct {
+	Assignment *Assignment `json:"assignment"`
+}
+
+// ReportRequest carries an attempt's output, progress and, when Done, its
+// result. Reports are retried until acknowledged: LogOffset (the offset of
+// Log in the attempt's output) makes a retry harmless.
+type ReportRequest struct {
+	Name      string   `json:"name"`
+	JobID     int64    `json:"job_id"`
+	AttemptID int64    `json:"attempt_id"`
+	LogOffset int64    `json:"log_offset"`
+	Log       string   `json:"log"`
+	Progress  *float64 `json:"progress,omitempty"`
+	Done      bool     `json:"done"`
+	ExitCode  int      `json:"exit_code"`
+	TimedOut  bool     `json:"timed_out"`
+}
+
+// ReportResponse acknowledges a report. A report from a stale attempt gets
+// HTTP 409 with Kill set: the agent must kill the process and drop the
+// attempt's remaining reports.
+type ReportResponse struct {
+	Accepted bool   `json:"accepted"`
+	Kill     bool   `json:"kill"`
+	Error    string `json:"error,omitempty"`
+}
+
+// ClusterMember is one coordinator as seen in the Raft configuration.
+type ClusterMember struct {
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+	Suffrage string `json:"suffrage"`
+	Leader   bool   `json:"leader"`
+}
+
+// ClusterStatus is the reply of GET /cluster/status, served by the node asked.
+type ClusterStatus struct {
+	NodeID       string          `json:"node_id"`
+	State        string          `json:"state"`
+	LeaderID     string          `json:"leader_id"`
+	LeaderHTTP   string          `json:"leader_http"`
+	LeaderRaft   string          `json:"leader_raft"`
+	Term         uint64          `json:"term"`
+	AppliedIndex uint64          `json:"applied_index"`
+	CommitIndex  uint64          `json:"commit_index"`
+	LastIndex    uint64          `json:"last_index"`
+	Members      []ClusterMember `json:"members"`
+	Digest       string          `json:"digest,omitempty"`
+}
+
+// JoinRequest asks the cluster to add a coordinator as a voter.
+type JoinRequest struct {
+	NodeID   string `json:"node_id"`
+	RaftAddr string `json:"raft_addr"`
+	HTTPAddr string `json:"http_addr"`
+}
+
+// RemoveRequest asks the cluster to remove a coordinator.
+type RemoveRequest struct {
+	NodeID string `json:"node_id"`
+}
+
+// ErrorBody is the JSON body of every Croft error reply.
+type ErrorBody struct {
+	Error string `json:"error"`
+}

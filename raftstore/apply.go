@@ -1,0 +1,907 @@
+package raftstore
+
+import (
+	"fmt"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// apply runs one decoded command against the state under the write lock.
+// It returns the command's result or an error; on error nothing changed.
+func (s *State) apply(index uint64, cmd Command) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index > s.applied {
+		s.applied = index
+	}
+	var res any
+	if b, ok := cmd.(*Batch); ok {
+		out := make([]any, len(b.Entries))
+		for i, e := range b.Entries {
+			sub, err := Decode(e)
+			if err != nil {
+				out[i] = err
+				continue
+			}
+			out[i] = s.applyOne(sub)
+		}
+		res = out
+	} else {
+		res = s.applyOne(cmd)
+	}
+	if s.readyGrew {
+		s.readyGrew = false
+		close(s.notify)
+		s.notify = make(chan struct{})
+	}
+	return res
+}
+
+func (s *State) applyOne(cmd Command) any {
+	switch c := cmd.(type) {
+	case *NodeMeta:
+		s.nodes[c.ID] = *c
+		return nil
+	case *NodeRemove:
+		delete(s.nodes, c.ID)
+		return nil
+	case *JobCreate:
+		return result(s.createJobs(c))
+	case *JobEdit:
+		return errOrNil(s.editJobs(c))
+	case *JobDelete:
+		return errOrNil(s.deleteJobs(c))
+	case *JobAction:
+		return errOrNil(s.jobAction(c))
+	case *JobSetDeps:
+		return errOrNil(s.setDeps(c))
+	case *AffinitySet:
+		return errOrNil(s.setAffinities(c))
+	case *WorkerRegister:
+		return errOrNil(s.registerWorker(c))
+	case *WorkerEdit:
+		return errOrNil(s.editWorkers(c))
+	case *WorkerDelete:
+		return errOrNil(s.deleteWorkers(c))
+	case *WorkerAction:
+		return errOrNil(s.workerAction(c))
+	case *Pick:
+		return s.pick(c)
+	case *Report:
+		return result(s.report(c))
+	case *JobTimeout:
+		s.timeoutJobs(c)
+		return nil
+	case *WorkerLost:
+		s.loseWorkers(c)
+		return nil
+	default:
+		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
+	}
+}
+
+func result[T any](v T, err error) any {
+	if err != nil {
+		return err
+	}
+	return v
+}
+
+func errOrNil(err error) any {
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Jobs
+
+func (s *State) createJobs(c *JobCreate) ([]int64, error) {
+	// Check everything first: a create is all or nothing.
+	for i, spec := range c.Jobs {
+		p := s.node(spec.Parent)
+		if p == nil {
+			return nil, notFound("job %d: parent %d", i, spec.Parent)
+		}
+		if !p.IsGroup() {
+			return nil, invalid("parent %d is not a group (it has a command)", spec.Parent)
+		}
+		for _, d := range spec.Dependencies {
+			if s.jobs[d] == nil {
+				return nil, notFound("dependency %d", d)
+			}
+		}
+		if _, err := s.affinityMask(spec.Affinity, true); err != nil {
+			return nil, err
+		}
+	}
+	ids := make([]int64, 0, len(c.Jobs))
+	for _, spec := range c.Jobs {
+		s.lastJobID++
+		bits, _ := s.affinityMask(spec.Affinity, false)
+		j := &Job{
+			ID:              s.lastJobID,
+			Parent:          spec.Parent,
+			Title:           spec.Title,
+			Command:         spec.Command,
+			Dir:             spec.Dir,
+			Environment:     spec.Environment,
+			State:           StateWaiting,
+			Paused:          spec.Paused,
+			Retry:           spec.Retry,
+			Timeout:         spec.Timeout,
+			Priority:        ClampPriority(spec.Priority),
+			Affinity:        spec.Affinity,
+			AffinityBits:    bits,
+			User:            spec.User,
+			URL:             spec.URL,
+			ProgressPattern: spec.ProgressPattern,
+			Created:         c.Now,
+		}
+		s.jobs[j.ID] = j
+		p := s.node(j.Parent)
+		p.Children = insertSorted(p.Children, j.ID)
+		s.setDepsRaw(j, uniq(spec.Dependencies))
+		j.State = s.depState(j)
+		s.refreshH(j, true)
+		s.changed(j, contrib{}, "", c.Now)
+		ids = append(ids, j.ID)
+	}
+	return ids, nil
+}
+
+func uniq(ids []int64) []int64 {
+	seen := make(map[int64]struct{}, len(ids))
+	out := make([]int64, 0, len(ids))
+	for _, id := range ids {
+		if _, ok := seen[id]; !ok {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// setDepsRaw replaces j's dependency list and the reverse index.
+func (s *State) setDepsRaw(j *Job, deps []int64) {
+	for _, d := range j.Dependencies {
+		if m := s.dependents[d]; m != nil {
+			delete(m, j.ID)
+			if len(m) == 0 {
+				delete(s.dependents, d)
+			}
+		}
+	}
+	if len(deps) == 0 {
+		deps = nil
+	}
+	j.Dependencies = deps
+	for _, d := range deps {
+		m := s.dependents[d]
+		if m == nil {
+			m = make(map[int64]struct{})
+			s.dependents[d] = m
+		}
+		m[j.ID] = struct{}{}
+	}
+}
+
+// checkDeps refuses unknown ids, self, ancestor and descendant dependencies
+// and cycles: each would leave a job blocked forever.
+func (s *State) checkDeps(j *Job, deps []int64) error {
+	for _, d := range deps {
+		dj := s.jobs[d]
+		if dj == nil {
+			return notFound("dependency %d", d)
+		}
+		if d == j.ID {
+			return invalid("job %d cannot depend on itself", d)
+		}
+		if s.isAncestor(d, j) || s.isAncestor(j.ID, dj) {
+			return invalid("job %d cannot depend on its own ancestor or descendant %d", j.ID, d)
+		}
+		if s.reaches(d, j.ID) {
+			return invalid("dependency %d -> %d would make a cycle", j.ID, d)
+		}
+	}
+	return nil
+}
+
+// reaches reports whether from depends, directly or not, on target.
+func (s *State) reaches(from, target int64) bool {
+	seen := map[int64]bool{}
+	stack := []int64{from}
+	for len(stack) > 0 {
+		id := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if id == target {
+			return true
+		}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
+		if j := s.jobs[id]; j != nil {
+			stack = append(stack, j.Dependencies...)
+		}
+	}
+	return false
+}
+
+func (s *State) setDeps(c *JobSetDeps) error {
+	j := s.jobs[c.ID]
+	if j == nil {
+		return notFound("job %d", c.ID)
+	}
+	deps := uniq(c.Deps)
+	if err := s.checkDeps(j, deps); err != nil {
+		return err
+	}
+	s.setDepsRaw(j, deps)
+	s.evalDeps(j, c.Now)
+	return nil
+}
+
+var validEditStates = map[string]bool{
+	StateWaiting: true, StatePending: true, StatePaused: true, StateFinished: true, StateError: true,
+}
+
+func (s *State) editJobs(c *JobEdit) error {
+	for _, e := range c.Edits {
+		j := s.jobs[e.ID]
+		if j == nil {
+			return notFound("job %d", e.ID)
+		}
+		p := e.Patch
+		if p.Parent != nil {
+			np := s.node(*p.Parent)
+			switch {
+			case np == nil:
+				return notFound("parent %d", *p.Parent)
+			case !np.IsGroup():
+				return invalid("parent %d is not a group (it has a command)", *p.Parent)
+			case *p.Parent == j.ID || (*p.Parent != 0 && s.isAncestor(j.ID, np)):
+				return invalid("job %d cannot move under itself", j.ID)
+			}
+		}
+		if p.Command != nil && *p.Command != "" && len(j.Children) > 0 {
+			return invalid("job %d has children and cannot get a command", j.ID)
+		}
+		if p.State != nil {
+			if !validEditStates[*p.State] {
+				return invalid("state %q cannot be set (use WAITING, PAUSED, FINISHED or ERROR)", *p.State)
+			}
+			if (*p.State == StateFinished || *p.State == StateError) && j.IsGroup() {
+				return invalid("the state of group %d derives from its children", j.ID)
+			}
+		}
+		if p.Affinity != nil {
+			if _, err := s.affinityMask(*p.Affinity, true); err != nil {
+				return err
+			}
+		}
+		if p.Dependencies != nil {
+			if err := s.checkDeps(j, uniq(*p.Dependencies)); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range c.Edits {
+		s.editJob(s.jobs[e.ID], e.Patch, c.Now)
+	}
+	return nil
+}
+
+func (s *State) editJob(j *Job, p JobPatch, now int64) {
+	before, old := contribution(j), j.State
+	set := func(dst *string, v *string) {
+		if v != nil {
+			*dst = *v
+		}
+	}
+	set(&j.Title, p.Title)
+	set(&j.Dir, p.Dir)
+	set(&j.Environment, p.Environment)
+	set(&j.User, p.User)
+	set(&j.URL, p.URL)
+	set(&j.ProgressPattern, p.ProgressPattern)
+	if p.Command != nil {
+		j.Command = *p.Command
+	}
+	if p.Timeout != nil {
+		j.Timeout = *p.Timeout
+	}
+	if p.Retry != nil {
+		j.Retry = *p.Retry
+	}
+	if p.Priority != nil {
+		j.Priority = ClampPriority(*p.Priority)
+	}
+	if p.Affinity != nil {
+		j.Affinity = *p.Affinity
+		j.AffinityBits, _ = s.affinityMask(*p.Affinity, false)
+	}
+	s.changed(j, before, old, now)
+	if p.Parent != nil && *p.Parent != j.Parent {
+		s.move(j, *p.Parent, now)
+	}
+	if p.Dependencies != nil {
+		s.setDepsRaw(j, uniq(*p.Dependencies))
+		s.evalDeps(j, now)
+	}
+	if p.Paused != nil {
+		if *p.Paused {
+			s.pauseJob(j, now)
+		} else {
+			s.startJob(j, now)
+		}
+	}
+	if p.State != nil {
+		switch *p.State {
+		case StatePaused:
+			s.pauseJob(j, now)
+		case StateWaiting, StatePending:
+			s.startJob(j, now)
+		default:
+			s.forceState(j, *p.State, now)
+		}
+	}
+	s.refreshH(j, false)
+}
+
+// move re-parents j; counters move from the old parent to the new one.
+func (s *State) move(j *Job, parent int64, now int64) {
+	c := contribution(j)
+	old := s.node(j.Parent)
+	old.Children = without(old.Children, j.ID)
+	s.carry(j.Parent, c, contrib{}, now)
+	if j.Parent != 0 {
+		s.recomputeGroupStart(s.jobs[j.Parent])
+	}
+	j.Parent = parent
+	np := s.node(parent)
+	np.Children = insertSorted(np.Children, j.ID)
+	s.refreshH(j, true)
+	s.carry(parent, contrib{}, contribution(j), now)
+}
+
+// forceState sets FINISHED or ERROR on a leaf by hand.
+func (s *State) forceState(j *Job, st string, now int64) {
+	if j.State == StateWorking {
+		s.endAttempt(j, st, "state set to "+st+" by a user", now)
+		return
+	}
+	before, old := contribution(j), j.State
+	j.State = st
+	j.RunDone++
+	s.changed(j, before, old, now)
+}
+
+func (s *State) pauseJob(j *Job, now int64) {
+	if !j.Paused {
+		before, old := contribution(j), j.State
+		j.Paused = true
+		s.refreshH(j, false)
+		s.changed(j, before, old, now)
+	}
+	s.stopPausedWork(j, now)
+}
+
+// stopPausedWork ends the attempts running under a paused subtree; the
+// agents are told to kill them on their next report or heartbeat.
+func (s *State) stopPausedWork(j *Job, now int64) {
+	if j.IsGroup() {
+		if j.TotalWorking == 0 && j.State != StateWorking {
+			return
+		}
+		for _, c := range j.Children {
+			s.stopPausedWork(s.jobs[c], now)
+		}
+		return
+	}
+	if j.State == StateWorking && j.HPaused {
+		s.endAttempt(j, StateWaiting, "job paused", now)
+	}
+}
+
+func (s *State) startJob(j *Job, now int64) {
+	before, old := contribution(j), j.State
+	j.Paused = false
+	if !j.IsGroup() && (j.State == StateWaiting || j.State == StatePending) {
+		j.State = s.depState(j)
+	}
+	s.refreshH(j, false)
+	s.changed(j, before, old, now)
+}
+
+func (s *State) deleteJobs(c *JobDelete) error {
+	for _, id := range c.IDs {
+		if s.jobs[id] == nil {
+			return notFound("job %d", id)
+		}
+	}
+	for _, id := range c.IDs {
+		j := s.jobs[id]
+		if j == nil {
+			continue // inside a subtree deleted earlier in this command
+		}
+		before := contribution(j)
+		parent := j.Parent
+		s.deleteSubtree(j, c.Now)
+		p := s.node(parent)
+		p.Children = without(p.Children, id)
+		s.carry(parent, before, contrib{}, c.Now)
+		if parent != 0 {
+			s.recomputeGroupStart(s.jobs[parent])
+		}
+	}
+	return nil
+}
+
+func (s *State) deleteSubtree(j *Job, now int64) {
+	for _, c := range j.Children {
+		s.deleteSubtree(s.jobs[c], now)
+	}
+	if j.State == StateWorking {
+		s.freeWorker(j, StateWaiting, now)
+	}
+	if j.ready.in {
+		s.ready.remove(j.ready)
+	}
+	s.setDepsRaw(j, nil)
+	delete(s.jobs, j.ID)
+	delete(s.logs, j.ID)
+	// Jobs that depended on j lose that dependency and may become runnable.
+	for _, d := range sortedKeys(s.dependents[j.ID]) {
+		if dj := s.jobs[d]; dj != nil {
+			dj.Dependencies = without(dj.Dependencies, j.ID)
+			if len(dj.Dependencies) == 0 {
+				dj.Dependencies = nil
+			}
+			s.evalDeps(dj, now)
+		}
+	}
+	delete(s.dependents, j.ID)
+}
+
+func (s *State) jobAction(c *JobAction) error {
+	switch c.Action {
+	case ActionReset, ActionResetError, ActionStart, ActionPause:
+	default:
+		return invalid("unknown job action %q", c.Action)
+	}
+	for _, id := range c.IDs {
+		if s.jobs[id] == nil {
+			return notFound("job %d", id)
+		}
+	}
+	for _, id := range c.IDs {
+		j := s.jobs[id]
+		switch c.Action {
+		case ActionReset:
+			s.resetJob(j, false, c.Now)
+		case ActionResetError:
+			s.resetJob(j, true, c.Now)
+		case ActionStart:
+			s.startJob(j, c.Now)
+		case ActionPause:
+			s.pauseJob(j, c.Now)
+		}
+	}
+	return nil
+}
+
+// resetJob puts a subtree back to WAITING (or PENDING); onlyErrors limits it
+// to jobs in ERROR. run_done is kept, as in Coalition.
+func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
+	if j.IsGroup() {
+		if onlyErrors && j.TotalErrors == 0 && j.State != StateError {
+			return
+		}
+		for _, c := range j.Children {
+			s.resetJob(s.jobs[c], onlyErrors, now)
+		}
+		before, old := contribution(j), j.State
+		s.recomputeGroupStart(j)
+		if j.Total == 0 {
+			j.State = s.depState(j)
+		}
+		s.changed(j, before, old, now)
+		return
+	}
+	if onlyErrors && j.State != StateError {
+		return
+	}
+	if j.State == StateWorking {
+		s.endAttempt(j, StateWaiting, "job reset", now)
+	}
+	before, old := contribution(j), j.State
+	j.State = s.depState(j)
+	j.StartTime, j.Duration, j.Progress = 0, 0, 0
+	s.changed(j, before, old, now)
+}
+
+// ---------------------------------------------------------------------------
+// Affinities and workers
+
+func (s *State) setAffinities(c *AffinitySet) error {
+	ids := make([]int, 0, len(c.Names))
+	for id, name := range c.Names {
+		if id < 1 || id > MaxAffinityID {
+			return invalid("affinity id %d is outside 1..%d", id, MaxAffinityID)
+		}
+		if strings.ContainsAny(name, ",\n") {
+			return invalid("affinity name %q may not contain a comma or a newline", name)
+		}
+		ids = append(ids, id)
+	}
+	sort.Ints(ids)
+	for _, id := range ids {
+		s.affinities[id] = strings.TrimSpace(c.Names[id])
+	}
+	// Names moved: every mask that was computed from a name is recomputed.
+	for _, name := range sortedKeys(keysOf(s.workers)) {
+		w := s.workers[name]
+		w.lines, _ = s.workerLines(w.Affinity, false)
+	}
+	for _, id := range sortedJobIDs(s.jobs) {
+		if j := s.jobs[id]; j.Affinity != "" {
+			j.AffinityBits, _ = s.affinityMask(j.Affinity, false)
+		}
+	}
+	for _, id := range s.root.Children {
+		s.refreshH(s.jobs[id], false)
+	}
+	return nil
+}
+
+func keysOf[V any](m map[string]V) map[string]struct{} {
+	out := make(map[string]struct{}, len(m))
+	for k := range m {
+		out[k] = struct{}{}
+	}
+	return out
+}
+
+func sortedJobIDs(m map[int64]*Job) []int64 {
+	out := make([]int64, 0, len(m))
+	for id := range m {
+		out = append(out, id)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func (s *State) ensureWorker(name, ip string, now int64) *Worker {
+	w := s.workers[name]
+	if w == nil {
+		w = &Worker{Name: name, State: WorkerWaiting, Active: true, StartTime: now}
+		s.workers[name] = w
+	}
+	if ip != "" {
+		w.IP = ip
+	}
+	return w
+}
+
+func (s *State) registerWorker(c *WorkerRegister) error {
+	if c.Name == "" {
+		return invalid("worker name is empty")
+	}
+	if c.SetAffinity {
+		if _, err := s.workerLines(c.Affinity, true); err != nil {
+			return err
+		}
+	}
+	w := s.ensureWorker(c.Name, c.IP, c.Now)
+	if c.SetAffinity {
+		w.Affinity = c.Affinity
+		w.lines, _ = s.workerLines(c.Affinity, false)
+	}
+	if w.State == WorkerTimeout {
+		w.State = WorkerWaiting
+		if w.CurrentEvent != 0 {
+			w.State = WorkerWorking
+		}
+	}
+	return nil
+}
+
+func (s *State) editWorkers(c *WorkerEdit) error {
+	for _, e := range c.Edits {
+		if s.workers[e.Name] == nil {
+			return notFound("worker %q", e.Name)
+		}
+		if e.Patch.Affinity != nil {
+			if _, err := s.workerLines(*e.Patch.Affinity, true); err != nil {
+				return err
+			}
+		}
+	}
+	for _, e := range c.Edits {
+		w := s.workers[e.Name]
+		if e.Patch.Affinity != nil {
+			w.Affinity = *e.Patch.Affinity
+			w.lines, _ = s.workerLines(w.Affinity, false)
+		}
+		if e.Patch.Active != nil {
+			s.setActive(w, *e.Patch.Active, c.Now)
+		}
+	}
+	return nil
+}
+
+func (s *State) setActive(w *Worker, active bool, now int64) {
+	w.Active = active
+	if !active && w.CurrentEvent != 0 {
+		if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
+			s.endAttempt(j, StateWaiting, "worker "+w.Name+" stopped", now)
+		}
+	}
+}
+
+func (s *State) deleteWorkers(c *WorkerDelete) error {
+	for _, n := range c.Names {
+		if s.workers[n] == nil {
+			return notFound("worker %q", n)
+		}
+	}
+	for _, n := range c.Names {
+		w := s.workers[n]
+		if w == nil {
+			continue
+		}
+		if w.CurrentEvent != 0 {
+			if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
+				s.endAttempt(j, StateWaiting, "worker "+n+" deleted", c.Now)
+			}
+		}
+		delete(s.workers, n)
+	}
+	return nil
+}
+
+func (s *State) workerAction(c *WorkerAction) error {
+	if c.Action != ActionWorkerStart && c.Action != ActionWorkerStop {
+		return invalid("unknown worker action %q", c.Action)
+	}
+	for _, n := range c.Names {
+		if s.workers[n] == nil {
+			return notFound("worker %q", n)
+		}
+	}
+	for _, n := range c.Names {
+		s.setActive(s.workers[n], c.Action == ActionWorkerStart, c.Now)
+	}
+	return nil
+}
+
+// ---------------------------------------------------------------------------
+// Attempts: pick, report, timeouts, lost workers
+
+// jobOfAttempt returns the job whose current attempt is id, or nil.
+func (s *State) jobOfAttempt(id int64) *Job {
+	ev := s.eventByID[id]
+	if ev == nil {
+		return nil
+	}
+	j := s.jobs[ev.JobID]
+	if j == nil || j.Attempt != id || j.State != StateWorking {
+		return nil
+	}
+	return j
+}
+
+func (s *State) pick(c *Pick) any {
+	w := s.ensureWorker(c.Worker, c.IP, c.Now)
+	if w.CurrentEvent != 0 {
+		// The worker asks for work while we think it runs something: it
+		// restarted and lost that process. Requeue it; not the job's fault.
+		if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
+			s.endAttempt(j, StateWaiting, "worker "+w.Name+" asked for new work; attempt lost", c.Now)
+		}
+		w.CurrentEvent = 0
+		w.State = WorkerWaiting
+	}
+	if w.State == WorkerTimeout {
+		w.State = WorkerWaiting
+	}
+	if !w.Active {
+		return (*Assignment)(nil)
+	}
+	k, ok := s.ready.pick(w.lines)
+	if !ok {
+		return (*Assignment)(nil)
+	}
+	j := s.jobs[k.id]
+	s.lastAttempt++
+	ev := &Event{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateWorking, Start: c.Now}
+	s.events = append(s.events, ev)
+	s.eventByID[ev.ID] = ev
+
+	before, old := contribution(j), j.State
+	j.Worker = w.Name
+	j.StartTime, j.Duration, j.Progress, j.PingTime = c.Now, 0, 0, c.Now
+	j.State = StateWorking
+	j.Attempt, j.AttemptLog = ev.ID, 0
+	s.changed(j, before, old, c.Now)
+
+	w.LastJob, w.CurrentEvent, w.State = j.ID, ev.ID, WorkerWorking
+	return &Assignment{
+		AttemptID:       ev.ID,
+		JobID:           j.ID,
+		Title:           j.Title,
+		Command:         j.Command,
+		Dir:             j.Dir,
+		Environment:     j.Environment,
+		User:            j.User,
+		ProgressPattern: j.ProgressPattern,
+		Timeout:         j.Timeout,
+	}
+}
+
+// endAttempt closes j's running attempt with state st (WAITING or PENDING to
+// requeue it, FINISHED or ERROR to complete it) and frees its worker.
+func (s *State) endAttempt(j *Job, st string, why string, now int64) {
+	if why != "" {
+		s.note(j, "attempt %d on %s ended: %s", j.Attempt, j.Worker, why)
+	}
+	s.freeWorker(j, st, now)
+	before, old := contribution(j), j.State
+	switch st {
+	case StateFinished, StateError:
+		j.State = st
+		j.Duration = now - j.StartTime
+		j.RunDone++
+	default:
+		j.State = s.depState(j)
+	}
+	s.changed(j, before, old, now)
+}
+
+// freeWorker closes the event of j's attempt and releases its worker.
+func (s *State) freeWorker(j *Job, st string, now int64) {
+	if ev := s.eventByID[j.Attempt]; ev != nil {
+		ev.State = st
+		if st == StateWaiting && j.Paused {
+			ev.State = StatePaused
+		}
+		ev.Duration = now - ev.Start
+	}
+	if w := s.workers[j.Worker]; w != nil && w.CurrentEvent == j.Attempt {
+		w.CurrentEvent = 0
+		w.State = WorkerWaiting
+		switch st {
+		case StateFinished:
+			w.Finished++
+		case StateError:
+			w.Error++
+		}
+	}
+}
+
+// ProgressRegexp turns a Coalition progress pattern into a regexp:
+// %percent matches a number out of 100, %one a fraction of 1.
+func ProgressRegexp(pattern string) (*regexp.Regexp, float64, error) {
+	if pattern == "" {
+		pattern = "PROGRESS:%percent"
+	}
+	scale := 1.0
+	q := regexp.QuoteMeta(pattern)
+	switch {
+	case strings.Contains(q, "%percent"):
+		q = strings.Replace(q, "%percent", `([0-9]+(?:\.[0-9]+)?)`, 1)
+		scale = 0.01
+	case strings.Contains(q, "%one"):
+		q = strings.Replace(q, "%one", `([0-9]+(?:\.[0-9]+)?)`, 1)
+	default:
+		return nil, 0, fmt.Errorf("%w: progress pattern %q has neither %%percent nor %%one", ErrInvalid, pattern)
+	}
+	re, err := regexp.Compile(q)
+	return re, scale, err
+}
+
+func (s *State) report(c *Report) (ReportResult, error) {
+	var j *Job
+	attempt := c.AttemptID
+	if attempt == 0 {
+		w := s.workers[c.Worker]
+		if w == nil || w.CurrentEvent == 0 {
+			return ReportResult{}, stale("worker %q runs nothing", c.Worker)
+		}
+		attempt = w.CurrentEvent
+	}
+	ev := s.eventByID[attempt]
+	if ev == nil {
+		return ReportResult{}, stale("attempt %d is unknown", attempt)
+	}
+	if c.JobID != 0 && ev.JobID != c.JobID {
+		return ReportResult{}, stale("attempt %d belongs to job %d, not %d", attempt, ev.JobID, c.JobID)
+	}
+	if c.Worker != "" && ev.Worker != c.Worker {
+		return ReportResult{}, stale("attempt %d runs on %s, not %s", attempt, ev.Worker, c.Worker)
+	}
+	j = s.jobs[ev.JobID]
+	if j == nil || j.Attempt != attempt {
+		return ReportResult{}, stale("attempt %d is no longer job %d's", attempt, ev.JobID)
+	}
+	if j.State != StateWorking {
+		// The attempt ended. A retried final report is acknowledged again;
+		// anything else from an attempt that was stopped is refused.
+		if (ev.State == StateFinished || ev.State == StateError) && c.Done {
+			return ReportResult{Duplicate: true, Done: true}, nil
+		}
+		if ev.State == StateFinished || ev.State == StateError {
+			return ReportResult{Duplicate: true, Done: true}, nil
+		}
+		return ReportResult{}, stale("attempt %d was stopped (%s)", attempt, ev.State)
+	}
+	dup := false
+	if len(c.Log) > 0 {
+		text := c.Log
+		if c.LogOffset >= 0 {
+			end := c.LogOffset + int64(len(text))
+			switch {
+			case c.LogOffset > j.AttemptLog:
+				return ReportResult{}, invalid("log offset %d is past the %d bytes received", c.LogOffset, j.AttemptLog)
+			case end <= j.AttemptLog:
+				text, dup = nil, true
+			default:
+				text = text[j.AttemptLog-c.LogOffset:]
+			}
+		}
+		j.AttemptLog += int64(len(text))
+		s.appendLog(j, text)
+	}
+	if c.Progress != nil && *c.Progress >= 0 && *c.Progress <= 1 {
+		j.Progress = *c.Progress
+	}
+	j.PingTime = c.Now
+	if !c.Done {
+		return ReportResult{Duplicate: dup}, nil
+	}
+	st := StateFinished
+	if c.ExitCode != 0 || c.TimedOut {
+		st = StateError
+	}
+	why := ""
+	if c.TimedOut {
+		why = fmt.Sprintf("timed out after %d s, killed by the agent", j.Timeout)
+	}
+	s.endAttempt(j, st, why, c.Now)
+	return ReportResult{Done: true}, nil
+}
+
+func (s *State) timeoutJobs(c *JobTimeout) {
+	for _, a := range c.Attempts {
+		j := s.jobOfAttempt(a)
+		if j == nil || j.Timeout <= 0 || c.Now-j.StartTime <= j.Timeout*1e9 {
+			continue
+		}
+		worker := s.workers[j.Worker]
+		s.endAttempt(j, StateError, fmt.Sprintf("timed out after %d s", j.Timeout), c.Now)
+		if worker != nil {
+			worker.State = WorkerTimeout
+		}
+	}
+}
+
+func (s *State) loseWorkers(c *WorkerLost) {
+	names := append([]string(nil), c.Names...)
+	sort.Strings(names)
+	for _, n := range names {
+		w := s.workers[n]
+		if w == nil {
+			continue
+		}
+		if w.CurrentEvent != 0 {
+			if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
+				s.endAttempt(j, StateWaiting, "worker "+n+" lost (no heartbeat)", c.Now)
+			}
+			w.CurrentEvent = 0
+		}
+		w.State = WorkerTimeout
+	}
+}

@@ -1,0 +1,330 @@
+package raftstore
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
+
+// MessageType is the first byte of every Raft entry. New types are appended
+// at the end of the list; a number is never reused or renumbered, because old
+// log entries and snapshots keep their numbers forever.
+type MessageType uint8
+
+// The Raft message types. Append only.
+const (
+	MsgBatch          MessageType = 1  // several commands in one entry (group commit)
+	MsgNodeMeta       MessageType = 2  // a coordinator's HTTP address
+	MsgJobCreate      MessageType = 3  // create one or many jobs
+	MsgJobEdit        MessageType = 4  // edit job attributes (Coalition POST /api/jobs)
+	MsgJobDelete      MessageType = 5  // recursive delete
+	MsgJobAction      MessageType = 6  // reset, reseterror, start, pause
+	MsgJobSetDeps     MessageType = 7  // replace a job's dependencies
+	MsgAffinitySet    MessageType = 8  // name affinity ids
+	MsgWorkerRegister MessageType = 9  // a worker announces itself
+	MsgWorkerEdit     MessageType = 10 // edit worker attributes
+	MsgWorkerDelete   MessageType = 11 // forget workers
+	MsgWorkerAction   MessageType = 12 // start, stop
+	MsgPick           MessageType = 13 // a worker takes the best runnable job
+	MsgReport         MessageType = 14 // log, progress and result of an attempt
+	MsgJobTimeout     MessageType = 15 // the leader saw attempts run past their timeout
+	MsgWorkerLost     MessageType = 16 // the leader saw workers go silent
+	MsgNodeRemove     MessageType = 17 // forget a coordinator's metadata
+)
+
+// Command is one state change. The leader fills in every id-free, time-like
+// field (Now) before the command is proposed, so Apply stays deterministic.
+type Command interface {
+	// Type is the message type written as the entry's first byte.
+	Type() MessageType
+}
+
+// NodeMeta records the HTTP address of a coordinator, so that any member can
+// forward requests to the leader's API.
+type NodeMeta struct {
+	ID       string
+	RaftAddr string
+	HTTPAddr string
+}
+
+// NodeRemove forgets the metadata of a coordinator removed from the cluster.
+type NodeRemove struct {
+	ID string
+}
+
+// JobSpec describes a new job. Zero values are not defaults: the API edge
+// fills Coalition's defaults (timeout 1000, priority 1000, retry 10, ...).
+type JobSpec struct {
+	Parent          int64
+	Title           string
+	Command         string
+	Dir             string
+	Environment     string
+	Paused          bool
+	Timeout         int64 // seconds, 0 = none
+	Priority        int   // clamped to 0..255
+	Retry           int
+	Affinity        string
+	User            string
+	URL             string
+	ProgressPattern string
+	Dependencies    []int64
+}
+
+// JobCreate creates jobs in order; the result is their ids ([]int64). Either
+// every job is created or none is.
+type JobCreate struct {
+	Now  int64 // unix nanoseconds, stamped by the leader
+	Jobs []JobSpec
+}
+
+// JobPatch holds the attributes to change on a job; nil means unchanged.
+type JobPatch struct {
+	Parent          *int64
+	Title           *string
+	Command         *string
+	Dir             *string
+	Environment     *string
+	State           *string
+	Paused          *bool
+	Timeout         *int64
+	Priority        *int
+	Retry           *int
+	Affinity        *string
+	User            *string
+	URL             *string
+	ProgressPattern *string
+	Dependencies    *[]int64
+}
+
+// JobEditItem is one job's patch.
+type JobEditItem struct {
+	ID    int64
+	Patch JobPatch
+}
+
+// JobEdit applies patches to jobs, all or none.
+type JobEdit struct {
+	Now   int64
+	Edits []JobEditItem
+}
+
+// JobDelete deletes jobs and their subtrees.
+type JobDelete struct {
+	Now int64
+	IDs []int64
+}
+
+// Job actions understood by JobAction.
+const (
+	ActionReset      = "reset"
+	ActionResetError = "reseterror"
+	ActionStart      = "start"
+	ActionPause      = "pause"
+)
+
+// JobAction runs one of the Action* verbs on jobs.
+type JobAction struct {
+	Now    int64
+	Action string
+	IDs    []int64
+}
+
+// JobSetDeps replaces the dependencies of a job and re-evaluates its state.
+type JobSetDeps struct {
+	Now  int64
+	ID   int64
+	Deps []int64
+}
+
+// AffinitySet names affinity ids (1..63). An empty name frees the id.
+type AffinitySet struct {
+	Names map[int]string
+}
+
+// WorkerRegister creates a worker if it is unknown and updates its address,
+// and its affinity when SetAffinity is true.
+type WorkerRegister struct {
+	Now         int64
+	Name        string
+	IP          string
+	SetAffinity bool
+	Affinity    string
+}
+
+// WorkerPatch holds the worker attributes to change; nil means unchanged.
+type WorkerPatch struct {
+	Affinity *string
+	Active   *bool
+}
+
+// WorkerEditItem is one worker's patch.
+type WorkerEditItem struct {
+	Name  string
+	Patch WorkerPatch
+}
+
+// WorkerEdit applies patches to workers, all or none.
+type WorkerEdit struct {
+	Now   int64
+	Edits []WorkerEditItem
+}
+
+// WorkerDelete forgets workers; their running jobs go back to WAITING.
+type WorkerDelete struct {
+	Now   int64
+	Names []string
+}
+
+// Worker actions understood by WorkerAction.
+const (
+	ActionWorkerStart = "start"
+	ActionWorkerStop  = "stop"
+)
+
+// WorkerAction starts or stops workers.
+type WorkerAction struct {
+	Now    int64
+	Action string
+	Names  []string
+}
+
+// Pick gives the best runnable job to a worker. The result is a *Assignment,
+// nil when there is nothing for this worker.
+type Pick struct {
+	Now    int64
+	Worker string
+	IP     string
+}
+
+// Report carries what an attempt produced. AttemptID 0 means "the attempt
+// this worker is running for JobID" (the Coalition worker protocol has no
+// attempt ids). LogOffset is the byte offset of Log within the attempt's
+// output, so a retried report is recognised and not appended twice; -1 means
+// "append, no de-duplication" (Coalition workers).
+type Report struct {
+	Now       int64
+	Worker    string
+	JobID     int64
+	AttemptID int64
+	LogOffset int64
+	Log       []byte
+	Progress  *float64
+	Done      bool
+	ExitCode  int
+	TimedOut  bool
+}
+
+// JobTimeout ends attempts that ran past their job's timeout. The FSM checks
+// the condition again with Now, so a late entry never fails a job that is fine.
+type JobTimeout struct {
+	Now      int64
+	Attempts []int64
+}
+
+// WorkerLost marks silent workers TIMEOUT; their running jobs go back to
+// WAITING without counting as errors.
+type WorkerLost struct {
+	Now   int64
+	Names []string
+}
+
+// Batch carries several encoded commands in one Raft entry. Its result is a
+// []any with one result (or error) per command, in order.
+type Batch struct {
+	Entries [][]byte
+}
+
+func (NodeMeta) Type() MessageType       { return MsgNodeMeta }
+func (NodeRemove) Type() MessageType     { return MsgNodeRemove }
+func (JobCreate) Type() MessageType      { return MsgJobCreate }
+func (JobEdit) Type() MessageType        { return MsgJobEdit }
+func (JobDelete) Type() MessageType      { return MsgJobDelete }
+func (JobAction) Type() MessageType      { return MsgJobAction }
+func (JobSetDeps) Type() MessageType     { return MsgJobSetDeps }
+func (AffinitySet) Type() MessageType    { return MsgAffinitySet }
+func (WorkerRegister) Type() MessageType { return MsgWorkerRegister }
+func (WorkerEdit) Type() MessageType     { return MsgWorkerEdit }
+func (WorkerDelete) Type() MessageType   { return MsgWorkerDelete }
+func (WorkerAction) Type() MessageType   { return MsgWorkerAction }
+func (Pick) Type() MessageType           { return MsgPick }
+func (Report) Type() MessageType         { return MsgReport }
+func (JobTimeout) Type() MessageType     { return MsgJobTimeout }
+func (WorkerLost) Type() MessageType     { return MsgWorkerLost }
+func (Batch) Type() MessageType          { return MsgBatch }
+
+// msgpackHandle is shared by entries and snapshots. Canonical map ordering
+// keeps encodings of equal values byte-identical across nodes.
+var msgpackHandle = func() *codec.MsgpackHandle {
+	h := &codec.MsgpackHandle{}
+	h.Canonical = true
+	h.RawToString = true
+	h.WriteExt = true
+	return h
+}()
+
+// Encode frames a command as a Raft entry: the type byte, then msgpack.
+func Encode(cmd Command) ([]byte, error) {
+	var buf bytes.Buffer
+	buf.WriteByte(byte(cmd.Type()))
+	if err := codec.NewEncoder(&buf, msgpackHandle).Encode(cmd); err != nil {
+		return nil, fmt.Errorf("encode %T: %w", cmd, err)
+	}
+	return buf.Bytes(), nil
+}
+
+// EncodeBatch frames already-encoded commands as one Batch entry.
+func EncodeBatch(entries [][]byte) ([]byte, error) {
+	return Encode(Batch{Entries: entries})
+}
+
+// Decode parses a Raft entry written by Encode.
+func Decode(buf []byte) (Command, error) {
+	if len(buf) == 0 {
+		return nil, fmt.Errorf("%w: empty entry", ErrBadEntry)
+	}
+	var cmd Command
+	switch MessageType(buf[0]) {
+	case MsgBatch:
+		cmd = &Batch{}
+	case MsgNodeMeta:
+		cmd = &NodeMeta{}
+	case MsgNodeRemove:
+		cmd = &NodeRemove{}
+	case MsgJobCreate:
+		cmd = &JobCreate{}
+	case MsgJobEdit:
+		cmd = &JobEdit{}
+	case MsgJobDelete:
+		cmd = &JobDelete{}
+	case MsgJobAction:
+		cmd = &JobAction{}
+	case MsgJobSetDeps:
+		cmd = &JobSetDeps{}
+	case MsgAffinitySet:
+		cmd = &AffinitySet{}
+	case MsgWorkerRegister:
+		cmd = &WorkerRegister{}
+	case MsgWorkerEdit:
+		cmd = &WorkerEdit{}
+	case MsgWorkerDelete:
+		cmd = &WorkerDelete{}
+	case MsgWorkerAction:
+		cmd = &WorkerAction{}
+	case MsgPick:
+		cmd = &Pick{}
+	case MsgReport:
+		cmd = &Report{}
+	case MsgJobTimeout:
+		cmd = &JobTimeout{}
+	case MsgWorkerLost:
+		cmd = &WorkerLost{}
+	default:
+		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadEntry, buf[0])
+	}
+	if err := codec.NewDecoderBytes(buf[1:], msgpackHandle).Decode(cmd); err != nil {
+		return nil, fmt.Errorf("%w: decode type %d: %v", ErrBadEntry, buf[0], err)
+	}
+	return cmd, nil
+}

@@ -1,0 +1,208 @@
+package raftstore
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"sort"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+	"github.com/hashicorp/raft"
+)
+
+// FSM is the Raft finite state machine. It is a thin wrapper: decoding and
+// the state swap on restore live here, every rule lives in State.
+type FSM struct {
+	state atomic.Pointer[State]
+}
+
+// NewFSM returns an FSM over an empty state.
+func NewFSM() *FSM {
+	f := &FSM{}
+	f.state.Store(NewState())
+	return f
+}
+
+// State returns the current state. Hold on to it only for one read: a
+// restore replaces it.
+func (f *FSM) State() *State { return f.state.Load() }
+
+// Apply implements raft.FSM. It returns the command's result, or an error
+// value when the command was refused (the state is then unchanged).
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := Decode(l.Data)
+	if err != nil {
+		return err
+	}
+	return f.state.Load().apply(l.Index, cmd)
+}
+
+// Snapshot implements raft.FSM. The state is encoded here, under the read
+// lock, so Persist can write it while Apply goes on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	var buf bytes.Buffer
+	if err := f.state.Load().WriteSnapshot(&buf); err != nil {
+		return nil, err
+	}
+	return &snapshot{data: buf.Bytes()}, nil
+}
+
+// Restore implements raft.FSM: it builds a fresh state from the snapshot and
+// swaps it in, waking anyone who waits on the old one.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	s, err := ReadState(bufio.NewReader(rc))
+	if err != nil {
+		return err
+	}
+	old := f.state.Swap(s)
+	old.mu.Lock()
+	close(old.notify)
+	old.notify = make(chan struct{})
+	old.mu.Unlock()
+	return nil
+}
+
+type snapshot struct{ data []byte }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}
+
+// snapshotVersion is bumped when the snapshot layout changes incompatibly.
+const snapshotVersion = 1
+
+// snapshotData is the whole state as written to a snapshot. Derived indexes
+// are not in it: they are rebuilt on restore.
+type snapshotData struct {
+	Version     int
+	Applied     uint64
+	LastJobID   int64
+	LastAttempt int64
+	Jobs        []*Job
+	Logs        map[int64][]byte
+	Workers     []*Worker
+	Events      []*Event
+	Affinities  map[int]string
+	Nodes       []NodeMeta
+}
+
+// WriteSnapshot encodes the state as a snapshot.
+func (s *State) WriteSnapshot(w io.Writer) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	d := snapshotData{
+		Version:     snapshotVersion,
+		Applied:     s.applied,
+		LastJobID:   s.lastJobID,
+		LastAttempt: s.lastAttempt,
+		Logs:        s.logs,
+		Events:      s.events,
+		Affinities:  map[int]string{},
+	}
+	for _, id := range sortedJobIDs(s.jobs) {
+		d.Jobs = append(d.Jobs, s.jobs[id])
+	}
+	for _, n := range sortedKeys(keysOf(s.workers)) {
+		d.Workers = append(d.Workers, s.workers[n])
+	}
+	for id := 1; id <= MaxAffinityID; id++ {
+		if s.affinities[id] != "" {
+			d.Affinities[id] = s.affinities[id]
+		}
+	}
+	for _, id := range sortedKeys(keysOf(s.nodes)) {
+		d.Nodes = append(d.Nodes, s.nodes[id])
+	}
+	return codec.NewEncoder(w, msgpackHandle).Encode(&d)
+}
+
+// ReadState decodes a snapshot written by WriteSnapshot into a new state.
+func ReadState(r io.Reader) (*State, error) {
+	var d snapshotData
+	if err := codec.NewDecoder(r, msgpackHandle).Decode(&d); err != nil {
+		return nil, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, err)
+	}
+	if d.Version != snapshotVersion {
+		return nil, fmt.Errorf("%w: snapshot version %d, want %d", ErrBadEntry, d.Version, snapshotVersion)
+	}
+	s := NewState()
+	s.applied, s.lastJobID, s.lastAttempt = d.Applied, d.LastJobID, d.LastAttempt
+	for id, name := range d.Affinities {
+		if id >= 1 && id <= MaxAffinityID {
+			s.affinities[id] = name
+		}
+	}
+	for _, j := range d.Jobs {
+		s.jobs[j.ID] = j
+	}
+	for _, j := range d.Jobs {
+		if j.Parent == 0 {
+			s.root.Children = append(s.root.Children, j.ID)
+		}
+		for _, dep := range j.Dependencies {
+			m := s.dependents[dep]
+			if m == nil {
+				m = make(map[int64]struct{})
+				s.dependents[dep] = m
+			}
+			m[j.ID] = struct{}{}
+		}
+		s.reindex(j)
+	}
+	if d.Logs != nil {
+		s.logs = d.Logs
+	}
+	for _, w := range d.Workers {
+		w.lines, _ = s.workerLines(w.Affinity, true)
+		s.workers[w.Name] = w
+	}
+	for _, e := range d.Events {
+		s.events = append(s.events, e)
+		s.eventByID[e.ID] = e
+	}
+	sort.Slice(s.events, func(i, j int) bool { return s.events[i].ID < s.events[j].ID })
+	for _, n := range d.Nodes {
+		s.nodes[n.ID] = n
+	}
+	s.readyGrew = false
+	return s, nil
+}
+
+// Digest is a hash of the whole replicated state: two nodes that applied the
+// same entries have the same digest.
+func (s *State) Digest() string {
+	h := sha256.New()
+	if err := s.digestWrite(h); err != nil {
+		return "error: " + err.Error()
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *State) digestWrite(w io.Writer) error {
+	var buf bytes.Buffer
+	if err := s.WriteSnapshot(&buf); err != nil {
+		return err
+	}
+	// The applied index differs between nodes that hold the same state (a
+	// no-op or membership entry): leave it out of the digest.
+	var d snapshotData
+	if err := codec.NewDecoderBytes(buf.Bytes(), msgpackHandle).Decode(&d); err != nil {
+		return err
+	}
+	d.Applied = 0
+	return codec.NewEncoder(w, msgpackHandle).Encode(&d)
+}

@@ -1,0 +1,100 @@
+package raftstore
+
+import "github.com/google/btree"
+
+// readyKey is a runnable job's place in the scheduler index.
+type readyKey struct {
+	in    bool
+	mask  uint64
+	hprio uint64
+	id    int64
+}
+
+// readyLess orders runnable jobs the way Coalition's pick query does:
+// hierarchical priority descending, then id ascending.
+func readyLess(a, b readyKey) bool {
+	if a.hprio != b.hprio {
+		return a.hprio > b.hprio
+	}
+	return a.id < b.id
+}
+
+// readyIndex holds every runnable job, bucketed by hierarchical affinity
+// mask and ordered by priority inside a bucket. A pick looks at the head of
+// each bucket a worker line can serve, so its cost depends on the number of
+// distinct masks in use, not on the number of queued jobs.
+type readyIndex struct {
+	buckets map[uint64]*btree.BTreeG[readyKey]
+}
+
+func newReadyIndex() *readyIndex {
+	return &readyIndex{buckets: make(map[uint64]*btree.BTreeG[readyKey])}
+}
+
+func (ix *readyIndex) insert(k readyKey) {
+	b := ix.buckets[k.mask]
+	if b == nil {
+		b = btree.NewG(32, readyLess)
+		ix.buckets[k.mask] = b
+	}
+	b.ReplaceOrInsert(k)
+}
+
+func (ix *readyIndex) remove(k readyKey) {
+	b := ix.buckets[k.mask]
+	if b == nil {
+		return
+	}
+	b.Delete(k)
+	if b.Len() == 0 {
+		delete(ix.buckets, k.mask)
+	}
+}
+
+// len returns the number of runnable jobs.
+func (ix *readyIndex) len() int {
+	n := 0
+	for _, b := range ix.buckets {
+		n += b.Len()
+	}
+	return n
+}
+
+// best returns the best runnable job for one worker affinity line. A line
+// serves the jobs whose whole mask it covers; mask 0 (no affinity) is served
+// only by the fallback, as in Coalition. The result does not depend on map
+// order: ties are broken by readyLess, a total order.
+func (ix *readyIndex) best(line uint64) (readyKey, bool) {
+	var best readyKey
+	found := false
+	for mask, b := range ix.buckets {
+		if mask == 0 || mask&line != mask {
+			continue
+		}
+		head, ok := b.Min()
+		if ok && (!found || readyLess(head, best)) {
+			best, found = head, true
+		}
+	}
+	return best, found
+}
+
+// bestUnconstrained returns the best runnable job without any affinity.
+func (ix *readyIndex) bestUnconstrained() (readyKey, bool) {
+	b := ix.buckets[0]
+	if b == nil {
+		return readyKey{}, false
+	}
+	return b.Min()
+}
+
+// pick returns the job a worker with these affinity lines should run:
+// its lines in priority order, then the affinity-less jobs.
+func (ix *readyIndex) pick(lines []uint64) (readyKey, bool) {
+	for _, line := range lines {
+		if k, ok := ix.best(line); ok {
+			return k, true
+		}
+	}
+	return ix.bestUnconstrained()
+}

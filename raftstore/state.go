@@ -1,0 +1,424 @@
+package raftstore
+
+import (
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+// MaxAffinityID is the highest affinity id; ids 1..63 map to mask bits 0..62,
+// as in Coalition.
+const MaxAffinityID = 63
+
+// MaxLogBytes caps the stored log of one job. A runaway job cannot exhaust
+// the coordinators' memory; what is cut is said in the log itself.
+const MaxLogBytes = 64 << 20
+
+// MaxPriority is the top of Coalition's clamped priority range.
+const MaxPriority = 255
+
+// State is the whole replicated state. It is changed only by apply (the FSM)
+// and read through the exported methods, which take the read lock.
+type State struct {
+	mu sync.RWMutex
+
+	jobs        map[int64]*Job
+	root        *Job // pseudo job 0: holds the root jobs as children
+	logs        map[int64][]byte
+	workers     map[string]*Worker
+	events      []*Event // ascending ids
+	eventByID   map[int64]*Event
+	affinities  [MaxAffinityID + 1]string
+	nodes       map[string]NodeMeta
+	lastJobID   int64
+	lastAttempt int64
+	applied     uint64
+
+	// derived indexes, rebuilt on restore
+	dependents map[int64]map[int64]struct{}
+	ready      *readyIndex
+	notify     chan struct{} // closed when runnable work may have appeared
+	readyGrew  bool
+}
+
+// NewState returns an empty state.
+func NewState() *State {
+	return &State{
+		jobs:       make(map[int64]*Job),
+		root:       &Job{State: StateWaiting},
+		logs:       make(map[int64][]byte),
+		workers:    make(map[string]*Worker),
+		eventByID:  make(map[int64]*Event),
+		nodes:      make(map[string]NodeMeta),
+		dependents: make(map[int64]map[int64]struct{}),
+		ready:      newReadyIndex(),
+		notify:     make(chan struct{}),
+	}
+}
+
+// node returns job id, or the root for id 0.
+func (s *State) node(id int64) *Job {
+	if id == 0 {
+		return s.root
+	}
+	return s.jobs[id]
+}
+
+// ---------------------------------------------------------------------------
+// Scheduler index upkeep
+
+func (s *State) runnable(j *Job) bool {
+	if j.IsGroup() || j.HPaused {
+		return false
+	}
+	return j.State == StateWaiting || (j.State == StateError && j.RunDone < j.Retry)
+}
+
+// reindex brings j's entry in the ready index in line with its fields.
+func (s *State) reindex(j *Job) {
+	want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+	if want == j.ready {
+		return
+	}
+	if j.ready.in {
+		s.ready.remove(j.ready)
+	}
+	if want.in {
+		s.ready.insert(want)
+		s.readyGrew = true
+	}
+	j.ready = want
+}
+
+// ---------------------------------------------------------------------------
+// Hierarchy caches (h_*), counters and derived group state
+
+// refreshH recomputes the hierarchy caches of j from its parent, and of its
+// subtree when they changed (or when force is set).
+func (s *State) refreshH(j *Job, force bool) {
+	p := s.node(j.Parent)
+	depth := p.HDepth + 1
+	shift := 56 - 8*depth
+	if shift < 0 {
+		shift = 0 // deeper than 7 levels share the last byte
+	}
+	haff := p.HAffinity | j.AffinityBits
+	hprio := p.HPriority + uint64(j.Priority)<<uint(shift)
+	hpaused := p.HPaused || j.Paused || j.State == StatePending
+	changed := haff != j.HAffinity || hprio != j.HPriority || hpaused != j.HPaused || depth != j.HDepth
+	j.HAffinity, j.HPriority, j.HPaused, j.HDepth = haff, hprio, hpaused, depth
+	s.reindex(j)
+	if changed || force {
+		for _, c := range j.Children {
+			s.refreshH(s.jobs[c], force)
+		}
+	}
+}
+
+// contrib is what a job adds to its parent's counters.
+type contrib struct {
+	leaves, fin, errs, work int
+	isFin, isErr, isWork    bool
+	dur                     int64
+	start                   int64
+}
+
+func contribution(j *Job) contrib {
+	c := contrib{
+		isFin:  j.State == StateFinished,
+		isErr:  j.State == StateError,
+		isWork: j.State == StateWorking,
+		start:  j.StartTime,
+	}
+	if j.Total == 0 {
+		c.leaves = 1
+		c.fin, c.errs, c.work = b2i(c.isFin), b2i(c.isErr), b2i(c.isWork)
+		if c.isFin || c.isErr {
+			c.dur = j.Duration
+		}
+		if !j.IsGroup() {
+			return c
+		}
+	} else {
+		c.leaves, c.fin, c.errs, c.work = j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking
+	}
+	c.dur = j.Duration
+	return c
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// depState is WAITING, or PENDING while a dependency is not FINISHED.
+func (s *State) depState(j *Job) string {
+	for _, d := range j.Dependencies {
+		if dj := s.jobs[d]; dj != nil && dj.State != StateFinished {
+			return StatePending
+		}
+	}
+	return StateWaiting
+}
+
+// groupState derives a group's state from its counters, as Coalition does.
+func (s *State) groupState(g *Job) string {
+	switch {
+	case g.Total == 0:
+		if g.State == StateFinished || g.State == StateError {
+			return g.State
+		}
+		return s.depState(g)
+	case g.TotalErrors > 0:
+		return StateError
+	case g.TotalFinished == g.Total:
+		return StateFinished
+	case g.TotalWorking > 0:
+		return StateWorking
+	default:
+		return s.depState(g)
+	}
+}
+
+// changed must follow every change to j: it re-derives a group's state,
+// updates the index, wakes dependents and carries counter deltas up the tree.
+// before and oldState are j's contribution and state before the change.
+func (s *State) changed(j *Job, before contrib, oldState string, now int64) {
+	if j.IsGroup() {
+		j.State = s.groupState(j)
+		if j.Total > 0 {
+			j.Progress = float64(j.TotalFinished) / float64(j.Total)
+		}
+	}
+	if (oldState == StatePending) != (j.State == StatePending) {
+		s.refreshH(j, false)
+	} else {
+		s.reindex(j)
+	}
+	if (oldState == StateFinished) != (j.State == StateFinished) {
+		s.wakeDependents(j.ID, now)
+	}
+	s.carry(j.Parent, before, contribution(j), now)
+}
+
+// carry applies a child's counter delta to parent pid and recurses upward.
+func (s *State) carry(pid int64, before, after contrib, now int64) {
+	if pid == 0 {
+		return
+	}
+	p := s.jobs[pid]
+	pBefore, pOld := contribution(p), p.State
+	p.Total += after.leaves - before.leaves
+	p.TotalFinished += after.fin - before.fin
+	p.TotalErrors += after.errs - before.errs
+	p.TotalWorking += after.work - before.work
+	p.Finished += b2i(after.isFin) - b2i(before.isFin)
+	p.Errors += b2i(after.isErr) - b2i(before.isErr)
+	p.Working += b2i(after.isWork) - b2i(before.isWork)
+	p.Duration += after.dur - before.dur
+	if after.start != 0 && (p.StartTime == 0 || after.start < p.StartTime) {
+		p.StartTime = after.start
+	}
+	s.changed(p, pBefore, pOld, now)
+}
+
+// wakeDependents re-evaluates the jobs that depend on id, in id order.
+func (s *State) wakeDependents(id int64, now int64) {
+	for _, d := range sortedKeys(s.dependents[id]) {
+		if dj := s.jobs[d]; dj != nil {
+			s.evalDeps(dj, now)
+		}
+	}
+}
+
+// evalDeps moves a waiting or blocked job between WAITING and PENDING.
+func (s *State) evalDeps(j *Job, now int64) {
+	if !j.IsGroup() && j.State != StateWaiting && j.State != StatePending {
+		return
+	}
+	before, old := contribution(j), j.State
+	if !j.IsGroup() {
+		j.State = s.depState(j)
+	}
+	s.changed(j, before, old, now)
+}
+
+// recomputeGroupStart resets a group's start time to its children's minimum.
+func (s *State) recomputeGroupStart(g *Job) {
+	var start int64
+	for _, c := range g.Children {
+		if st := s.jobs[c].StartTime; st != 0 && (start == 0 || st < start) {
+			start = st
+		}
+	}
+	g.StartTime = start
+}
+
+// ---------------------------------------------------------------------------
+// Affinities
+
+// affinityMask turns "linux,gpu" (or "#3") into a bit mask, naming unknown
+// affinities with the lowest free ids. With dry set it only checks.
+func (s *State) affinityMask(aff string, dry bool) (uint64, error) {
+	var mask uint64
+	pending := 0
+	for _, name := range strings.Split(aff, ",") {
+		name = strings.TrimSpace(name)
+		if name == "" {
+			continue
+		}
+		if strings.HasPrefix(name, "#") {
+			n, err := strconv.Atoi(name[1:])
+			if err != nil || n < 1 || n > MaxAffinityID {
+				return 0, invalid("affinity %q: raw ids are #1..#%d", name, MaxAffinityID)
+			}
+			mask |= 1 << uint(n-1)
+			continue
+		}
+		id := s.affinityID(name)
+		if id == 0 {
+			if dry {
+				pending++
+				if s.freeAffinities() < pending {
+					return 0, invalid("affinity %q: all %d affinity ids are in use", name, MaxAffinityID)
+				}
+				continue
+			}
+			id = s.freeAffinityID()
+			if id == 0 {
+				return 0, invalid("affinity %q: all %d affinity ids are in use", name, MaxAffinityID)
+			}
+			s.affinities[id] = name
+		}
+		mask |= 1 << uint(id-1)
+	}
+	return mask, nil
+}
+
+func (s *State) affinityID(name string) int {
+	for id := 1; id <= MaxAffinityID; id++ {
+		if s.affinities[id] == name {
+			return id
+		}
+	}
+	return 0
+}
+
+func (s *State) freeAffinityID() int {
+	for id := 1; id <= MaxAffinityID; id++ {
+		if s.affinities[id] == "" {
+			return id
+		}
+	}
+	return 0
+}
+
+func (s *State) freeAffinities() int {
+	n := 0
+	for id := 1; id <= MaxAffinityID; id++ {
+		if s.affinities[id] == "" {
+			n++
+		}
+	}
+	return n
+}
+
+// workerLines parses a worker's newline-separated affinity lines.
+func (s *State) workerLines(aff string, dry bool) ([]uint64, error) {
+	var lines []uint64
+	for _, line := range strings.Split(aff, "\n") {
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		m, err := s.affinityMask(line, dry)
+		if err != nil {
+			return nil, err
+		}
+		lines = append(lines, m)
+	}
+	return lines, nil
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers
+
+// ClampPriority clamps a priority into Coalition's 0..255 range.
+func ClampPriority(p int) int {
+	if p < 0 {
+		return 0
+	}
+	if p > MaxPriority {
+		return MaxPriority
+	}
+	return p
+}
+
+func sortedKeys[K int64 | string](m map[K]struct{}) []K {
+	out := make([]K, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+// insertSorted returns a new slice with id inserted in ascending order.
+func insertSorted(ids []int64, id int64) []int64 {
+	i := sort.Search(len(ids), func(i int) bool { return ids[i] >= id })
+	out := make([]int64, 0, len(ids)+1)
+	out = append(out, ids[:i]...)
+	out = append(out, id)
+	return append(out, ids[i:]...)
+}
+
+// without returns a new slice without id.
+func without(ids []int64, id int64) []int64 {
+	out := make([]int64, 0, len(ids))
+	for _, x := range ids {
+		if x != id {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// isAncestor reports whether a is a (strict) ancestor of j.
+func (s *State) isAncestor(a int64, j *Job) bool {
+	for p := j.Parent; p != 0; p = s.jobs[p].Parent {
+		if p == a {
+			return true
+		}
+	}
+	return false
+}
+
+// appendLog adds text to a job's log, within MaxLogBytes.
+func (s *State) appendLog(j *Job, text []byte) {
+	if len(text) == 0 || j.LogTruncated {
+		return
+	}
+	cur := s.logs[j.ID]
+	room := MaxLogBytes - len(cur)
+	if len(text) > room {
+		text = text[:max(room, 0)]
+		j.LogTruncated = true
+	}
+	cur = append(cur, text...)
+	if j.LogTruncated {
+		cur = append(cur, fmt.Sprintf("\n[croft] log truncated at %d bytes\n", MaxLogBytes)...)
+	}
+	s.logs[j.ID] = cur
+}
+
+// note appends a line written by Croft itself to a job's log.
+func (s *State) note(j *Job, format string, args ...any) {
+	msg := "[croft] " + fmt.Sprintf(format, args...) + "\n"
+	if cur := s.logs[j.ID]; len(cur) > 0 && cur[len(cur)-1] != '\n' {
+		msg = "\n" + msg
+	}
+	s.appendLog(j, []byte(msg))
+}

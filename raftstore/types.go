@@ -1,0 +1,126 @@
+package raftstore
+
+// Job states, with Coalition's names.
+const (
+	StateWaiting  = "WAITING"  // runnable
+	StatePending  = "PENDING"  // blocked by unfinished dependencies
+	StateWorking  = "WORKING"  // an attempt is running
+	StateFinished = "FINISHED" // last attempt exited 0
+	StateError    = "ERROR"    // last attempt failed or timed out
+	StatePaused   = "PAUSED"   // reported whenever Paused is set
+)
+
+// Worker states.
+const (
+	WorkerWaiting = "WAITING"
+	WorkerWorking = "WORKING"
+	WorkerTimeout = "TIMEOUT"
+)
+
+// Job is one node of the job tree: a leaf with a command, or a group (empty
+// command) whose state and counters derive from its children. Times are unix
+// nanoseconds stamped by the leader.
+type Job struct {
+	ID              int64
+	Parent          int64
+	Title           string
+	Command         string
+	Dir             string
+	Environment     string
+	State           string // stored state; see Reported for what users see
+	Paused          bool
+	Worker          string
+	StartTime       int64
+	Duration        int64
+	PingTime        int64
+	RunDone         int
+	Retry           int
+	Timeout         int64 // seconds, 0 = none
+	Priority        int
+	Affinity        string
+	AffinityBits    uint64
+	User            string
+	URL             string
+	Finished        int // direct children FINISHED
+	Errors          int // direct children ERROR
+	Working         int // direct children WORKING
+	Total           int // leaf descendants
+	TotalFinished   int
+	TotalErrors     int
+	TotalWorking    int
+	Progress        float64
+	ProgressPattern string
+	HAffinity       uint64
+	HPriority       uint64
+	HPaused         bool
+	HDepth          int
+	Dependencies    []int64
+	Children        []int64 // ascending ids
+	Attempt         int64   // current attempt id while WORKING
+	AttemptLog      int64   // bytes of the current attempt's output received
+	LogTruncated    bool
+	Created         int64
+
+	ready readyKey // position in the scheduler index; not replicated
+}
+
+// IsGroup reports whether the job is a group node (never runnable).
+func (j *Job) IsGroup() bool { return j.Command == "" }
+
+// Reported is the state shown to users: PAUSED whenever the job is paused.
+func (j *Job) Reported() string {
+	if j.Paused {
+		return StatePaused
+	}
+	return j.State
+}
+
+// Worker is a render node (a Croft agent slot or a Coalition worker).
+// Load and memory figures are not here: heartbeats stay in leader memory.
+type Worker struct {
+	Name         string
+	IP           string
+	Affinity     string // newline-separated lines, in priority order
+	State        string
+	Active       bool
+	Finished     int
+	Error        int
+	LastJob      int64
+	CurrentEvent int64 // the running attempt id, 0 when idle
+	StartTime    int64
+
+	lines []uint64 // affinity masks per line; derived, not replicated
+}
+
+// Event is one attempt: a dispatch of a job to a worker. Its id is the
+// attempt id that fences every report.
+type Event struct {
+	ID       int64
+	Worker   string
+	JobID    int64
+	JobTitle string
+	State    string
+	Start    int64
+	Duration int64
+}
+
+// Assignment is what a worker receives when it picks a job.
+type Assignment struct {
+	AttemptID       int64
+	JobID           int64
+	Title           string
+	Command         string
+	Dir             string
+	Environment     string
+	User            string
+	ProgressPattern string
+	Timeout         int64
+}
+
+// ReportResult is the result of an accepted Report.
+type ReportResult struct {
+	// Duplicate is true when the report had been applied already (a retry).
+	Duplicate bool
+	// Done is true when the attempt has ended (by this or an earlier report).
+	Done bool
+}
