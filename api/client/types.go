@@ -72,15 +72,17 @@ type PullResponse struct {
 // result. Reports are retried until acknowledged: LogOffset (the offset of
 // Log in the attempt's output) makes a retry harmless.
 type ReportRequest struct {
-	Name      string   `json:"name"`
-	JobID     int64    `json:"job_id"`
-	AttemptID int64    `json:"attempt_id"`
-	LogOffset int64    `json:"log_offset"`
-	Log       string   `json:"log"`
-	Progress  *float64 `json:"progress,omitempty"`
-	Done      bool     `json:"done"`
-	ExitCode  int      `json:"exit_code"`
-	TimedOut  bool     `json:"timed_out"`
+	Name      string `json:"name"`
+	JobID     int64  `json:"job_id"`
+	AttemptID int64  `json:"attempt_id"`
+	LogOffset int64  `json:"log_offset"`
+	// Log is raw output bytes (base64 in JSON), so output that is not
+	// UTF-8 keeps its length and LogOffset stays exact.
+	Log      []byte   `json:"log"`
+	Progress *float64 `json:"progress,omitempty"`
+	Done     bool     `json:"done"`
+	ExitCode int      `json:"exit_code"`
+	TimedOut bool     `json:"timed_out"`
 }
 
 // ReportResponse acknowledges a report. A report from a stale attempt gets
