@@ -765,7 +765,7 @@ func (s *State) endAttempt(j *Job, st string, why string, now int64) {
 func (s *State) freeWorker(j *Job, st string, now int64) {
 	if ev := s.eventByID[j.Attempt]; ev != nil {
 		ev.State = st
-		if st == StateWaiting && j.Paused {
+		if st == StateWaiting && j.HPaused {
 			ev.State = StatePaused
 		}
 		ev.Duration = now - ev.Start
@@ -830,9 +830,6 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if j.State != StateWorking {
 		// The attempt ended. A retried final report is acknowledged again;
 		// anything else from an attempt that was stopped is refused.
-		if (ev.State == StateFinished || ev.State == StateError) && c.Done {
-			return ReportResult{Duplicate: true, Done: true}, nil
-		}
 		if ev.State == StateFinished || ev.State == StateError {
 			return ReportResult{Duplicate: true, Done: true}, nil
 		}

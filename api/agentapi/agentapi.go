@@ -1,0 +1,232 @@
+// Package agentapi serves the Croft agent protocol (/croft/v1/agent/*):
+// register, heartbeat, long-poll pull and attempt reports. Heartbeats stay
+// in the leader's memory; register, pick and report are Raft commands.
+package agentapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/coordinator/liveness"
+	"github.com/croftfarm/croft/raftstore"
+)
+
+// Store is what the agent routes need from the coordinator; requests reach
+// them on the leader only.
+type Store interface {
+	Apply(ctx context.Context, cmd raftstore.Command) (any, error)
+	State() *raftstore.State
+}
+
+// Pings is the leader's in-memory record of worker heartbeats.
+type Pings interface {
+	Seen(worker string, p liveness.Ping)
+}
+
+// MaxPullWait bounds a long poll, so proxies and load balancers in between
+// never see an idle connection for long.
+const MaxPullWait = 60 * time.Second
+
+// Handler serves the agent protocol.
+type Handler struct {
+	store Store
+	pings Pings
+	now   func() time.Time
+}
+
+// New returns an agent protocol handler.
+func New(store Store, pings Pings) *Handler {
+	return &Handler{store: store, pings: pings, now: time.Now}
+}
+
+// Register mounts the routes; mw runs first (leader forwarding).
+func (h *Handler) Register(r gin.IRouter, mw ...gin.HandlerFunc) {
+	with := func(f gin.HandlerFunc) []gin.HandlerFunc {
+		return append(append([]gin.HandlerFunc{}, mw...), f)
+	}
+	r.POST(client.PathRegister, with(h.register)...)
+	r.POST(client.PathHeartbeat, with(h.heartbeat)...)
+	r.POST(client.PathPull, with(h.pull)...)
+	r.POST(client.PathReport, with(h.report)...)
+}
+
+func bind(c *gin.Context, v any) bool {
+	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, 64<<20)
+	if err := c.ShouldBindJSON(v); err != nil {
+		apierr.Abort(c, apierr.Bad("malformed JSON: %v", err))
+		return false
+	}
+	return true
+}
+
+func validName(name string) error {
+	if strings.TrimSpace(name) == "" || len(name) > 255 || strings.ContainsAny(name, "\n\r") {
+		return apierr.Bad("agent name %q: 1 to 255 characters, one line", name)
+	}
+	return nil
+}
+
+// ping turns an agent's measurements into Coalition's worker columns.
+func ping(now int64, r client.Resources) liveness.Ping {
+	parts := make([]string, len(r.CPU))
+	for i, v := range r.CPU {
+		parts[i] = fmt.Sprintf("%d", int(v+0.5))
+	}
+	p := liveness.Ping{Time: now, FreeMemory: r.FreeMemory, TotalMemory: r.TotalMemory}
+	if len(r.CPU) > 0 {
+		p.CPU = "[" + strings.Join(parts, ", ") + "]"
+	}
+	return p
+}
+
+func (h *Handler) register(c *gin.Context) {
+	var req client.RegisterRequest
+	if !bind(c, &req) {
+		return
+	}
+	if err := validName(req.Name); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	now := h.now().UnixNano()
+	h.pings.Seen(req.Name, ping(now, req.Resources))
+	cmd := &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: c.ClientIP(), SetAffinity: req.SetAffinity, Affinity: req.Affinity}
+	if _, err := h.store.Apply(c, cmd); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+// heartbeat records the agent's measurements in memory and tells it which
+// of its attempts are no longer its own. It writes to Raft only when a
+// worker marked lost comes back.
+func (h *Handler) heartbeat(c *gin.Context) {
+	var req client.HeartbeatRequest
+	if !bind(c, &req) {
+		return
+	}
+	st := h.store.State()
+	w, ok := st.Worker(req.Name)
+	if !ok {
+		apierr.Abort(c, fmt.Errorf("%w: worker %q: register first", raftstore.ErrNotFound, req.Name))
+		return
+	}
+	now := h.now().UnixNano()
+	h.pings.Seen(req.Name, ping(now, req.Resources))
+	if w.State == raftstore.WorkerTimeout {
+		if _, err := h.store.Apply(c, &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: c.ClientIP()}); err != nil {
+			apierr.Abort(c, err)
+			return
+		}
+	}
+	resp := client.HeartbeatResponse{Kill: []int64{}}
+	for _, a := range req.Running {
+		if ev, ok := st.Event(a); !ok || ev.Worker != req.Name || !st.AttemptLive(a) {
+			resp.Kill = append(resp.Kill, a)
+		}
+	}
+	c.JSON(http.StatusOK, resp)
+}
+
+// pull gives the agent a job, waiting up to the asked time for one. It
+// proposes a Pick only when the index says there is work for this worker,
+// so idle agents cost no Raft entries.
+func (h *Handler) pull(c *gin.Context) {
+	var req client.PullRequest
+	if !bind(c, &req) {
+		return
+	}
+	if err := validName(req.Name); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	wait := min(time.Duration(max(req.WaitMillis, 0))*time.Millisecond, MaxPullWait)
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for first := true; ; first = false {
+		st := h.store.State()
+		w, known := st.Worker(req.Name)
+		work, changed := st.WorkFor(req.Name)
+		if work || (first && (!known || w.CurrentEvent != 0)) {
+			now := h.now().UnixNano()
+			h.pings.Seen(req.Name, liveness.Ping{Time: now})
+			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: c.ClientIP()})
+			if err != nil {
+				apierr.Abort(c, err)
+				return
+			}
+			if a, _ := res.(*raftstore.Assignment); a != nil {
+				c.JSON(http.StatusOK, client.PullResponse{Assignment: assignment(a)})
+				return
+			}
+			// Another worker took it first: wait for the next change.
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			c.JSON(http.StatusOK, client.PullResponse{})
+			return
+		case <-c.Request.Context().Done():
+			return
+		}
+	}
+}
+
+func assignment(a *raftstore.Assignment) *client.Assignment {
+	return &client.Assignment{
+		AttemptID:       a.AttemptID,
+		JobID:           a.JobID,
+		Title:           a.Title,
+		Command:         a.Command,
+		Dir:             a.Dir,
+		Environment:     a.Environment,
+		User:            a.User,
+		ProgressPattern: a.ProgressPattern,
+		Timeout:         a.Timeout,
+	}
+}
+
+// report applies an attempt's output or result. A stale attempt gets 409
+// and Kill: the agent must stop it and drop its remaining reports.
+func (h *Handler) report(c *gin.Context) {
+	var req client.ReportRequest
+	if !bind(c, &req) {
+		return
+	}
+	if req.AttemptID <= 0 {
+		apierr.Abort(c, apierr.Bad("attempt_id is required"))
+		return
+	}
+	if req.LogOffset < 0 {
+		apierr.Abort(c, apierr.Bad("log_offset %d is negative", req.LogOffset))
+		return
+	}
+	if req.Progress != nil && (*req.Progress < 0 || *req.Progress > 1) {
+		apierr.Abort(c, apierr.Bad("progress %v is outside 0..1", *req.Progress))
+		return
+	}
+	now := h.now().UnixNano()
+	h.pings.Seen(req.Name, liveness.Ping{Time: now})
+	_, err := h.store.Apply(c, &raftstore.Report{
+		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
+		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
+		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut,
+	})
+	switch {
+	case errors.Is(err, raftstore.ErrStaleAttempt):
+		c.JSON(http.StatusConflict, client.ReportResponse{Kill: true, Error: err.Error()})
+	case err != nil:
+		apierr.Abort(c, err)
+	default:
+		c.JSON(http.StatusOK, client.ReportResponse{Accepted: true})
+	}
+}
