@@ -1,0 +1,535 @@
+package coalition
+
+import (
+	"errors"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// whereTestRow is a job row as the handlers would expose it.
+var whereTestRow = map[string]any{
+	"id":        int64(2),
+	"parent":    int64(0),
+	"title":     "shot_frame_12",
+	"command":   "echo 'hi' && exit 0",
+	"state":     "WAITING",
+	"user":      "Bobby",
+	"paused":    int64(0),
+	"priority":  int64(100),
+	"progress":  0.5,
+	"worker":    nil,
+	"affinity":  "",
+	"timeout":   int64(1000),
+	"numtext":   "42",
+	"big":       int64(math.MaxInt64),
+	"start_int": 7,    // a Go int, accepted too
+	"flag":      true, // a bool, read as 1
+	"f32":       float32(1.5),
+	"nan":       math.NaN(),
+	"bytes":     []byte("x"), // unsupported type
+}
+
+func whereRowOf(m map[string]any) Row {
+	return func(c string) (any, bool) {
+		v, ok := m[c]
+		return v, ok
+	}
+}
+
+func TestWhereMatch(t *testing.T) {
+	row := whereRowOf(whereTestRow)
+	tests := []struct {
+		clause string
+		want   bool
+	}{
+		// Typical UI clauses.
+		{"", true},
+		{"   -- just a comment\n", true},
+		{"state='WAITING' AND user LIKE 'bob%'", true},
+		{"state='WAITING' AND user LIKE 'alice%'", false},
+		{"id IN (1,2,3)", true},
+		{"id IN (4,5)", false},
+		{"id NOT IN (4,5)", true},
+		{"priority >= 100 OR (paused = 1 AND NOT state = 'FINISHED')", true},
+		{"priority > 100 OR (paused = 1 AND NOT state = 'FINISHED')", false},
+		{"priority > 100 OR (paused = 0 AND NOT state = 'FINISHED')", true},
+		{"title LIKE '%frame_1%'", true},
+		{"title LIKE '%frame_2%'", false},
+		{"title NOT LIKE '%frame_2%'", true},
+
+		// Keywords are case-insensitive; quoted identifiers.
+		{"State = 'WAITING' and \"user\" like 'BOB%' And `id` = 2", true},
+		{"[title] = 'shot_frame_12'", true},
+		{"\"STATE\" = 'WAITING'", true},
+
+		// Literals.
+		{"'it''s' = 'it' || '''' || 's'", true},
+		{"TRUE", true},
+		{"FALSE", false},
+		{"NOT FALSE", true},
+		{"1.5e1 = 15", true},
+		{".5 = 0.5", true},
+		{"5. = 5", true},
+		{"0x10 = 16", true},
+		{"0xFFFFFFFFFFFFFFFF = -1", true},
+		{"9223372036854775808 > big", true}, // too big for int64: a float
+
+		// Comparisons.
+		{"id == 2", true},
+		{"id != 2", false},
+		{"id <> 3", true},
+		{"id < 2.5", true},
+		{"id <= 2", true},
+		{"id > 1.999", true},
+		{"id >= 3", false},
+		{"progress = 0.5", true},
+		{"progress < 1", true},
+		{"numtext = 42", true},   // numeric string against a number
+		{"numtext > 5", true},    // numerically, not '42' < '5'
+		{"numtext > '5'", false}, // both strings: bytewise
+		{"id = '2'", true},       // number against numeric string
+		{"id = ' 2 '", true},     // surrounding spaces allowed
+		{"id = '2x'", false},     // not a number: numbers sort first
+		{"id < 'abc'", true},     // numbers before text
+		{"state > 'A'", true},
+		{"state < 'b'", true}, // bytewise: 'W' < 'b'
+		{"big = 9223372036854775807", true},
+		{"big < 9223372036854775807.0", true},           // exact: the float is 2^63
+		{"big > 9223372036854775806.0", false},          // the float rounds to 2^63 too
+		{"9007199254740993 > 9007199254740992.0", true}, // beyond 2^53
+		{"start_int = 7", true},
+		{"flag = 1", true},
+		{"f32 = 1.5", true},
+		{"1 < 2 = 1", true}, // relational binds tighter than equality
+
+		// NULL.
+		{"worker IS NULL", true},
+		{"worker IS NOT NULL", false},
+		{"worker ISNULL", true},
+		{"worker NOTNULL", false},
+		{"worker NOT NULL", false},
+		{"affinity IS NOT NULL", true},
+		{"worker = NULL", false},
+		{"NOT (worker = NULL)", false}, // NULL stays NULL under NOT
+		{"worker != 'x'", false},
+		{"NULL", false},
+		{"nan IS NULL", true},
+		{"worker IS worker", true},
+		{"id IS 2", true},
+		{"id IS NOT 2", false},
+		{"worker IN (1, 2)", false},
+		{"worker NOT IN (1, 2)", false},
+		{"id IN (1, NULL)", false},
+		{"id NOT IN (1, NULL)", false}, // unknown, not true
+		{"id IN (2, NULL)", true},
+		{"id IN ()", false},
+		{"id NOT IN ()", true},
+		{"worker IN ()", false},
+		{"NULL OR 1", true},
+		{"NULL AND 0", false},
+		{"NOT (NULL AND 0)", true},
+		{"NOT (NULL OR 0)", false},
+		{"coalesce(worker, 'none') = 'none'", true},
+		{"ifnull(worker, 3) = 3", true},
+		{"worker || 'x' IS NULL", true},
+		{"worker + 1 IS NULL", true},
+		{"-worker IS NULL", true},
+		{"worker LIKE '%' IS NULL", true},
+
+		// AND/OR/NOT precedence.
+		{"1 OR 0 AND 0", true},
+		{"(1 OR 0) AND 0", false},
+		{"NOT 0 AND 0", false},
+		{"NOT NOT 1", true},
+		{"NOT id = 3", true},
+
+		// BETWEEN.
+		{"priority BETWEEN 50 AND 150", true},
+		{"priority BETWEEN 101 AND 150", false},
+		{"priority NOT BETWEEN 101 AND 150", true},
+		{"priority BETWEEN 50 AND 150 AND id = 2", true},
+		{"priority BETWEEN 50 AND 150 AND id = 3", false},
+		{"priority BETWEEN 50 AND NULL", false},
+		{"priority NOT BETWEEN 150 AND NULL", true}, // the lower bound already fails
+		{"priority BETWEEN 100 AND 100", true},
+		{"'b' BETWEEN 'a' AND 'c'", true},
+
+		// Arithmetic and concatenation.
+		{"priority + 1 = 101", true},
+		{"priority - id * 10 = 80", true},
+		{"(priority - id) * 10 = 980", true},
+		{"priority / 3 = 33", true},     // integer division
+		{"priority / 3.0 > 33.3", true}, // float division
+		{"1 / 0 IS NULL", true},
+		{"1.0 / 0 IS NULL", true},
+		{"-id = -2", true},
+		{"- -id = 2", true},
+		{"+id = 2", true},
+		{"-'3' = -3", true},
+		{"'3abc' + 1 = 4", true}, // numeric prefix
+		{"'abc' + 1 = 1", true},
+		{"big + 1 > big", true}, // overflow becomes float
+		{"big * 2 > big", true},
+		{"-9223372036854775807 - 2 < 0", true},
+		{"(-9223372036854775807 - 1) / -1 > 0", true},
+		{"id || '' = '2'", true},
+		{"progress || '' = '0.5'", true},
+		{"2.0 || '' = '2.0'", true},
+		{"title || '/' || state = 'shot_frame_12/WAITING'", true},
+		{"'a' || 'b' = 'ab'", true},
+
+		// Truthiness of bare values.
+		{"id", true},
+		{"parent", false},
+		{"progress", true},
+		{"'1abc'", true},
+		{"'abc'", false},
+		{"'0.0'", false},
+
+		// LIKE and GLOB.
+		{"user LIKE 'BOBBY'", true},
+		{"user LIKE 'b_bby'", true},
+		{"user LIKE 'b_by'", false},
+		{"user LIKE '%'", true},
+		{"user LIKE '%%b%y'", true},
+		{"affinity LIKE ''", true},
+		{"affinity LIKE '%'", true},
+		{"affinity LIKE '_'", false},
+		{"id LIKE '2'", true},
+		{"title LIKE '%frame\\_1%' ESCAPE '\\'", true},
+		{"'frameX12' LIKE '%frame\\_1%' ESCAPE '\\'", false},
+		{"'100%' LIKE '100!%' ESCAPE '!'", true},
+		{"'1000' LIKE '100!%' ESCAPE '!'", false},
+		{"'Éa' LIKE 'éA'", false}, // ASCII-only case folding
+		{"'éa' LIKE 'éA'", true},
+		{"'日本語' LIKE '_本_'", true}, // _ is one character, not one byte
+		{"title GLOB 'shot_*'", true},
+		{"title GLOB 'SHOT_*'", false},
+		{"title GLOB '*frame_1?'", true},
+		{"title GLOB '*_[0-9][0-9]'", true},
+		{"title GLOB '*[^0-9]'", false},
+		{"title NOT GLOB '*[!x]'", true},
+		{"'a]' GLOB '[]]'", false},
+		{"']' GLOB '[]]'", true},
+		{"'-' GLOB '[a-]'", true},
+		{"'a' GLOB '[a'", false},
+
+		// Functions.
+		{"lower(state) = 'waiting'", true},
+		{"UPPER(user) = 'BOBBY'", true},
+		{"length(title) = 13", true},
+		{"length('日本') = 2", true},
+		{"length(id) = 1", true},
+		{"abs(-5) = 5", true},
+		{"abs('-2.5') = 2.5", true},
+		{"abs(0 - id) = id", true},
+		{"coalesce(NULL, NULL, 7) = 7", true},
+		{"coalesce(NULL, NULL) IS NULL", true},
+
+		// Whitespace and comments.
+		{"id=2/*c*/AND/* x */state='WAITING'", true},
+		{"id = 2 -- trailing comment", true},
+		{"id\t=\n2", true},
+	}
+	for _, tc := range tests {
+		w, err := CompileWhere(tc.clause)
+		if err != nil {
+			t.Errorf("CompileWhere(%q): %v", tc.clause, err)
+			continue
+		}
+		got, err := w.Match(row)
+		if err != nil {
+			t.Errorf("Match(%q): %v", tc.clause, err)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("Match(%q) = %v, want %v", tc.clause, got, tc.want)
+		}
+	}
+}
+
+func TestWhereCompileErrors(t *testing.T) {
+	tests := []struct {
+		clause, want string // want: a substring of the message
+	}{
+		{"state = 'WAITING", "unterminated string literal at offset 8"},
+		{"\"state = 1", "unterminated quoted identifier"},
+		{"[state = 1", "unterminated [identifier]"},
+		{"\"\" = 1", "empty quoted identifier"},
+		{"state =", "unexpected end of clause, expected an expression"},
+		{"state = 1 2", "unexpected number 2 after the expression"},
+		{"state = 1;", "unexpected character ';'"},
+		{"state = 1; DROP TABLE jobs", "unexpected character ';'"},
+		{"id = 1 garbage", "unexpected \"garbage\" after the expression"},
+		{"(id = 1", "expected \")\", found end of clause"},
+		{"id = 1)", "unexpected \")\" after the expression"},
+		{"sleep(1)", "unknown function sleep()"},
+		{"count(*) > 1", "unknown function count()"},
+		{"lower(a, b) = 1", "wrong number of arguments to LOWER()"},
+		{"coalesce(a)", "wrong number of arguments to COALESCE()"},
+		{"id IN (SELECT id FROM jobs)", "subqueries are not supported"},
+		{"EXISTS (SELECT 1)", "subqueries are not supported"},
+		{"id IN 1", "expected \"(\""},
+		{"id IN (1, 2", "expected \")\""},
+		{"id BETWEEN 1 OR 2", "expected AND in BETWEEN"},
+		{"id LIKE 'a' ESCAPE 'ab'", "ESCAPE needs a one-character string"},
+		{"id LIKE 'a' ESCAPE x", "ESCAPE needs a one-character string"},
+		{"id GLOB 'a' ESCAPE 'b'", "ESCAPE is only allowed with LIKE"},
+		{"id = 12abc", "malformed number \"12abc\""},
+		{"id = 1e", "malformed number"},
+		{"id = 1.2.3", "malformed number"},
+		{"id = 0x12345678901234567", "hex literal too big"},
+		{"id = ?", "unexpected character '?'"},
+		{"id = :x", "unexpected character ':'"},
+		{"id & 1", "unexpected character '&'"},
+		{"id % 2 = 0", "unexpected character '%'"},
+		{"id ! 1", "unexpected character '!'"},
+		{"state = 'a' ORDER BY id", "unexpected keyword ORDER after the expression"},
+		{"CASE WHEN 1 THEN 1 END", "unexpected keyword CASE"},
+		{"id = NOT 1", "unexpected keyword NOT, expected an expression"},
+		{"id NOT 1", "unexpected keyword NOT after the expression"},
+		{"AND", "unexpected keyword AND"},
+		{"id = ,", "unexpected \",\""},
+		{"a.b = 1", "unexpected character '.'"},
+		{"id = 'x' COLLATE NOCASE", "unexpected keyword COLLATE"},
+		{strings.Repeat("(", 65) + "1" + strings.Repeat(")", 65), "nested deeper than 64"},
+		{strings.Repeat("NOT ", 100) + "1", "nested deeper than 64"},
+		{strings.Repeat("- ", 100) + "1", "nested deeper than 64"},
+		{strings.Repeat("lower(", 100) + "1" + strings.Repeat(")", 100), "nested deeper than 64"},
+		{"id = '" + strings.Repeat("x", 4096) + "'", "the limit is 4096"},
+	}
+	for _, tc := range tests {
+		w, err := CompileWhere(tc.clause)
+		if err == nil {
+			t.Errorf("CompileWhere(%.40q) = %v, want error containing %q", tc.clause, w, tc.want)
+			continue
+		}
+		if !errors.Is(err, ErrBadWhere) {
+			t.Errorf("CompileWhere(%.40q): %v does not wrap ErrBadWhere", tc.clause, err)
+		}
+		if !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("CompileWhere(%.40q) error = %q, want it to contain %q", tc.clause, err, tc.want)
+		}
+	}
+}
+
+func TestWhereDepthLimitIsReachable(t *testing.T) {
+	// 63 parentheses plus the top level is exactly the limit.
+	clause := strings.Repeat("(", 63) + "1" + strings.Repeat(")", 63)
+	if _, err := CompileWhere(clause); err != nil {
+		t.Fatalf("CompileWhere(63 parens): %v", err)
+	}
+	// Long flat chains are not nesting and stay within the size bound.
+	chain := "id = 0" + strings.Repeat(" OR id = 2", 300)
+	w, err := CompileWhere(chain)
+	if err != nil {
+		t.Fatalf("CompileWhere(long OR chain): %v", err)
+	}
+	if ok, err := w.Match(whereRowOf(whereTestRow)); !ok || err != nil {
+		t.Fatalf("Match(long OR chain) = %v, %v", ok, err)
+	}
+}
+
+func TestWhereMatchErrors(t *testing.T) {
+	row := whereRowOf(whereTestRow)
+	tests := []struct{ clause, want string }{
+		{"nosuch = 1", `unknown column "nosuch"`},
+		{"state = 'WAITING' AND NoSuch = 1", `unknown column "nosuch"`},
+		{"bytes = 'x'", `column "bytes" has unsupported type []uint8`},
+	}
+	for _, tc := range tests {
+		w, err := CompileWhere(tc.clause)
+		if err != nil {
+			t.Fatalf("CompileWhere(%q): %v", tc.clause, err)
+		}
+		ok, err := w.Match(row)
+		if err == nil || ok {
+			t.Errorf("Match(%q) = %v, %v; want an error", tc.clause, ok, err)
+			continue
+		}
+		if !errors.Is(err, ErrBadWhere) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Match(%q) error = %v, want ErrBadWhere containing %q", tc.clause, err, tc.want)
+		}
+	}
+	// A nil Row knows no columns rather than panicking.
+	w, _ := CompileWhere("id = 1")
+	if _, err := w.Match(nil); !errors.Is(err, ErrBadWhere) {
+		t.Errorf("Match(nil row) error = %v, want ErrBadWhere", err)
+	}
+	// Short-circuiting means a decided AND does not look at later columns.
+	w, _ = CompileWhere("id = 3 AND nosuch = 1")
+	if ok, err := w.Match(row); ok || err != nil {
+		t.Errorf("Match(short-circuit) = %v, %v; want false, nil", ok, err)
+	}
+}
+
+func TestWhereEmptyAndNil(t *testing.T) {
+	for _, clause := range []string{"", " \n\t", "/* nothing */", "-- nothing"} {
+		w, err := CompileWhere(clause)
+		if err != nil {
+			t.Fatalf("CompileWhere(%q): %v", clause, err)
+		}
+		if ok, err := w.Match(nil); !ok || err != nil {
+			t.Errorf("Match(%q) = %v, %v; want true", clause, ok, err)
+		}
+		if cols := w.Columns(); len(cols) != 0 {
+			t.Errorf("Columns(%q) = %v, want none", clause, cols)
+		}
+	}
+	var w *Where
+	if ok, err := w.Match(nil); !ok || err != nil {
+		t.Errorf("nil Where Match = %v, %v; want true", ok, err)
+	}
+	if w.Columns() != nil {
+		t.Errorf("nil Where Columns = %v", w.Columns())
+	}
+}
+
+func TestWhereColumns(t *testing.T) {
+	tests := []struct {
+		clause string
+		want   []string
+	}{
+		{"1 = 1", nil},
+		{"state='WAITING' AND user LIKE 'bob%'", []string{"state", "user"}},
+		{"Priority >= 100 OR (paused = 1 AND NOT STATE = 'FINISHED' AND priority < 5)", []string{"priority", "paused", "state"}},
+		{"\"Title\" LIKE '%x%' OR `id` IN (parent, 3) OR lower(user) = 'x'", []string{"title", "id", "parent", "user"}},
+		{"coalesce(worker, 'x') = 'state'", []string{"worker"}},
+	}
+	for _, tc := range tests {
+		w, err := CompileWhere(tc.clause)
+		if err != nil {
+			t.Fatalf("CompileWhere(%q): %v", tc.clause, err)
+		}
+		got := w.Columns()
+		if !slices.Equal(got, tc.want) {
+			t.Errorf("Columns(%q) = %v, want %v", tc.clause, got, tc.want)
+		}
+		if len(got) > 0 {
+			got[0] = "mutated" // callers get a copy
+			if w.Columns()[0] == "mutated" {
+				t.Errorf("Columns(%q) exposes internal state", tc.clause)
+			}
+		}
+	}
+}
+
+func TestWhereLikeMatch(t *testing.T) {
+	tests := []struct {
+		pat, s string
+		esc    rune
+		want   bool
+	}{
+		{"", "", -1, true},
+		{"", "a", -1, false},
+		{"%", "", -1, true},
+		{"_", "", -1, false},
+		{"a%b%c", "aXXbYYc", -1, true},
+		{"a%b%c", "aXXbYY", -1, false},
+		{"%a%a%a%b", "aaaaaaaaaaaaaaaaaaaaaaaaa", -1, false},
+		{"%abc", "ababc", -1, true},
+		{"A_C", "abc", -1, true},
+		{"a\\%", "a%", '\\', true},
+		{"a\\%", "ab", '\\', false},
+		{"a\\", "a", '\\', false}, // dangling escape
+		{"a%\\", "abc", '\\', false},
+		{"\xff", "\xff", -1, true}, // invalid UTF-8 compares bytewise
+		{"\xff", "\xfe", -1, false},
+		{"_", "\xff", -1, true},
+	}
+	for _, tc := range tests {
+		if got := whereLikeMatch(tc.pat, tc.s, tc.esc); got != tc.want {
+			t.Errorf("whereLikeMatch(%q, %q, %q) = %v, want %v", tc.pat, tc.s, tc.esc, got, tc.want)
+		}
+	}
+}
+
+// TestWhereMatchDoesNotAllocate guards the "compile once, evaluate per row
+// fast" design: a typical filter costs no garbage per row.
+func TestWhereMatchDoesNotAllocate(t *testing.T) {
+	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3)) AND title GLOB '*_12' AND worker IS NULL")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := whereRowOf(whereTestRow)
+	allocs := testing.AllocsPerRun(100, func() {
+		if ok, err := w.Match(row); !ok || err != nil {
+			t.Fatalf("Match = %v, %v", ok, err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("Match allocates %v times per row, want 0", allocs)
+	}
+}
+
+func TestWhereConcurrentMatch(t *testing.T) {
+	w, err := CompileWhere("user LIKE 'bob%' AND id IN (1, 2)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := whereRowOf(whereTestRow)
+	done := make(chan bool)
+	for range 8 {
+		go func() {
+			ok := true
+			for range 200 {
+				m, err := w.Match(row)
+				ok = ok && m && err == nil
+			}
+			done <- ok
+		}()
+	}
+	for range 8 {
+		if !<-done {
+			t.Error("concurrent Match failed")
+		}
+	}
+}
+
+func BenchmarkWhereMatch(b *testing.B) {
+	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
+	if err != nil {
+		b.Fatal(err)
+	}
+	row := whereRowOf(whereTestRow)
+	for b.Loop() {
+		_, _ = w.Match(row)
+	}
+}
+
+func FuzzCompileWhere(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"state='WAITING' AND user LIKE 'bob%'",
+		"id IN (1,2,3)",
+		"priority >= 100 OR (paused = 1 AND NOT state = 'FINISHED')",
+		"title LIKE '%frame_1%' ESCAPE '\\'",
+		"title GLOB '*[^0-9]?'",
+		"worker IS NOT NULL AND priority BETWEEN 1 AND 2",
+		"-id || 'x' = coalesce(worker, 1e5, 0x10) / 0",
+		"big * big + -9223372036854775807 - 2",
+		"lower(\"state\") = `user` AND [title] NOT LIKE 'a'",
+		"(((((1)))))",
+		"'unterminated",
+		"id = 1 /* comment",
+		"\xff\xfe = '\xff'",
+	} {
+		f.Add(s)
+	}
+	row := whereRowOf(whereTestRow)
+	f.Fuzz(func(t *testing.T, clause string) {
+		w, err := CompileWhere(clause)
+		if err != nil {
+			if !errors.Is(err, ErrBadWhere) {
+				t.Fatalf("CompileWhere(%q) error %v does not wrap ErrBadWhere", clause, err)
+			}
+			return
+		}
+		if _, err := w.Match(row); err != nil && !errors.Is(err, ErrBadWhere) {
+			t.Fatalf("Match(%q) error %v does not wrap ErrBadWhere", clause, err)
+		}
+		_ = w.Columns()
+	})
+}
