@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install the Croft agent on a render node as a systemd service.
+#   sudo scripts/install-agent.sh --coordinator http://c1:19211,http://c2:19211,http://c3:19211 \
+#        [--affinity "linux,gpu"] [--name NAME] [--binary bin/croft] [--user croft]
+set -euo pipefail
+coordinator="" affinity="" name="" binary="$(dirname "$0")/../bin/croft" user="croft"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --coordinator) coordinator=$2; shift 2 ;;
+    --affinity) affinity=$2; shift 2 ;;
+    --name) name=$2; shift 2 ;;
+    --binary) binary=$2; shift 2 ;;
+    --user) user=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+[ -n "$coordinator" ] || { echo "--coordinator is required" >&2; exit 2; }
+[ -x "$binary" ] || { echo "no croft binary at $binary (run make build)" >&2; exit 2; }
+install -m 0755 "$binary" /usr/local/bin/croft
+id -u "$user" >/dev/null 2>&1 || useradd --system --home /var/lib/croft-agent --shell /usr/sbin/nologin "$user"
+install -d -o "$user" /var/lib/croft-agent
+args=(--coordinator "$coordinator" --data-dir /var/lib/croft-agent)
+[ -n "$name" ] && args+=(--name "$name")
+[ -n "$affinity" ] && args+=(--affinity "$affinity")
+cat >/etc/systemd/system/croft-agent.service <<UNIT
+[Unit]
+Description=Croft render-farm agent
+After=network-online.target
+Wants=network-online.target
+
+[Service]
+User=$user
+ExecStart=/usr/local/bin/croft agent ${args[*]@Q}
+Restart=always
+RestartSec=2
+# The agent kills its jobs' process groups itself; let it finish.
+KillMode=mixed
+TimeoutStopSec=30
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+systemctl daemon-reload
+systemctl enable --now croft-agent
+systemctl --no-pager status croft-agent || true

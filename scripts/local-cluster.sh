@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Start a 3-coordinator Croft cluster and one agent on 127.0.0.1, for trying
+# failover on one machine. Ctrl-C stops everything it started.
+#   scripts/local-cluster.sh [DATA_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+make -s build
+data=${1:-./croft-local}
+mkdir -p "$data"
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
+trap cleanup EXIT INT TERM
+
+start() { # id http raft extra...
+  local id=$1 http=$2 raft=$3; shift 3
+  bin/croft coordinator --node-id "$id" --data-dir "$data/$id" \
+    --http-addr "127.0.0.1:$http" --raft-addr "127.0.0.1:$raft" "$@" >>"$data/$id.log" 2>&1 &
+  pids+=($!)
+  echo "$id: pid $! http://127.0.0.1:$http (log $data/$id.log)"
+}
+first=()
+[ -d "$data/c1" ] || first=(--bootstrap)
+start c1 19211 19212 "${first[@]}"
+join=()
+[ -d "$data/c2" ] || join=(--join http://127.0.0.1:19211)
+start c2 19221 19222 "${join[@]}"
+start c3 19231 19232 "${join[@]}"
+bin/croft agent --coordinator http://127.0.0.1:19211,http://127.0.0.1:19221,http://127.0.0.1:19231 \
+  --name local-agent --data-dir "$data/agent" >>"$data/agent.log" 2>&1 &
+pids+=($!)
+echo "agent: pid $! (log $data/agent.log)"
+sleep 2
+bin/croft cluster status --coordinator http://127.0.0.1:19221 || true
+echo "Ctrl-C to stop."
+wait
