@@ -1,0 +1,318 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/croftfarm/croft/api/client"
+)
+
+// End-to-end tests drive the built binary. `make test` builds it and sets
+// CROFT_BIN; a plain `go test` builds it into a temporary directory.
+
+var (
+	buildOnce sync.Once
+	builtBin  string
+	buildErr  error
+)
+
+func croftBin(t *testing.T) string {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("end-to-end test skipped in -short mode")
+	}
+	if bin := os.Getenv("CROFT_BIN"); bin != "" {
+		return bin
+	}
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "croft-e2e-bin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		builtBin = filepath.Join(dir, "croft")
+		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return builtBin
+}
+
+// proc is a croft process started by a test and stopped by it, by pid.
+type proc struct {
+	t    *testing.T
+	cmd  *exec.Cmd
+	url  string
+	done chan struct{}
+	logs *strings.Builder
+	mu   sync.Mutex
+}
+
+var urlLine = regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
+
+// start runs the binary and waits for the line that announces its URL.
+func start(t *testing.T, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(croftBin(t), args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proc{t: t, cmd: cmd, done: make(chan struct{}), logs: &strings.Builder{}}
+	cmd.Stderr = writerFunc(func(b []byte) (int, error) {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.logs.Write(b)
+	})
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if u := urlLine.FindString(sc.Text()); u != "" {
+				select {
+				case found <- u:
+				default:
+				}
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() { _ = cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.kill() })
+	select {
+	case p.url = <-found:
+	case <-p.done:
+		t.Fatalf("croft %v exited early:\n%s", args, p.stderr())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("croft %v did not announce its URL:\n%s", args, p.stderr())
+	}
+	return p
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func (p *proc) stderr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.logs.String()
+}
+
+// kill sends SIGKILL to the process group and reaps it.
+func (p *proc) kill() {
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// stop asks the process to shut down and waits for it.
+func (p *proc) stop() {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		p.t.Errorf("croft did not stop on SIGTERM:\n%s", p.stderr())
+		p.kill()
+	}
+}
+
+// waitJob polls until the job reaches a final state.
+func waitJob(t *testing.T, c *client.Client, id int64, want string) client.Job {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		j, err := c.Job(ctx, id)
+		cancel()
+		if err == nil && (j.State == want || (want != "ERROR" && j.State == "ERROR")) {
+			if j.State != want {
+				t.Fatalf("job %d is %s, want %s", id, j.State, want)
+			}
+			return j
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %d not %s in time: %+v (err %v)", id, want, j, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func TestDevRunsAJobEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	dev := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
+	c := client.New(dev.url)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	id, err := c.CreateJob(ctx, client.NewJob{Title: "hi", Command: "echo hi"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	j := waitJob(t, c, id, "FINISHED")
+	if j.RunDone != 1 || j.Worker == "" {
+		t.Fatalf("finished job %+v", j)
+	}
+	log, err := c.Log(ctx, id)
+	if err != nil || !strings.Contains(log, "hi") {
+		t.Fatalf("log %q, %v", log, err)
+	}
+	ws, err := c.Workers(ctx)
+	if err != nil || len(ws) != 1 || ws[0].TotalMemory == 0 || ws[0].CPU == "" || ws[0].PingTime == 0 {
+		t.Fatalf("workers %+v, %v", ws, err)
+	}
+
+	// A group of three children, then a chain that depends on the group.
+	out := filepath.Join(dir, "order.txt")
+	g, err := c.CreateJob(ctx, client.NewJob{Title: "group"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 3; i++ {
+		cmd := fmt.Sprintf("sleep 0.2; echo child%d >> %s", i, out)
+		if _, err := c.CreateJob(ctx, client.NewJob{Parent: ptr(g), Title: fmt.Sprint("child", i), Command: cmd}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d1, err := c.CreateJob(ctx, client.NewJob{Title: "after group", Command: "echo d1 >> " + out, Dependencies: []int64{g}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := c.CreateJob(ctx, client.NewJob{Title: "after d1", Command: "echo d2 >> " + out, Dependencies: []int64{d1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, c, d2, "FINISHED")
+	gj := waitJob(t, c, g, "FINISHED")
+	if gj.Total != 3 || gj.TotalFinished != 3 || gj.Finished != 3 {
+		t.Fatalf("group %+v", gj)
+	}
+	data, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Fields(string(data))
+	if len(lines) != 5 || lines[3] != "d1" || lines[4] != "d2" {
+		t.Fatalf("run order %v", lines)
+	}
+
+	// A failing job reports its exit code as ERROR and is retried per retry.
+	bad, err := c.CreateJob(ctx, client.NewJob{Title: "fails", Command: "echo oops; exit 3", Retry: ptr(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		j, err := c.Job(ctx, bad)
+		if err == nil && j.State == "ERROR" && j.RunDone == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("failing job %+v, %v", j, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+
+	// Restarted on the same data dir, the farm has every job.
+	dev.stop()
+	dev2 := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
+	c2 := client.New(dev2.url)
+	for _, jid := range []int64{id, g, d1, d2} {
+		waitJob(t, c2, jid, "FINISHED")
+	}
+	if log, err := c2.Log(ctx, id); err != nil || !strings.Contains(log, "hi") {
+		t.Fatalf("log after restart %q, %v", log, err)
+	}
+	dev2.stop()
+}
+
+func TestClusterSurvivesKillOfLeader(t *testing.T) {
+	dir := t.TempDir()
+	coord := func(id string, extra ...string) *proc {
+		args := append([]string{"coordinator", "--node-id", id, "--data-dir", filepath.Join(dir, id),
+			"--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0"}, extra...)
+		return start(t, args...)
+	}
+	nodes := map[string]*proc{"c1": coord("c1", "--bootstrap")}
+	nodes["c2"] = coord("c2", "--join", nodes["c1"].url)
+	nodes["c3"] = coord("c3", "--join", nodes["c1"].url)
+	urls := []string{nodes["c1"].url, nodes["c2"].url, nodes["c3"].url}
+	c := client.New(urls...)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	// Wait until all three are voters.
+	var st client.ClusterStatus
+	for {
+		var err error
+		st, err = c.Status(ctx, nodes["c1"].url)
+		if err == nil && len(st.Members) == 3 && st.LeaderID != "" {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("cluster did not form: %+v %v", st, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	// Writes through a follower are forwarded to the leader.
+	var follower string
+	for id, p := range nodes {
+		if id != st.LeaderID {
+			follower = p.url
+		}
+	}
+	fc := client.New(follower)
+	var acked []int64
+	for i := 0; i < 20; i++ {
+		id, err := fc.CreateJob(ctx, client.NewJob{Title: fmt.Sprint("job ", i), Command: "true", State: "PAUSED"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		acked = append(acked, id)
+	}
+	leader := nodes[st.LeaderID]
+	leader.kill() // kill -9 of the whole process group
+
+	// The survivors elect a leader and have every acknowledged job.
+	var rest []string
+	for id, p := range nodes {
+		if id != st.LeaderID {
+			rest = append(rest, p.url)
+		}
+	}
+	rc := client.New(rest...)
+	for _, id := range acked {
+		j, err := rc.Job(ctx, id)
+		if err != nil || j.ID != id {
+			t.Fatalf("job %d after leader kill: %+v %v", id, j, err)
+		}
+	}
+	id, err := rc.CreateJob(ctx, client.NewJob{Title: "after failover", Command: "true"})
+	if err != nil || id != acked[len(acked)-1]+1 {
+		t.Fatalf("write after failover: id %d, %v", id, err)
+	}
+	st2, err := rc.Status(ctx, rest[0])
+	if err != nil || st2.LeaderID == "" || st2.LeaderID == st.LeaderID {
+		t.Fatalf("status after failover %+v %v", st2, err)
+	}
+}
