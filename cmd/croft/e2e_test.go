@@ -316,3 +316,34 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 		t.Fatalf("status after failover %+v %v", st2, err)
 	}
 }
+
+func TestDevSlotsRunConcurrently(t *testing.T) {
+	dir := t.TempDir()
+	barrier := filepath.Join(dir, "barrier")
+	if err := os.Mkdir(barrier, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	dev := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--slots", "3")
+	c := client.New(dev.url)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	// Each job succeeds only if all three are running at once: a barrier,
+	// not a timing assertion. Bounded to 30 s.
+	var ids []int64
+	for i := 0; i < 3; i++ {
+		cmd := fmt.Sprintf(`touch %[1]s/s%[2]d; n=0; while [ $(ls %[1]s | wc -l) -lt 3 ] && [ $n -lt 300 ]; do sleep 0.1; n=$((n+1)); done; [ $(ls %[1]s | wc -l) -ge 3 ]`, barrier, i)
+		id, err := c.CreateJob(ctx, client.NewJob{Title: fmt.Sprint("slot job ", i), Command: cmd, Retry: ptr(0)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	workers := map[string]bool{}
+	for _, id := range ids {
+		workers[waitJob(t, c, id, "FINISHED").Worker] = true
+	}
+	if len(workers) != 3 {
+		t.Fatalf("jobs ran on %v, want three slot workers", workers)
+	}
+	dev.stop()
+}

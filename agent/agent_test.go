@@ -1,0 +1,472 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/croftfarm/croft/api/client"
+)
+
+// fake is an in-memory coordinator serving the agent protocol. It stores
+// logs by offset as the real one does, so duplicated reports are harmless.
+type fake struct {
+	t *testing.T
+
+	mu         sync.Mutex
+	changed    chan struct{} // closed and replaced on every request
+	registers  []client.RegisterRequest
+	heartbeats []client.HeartbeatRequest
+	queue      []client.Assignment
+	workers    map[string]bool
+	logs       map[int64][]byte
+	progress   map[int64]float64
+	results    map[int64]client.ReportRequest // first Done report
+	dones      map[int64]int                  // Done reports received
+	reports    int
+	// Knobs set by the tests.
+	stale     map[int64]bool // reports of these attempts get 409
+	conflicts int            // 409s sent
+	kill      map[int64]bool // heartbeats ask to kill these
+	lostAcks  int            // apply this many reports, then answer 503
+	refuse503 int            // answer 503 to this many reports without applying
+	refuse400 int64          // answer 400 to the first log chunk at this offset (if > 0)
+	refused   []byte         // the chunk refused so
+}
+
+func newFake(t *testing.T) (*fake, *httptest.Server) {
+	f := &fake{
+		t:        t,
+		changed:  make(chan struct{}),
+		workers:  map[string]bool{},
+		logs:     map[int64][]byte{},
+		progress: map[int64]float64{},
+		results:  map[int64]client.ReportRequest{},
+		dones:    map[int64]int{},
+		stale:    map[int64]bool{},
+		kill:     map[int64]bool{},
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+client.PathRegister, handle(f, f.register))
+	mux.HandleFunc("POST "+client.PathHeartbeat, handle(f, f.heartbeat))
+	mux.HandleFunc("POST "+client.PathPull, f.pull)
+	mux.HandleFunc("POST "+client.PathReport, handle(f, f.report))
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	return f, srv
+}
+
+// handle decodes a request, runs h under the lock and writes its reply.
+func handle[Req any](f *fake, h func(Req) (int, any)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var req Req
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f.mu.Lock()
+		code, resp := h(req)
+		f.notify()
+		f.mu.Unlock()
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(code)
+		_ = json.NewEncoder(w).Encode(resp)
+	}
+}
+
+func (f *fake) notify() {
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+func (f *fake) register(req client.RegisterRequest) (int, any) {
+	f.registers = append(f.registers, req)
+	f.workers[req.Name] = true
+	return http.StatusOK, map[string]bool{"ok": true}
+}
+
+func (f *fake) heartbeat(req client.HeartbeatRequest) (int, any) {
+	f.heartbeats = append(f.heartbeats, req)
+	if !f.workers[req.Name] {
+		return http.StatusNotFound, client.ErrorBody{Error: "register first"}
+	}
+	resp := client.HeartbeatResponse{Kill: []int64{}}
+	for _, id := range req.Running {
+		if f.kill[id] {
+			resp.Kill = append(resp.Kill, id)
+		}
+	}
+	return http.StatusOK, resp
+}
+
+func (f *fake) report(req client.ReportRequest) (int, any) {
+	f.reports++
+	if f.refuse503 > 0 {
+		f.refuse503--
+		return http.StatusServiceUnavailable, client.ErrorBody{Error: "no leader"}
+	}
+	if f.refuse400 > 0 && req.LogOffset >= f.refuse400 && len(req.Log) > 0 && f.refused == nil {
+		f.refused = req.Log
+		return http.StatusBadRequest, client.ErrorBody{Error: "this chunk is refused"}
+	}
+	if f.stale[req.AttemptID] {
+		f.conflicts++
+		return http.StatusConflict, client.ReportResponse{Kill: true, Error: "stale attempt"}
+	}
+	if _, done := f.results[req.AttemptID]; !done {
+		log := f.logs[req.AttemptID]
+		if req.LogOffset > int64(len(log)) {
+			return http.StatusBadRequest, client.ErrorBody{Error: "log offset past the bytes received"}
+		}
+		if end := req.LogOffset + int64(len(req.Log)); end > int64(len(log)) {
+			f.logs[req.AttemptID] = append(log, req.Log[int64(len(log))-req.LogOffset:]...)
+		}
+		if req.Progress != nil {
+			f.progress[req.AttemptID] = *req.Progress
+		}
+	}
+	if req.Done {
+		f.dones[req.AttemptID]++
+		if _, done := f.results[req.AttemptID]; !done {
+			f.results[req.AttemptID] = req
+		}
+	}
+	if f.lostAcks > 0 {
+		f.lostAcks--
+		return http.StatusServiceUnavailable, client.ErrorBody{Error: "leader lost before replying"}
+	}
+	return http.StatusOK, client.ReportResponse{Accepted: true}
+}
+
+// pull hands out the next queued assignment, waiting for one as long as
+// the agent asked.
+func (f *fake) pull(w http.ResponseWriter, r *http.Request) {
+	var req client.PullRequest
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	timer := time.NewTimer(time.Duration(req.WaitMillis) * time.Millisecond)
+	defer timer.Stop()
+	for {
+		f.mu.Lock()
+		var resp client.PullResponse
+		if len(f.queue) > 0 {
+			resp.Assignment = &f.queue[0]
+			f.queue = f.queue[1:]
+			f.notify()
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		if resp.Assignment != nil {
+			_ = json.NewEncoder(w).Encode(resp)
+			return
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			_ = json.NewEncoder(w).Encode(resp)
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
+
+// push queues an assignment.
+func (f *fake) push(a client.Assignment) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.queue = append(f.queue, a)
+	f.notify()
+}
+
+// set changes the fake's state under its lock.
+func (f *fake) set(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+	f.notify()
+}
+
+// waitFor waits until cond (run under the lock) holds after some request.
+func (f *fake) waitFor(what string, cond func() bool) {
+	f.t.Helper()
+	timeout := time.After(deadline)
+	for {
+		f.mu.Lock()
+		ok, changed := cond(), f.changed
+		f.mu.Unlock()
+		if ok {
+			return
+		}
+		select {
+		case <-changed:
+		case <-timeout:
+			f.t.Fatalf("timed out waiting for %s", what)
+		}
+	}
+}
+
+// startAgent runs an agent against srv until the test ends, then checks
+// that Run returned.
+func startAgent(t *testing.T, srv *httptest.Server) *Agent {
+	t.Helper()
+	a, err := New(Config{
+		Coordinators:      []string{srv.URL},
+		Name:              "node-1",
+		DataDir:           t.TempDir(),
+		HeartbeatInterval: 20 * time.Millisecond,
+		PullWait:          time.Second,
+		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Executor:          Executor{KillGrace: 200 * time.Millisecond, FlushInterval: 20 * time.Millisecond},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(deadline):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+	return a
+}
+
+// testWriter sends the agent's log to the test's log.
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+func TestAgentRunsAnAssignment(t *testing.T) {
+	f, srv := newFake(t)
+	a := startAgent(t, srv)
+	f.push(client.Assignment{
+		AttemptID: 11, JobID: 5,
+		Command: `echo hello; echo PROGRESS:50; echo oops >&2; exit 3`,
+	})
+	f.waitFor("the result and a heartbeat with resources", func() bool {
+		_, done := f.results[11]
+		return done && slices.ContainsFunc(f.heartbeats, func(h client.HeartbeatRequest) bool {
+			return h.Name == "node-1" && h.Resources.TotalMemory > 0 && len(h.Resources.CPU) > 0
+		})
+	})
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if len(f.registers) == 0 || f.registers[0].Name != a.Name() || f.registers[0].Resources.TotalMemory <= 0 {
+		t.Errorf("registers = %+v", f.registers)
+	}
+	if got, want := string(f.logs[11]), "hello\nPROGRESS:50\noops\n"; got != want {
+		t.Errorf("log = %q, want %q", got, want)
+	}
+	if f.progress[11] != 0.5 {
+		t.Errorf("progress = %v, want 0.5", f.progress[11])
+	}
+	res := f.results[11]
+	if res.ExitCode != 3 || res.TimedOut || res.JobID != 5 || res.Name != "node-1" {
+		t.Errorf("result = %+v, want exit code 3 from node-1 for job 5", res)
+	}
+	if f.dones[11] != 1 {
+		t.Errorf("%d Done reports, want 1", f.dones[11])
+	}
+}
+
+func TestAgentStaleReportKillsTheProcess(t *testing.T) {
+	f, srv := newFake(t)
+	startAgent(t, srv)
+	f.set(func() { f.stale[12] = true })
+	dir := t.TempDir()
+	f.push(client.Assignment{AttemptID: 12, JobID: 6, Dir: dir, Command: `sleep 300 & echo $! >pid; echo started; wait`})
+	f.waitFor("a 409", func() bool { return f.conflicts > 0 })
+	// The slot pulls again only once the stale attempt is reaped.
+	f.push(client.Assignment{AttemptID: 13, JobID: 7, Command: `true`})
+	f.waitFor("the next attempt's result", func() bool { _, ok := f.results[13]; return ok })
+	waitGone(t, readPID(t, filepath.Join(dir, "pid")))
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.dones[12] != 0 || f.conflicts != 1 {
+		t.Errorf("%d Done reports and %d conflicts; want the attempt's reports dropped after the 409", f.dones[12], f.conflicts)
+	}
+}
+
+func readPID(t *testing.T, file string) int {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pid
+}
+
+func TestAgentHeartbeatKill(t *testing.T) {
+	f, srv := newFake(t)
+	startAgent(t, srv)
+	f.set(func() { f.kill[23] = true })
+	f.push(client.Assignment{AttemptID: 23, JobID: 7, Command: `echo started; sleep 300`})
+	f.waitFor("the result", func() bool { _, ok := f.results[23]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[23]; res.ExitCode != 128+15 {
+		t.Errorf("result = %+v, want exit code %d (SIGTERM)", res, 128+15)
+	}
+	if got := string(f.logs[23]); got != "started\n" {
+		t.Errorf("log = %q", got)
+	}
+}
+
+func TestAgentRetriesUntilAcknowledged(t *testing.T) {
+	f, srv := newFake(t)
+	// Some reports are lost before the coordinator applies them, some
+	// after (the agent sends those again: duplicates).
+	f.set(func() { f.refuse503, f.lostAcks = 2, 3 })
+	startAgent(t, srv)
+	f.push(client.Assignment{AttemptID: 14, JobID: 8, Command: `seq 1 100000`})
+	f.waitFor("the result", func() bool { _, ok := f.results[14]; return ok })
+
+	var want bytes.Buffer
+	for i := 1; i <= 100000; i++ {
+		fmt.Fprintln(&want, i)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !bytes.Equal(f.logs[14], want.Bytes()) {
+		t.Errorf("log has %d bytes, want %d", len(f.logs[14]), want.Len())
+	}
+	if res := f.results[14]; res.ExitCode != 0 || res.LogOffset != int64(want.Len()) {
+		t.Errorf("result = exit %d at offset %d", res.ExitCode, res.LogOffset)
+	}
+	if f.refuse503 != 0 || f.lostAcks != 0 {
+		t.Errorf("failures left unused: %d %d", f.refuse503, f.lostAcks)
+	}
+}
+
+func TestAgentDropsARefusedChunk(t *testing.T) {
+	f, srv := newFake(t)
+	f.set(func() { f.refuse400 = 1 }) // the second chunk or a later one
+	startAgent(t, srv)
+	f.push(client.Assignment{AttemptID: 16, JobID: 10, Command: `seq 1 100000`})
+	f.waitFor("the result", func() bool { _, ok := f.results[16]; return ok })
+
+	var out bytes.Buffer
+	for i := 1; i <= 100000; i++ {
+		fmt.Fprintln(&out, i)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refused == nil {
+		t.Fatal("no chunk refused")
+	}
+	// The rest of the output follows what the coordinator has, as if the
+	// refused chunk never existed.
+	want := bytes.Replace(out.Bytes(), f.refused, nil, 1)
+	if !bytes.Equal(f.logs[16], want) {
+		t.Errorf("log has %d bytes, want %d", len(f.logs[16]), len(want))
+	}
+	if res := f.results[16]; res.ExitCode != 0 || res.LogOffset != int64(len(want)) {
+		t.Errorf("result = exit %d at offset %d, want 0 at %d", res.ExitCode, res.LogOffset, len(want))
+	}
+}
+
+func TestAgentRegistersAgainWhenForgotten(t *testing.T) {
+	f, srv := newFake(t)
+	startAgent(t, srv)
+	f.waitFor("a heartbeat", func() bool { return len(f.heartbeats) > 0 })
+	f.set(func() { f.workers = map[string]bool{} }) // the coordinator lost the worker
+	f.waitFor("a second registration", func() bool { return len(f.registers) >= 2 })
+}
+
+func TestAgentStopKillsRunningJobs(t *testing.T) {
+	f, srv := newFake(t)
+	a, err := New(Config{Coordinators: []string{srv.URL}, Name: "node-2", DataDir: t.TempDir(), HeartbeatInterval: 20 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	f.push(client.Assignment{AttemptID: 15, JobID: 9, Command: `sleep 300 & echo $!; wait`})
+	f.waitFor("the child's pid", func() bool { return len(f.logs[15]) > 0 })
+	f.mu.Lock()
+	pid, err := strconv.Atoi(strings.TrimSpace(string(f.logs[15])))
+	f.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run: %v", err)
+		}
+	case <-time.After(deadline):
+		t.Fatal("Run did not return")
+	}
+	waitGone(t, pid)
+}
+
+func TestDataDirIsExclusive(t *testing.T) {
+	dir := t.TempDir()
+	unlock, err := lockDataDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	a, err := New(Config{Coordinators: []string{"127.0.0.1:1"}, DataDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Run(context.Background()); !errors.Is(err, ErrDataDirBusy) {
+		t.Errorf("Run with a locked data dir = %v, want ErrDataDirBusy", err)
+	}
+}
+
+func TestNewDefaults(t *testing.T) {
+	if _, err := New(Config{}); !errors.Is(err, ErrNoCoordinator) {
+		t.Errorf("New without coordinators = %v", err)
+	}
+	a, err := New(Config{Coordinators: []string{"127.0.0.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Name() == "" || a.cfg.Slots != 1 || a.cfg.HeartbeatInterval != time.Second || a.cfg.PullWait != 30*time.Second {
+		t.Errorf("defaults = %+v", a.cfg)
+	}
+}
+
+func TestSlotNames(t *testing.T) {
+	if got := SlotName("render-1", 0); got != "render-1" {
+		t.Fatalf("slot 0: %q", got)
+	}
+	if got := SlotName("render-1", 2); got != "render-1/3" {
+		t.Fatalf("slot 2: %q", got)
+	}
+}
