@@ -115,7 +115,8 @@ type ClusterStatus struct {
 	CommitIndex  uint64          `json:"commit_index"`
 	LastIndex    uint64          `json:"last_index"`
 	Members      []ClusterMember `json:"members"`
-	Digest       string          `json:"digest,omitempty"`
+	// Digest is a hash of the replicated state, set with ?digest=1.
+	Digest string `json:"digest,omitempty"`
 }
 
 // JoinRequest asks the cluster to add a coordinator as a voter.

@@ -68,6 +68,12 @@ var urlLine = regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
 // start runs the binary and waits for the line that announces its URL.
 func start(t *testing.T, args ...string) *proc {
 	t.Helper()
+	return startProc(t, true, args...)
+}
+
+// startProc runs the binary; with announces set it waits for its URL line.
+func startProc(t *testing.T, announces bool, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(croftBin(t), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
@@ -98,6 +104,9 @@ func start(t *testing.T, args ...string) *proc {
 	}()
 	go func() { _ = cmd.Wait(); close(p.done) }()
 	t.Cleanup(func() { p.kill() })
+	if !announces {
+		return p
+	}
 	select {
 	case p.url = <-found:
 	case <-p.done:
@@ -135,7 +144,8 @@ func (p *proc) stop() {
 	}
 }
 
-// waitJob polls until the job reaches a final state.
+// waitJob polls until the job reaches state want; a job waited on for
+// FINISHED that ends in ERROR fails the test at once.
 func waitJob(t *testing.T, c *client.Client, id int64, want string) client.Job {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -143,7 +153,7 @@ func waitJob(t *testing.T, c *client.Client, id int64, want string) client.Job {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		j, err := c.Job(ctx, id)
 		cancel()
-		if err == nil && (j.State == want || (want != "ERROR" && j.State == "ERROR")) {
+		if err == nil && (j.State == want || (want == "FINISHED" && j.State == "ERROR")) {
 			if j.State != want {
 				t.Fatalf("job %d is %s, want %s", id, j.State, want)
 			}
@@ -290,6 +300,16 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 		}
 		acked = append(acked, id)
 	}
+	// An agent runs a job across the failover: it must finish once, with
+	// its output delivered to the new leader.
+	marks := filepath.Join(dir, "runs.txt")
+	startProc(t, false, "agent", "--coordinator", strings.Join(urls, ","), "--name", "e2e-agent", "--data-dir", filepath.Join(dir, "agent"))
+	long, err := c.CreateJob(ctx, client.NewJob{Title: "across failover", Command: "echo run >> " + marks + "; echo started; sleep 2; echo done"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitJob(t, c, long, "WORKING")
+
 	leader := nodes[st.LeaderID]
 	leader.kill() // kill -9 of the whole process group
 
@@ -308,8 +328,18 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 		}
 	}
 	id, err := rc.CreateJob(ctx, client.NewJob{Title: "after failover", Command: "true"})
-	if err != nil || id != acked[len(acked)-1]+1 {
+	if err != nil || id <= long {
 		t.Fatalf("write after failover: id %d, %v", id, err)
+	}
+	lj := waitJob(t, rc, long, "FINISHED")
+	if lj.RunDone != 1 {
+		t.Fatalf("job across failover ran %d times", lj.RunDone)
+	}
+	if log, err := rc.Log(ctx, long); err != nil || !strings.Contains(log, "started") || !strings.Contains(log, "done") {
+		t.Fatalf("log across failover %q, %v", log, err)
+	}
+	if data, _ := os.ReadFile(marks); string(data) != "run\n" {
+		t.Fatalf("the job ran %q times", data)
 	}
 	st2, err := rc.Status(ctx, rest[0])
 	if err != nil || st2.LeaderID == "" || st2.LeaderID == st.LeaderID {

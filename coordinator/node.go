@@ -1,0 +1,833 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
+
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/raftstore"
+)
+
+// Sentinel errors of the Raft layer. The HTTP edge maps both to 503, which
+// the Go client retries.
+var (
+	// ErrNotLeader means this node is not the Raft leader, or lost the
+	// leadership before a command was committed (its outcome is unknown).
+	ErrNotLeader = errors.New("not the leader")
+	// ErrNoLeader means no leader was known within the wait bound.
+	ErrNoLeader = errors.New("no leader")
+)
+
+// Production Raft timing, used when the Config leaves a value at zero.
+const (
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultCommitTimeout      = 50 * time.Millisecond
+	DefaultSnapshotThreshold  = 8192
+	DefaultSnapshotInterval   = 30 * time.Second
+	DefaultTrailingLogs       = 10240
+	DefaultLeaderWait         = 5 * time.Second
+)
+
+// Group commit limits: one Raft entry carries at most this many commands or
+// about this many bytes, so a burst never makes an entry too big to
+// replicate (or to fsync) quickly.
+const (
+	nodeMaxBatchCommands = 512
+	nodeMaxBatchBytes    = 1 << 20
+	// nodeApplyPipeline is how many entries the committer keeps in flight.
+	// Commands arriving while the pipeline is full wait and are batched.
+	nodeApplyPipeline = 2
+)
+
+// Config configures a Node.
+type Config struct {
+	// NodeID is this coordinator's Raft server id; it never changes.
+	NodeID string
+	// DataDir holds raft.db (log and stable store) and snapshots/.
+	DataDir string
+	// RaftAddr is the bind and advertise address of the Raft TCP transport.
+	// It must be a concrete host:port (not 0.0.0.0); port 0 picks a free
+	// port, see Node.RaftAddr.
+	RaftAddr string
+	// HTTPAddr is this node's HTTP API address (host:port), as other
+	// coordinators must dial it; it is recorded in the FSM as NodeMeta.
+	HTTPAddr string
+	// Bootstrap starts a new single-voter cluster with this node if it has
+	// no Raft state yet. It excludes Join.
+	Bootstrap bool
+	// Join lists HTTP URLs of existing members. A node without Raft state
+	// asks them (POST /cluster/join) to add it, until that succeeds.
+	Join []string
+
+	// Raft timing; zero means the Default* production values.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+
+	// LeaderWait bounds how long a request waits for a leader before 503.
+	LeaderWait time.Duration
+	// Logger receives the node's logs and raft's warnings; nil = slog.Default.
+	Logger *slog.Logger
+}
+
+// Node is one coordinator's Raft member: it owns the log store, the
+// snapshots, the transport, the group-commit pipeline and the leadership
+// readiness state.
+type Node struct {
+	cfg      Config
+	log      *slog.Logger
+	fsm      *raftstore.FSM
+	raft     *raft.Raft
+	store    *raftboltdb.BoltStore
+	raftAddr string
+
+	applyCh  chan *nodeApplyReq
+	observer *raft.Observer
+	proxy    *http.Transport
+
+	// baseCtx ends at Shutdown; background work (join, NodeMeta) uses it.
+	baseCtx    context.Context
+	baseCancel context.CancelFunc
+	shutdownCh chan struct{}
+	stopOnce   sync.Once
+	stopErr    error
+	wg         sync.WaitGroup
+
+	mu sync.Mutex
+	// readyTerm is the term in which this node became leader and finished
+	// its barrier; 0 when not ready. A term has at most one leader, so
+	// "leader now and CurrentTerm == readyTerm" means "ready leader".
+	readyTerm  uint64
+	readySince time.Time
+	// changed is closed (and replaced) when the leader or readiness changes,
+	// to wake requests waiting in Forward or WaitLeader.
+	changed chan struct{}
+}
+
+// NewNode opens (or creates) the node's Raft state in cfg.DataDir and starts
+// Raft. A node without state bootstraps a cluster if cfg.Bootstrap is set, or
+// starts asking cfg.Join to add it; a node with state just rejoins its
+// cluster from its log and snapshots.
+func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
+	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
+		return nil, errors.New("coordinator: NodeID, DataDir and RaftAddr are required")
+	}
+	if cfg.Bootstrap && len(cfg.Join) > 0 {
+		// Every node of a templated deployment bootstrapping its own
+		// cluster would be a split brain: refuse the ambiguity.
+		return nil, errors.New("coordinator: Bootstrap and Join are exclusive")
+	}
+	if fsm == nil {
+		fsm = raftstore.NewFSM()
+	}
+	nodeDefaults(&cfg)
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("coordinator: data dir: %w", err)
+	}
+	n := &Node{
+		cfg:        cfg,
+		log:        cfg.Logger.With("node", cfg.NodeID),
+		fsm:        fsm,
+		applyCh:    make(chan *nodeApplyReq, 4*nodeMaxBatchCommands),
+		shutdownCh: make(chan struct{}),
+		changed:    make(chan struct{}),
+		proxy: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			// No ResponseHeaderTimeout: agents long-poll through the proxy.
+		},
+	}
+	n.baseCtx, n.baseCancel = context.WithCancel(context.Background())
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:        "raft",
+		Level:       hclog.Warn,
+		Output:      nodeHclogWriter{log: n.log},
+		DisableTime: true,
+	})
+
+	// Never NoSync: an acknowledged write must be on a quorum's disks.
+	store, err := raftboltdb.New(raftboltdb.Options{
+		Path:        filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second}, // another process holding the file fails, not hangs
+	})
+	if err != nil {
+		return nil, fmt.Errorf("coordinator: open raft.db: %w", err)
+	}
+	n.store = store
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("coordinator: raft transport: %w", err)
+	}
+	n.raftAddr = string(trans.LocalAddr())
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.Logger = hlog
+	if err := raft.ValidateConfig(rc); err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("coordinator: raft config: %w", err)
+	}
+
+	hasState, err := raft.HasExistingState(store, store, snaps)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("coordinator: read raft state: %w", err)
+	}
+	r, err := raft.NewRaft(rc, fsm, store, store, snaps, trans)
+	if err != nil {
+		trans.Close()
+		store.Close()
+		return nil, fmt.Errorf("coordinator: start raft: %w", err)
+	}
+	n.raft = r
+
+	if !hasState && cfg.Bootstrap {
+		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter, ID: rc.LocalID, Address: raft.ServerAddress(n.raftAddr),
+		}}})
+		if err := f.Error(); err != nil {
+			n.Shutdown()
+			return nil, fmt.Errorf("coordinator: bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped a new cluster", "raft_addr", n.raftAddr)
+	}
+
+	obsCh := make(chan raft.Observation, 64)
+	n.observer = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.PeerObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(n.observer)
+
+	n.wg.Add(3)
+	go n.nodeCommitLoop()
+	go n.nodeLeaderLoop()
+	go n.nodeObserveLoop(obsCh)
+	if !hasState && len(cfg.Join) > 0 {
+		n.wg.Add(1)
+		go n.nodeJoinLoop(cfg.Join)
+	}
+	n.log.Info("raft started", "raft_addr", n.raftAddr, "http_addr", cfg.HTTPAddr, "existing_state", hasState)
+	return n, nil
+}
+
+func nodeDefaults(cfg *Config) {
+	setDur := func(d *time.Duration, def time.Duration) {
+		if *d <= 0 {
+			*d = def
+		}
+	}
+	setDur(&cfg.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	setDur(&cfg.ElectionTimeout, DefaultElectionTimeout)
+	setDur(&cfg.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
+	setDur(&cfg.CommitTimeout, DefaultCommitTimeout)
+	setDur(&cfg.SnapshotInterval, DefaultSnapshotInterval)
+	setDur(&cfg.LeaderWait, DefaultLeaderWait)
+	if cfg.SnapshotThreshold == 0 {
+		cfg.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if cfg.TrailingLogs == 0 {
+		cfg.TrailingLogs = DefaultTrailingLogs
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+}
+
+// FSM returns the node's state machine.
+func (n *Node) FSM() *raftstore.FSM { return n.fsm }
+
+// Raft returns the underlying Raft instance, for tests and diagnostics.
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// ID returns the node's Raft server id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// RaftAddr returns the address the Raft transport listens on and advertises
+// (the real port when Config.RaftAddr asked for port 0).
+func (n *Node) RaftAddr() string { return n.raftAddr }
+
+// IsLeader reports whether this node is the leader and ready to serve: its
+// FSM has applied every entry committed before its election.
+func (n *Node) IsLeader() bool {
+	ok, _ := n.Leadership()
+	return ok
+}
+
+// Leadership reports whether this node is the ready leader and since when
+// (the moment its post-election barrier completed).
+func (n *Node) Leadership() (leader bool, since time.Time) {
+	n.mu.Lock()
+	term, at := n.readyTerm, n.readySince
+	n.mu.Unlock()
+	if term == 0 || n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+		return false, time.Time{}
+	}
+	return true, at
+}
+
+// nodeChanged returns a channel closed at the next leader or readiness
+// change. Take it before checking the condition, so no wake-up is missed.
+func (n *Node) nodeChanged() <-chan struct{} {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.changed
+}
+
+func (n *Node) nodeNotify() {
+	n.mu.Lock()
+	close(n.changed)
+	n.changed = make(chan struct{})
+	n.mu.Unlock()
+}
+
+func (n *Node) nodeSetReady(term uint64) {
+	n.mu.Lock()
+	n.readyTerm = term
+	if term != 0 {
+		n.readySince = time.Now()
+	}
+	close(n.changed)
+	n.changed = make(chan struct{})
+	n.mu.Unlock()
+}
+
+// nodeReadyIn reports whether this node is still the ready leader of term.
+func (n *Node) nodeReadyIn(term uint64) bool {
+	ok, _ := n.Leadership()
+	return ok && n.raft.CurrentTerm() == term
+}
+
+// nodeLeaderLoop turns Raft leadership into serving readiness. LeaderCh
+// keeps only the latest value, so a lost-and-regained leadership shows as
+// one "true": the barrier is then run for the current term, which is right.
+func (n *Node) nodeLeaderLoop() {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case leader := <-n.raft.LeaderCh():
+			n.nodeSetReady(0)
+			if leader {
+				n.nodeBecomeReady()
+			} else {
+				n.log.Info("lost leadership")
+			}
+		}
+	}
+}
+
+// nodeBecomeReady waits until the FSM has applied everything committed
+// before this term (a barrier), marks the node ready, then makes sure the
+// FSM holds this node's current HTTP address so followers can forward.
+func (n *Node) nodeBecomeReady() {
+	// Read the term before the barrier: if leadership is lost and regained
+	// meanwhile, the recorded term is stale and readiness stays off until
+	// the next LeaderCh value runs a barrier for the new term.
+	term := n.raft.CurrentTerm()
+	for {
+		start := time.Now()
+		err := n.raft.Barrier(0).Error()
+		if err == nil {
+			n.nodeSetReady(term)
+			n.log.Info("leader ready", "term", term, "barrier", time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if n.raft.State() != raft.Leader || n.raft.CurrentTerm() != term {
+			return
+		}
+		n.log.Warn("leader barrier failed, retrying", "err", err)
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	n.nodeEnsureMeta(term)
+}
+
+func (n *Node) nodeEnsureMeta(term uint64) {
+	want := raftstore.NodeMeta{ID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
+	backoff := 50 * time.Millisecond
+	for {
+		if have, ok := n.fsm.State().Node(want.ID); ok && have == want {
+			return
+		}
+		if !n.nodeReadyIn(term) {
+			return
+		}
+		ctx, cancel := context.WithTimeout(n.baseCtx, 10*time.Second)
+		_, err := n.Apply(ctx, want)
+		cancel()
+		if err == nil {
+			n.nodeNotify()
+			return
+		}
+		n.log.Warn("recording own node metadata failed, retrying", "err", err)
+		select {
+		case <-n.shutdownCh:
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// nodeObserveLoop wakes waiters on leader and peer changes.
+func (n *Node) nodeObserveLoop(ch <-chan raft.Observation) {
+	defer n.wg.Done()
+	for {
+		select {
+		case <-n.shutdownCh:
+			return
+		case o := <-ch:
+			if lo, ok := o.Data.(raft.LeaderObservation); ok {
+				n.log.Info("leader changed", "leader_id", lo.LeaderID, "leader_addr", lo.LeaderAddr)
+			}
+			n.nodeNotify()
+		}
+	}
+}
+
+// WaitLeader waits until some leader (maybe this node) is known.
+func (n *Node) WaitLeader(ctx context.Context) error {
+	for {
+		ch := n.nodeChanged()
+		if _, id := n.raft.LeaderWithID(); id != "" {
+			return nil
+		}
+		t := time.NewTimer(50 * time.Millisecond) // LeaderWithID changes are not all observed
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("%w: %w", ErrNoLeader, ctx.Err())
+		}
+		t.Stop()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Apply and group commit
+
+type nodeApplyReq struct {
+	ctx  context.Context
+	data []byte
+	done chan nodeApplyResult // buffered: the committer never blocks on it
+}
+
+type nodeApplyResult struct {
+	resp any
+	err  error
+}
+
+// Apply proposes cmd and returns its result once it is committed and
+// applied on this node. Only the Raft leader accepts commands (ErrNotLeader
+// otherwise). A command refused by the FSM returns the FSM's error (test it
+// with errors.Is against the raftstore sentinels). When ctx ends first, the
+// error wraps ctx.Err() and the command may or may not be applied.
+//
+// Concurrent calls are grouped: while entries are in flight, waiting
+// commands are packed into one Batch entry (group commit).
+func (n *Node) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
+	data, err := raftstore.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	req := &nodeApplyReq{ctx: ctx, data: data, done: make(chan nodeApplyResult, 1)}
+	select {
+	case n.applyCh <- req:
+	case <-ctx.Done():
+		return nil, ctx.Err() // never queued: nothing applied
+	case <-n.shutdownCh:
+		return nil, fmt.Errorf("%w: node shut down", ErrNotLeader)
+	}
+	select {
+	case r := <-req.done:
+		return r.resp, r.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("apply outcome unknown: %w", ctx.Err())
+	case <-n.shutdownCh:
+		return nil, fmt.Errorf("%w: node shut down (outcome unknown)", ErrNotLeader)
+	}
+}
+
+// nodeCommitLoop is the single goroutine that turns queued commands into
+// Raft entries. It takes one command, waits for a pipeline slot (meanwhile
+// more commands queue up), then drains whatever is queued into one entry.
+// A lone command goes as a plain entry, several as a Batch.
+func (n *Node) nodeCommitLoop() {
+	defer n.wg.Done()
+	slots := make(chan struct{}, nodeApplyPipeline)
+	var carry *nodeApplyReq // did not fit in the previous entry
+	for {
+		first := carry
+		carry = nil
+		if first == nil {
+			select {
+			case first = <-n.applyCh:
+			case <-n.shutdownCh:
+				return
+			}
+		}
+		select {
+		case slots <- struct{}{}:
+		case <-n.shutdownCh:
+			first.done <- nodeApplyResult{err: fmt.Errorf("%w: node shut down", ErrNotLeader)}
+			return
+		}
+		batch := []*nodeApplyReq{first}
+		size := len(first.data)
+	drain:
+		for len(batch) < nodeMaxBatchCommands {
+			select {
+			case r := <-n.applyCh:
+				if size+len(r.data) > nodeMaxBatchBytes {
+					carry = r
+					break drain
+				}
+				batch = append(batch, r)
+				size += len(r.data)
+			default:
+				break drain
+			}
+		}
+		// Callers that gave up are dropped, so their commands never apply.
+		live := batch[:0]
+		for _, r := range batch {
+			if err := r.ctx.Err(); err != nil {
+				r.done <- nodeApplyResult{err: err}
+				continue
+			}
+			live = append(live, r)
+		}
+		if len(live) == 0 {
+			<-slots
+			continue
+		}
+		data := live[0].data
+		if len(live) > 1 {
+			entries := make([][]byte, len(live))
+			for i, r := range live {
+				entries[i] = r.data
+			}
+			var err error
+			if data, err = raftstore.EncodeBatch(entries); err != nil {
+				nodeDeliverErr(live, err)
+				<-slots
+				continue
+			}
+		}
+		f := n.raft.Apply(data, 5*time.Second)
+		n.wg.Add(1)
+		go func(reqs []*nodeApplyReq) {
+			defer n.wg.Done()
+			defer func() { <-slots }()
+			nodeDeliver(reqs, f)
+		}(live)
+	}
+}
+
+// nodeDeliver waits for an entry and hands each caller its own result.
+func nodeDeliver(reqs []*nodeApplyReq, f raft.ApplyFuture) {
+	if err := f.Error(); err != nil {
+		nodeDeliverErr(reqs, fmt.Errorf("%w: %w", ErrNotLeader, err))
+		return
+	}
+	resp := f.Response()
+	if len(reqs) == 1 {
+		reqs[0].done <- nodeResult(resp)
+		return
+	}
+	out, ok := resp.([]any)
+	if !ok || len(out) != len(reqs) {
+		err, isErr := resp.(error)
+		if !isErr {
+			err = fmt.Errorf("coordinator: batch of %d got response %T", len(reqs), resp)
+		}
+		nodeDeliverErr(reqs, err)
+		return
+	}
+	for i, r := range reqs {
+		r.done <- nodeResult(out[i])
+	}
+}
+
+func nodeDeliverErr(reqs []*nodeApplyReq, err error) {
+	for _, r := range reqs {
+		r.done <- nodeApplyResult{err: err}
+	}
+}
+
+// nodeResult splits an FSM response: an error value is a refused command.
+func nodeResult(v any) nodeApplyResult {
+	if err, ok := v.(error); ok {
+		return nodeApplyResult{err: err}
+	}
+	return nodeApplyResult{resp: v}
+}
+
+// nodeWaitFuture waits for a Raft future within ctx. Raft errors (lost
+// leadership, shutdown) wrap ErrNotLeader.
+func nodeWaitFuture(ctx context.Context, f raft.Future) error {
+	ch := make(chan error, 1)
+	go func() { ch <- f.Error() }() // raft resolves every future by shutdown
+	select {
+	case err := <-ch:
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrNotLeader, err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("outcome unknown: %w", ctx.Err())
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Membership
+
+// Join adds a coordinator as a voter and records its addresses. It runs on
+// the ready leader only (ErrNotLeader otherwise). Joining again with the same
+// addresses is a no-op; a new Raft address for a known id replaces the old
+// one; a Raft address used by another id is refused (remove that one first).
+func (n *Node) Join(ctx context.Context, req client.JoinRequest) error {
+	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
+		return fmt.Errorf("%w: node_id, raft_addr and http_addr are required", raftstore.ErrInvalid)
+	}
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	add := true
+	for _, s := range cf.Configuration().Servers {
+		switch {
+		case string(s.ID) == req.NodeID:
+			if string(s.Address) == req.RaftAddr && s.Suffrage == raft.Voter {
+				add = false
+			}
+		case string(s.Address) == req.RaftAddr:
+			return fmt.Errorf("%w: raft address %s belongs to node %s: remove it first", raftstore.ErrInvalid, req.RaftAddr, s.ID)
+		}
+	}
+	if add {
+		f := n.raft.AddVoter(raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr), 0, 0)
+		if err := nodeWaitFuture(ctx, f); err != nil {
+			return fmt.Errorf("add voter %s: %w", req.NodeID, err)
+		}
+		n.log.Info("added voter", "id", req.NodeID, "raft_addr", req.RaftAddr, "http_addr", req.HTTPAddr)
+	}
+	meta := raftstore.NodeMeta{ID: req.NodeID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}
+	if have, ok := n.fsm.State().Node(meta.ID); ok && have == meta {
+		return nil
+	}
+	_, err := n.Apply(ctx, meta)
+	return err
+}
+
+// Remove takes a coordinator out of the Raft configuration and forgets its
+// metadata. It runs on the ready leader only. An id that is neither a member
+// nor known to the FSM gives raftstore.ErrNotFound.
+func (n *Node) Remove(ctx context.Context, id string) error {
+	if id == "" {
+		return fmt.Errorf("%w: node_id is required", raftstore.ErrInvalid)
+	}
+	if !n.IsLeader() {
+		return ErrNotLeader
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	member := false
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) == id {
+			member = true
+		}
+	}
+	_, known := n.fsm.State().Node(id)
+	if !member && !known {
+		return fmt.Errorf("%w: node %s", raftstore.ErrNotFound, id)
+	}
+	// Metadata first: if the configuration change then fails, the node is
+	// still a member and restores its own metadata when it next leads. The
+	// other order could leave metadata of a removed node behind for good
+	// (a leader removing itself steps down and cannot apply any more).
+	if known {
+		if _, err := n.Apply(ctx, raftstore.NodeRemove{ID: id}); err != nil {
+			return err
+		}
+	}
+	if member {
+		if err := nodeWaitFuture(ctx, n.raft.RemoveServer(raft.ServerID(id), 0, 0)); err != nil {
+			return fmt.Errorf("remove server %s: %w", id, err)
+		}
+		n.log.Info("removed server", "id", id)
+	}
+	return nil
+}
+
+// nodeJoinLoop asks the given members to add this node until one accepts
+// (the client follows the leader) or the node shuts down.
+func (n *Node) nodeJoinLoop(urls []string) {
+	defer n.wg.Done()
+	c := client.New(urls...)
+	req := client.JoinRequest{NodeID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
+	backoff := 200 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		ctx, cancel := context.WithTimeout(n.baseCtx, 10*time.Second)
+		err := c.Join(ctx, req)
+		cancel()
+		if err == nil {
+			n.log.Info("joined the cluster", "via", strings.Join(urls, ","), "attempts", attempt)
+			return
+		}
+		if n.baseCtx.Err() != nil {
+			return
+		}
+		n.log.Warn("joining the cluster failed, retrying", "via", strings.Join(urls, ","), "attempt", attempt, "err", err)
+		select {
+		case <-n.baseCtx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// ---------------------------------------------------------------------------
+// Status and shutdown
+
+// Status returns this node's local view of the cluster.
+func (n *Node) Status() client.ClusterStatus {
+	st := n.fsm.State()
+	leaderAddr, leaderID := n.raft.LeaderWithID()
+	s := client.ClusterStatus{
+		NodeID:       n.cfg.NodeID,
+		State:        n.raft.State().String(),
+		LeaderID:     string(leaderID),
+		LeaderRaft:   string(leaderAddr),
+		Term:         n.raft.CurrentTerm(),
+		AppliedIndex: n.raft.AppliedIndex(),
+		CommitIndex:  n.raft.CommitIndex(),
+		LastIndex:    n.raft.LastIndex(),
+		Members:      []client.ClusterMember{},
+	}
+	if leaderID != "" {
+		if m, ok := st.Node(string(leaderID)); ok {
+			s.LeaderHTTP = m.HTTPAddr
+		}
+	}
+	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+		for _, srv := range cf.Configuration().Servers {
+			m := client.ClusterMember{
+				ID:       string(srv.ID),
+				RaftAddr: string(srv.Address),
+				Suffrage: srv.Suffrage.String(),
+				Leader:   srv.ID == leaderID,
+			}
+			if meta, ok := st.Node(m.ID); ok {
+				m.HTTPAddr = meta.HTTPAddr
+			}
+			s.Members = append(s.Members, m)
+		}
+	}
+	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].ID < s.Members[j].ID })
+	return s
+}
+
+// Shutdown stops Raft and closes the stores. It does not transfer the
+// leadership first: the others elect a new leader after ElectionTimeout.
+// It is safe to call more than once.
+func (n *Node) Shutdown() error {
+	n.stopOnce.Do(func() {
+		close(n.shutdownCh)
+		n.baseCancel()
+		if n.observer != nil {
+			n.raft.DeregisterObserver(n.observer)
+		}
+		// Raft's shutdown resolves every pending future (so the commit
+		// pipeline drains) and closes the transport.
+		err := n.raft.Shutdown().Error()
+		n.wg.Wait()
+		n.proxy.CloseIdleConnections()
+		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+		n.stopErr = err
+		n.log.Info("raft stopped")
+	})
+	return n.stopErr
+}
+
+// nodeHclogWriter routes raft's hclog lines (already filtered at WARN) into
+// slog, keeping the level.
+type nodeHclogWriter struct{ log *slog.Logger }
+
+func (w nodeHclogWriter) Write(p []byte) (int, error) {
+	line := strings.TrimSpace(string(p))
+	level := slog.LevelInfo
+	switch {
+	case strings.HasPrefix(line, "[ERROR]"):
+		level = slog.LevelError
+	case strings.HasPrefix(line, "[WARN]"):
+		level = slog.LevelWarn
+	case strings.HasPrefix(line, "[DEBUG]"), strings.HasPrefix(line, "[TRACE]"):
+		level = slog.LevelDebug
+	}
+	if strings.HasPrefix(line, "[") {
+		if i := strings.IndexByte(line, ']'); i >= 0 {
+			line = strings.TrimSpace(line[i+1:])
+		}
+	}
+	w.log.Log(context.Background(), level, line, "component", "raft")
+	return len(p), nil
+}

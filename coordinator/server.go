@@ -1,0 +1,197 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/croftfarm/croft/api/agentapi"
+	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/coordinator/liveness"
+	"github.com/croftfarm/croft/raftstore"
+)
+
+// ServerConfig configures a coordinator process: its Raft node and the
+// leader's background duties.
+type ServerConfig struct {
+	Node Config
+	// WorkerTTL is how long a worker may stay silent before the leader
+	// marks it lost and requeues its job (default 15 s).
+	WorkerTTL time.Duration
+	// SweepInterval is how often the leader looks for timed-out jobs and
+	// silent workers (default 500 ms).
+	SweepInterval time.Duration
+}
+
+// Server is a coordinator: a Raft node, the REST API and, while leader, the
+// sweeper that times out jobs and loses silent workers.
+type Server struct {
+	cfg    ServerConfig
+	node   *Node
+	pings  *liveness.Tracker
+	engine *gin.Engine
+	log    *slog.Logger
+
+	httpSrv *http.Server
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+// NewServer opens the Raft node and builds the HTTP API. Call Serve to
+// accept requests.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if cfg.WorkerTTL <= 0 {
+		cfg.WorkerTTL = 15 * time.Second
+	}
+	if cfg.SweepInterval <= 0 {
+		cfg.SweepInterval = 500 * time.Millisecond
+	}
+	if cfg.Node.Logger == nil {
+		cfg.Node.Logger = slog.Default()
+	}
+	node, err := NewNode(cfg.Node, raftstore.NewFSM())
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:   cfg,
+		node:  node,
+		pings: liveness.New(),
+		log:   cfg.Node.Logger,
+		stop:  make(chan struct{}),
+	}
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.Use(gin.Recovery())
+	e.HandleMethodNotAllowed = false
+	st := &store{node: node}
+	node.RegisterClusterRoutes(e)
+	fwd := node.Forward()
+	coalition.New(st, s.pings).Register(e, fwd)
+	agentapi.New(st, s.pings).Register(e, fwd)
+	e.NoRoute(func(c *gin.Context) {
+		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
+	})
+	s.engine = e
+	s.wg.Add(1)
+	go s.sweep()
+	return s, nil
+}
+
+// Node returns the Raft node.
+func (s *Server) Node() *Node { return s.node }
+
+// Handler returns the HTTP handler of the API.
+func (s *Server) Handler() http.Handler { return s.engine }
+
+// Serve accepts API requests on ln until Close.
+func (s *Server) Serve(ln net.Listener) error {
+	s.httpSrv = &http.Server{Handler: s.engine, ReadHeaderTimeout: 10 * time.Second}
+	err := s.httpSrv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Close stops the sweeper, the HTTP server and the Raft node.
+func (s *Server) Close() error {
+	select {
+	case <-s.stop:
+		return nil
+	default:
+	}
+	close(s.stop)
+	s.wg.Wait()
+	if s.httpSrv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		_ = s.httpSrv.Shutdown(ctx)
+		cancel()
+		_ = s.httpSrv.Close()
+	}
+	return s.node.Shutdown()
+}
+
+// store adapts the Node to the API packages' Store interface and turns
+// leadership errors into apierr.ErrUnavailable (503).
+type store struct{ node *Node }
+
+func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
+	res, err := s.node.Apply(ctx, cmd)
+	if err != nil && (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
+		err = fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
+	}
+	return res, err
+}
+
+func (s *store) State() *raftstore.State { return s.node.FSM().State() }
+
+// sweep runs the leader's duties: jobs past their timeout become ERROR and
+// silent workers are marked lost. Only decisions are written to Raft; the
+// FSM checks each condition again with the stamped time.
+func (s *Server) sweep() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.SweepInterval)
+	defer t.Stop()
+	var term time.Time
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		leader, since := s.node.Leadership()
+		if !leader {
+			term = time.Time{}
+			continue
+		}
+		if !since.Equal(term) {
+			// A new term: pings seen before belong to an older leadership.
+			term = since
+			s.pings.Reset()
+		}
+		if err := s.sweepOnce(since); err != nil {
+			s.log.Warn("sweep", "err", err)
+		}
+	}
+}
+
+func (s *Server) sweepOnce(since time.Time) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	now := time.Now().UnixNano()
+	st := s.node.FSM().State()
+	var late []int64
+	for _, r := range st.Running() {
+		if r.Timeout > 0 && now-r.StartTime > r.Timeout*int64(time.Second) {
+			late = append(late, r.AttemptID)
+		}
+	}
+	if len(late) > 0 {
+		if _, err := s.node.Apply(ctx, &raftstore.JobTimeout{Now: now, Attempts: late}); err != nil {
+			return err
+		}
+	}
+	var candidates []string
+	for _, w := range st.Workers() {
+		if w.State != raftstore.WorkerTimeout {
+			candidates = append(candidates, w.Name)
+		}
+	}
+	lost := s.pings.Expired(candidates, now, since.UnixNano(), s.cfg.WorkerTTL.Nanoseconds())
+	if len(lost) > 0 {
+		s.log.Info("workers lost", "workers", lost)
+		if _, err := s.node.Apply(ctx, &raftstore.WorkerLost{Now: now, Names: lost}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
