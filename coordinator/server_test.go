@@ -1,0 +1,210 @@
+package coordinator
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/croftfarm/croft/api/client"
+)
+
+// serverTest is a one-node coordinator on real Raft and HTTP over loopback.
+type serverTest struct {
+	srv *Server
+	url string
+	c   *client.Client
+}
+
+func startServer(t *testing.T, ttl time.Duration) *serverTest {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{
+		Node: Config{
+			NodeID: "s1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
+			Bootstrap: true, HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+			LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(),
+		},
+		WorkerTTL:     ttl,
+		SweepInterval: 50 * time.Millisecond,
+	})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	st := &serverTest{srv: srv, url: "http://" + ln.Addr().String()}
+	st.c = client.New(st.url)
+	nodeEventually(t, 10*time.Second, "leadership", func() (bool, string) { return srv.Node().IsLeader(), "" })
+	return st
+}
+
+func (s *serverTest) ctx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// coalitionWorker calls the Coalition worker protocol.
+func (s *serverTest) coalitionWorker(t *testing.T, path string, args url.Values) string {
+	t.Helper()
+	resp, err := http.PostForm(s.url+"/workers/"+path, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("/workers/%s: %d %s %v", path, resp.StatusCode, b, err)
+	}
+	return string(b)
+}
+
+func (s *serverTest) waitState(t *testing.T, id int64, want string) client.Job {
+	t.Helper()
+	var j client.Job
+	nodeEventually(t, 15*time.Second, "job "+want, func() (bool, string) {
+		var err error
+		j, err = s.c.Job(s.ctx(t), id)
+		return err == nil && j.State == want, j.State
+	})
+	return j
+}
+
+func TestSweeperTimesOutJobs(t *testing.T) {
+	s := startServer(t, time.Hour)
+	ctx := s.ctx(t)
+	timeout := int64(1)
+	id, err := s.c.CreateJob(ctx, client.NewJob{Title: "slow", Command: "sleep 100", Timeout: &timeout})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A Coalition worker does not enforce timeouts itself: the leader does.
+	if r := s.coalitionWorker(t, "pickjob", url.Values{"hostname": {"cw"}}); !strings.HasPrefix(r, "("+strconv.FormatInt(id, 10)+",") {
+		t.Fatalf("pick %q", r)
+	}
+	j := s.waitState(t, id, "ERROR")
+	if j.RunDone != 1 {
+		t.Fatalf("timed-out job %+v", j)
+	}
+	if r := s.coalitionWorker(t, "heartbeat", url.Values{"hostname": {"cw"}, "jobId": {strconv.FormatInt(id, 10)}}); r != "false" {
+		t.Fatalf("heartbeat of a timed-out job: %q", r)
+	}
+	log, _ := s.c.Log(ctx, id)
+	if !strings.Contains(log, "timed out") {
+		t.Fatalf("log %q", log)
+	}
+}
+
+func TestSweeperLosesSilentWorkers(t *testing.T) {
+	s := startServer(t, 500*time.Millisecond)
+	ctx := s.ctx(t)
+	id, err := s.c.CreateJob(ctx, client.NewJob{Title: "orphan", Command: "sleep 100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := s.coalitionWorker(t, "pickjob", url.Values{"hostname": {"ghost"}}); !strings.HasPrefix(r, "("+strconv.FormatInt(id, 10)+",") {
+		t.Fatalf("pick %q", r)
+	}
+	// The worker goes silent: its job is requeued without counting a run.
+	j := s.waitState(t, id, "WAITING")
+	if j.RunDone != 0 {
+		t.Fatalf("requeued job %+v", j)
+	}
+	ws, err := s.c.Workers(ctx)
+	if err != nil || len(ws) != 1 || ws[0].State != "TIMEOUT" {
+		t.Fatalf("workers %+v %v", ws, err)
+	}
+}
+
+func TestAgentProtocol(t *testing.T) {
+	s := startServer(t, time.Hour)
+	ctx := s.ctx(t)
+	if err := s.c.Register(ctx, client.RegisterRequest{Name: "a1", Affinity: "linux", SetAffinity: true,
+		Resources: client.Resources{CPU: []float64{12.4, 3}, FreeMemory: 100, TotalMemory: 200}}); err != nil {
+		t.Fatal(err)
+	}
+	ws, _ := s.c.Workers(ctx)
+	if len(ws) != 1 || ws[0].CPU != "[12, 3]" || ws[0].Affinity != "linux" || ws[0].TotalMemory != 200 {
+		t.Fatalf("registered worker %+v", ws)
+	}
+	// A long poll returns as soon as a job appears.
+	got := make(chan *client.Assignment, 1)
+	go func() {
+		a, err := s.c.Pull(ctx, client.PullRequest{Name: "a1", WaitMillis: 20000})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- a
+	}()
+	id, err := s.c.CreateJob(ctx, client.NewJob{Title: "linux job", Command: "echo hi", Affinity: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var a *client.Assignment
+	select {
+	case a = <-got:
+	case <-ctx.Done():
+		t.Fatal("long poll did not return")
+	}
+	if a == nil || a.JobID != id || a.AttemptID == 0 {
+		t.Fatalf("assignment %+v", a)
+	}
+	// An empty wait returns nothing, at once.
+	if b, err := s.c.Pull(ctx, client.PullRequest{Name: "a2", WaitMillis: 0}); err != nil || b != nil {
+		t.Fatalf("idle pull %+v %v", b, err)
+	}
+	rep := client.ReportRequest{Name: "a1", JobID: id, AttemptID: a.AttemptID, LogOffset: 0, Log: []byte("hi\n")}
+	for i := 0; i < 2; i++ { // a retried chunk is applied once
+		if r, err := s.c.Report(ctx, rep); err != nil || !r.Accepted {
+			t.Fatalf("report %+v %v", r, err)
+		}
+	}
+	hb, err := s.c.Heartbeat(ctx, client.HeartbeatRequest{Name: "a1", Running: []int64{a.AttemptID, 999}})
+	if err != nil || len(hb.Kill) != 1 || hb.Kill[0] != 999 {
+		t.Fatalf("heartbeat %+v %v", hb, err)
+	}
+	if _, err := s.c.Heartbeat(ctx, client.HeartbeatRequest{Name: "nobody"}); !client.IsStatus(err, 404) {
+		t.Fatalf("heartbeat of an unknown agent: %v", err)
+	}
+	done := client.ReportRequest{Name: "a1", JobID: id, AttemptID: a.AttemptID, LogOffset: 3, Done: true}
+	for i := 0; i < 2; i++ { // the final report retried is acknowledged again
+		if r, err := s.c.Report(ctx, done); err != nil || !r.Accepted {
+			t.Fatalf("final report %+v %v", r, err)
+		}
+	}
+	if j := s.waitState(t, id, "FINISHED"); j.RunDone != 1 {
+		t.Fatalf("job %+v", j)
+	}
+	if log, _ := s.c.Log(ctx, id); log != "hi\n" {
+		t.Fatalf("log %q", log)
+	}
+	// A report from an attempt that is no longer current: 409 and kill.
+	if _, err := s.c.Job(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if r, err := s.c.Report(ctx, client.ReportRequest{Name: "a1", JobID: id, AttemptID: 12345, Log: []byte("x")}); !client.IsStatus(err, 409) || !r.Kill {
+		t.Fatalf("stale report %+v %v", r, err)
+	}
+	// Bad input is a 400 with a JSON error.
+	for _, bad := range []client.ReportRequest{
+		{Name: "a1", JobID: id},
+		{Name: "a1", JobID: id, AttemptID: a.AttemptID, LogOffset: -1},
+	} {
+		if _, err := s.c.Report(ctx, bad); !client.IsStatus(err, 400) {
+			t.Fatalf("bad report %+v: %v", bad, err)
+		}
+	}
+	if err := s.c.Do(ctx, http.MethodPost, client.PathPull, map[string]any{"name": 7}, nil); !client.IsStatus(err, 400) {
+		t.Fatalf("pull with a bad body: %v", err)
+	}
+}
