@@ -27,7 +27,7 @@ var (
 	buildErr  error
 )
 
-func croftBin(t *testing.T) string {
+func croftBin(t testing.TB) string {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test skipped in -short mode")
@@ -55,7 +55,7 @@ func croftBin(t *testing.T) string {
 
 // proc is a croft process started by a test and stopped by it, by pid.
 type proc struct {
-	t    *testing.T
+	t    testing.TB
 	cmd  *exec.Cmd
 	url  string
 	done chan struct{}
@@ -66,13 +66,13 @@ type proc struct {
 var urlLine = regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
 
 // start runs the binary and waits for the line that announces its URL.
-func start(t *testing.T, args ...string) *proc {
+func start(t testing.TB, args ...string) *proc {
 	t.Helper()
 	return startProc(t, true, args...)
 }
 
 // startProc runs the binary; with announces set it waits for its URL line.
-func startProc(t *testing.T, announces bool, args ...string) *proc {
+func startProc(t testing.TB, announces bool, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(croftBin(t), args...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -146,7 +146,7 @@ func (p *proc) stop() {
 
 // waitJob polls until the job reaches state want; a job waited on for
 // FINISHED that ends in ERROR fails the test at once.
-func waitJob(t *testing.T, c *client.Client, id int64, want string) client.Job {
+func waitJob(t testing.TB, c *client.Client, id int64, want string) client.Job {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
