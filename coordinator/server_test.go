@@ -124,6 +124,12 @@ func TestSweeperLosesSilentWorkers(t *testing.T) {
 	if err != nil || len(ws) != 1 || ws[0].State != "TIMEOUT" {
 		t.Fatalf("workers %+v %v", ws, err)
 	}
+	// It comes back: its next poll clears TIMEOUT (and may take the job again).
+	s.coalitionWorker(t, "pickjob", url.Values{"hostname": {"ghost"}})
+	ws, err = s.c.Workers(ctx)
+	if err != nil || len(ws) != 1 || ws[0].State == "TIMEOUT" {
+		t.Fatalf("worker after it polled again %+v %v", ws, err)
+	}
 }
 
 func TestAgentProtocol(t *testing.T) {

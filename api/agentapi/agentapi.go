@@ -156,7 +156,7 @@ func (h *Handler) pull(c *gin.Context) {
 		st := h.store.State()
 		w, known := st.Worker(req.Name)
 		work, changed := st.WorkFor(req.Name)
-		if work || (first && (!known || w.CurrentEvent != 0)) {
+		if work || (first && (!known || w.CurrentEvent != 0 || w.State == raftstore.WorkerTimeout)) {
 			now := h.now().UnixNano()
 			h.pings.Seen(req.Name, liveness.Ping{Time: now})
 			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: c.ClientIP()})

@@ -82,13 +82,15 @@ func pingFromArgs(args url.Values, now int64) liveness.Ping {
 }
 
 // pickJob proposes a Pick only when it can change something: when a job is
-// waiting for this worker, or the worker is unknown or believed busy. An
+// waiting for this worker, or the worker is unknown, lost or believed busy. An
 // idle farm polling every 2 s writes nothing to the Raft log.
 func (h *Handler) pickJob(c *gin.Context, host string) error {
 	st := h.store.State()
 	w, known := st.Worker(host)
 	work, _ := st.WorkFor(host)
-	if known && w.CurrentEvent == 0 && !work {
+	// A worker marked lost that polls again is brought back at once (a Pick
+	// clears TIMEOUT), rather than showing TIMEOUT until it gets a job.
+	if known && w.CurrentEvent == 0 && w.State != raftstore.WorkerTimeout && !work {
 		text(c, noJob)
 		return nil
 	}
