@@ -38,7 +38,15 @@ func (s *State) apply(index uint64, cmd Command) any {
 	return res
 }
 
-func (s *State) applyOne(cmd Command) any {
+func (s *State) applyOne(cmd Command) (res any) {
+	// A bug that panics here would panic on every node for the same entry,
+	// and again on every restart while replaying it: the whole cluster would
+	// be down for good. Every node recovers alike, so they stay identical.
+	defer func() {
+		if r := recover(); r != nil {
+			res = fmt.Errorf("%w: %T panicked: %v", ErrInternal, cmd, r)
+		}
+	}()
 	switch c := cmd.(type) {
 	case *NodeMeta:
 		s.nodes[c.ID] = *c
@@ -209,6 +217,40 @@ func (s *State) checkDeps(j *Job, deps []int64) error {
 	return nil
 }
 
+// checkMove refuses a move that would put a job and one of its dependencies
+// in the same ancestor line (a group waiting for its own descendant, or a
+// job waiting for its own group): the same rule as checkDeps.
+func (s *State) checkMove(j *Job, parent int64) error {
+	subtree := map[int64]bool{}
+	var order []int64 // walk order, so the error is the same on every node
+	var walk func(x *Job)
+	walk = func(x *Job) {
+		subtree[x.ID] = true
+		order = append(order, x.ID)
+		for _, c := range x.Children {
+			walk(s.jobs[c])
+		}
+	}
+	walk(j)
+	ancestors := map[int64]bool{}
+	for a := parent; a != 0; a = s.jobs[a].Parent {
+		ancestors[a] = true
+		for _, d := range s.jobs[a].Dependencies {
+			if subtree[d] {
+				return invalid("job %d cannot move under %d: %d depends on %d", j.ID, parent, a, d)
+			}
+		}
+	}
+	for _, id := range order {
+		for _, d := range s.jobs[id].Dependencies {
+			if ancestors[d] {
+				return invalid("job %d cannot move under %d: %d depends on %d", j.ID, parent, id, d)
+			}
+		}
+	}
+	return nil
+}
+
 // reaches reports whether from depends, directly or not, on target.
 func (s *State) reaches(from, target int64) bool {
 	seen := map[int64]bool{}
@@ -264,6 +306,9 @@ func (s *State) editJobs(c *JobEdit) error {
 				return invalid("parent %d is not a group (it has a command)", *p.Parent)
 			case *p.Parent == j.ID || (*p.Parent != 0 && s.isAncestor(j.ID, np)):
 				return invalid("job %d cannot move under itself", j.ID)
+			}
+			if err := s.checkMove(j, *p.Parent); err != nil {
+				return err
 			}
 		}
 		if p.Command != nil && *p.Command != "" && len(j.Children) > 0 {
@@ -429,22 +474,40 @@ func (s *State) deleteJobs(c *JobDelete) error {
 		}
 		before := contribution(j)
 		parent := j.Parent
-		s.deleteSubtree(j, c.Now)
+		// Two phases: remove the whole subtree first, then wake the jobs
+		// that depended on it. A dependent woken mid-removal could walk
+		// into half-deleted children.
+		var gone []int64
+		s.removeSubtree(j, c.Now, &gone)
 		p := s.node(parent)
 		p.Children = without(p.Children, id)
 		s.carry(parent, before, contrib{}, c.Now)
 		if parent != 0 {
 			s.recomputeGroupStart(s.jobs[parent])
 		}
+		for _, g := range gone {
+			for _, d := range sortedKeys(s.dependents[g]) {
+				if dj := s.jobs[d]; dj != nil {
+					dj.Dependencies = without(dj.Dependencies, g)
+					if len(dj.Dependencies) == 0 {
+						dj.Dependencies = nil
+					}
+					s.evalDeps(dj, c.Now)
+				}
+			}
+			delete(s.dependents, g)
+		}
 	}
 	return nil
 }
 
-func (s *State) deleteSubtree(j *Job, now int64) {
+// removeSubtree takes j and its descendants out of the state, ending their
+// attempts, and appends their ids to gone.
+func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 	for _, c := range j.Children {
-		s.deleteSubtree(s.jobs[c], now)
+		s.removeSubtree(s.jobs[c], now, gone)
 	}
-	if j.State == StateWorking {
+	if j.State == StateWorking && !j.IsGroup() {
 		s.freeWorker(j, StateWaiting, now)
 	}
 	if j.ready.in {
@@ -453,17 +516,7 @@ func (s *State) deleteSubtree(j *Job, now int64) {
 	s.setDepsRaw(j, nil)
 	delete(s.jobs, j.ID)
 	delete(s.logs, j.ID)
-	// Jobs that depended on j lose that dependency and may become runnable.
-	for _, d := range sortedKeys(s.dependents[j.ID]) {
-		if dj := s.jobs[d]; dj != nil {
-			dj.Dependencies = without(dj.Dependencies, j.ID)
-			if len(dj.Dependencies) == 0 {
-				dj.Dependencies = nil
-			}
-			s.evalDeps(dj, now)
-		}
-	}
-	delete(s.dependents, j.ID)
+	*gone = append(*gone, j.ID)
 }
 
 func (s *State) jobAction(c *JobAction) error {
@@ -551,8 +604,10 @@ func (s *State) setAffinities(c *AffinitySet) error {
 			j.AffinityBits, _ = s.affinityMask(j.Affinity, false)
 		}
 	}
+	// Forced: a job's own bits may have changed under a parent whose caches
+	// did not, so pruning at unchanged parents would miss it.
 	for _, id := range s.root.Children {
-		s.refreshH(s.jobs[id], false)
+		s.refreshH(s.jobs[id], true)
 	}
 	return nil
 }

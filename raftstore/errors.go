@@ -15,6 +15,8 @@ var (
 	// ErrInvalid means the command is well-formed but breaks a rule of the
 	// model (a parent that is not a group, a dependency cycle, ...).
 	ErrInvalid = errors.New("invalid request")
+	// ErrInternal means applying a command hit a bug (a recovered panic).
+	ErrInternal = errors.New("internal error")
 	// ErrStaleAttempt means a report came from an attempt that is no longer
 	// the job's current one: it is refused and the agent must kill it.
 	ErrStaleAttempt = errors.New("stale attempt")

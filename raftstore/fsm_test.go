@@ -607,3 +607,20 @@ type memSink struct{ bytes.Buffer }
 func (m *memSink) ID() string    { return "mem" }
 func (m *memSink) Cancel() error { return nil }
 func (m *memSink) Close() error  { return nil }
+
+func TestMoveRespectsDependencies(t *testing.T) {
+	h := newHarness(t)
+	g := h.create(JobSpec{Title: "g"})[0]
+	x := h.create(JobSpec{Command: "x"})[0]
+	h.ok(&JobSetDeps{Now: h.now, ID: g, Deps: []int64{x}})
+	// Moving x under g would make g wait for its own child forever.
+	h.fails(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: x, Patch: JobPatch{Parent: &g}}}}, ErrInvalid)
+	// Deleting a dependency inside a deleted subtree never panics.
+	g2 := h.create(JobSpec{Title: "g2"})[0]
+	a := h.create(JobSpec{Parent: g2, Command: "a"})[0]
+	h.create(JobSpec{Parent: g2, Command: "b", Dependencies: []int64{a}})
+	h.ok(&JobDelete{Now: h.now, IDs: []int64{g2}})
+	if err := checkInvariants(h.st()); err != nil {
+		t.Fatal(err)
+	}
+}

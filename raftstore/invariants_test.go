@@ -1,0 +1,259 @@
+package raftstore
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand"
+	"os"
+	"strconv"
+	"testing"
+)
+
+// checkInvariants recomputes from scratch what the FSM keeps incrementally
+// (group counters and state, h_* caches, the ready index, worker and attempt
+// links) and reports the first difference.
+func checkInvariants(s *State) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var walk func(id int64) (contrib, error)
+	walk = func(id int64) (contrib, error) {
+		j := s.jobs[id]
+		var sum contrib
+		var fin, errs, work int
+		var start int64
+		for _, c := range j.Children {
+			cj := s.jobs[c]
+			if cj == nil {
+				return sum, fmt.Errorf("job %d lists missing child %d", id, c)
+			}
+			if cj.Parent != id {
+				return sum, fmt.Errorf("child %d of %d has parent %d", c, id, cj.Parent)
+			}
+			cc, err := walk(c)
+			if err != nil {
+				return sum, err
+			}
+			sum.leaves += cc.leaves
+			sum.fin += cc.fin
+			sum.errs += cc.errs
+			sum.work += cc.work
+			sum.dur += cc.dur
+			fin += b2i(cc.isFin)
+			errs += b2i(cc.isErr)
+			work += b2i(cc.isWork)
+			if cj.StartTime != 0 && (start == 0 || cj.StartTime < start) {
+				start = cj.StartTime
+			}
+		}
+		if j.IsGroup() && len(j.Children) > 0 {
+			got := [7]int{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working}
+			want := [7]int{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work}
+			if got != want {
+				return sum, fmt.Errorf("group %d counters %v, recomputed %v", id, got, want)
+			}
+			if j.Duration != sum.dur {
+				return sum, fmt.Errorf("group %d duration %d, recomputed %d", id, j.Duration, sum.dur)
+			}
+			if start != 0 && j.StartTime > start {
+				return sum, fmt.Errorf("group %d start %d after its earliest child %d", id, j.StartTime, start)
+			}
+			if want := s.groupState(j); j.State != want {
+				return sum, fmt.Errorf("group %d state %s, derived %s", id, j.State, want)
+			}
+		}
+		if !j.IsGroup() && (j.State == StateWaiting || j.State == StatePending) && j.State != s.depState(j) {
+			return sum, fmt.Errorf("job %d is %s but its dependencies say %s", id, j.State, s.depState(j))
+		}
+		p := s.node(j.Parent)
+		depth := p.HDepth + 1
+		shift := max(56-8*depth, 0)
+		wantH := [3]uint64{p.HAffinity | j.AffinityBits, p.HPriority + uint64(j.Priority)<<uint(shift), uint64(b2i(p.HPaused || j.Paused || j.State == StatePending))}
+		if gotH := [3]uint64{j.HAffinity, j.HPriority, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
+			return sum, fmt.Errorf("job %d h_* %v depth %d, recomputed %v depth %d", id, gotH, j.HDepth, wantH, depth)
+		}
+		want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+		if j.ready != want {
+			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
+		}
+		if want.in {
+			if b := s.ready.buckets[want.mask]; b == nil || !b.Has(want) {
+				return sum, fmt.Errorf("runnable job %d missing from the index", id)
+			}
+		}
+		if j.State == StateWorking {
+			w := s.workers[j.Worker]
+			if j.IsGroup() {
+				return contribution(j), nil
+			}
+			if w == nil || w.CurrentEvent != j.Attempt {
+				return sum, fmt.Errorf("working job %d: worker %q does not run attempt %d", id, j.Worker, j.Attempt)
+			}
+		}
+		return contribution(j), nil
+	}
+	for _, id := range s.root.Children {
+		if s.jobs[id] == nil || s.jobs[id].Parent != 0 {
+			return fmt.Errorf("root lists bad child %d", id)
+		}
+		if _, err := walk(id); err != nil {
+			return err
+		}
+	}
+	indexed := 0
+	for _, b := range s.ready.buckets {
+		indexed += b.Len()
+	}
+	runnable := 0
+	for _, j := range s.jobs {
+		if s.runnable(j) {
+			runnable++
+		}
+	}
+	if indexed != runnable {
+		return fmt.Errorf("index holds %d jobs, %d are runnable", indexed, runnable)
+	}
+	for name, w := range s.workers {
+		if w.CurrentEvent != 0 {
+			if j := s.jobOfAttempt(w.CurrentEvent); j == nil || j.Worker != name {
+				return fmt.Errorf("worker %s runs attempt %d whose job is not WORKING on it", name, w.CurrentEvent)
+			}
+		}
+	}
+	return nil
+}
+
+// randomCommand builds a plausible command over a small id space, so that
+// the random walk hits trees, dependencies, attempts and their collisions.
+func randomCommand(r *rand.Rand, h *harness) Command {
+	id := func() int64 { return int64(r.Intn(int(h.st().lastJobID)+2)) + 1 }
+	ids := func() []int64 {
+		out := make([]int64, r.Intn(3)+1)
+		for i := range out {
+			out[i] = id()
+		}
+		return out
+	}
+	worker := func() string { return fmt.Sprintf("w%d", r.Intn(3)) }
+	affs := []string{"", "", "linux", "gpu", "linux,gpu"}
+	now := h.now
+	switch k := r.Intn(20); {
+	case k < 5:
+		var parent int64
+		if r.Intn(2) == 0 {
+			parent = id()
+		}
+		spec := JobSpec{Parent: parent, Title: "t", Retry: r.Intn(3), Priority: r.Intn(300), Affinity: affs[r.Intn(len(affs))],
+			Paused: r.Intn(5) == 0, Timeout: int64(r.Intn(3))}
+		if r.Intn(3) > 0 {
+			spec.Command = "x"
+		}
+		if r.Intn(4) == 0 {
+			spec.Dependencies = ids()
+		}
+		return &JobCreate{Now: now, Jobs: []JobSpec{spec}}
+	case k < 10:
+		return &Pick{Now: now, Worker: worker()}
+	case k < 13:
+		var attempt int64
+		if h.st().lastAttempt > 0 {
+			attempt = h.st().lastAttempt - int64(r.Intn(2))
+		}
+		return &Report{Now: now, Worker: worker(), AttemptID: attempt, LogOffset: -1, Log: []byte("out"), Done: r.Intn(2) == 0, ExitCode: r.Intn(2)}
+	case k == 13:
+		actions := []string{ActionReset, ActionResetError, ActionStart, ActionPause}
+		return &JobAction{Now: now, Action: actions[r.Intn(4)], IDs: ids()}
+	case k == 14:
+		return &JobSetDeps{Now: now, ID: id(), Deps: ids()}
+	case k == 15:
+		p := JobPatch{}
+		switch r.Intn(5) {
+		case 0:
+			parent := id()
+			if r.Intn(2) == 0 {
+				parent = 0
+			}
+			p.Parent = &parent
+		case 1:
+			prio := r.Intn(256)
+			p.Priority = &prio
+		case 2:
+			a := affs[r.Intn(len(affs))]
+			p.Affinity = &a
+		case 3:
+			st := []string{StateWaiting, StatePaused, StateFinished, StateError}[r.Intn(4)]
+			p.State = &st
+		case 4:
+			paused := r.Intn(2) == 0
+			p.Paused = &paused
+		}
+		return &JobEdit{Now: now, Edits: []JobEditItem{{ID: id(), Patch: p}}}
+	case k == 16:
+		switch r.Intn(6) {
+		case 0:
+			return &JobDelete{Now: now, IDs: []int64{id()}}
+		case 1:
+			return &AffinitySet{Names: map[int]string{1 + r.Intn(3): []string{"linux", "gpu", "mac", ""}[r.Intn(4)]}}
+		case 2:
+			a := affs[r.Intn(len(affs))]
+			active := r.Intn(3) > 0
+			return &WorkerEdit{Now: now, Edits: []WorkerEditItem{{Name: worker(), Patch: WorkerPatch{Affinity: &a, Active: &active}}}}
+		case 3:
+			return &WorkerDelete{Now: now, Names: []string{worker()}}
+		}
+		return &WorkerRegister{Now: now, Name: worker(), SetAffinity: true, Affinity: affs[r.Intn(len(affs))] + "\nlinux"}
+	case k == 17:
+		acts := []string{ActionWorkerStart, ActionWorkerStop}
+		return &WorkerAction{Now: now, Action: acts[r.Intn(2)], Names: []string{worker()}}
+	case k == 18:
+		var attempts []int64
+		for _, ra := range h.st().Running() {
+			attempts = append(attempts, ra.AttemptID)
+		}
+		return &JobTimeout{Now: now, Attempts: attempts}
+	default:
+		return &WorkerLost{Now: now, Names: []string{worker()}}
+	}
+}
+
+// TestRandomWalkKeepsInvariants applies random command sequences and checks
+// after every step that the incrementally kept state equals a recomputation,
+// and that snapshot and restore mid-walk changes nothing.
+func TestRandomWalkKeepsInvariants(t *testing.T) {
+	// CROFT_WALK_SEEDS=5000 searches deeper by hand; CI runs 40.
+	seeds, steps := 40, 400
+	if n, err := strconv.Atoi(os.Getenv("CROFT_WALK_SEEDS")); err == nil && n > 0 {
+		seeds = n
+	}
+	if testing.Short() {
+		seeds = 5
+	}
+	for seed := int64(1); seed <= int64(seeds); seed++ {
+		r := rand.New(rand.NewSource(seed))
+		h := newHarness(t)
+		for step := 0; step < steps; step++ {
+			h.tick(int64(r.Intn(2)))
+			cmd := randomCommand(r, h)
+			h.apply(cmd)
+			if err := checkInvariants(h.st()); err != nil {
+				t.Fatalf("seed %d step %d after %T %+v: %v", seed, step, cmd, cmd, err)
+			}
+			if step%97 == 0 {
+				var buf bytes.Buffer
+				if err := h.st().WriteSnapshot(&buf); err != nil {
+					t.Fatal(err)
+				}
+				before := h.st().Digest()
+				if err := h.fsm.Restore(io.NopCloser(&buf)); err != nil {
+					t.Fatal(err)
+				}
+				if h.st().Digest() != before {
+					t.Fatalf("seed %d step %d: restore changed the digest", seed, step)
+				}
+				if err := checkInvariants(h.st()); err != nil {
+					t.Fatalf("seed %d step %d after restore: %v", seed, step, err)
+				}
+			}
+		}
+	}
+}
