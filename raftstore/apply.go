@@ -914,6 +914,10 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if !c.Done {
 		return ReportResult{Duplicate: dup}, nil
 	}
+	if c.Lost {
+		s.endAttempt(j, StateWaiting, "the agent lost the process (restart); requeued", c.Now)
+		return ReportResult{Done: true}, nil
+	}
 	st := StateFinished
 	if c.ExitCode != 0 || c.TimedOut {
 		st = StateError

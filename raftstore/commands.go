@@ -214,6 +214,9 @@ type Report struct {
 	Done      bool
 	ExitCode  int
 	TimedOut  bool
+	// Lost (with Done) says the agent lost the process without a result
+	// (it restarted and found it gone): the job is requeued, not failed.
+	Lost bool
 }
 
 // JobTimeout ends attempts that ran past their job's timeout. The FSM checks
