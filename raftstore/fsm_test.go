@@ -113,7 +113,7 @@ func TestEncodeDecodeEveryCommand(t *testing.T) {
 		&WorkerDelete{Now: 1, Names: []string{"w"}},
 		&WorkerAction{Now: 1, Action: ActionWorkerStop, Names: []string{"w"}},
 		&Pick{Now: 1, Worker: "w"},
-		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3},
+		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3, Lost: true},
 		&JobTimeout{Now: 1, Attempts: []int64{1}},
 		&WorkerLost{Now: 1, Names: []string{"w"}},
 	}
@@ -455,6 +455,20 @@ func TestReportsAreIdempotentAndFenced(t *testing.T) {
 	h.fails(&Report{Now: h.now, Worker: "other", JobID: id, AttemptID: a.AttemptID, Done: true}, ErrStaleAttempt)
 	h.fails(&Report{Now: h.now, Worker: "w", JobID: id + 1, AttemptID: a.AttemptID, Done: true}, ErrStaleAttempt)
 	h.fails(&Report{Now: h.now, Worker: "w", AttemptID: 12345, Done: true}, ErrStaleAttempt)
+}
+
+func TestLostAttemptIsRequeued(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(JobSpec{Command: "render"})[0]
+	a := h.pick("w")
+	h.ok(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, Done: true, Lost: true})
+	j := h.job(id)
+	if j.State != StateWaiting || j.RunDone != 0 {
+		t.Fatalf("lost attempt: %+v", j)
+	}
+	if b := h.pick("w"); b == nil || b.AttemptID == a.AttemptID {
+		t.Fatalf("requeued job not picked again: %+v", b)
+	}
 }
 
 func TestTimeoutsAndLostWorkers(t *testing.T) {

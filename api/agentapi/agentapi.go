@@ -219,7 +219,7 @@ func (h *Handler) report(c *gin.Context) {
 	_, err := h.store.Apply(c, &raftstore.Report{
 		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
-		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut,
+		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost,
 	})
 	switch {
 	case errors.Is(err, raftstore.ErrStaleAttempt):

@@ -83,6 +83,10 @@ type ReportRequest struct {
 	Done     bool     `json:"done"`
 	ExitCode int      `json:"exit_code"`
 	TimedOut bool     `json:"timed_out"`
+	// Lost (with Done) reports that the agent lost the process without a
+	// result, e.g. it restarted and found it gone: the job is requeued
+	// without counting a run.
+	Lost bool `json:"lost,omitempty"`
 }
 
 // ReportResponse acknowledges a report. A report from a stale attempt gets
