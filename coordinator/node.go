@@ -787,8 +787,42 @@ func (n *Node) Status() client.ClusterStatus {
 // Shutdown stops Raft and closes the stores. It does not transfer the
 // leadership first: the others elect a new leader after ElectionTimeout.
 // It is safe to call more than once.
+// TransferLeadership hands leadership to another voter when this node leads,
+// so a planned stop costs no election: the others need not wait for a
+// heartbeat timeout. It returns ErrNotLeader when there is nothing to hand
+// over (not leader, or no other voter), and waits at most about an
+// election timeout.
+func (n *Node) TransferLeadership() error {
+	if n.raft.State() != raft.Leader {
+		return ErrNotLeader
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	others := 0
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter && srv.ID != raft.ServerID(n.cfg.NodeID) {
+			others++
+		}
+	}
+	if others == 0 {
+		return ErrNotLeader
+	}
+	start := time.Now()
+	if err := n.raft.LeadershipTransfer().Error(); err != nil {
+		n.log.Warn("leadership transfer failed; the others will elect a leader after the heartbeat timeout", "err", err)
+		return err
+	}
+	n.log.Info("leadership transferred", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// Shutdown hands over leadership if this node leads, then stops Raft and
+// closes the stores.
 func (n *Node) Shutdown() error {
 	n.stopOnce.Do(func() {
+		_ = n.TransferLeadership()
 		close(n.shutdownCh)
 		n.baseCancel()
 		if n.observer != nil {

@@ -67,6 +67,12 @@ type nodeTestJobReply struct {
 // passes the old address (the Raft configuration records it).
 func nodeTestStart(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool, join []string) *nodeTestMember {
 	t.Helper()
+	return nodeTestStartWith(t, owner, id, dir, raftAddr, bootstrap, join, nil)
+}
+
+// nodeTestStartWith is nodeTestStart with a hook that adjusts the Config.
+func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool, join []string, tune func(*Config)) *nodeTestMember {
+	t.Helper()
 	gin.SetMode(gin.TestMode)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -81,6 +87,9 @@ func nodeTestStart(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool
 		HeartbeatTimeout: nodeTestHeartbeat, ElectionTimeout: nodeTestHeartbeat,
 		LeaderLeaseTimeout: nodeTestLease, CommitTimeout: 10 * time.Millisecond,
 		LeaderWait: nodeTestWait, Logger: nodeTestLogger().With("test", t.Name()),
+	}
+	if tune != nil {
+		tune(&cfg)
 	}
 	var n *Node
 	// A restarted node rebinds its old Raft port; retry while it is busy.

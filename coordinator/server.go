@@ -102,7 +102,9 @@ func (s *Server) Serve(ln net.Listener) error {
 	return err
 }
 
-// Close stops the sweeper, the HTTP server and the Raft node.
+// Close stops the coordinator gracefully: a leader first hands leadership
+// to another member while its API still forwards requests there, then the
+// sweeper, the HTTP server and the Raft node stop.
 func (s *Server) Close() error {
 	select {
 	case <-s.stop:
@@ -111,6 +113,7 @@ func (s *Server) Close() error {
 	}
 	close(s.stop)
 	s.wg.Wait()
+	_ = s.node.TransferLeadership()
 	if s.httpSrv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_ = s.httpSrv.Shutdown(ctx)
