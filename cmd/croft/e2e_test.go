@@ -345,6 +345,16 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 	if err != nil || st2.LeaderID == "" || st2.LeaderID == st.LeaderID {
 		t.Fatalf("status after failover %+v %v", st2, err)
 	}
+
+	// The admin CLI removes the dead member and shows the new membership.
+	out, err := exec.CommandContext(ctx, croftBin(t), "cluster", "remove", "--coordinator", rest[0], "--node-id", st.LeaderID).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed") {
+		t.Fatalf("croft cluster remove: %v\n%s", err, out)
+	}
+	out, err = exec.CommandContext(ctx, croftBin(t), "cluster", "status", "--coordinator", rest[1]).CombinedOutput()
+	if err != nil || strings.Contains(string(out), st.LeaderID+" ") || !strings.Contains(string(out), "leader: "+st2.LeaderID) {
+		t.Fatalf("croft cluster status after remove: %v\n%s", err, out)
+	}
 }
 
 func TestDevSlotsRunConcurrently(t *testing.T) {
