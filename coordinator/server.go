@@ -144,22 +144,18 @@ func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
-	var term time.Time
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
 		}
+		// Pings kept from an earlier leadership need no reset: Expired
+		// counts nothing older than since, the start of this leadership.
+		// (A reset here raced with agents registering right after it.)
 		leader, since := s.node.Leadership()
 		if !leader {
-			term = time.Time{}
 			continue
-		}
-		if !since.Equal(term) {
-			// A new term: pings seen before belong to an older leadership.
-			term = since
-			s.pings.Reset()
 		}
 		if err := s.sweepOnce(since); err != nil {
 			s.log.Warn("sweep", "err", err)

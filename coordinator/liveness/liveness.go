@@ -61,14 +61,6 @@ func (t *Tracker) Forget(worker string) {
 	delete(t.pings, worker)
 }
 
-// Reset forgets every ping: called when this node becomes leader, since
-// pings it saw in an earlier term are stale.
-func (t *Tracker) Reset() {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.pings = make(map[string]Ping)
-}
-
 // Expired returns, in name order, the workers among candidates whose last
 // sign of life is older than ttl at now. A worker never seen counts as seen
 // at since (when this node became leader): that is the failover grace.
