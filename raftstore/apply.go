@@ -108,30 +108,49 @@ func errOrNil(err error) any {
 
 func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 	// Check everything first: a create is all or nothing.
+	newNames := map[string]bool{}
 	for i, spec := range c.Jobs {
-		p := s.node(spec.Parent)
-		if p == nil {
-			return nil, notFound("job %d: parent %d", i, spec.Parent)
-		}
-		if !p.IsGroup() {
-			return nil, invalid("parent %d is not a group (it has a command)", spec.Parent)
+		if spec.ParentRef != 0 {
+			if spec.ParentRef < 0 || spec.ParentRef > i {
+				return nil, invalid("job %d: parent_ref %d must name an earlier job of the same request", i, spec.ParentRef)
+			}
+			if c.Jobs[spec.ParentRef-1].Command != "" {
+				return nil, invalid("job %d: parent_ref %d is not a group (it has a command)", i, spec.ParentRef)
+			}
+		} else {
+			p := s.node(spec.Parent)
+			if p == nil {
+				return nil, notFound("job %d: parent %d", i, spec.Parent)
+			}
+			if !p.IsGroup() {
+				return nil, invalid("parent %d is not a group (it has a command)", spec.Parent)
+			}
 		}
 		for _, d := range spec.Dependencies {
 			if s.jobs[d] == nil {
 				return nil, notFound("dependency %d", d)
 			}
 		}
-		if _, err := s.affinityMask(spec.Affinity, true); err != nil {
-			return nil, err
+		if spec.Affinity != "" {
+			if err := s.unknownAffinities(spec.Affinity, newNames); err != nil {
+				return nil, err
+			}
 		}
+	}
+	if len(newNames) > s.freeAffinities() {
+		return nil, invalid("%d new affinity names, only %d of %d affinity ids are free", len(newNames), s.freeAffinities(), MaxAffinityID)
 	}
 	ids := make([]int64, 0, len(c.Jobs))
 	for _, spec := range c.Jobs {
 		s.lastJobID++
 		bits, _ := s.affinityMask(spec.Affinity, false)
+		parent := spec.Parent
+		if spec.ParentRef != 0 {
+			parent = ids[spec.ParentRef-1]
+		}
 		j := &Job{
 			ID:              s.lastJobID,
-			Parent:          spec.Parent,
+			Parent:          parent,
 			Title:           spec.Title,
 			Command:         spec.Command,
 			Dir:             spec.Dir,
@@ -150,7 +169,9 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 		}
 		s.jobs[j.ID] = j
 		p := s.node(j.Parent)
-		p.Children = insertSorted(p.Children, j.ID)
+		// A new id is the largest: appending keeps Children sorted, and
+		// readers' copies never look past their own length.
+		p.Children = append(p.Children, j.ID)
 		s.setDepsRaw(j, uniq(spec.Dependencies))
 		j.State = s.depState(j)
 		s.refreshH(j, true)

@@ -56,7 +56,11 @@ type NodeRemove struct {
 // JobSpec describes a new job. Zero values are not defaults: the API edge
 // fills Coalition's defaults (timeout 1000, priority 1000, retry 10, ...).
 type JobSpec struct {
-	Parent          int64
+	Parent int64
+	// ParentRef, when not 0, makes the job a child of the ParentRef-th job
+	// (1-based) of the same JobCreate, so a group and its children are
+	// created in one entry.
+	ParentRef       int
 	Title           string
 	Command         string
 	Dir             string

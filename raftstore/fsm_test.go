@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"testing"
@@ -637,4 +638,28 @@ func TestMoveRespectsDependencies(t *testing.T) {
 	if err := checkInvariants(h.st()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+func TestCreateWithParentRefs(t *testing.T) {
+	h := newHarness(t)
+	ids := h.create(
+		JobSpec{Title: "group"},
+		JobSpec{ParentRef: 1, Command: "a"},
+		JobSpec{ParentRef: 1, Title: "sub"},
+		JobSpec{ParentRef: 3, Command: "b"},
+	)
+	if g := h.job(ids[0]); g.Total != 2 || len(g.Children) != 2 {
+		t.Fatalf("group %+v", g)
+	}
+	if b := h.job(ids[3]); b.Parent != ids[2] || b.HDepth != 3 {
+		t.Fatalf("grandchild %+v", b)
+	}
+	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{ParentRef: 1}}}, ErrInvalid)                 // not earlier
+	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "x"}, {ParentRef: 1}}}, ErrInvalid) // not a group
+	// New affinity names are counted across the whole request.
+	var specs []JobSpec
+	for i := 0; i < MaxAffinityID+1; i++ {
+		specs = append(specs, JobSpec{Command: "x", Affinity: fmt.Sprint("aff", i)})
+	}
+	h.fails(&JobCreate{Now: h.now, Jobs: specs}, ErrInvalid)
 }

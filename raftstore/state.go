@@ -299,6 +299,24 @@ func (s *State) affinityMask(aff string, dry bool) (uint64, error) {
 	return mask, nil
 }
 
+// unknownAffinities adds to names the affinity names of aff that have no
+// id yet, and checks the raw "#N" forms.
+func (s *State) unknownAffinities(aff string, names map[string]bool) error {
+	for _, name := range strings.Split(aff, ",") {
+		name = strings.TrimSpace(name)
+		switch {
+		case name == "":
+		case strings.HasPrefix(name, "#"):
+			if n, err := strconv.Atoi(name[1:]); err != nil || n < 1 || n > MaxAffinityID {
+				return invalid("affinity %q: raw ids are #1..#%d", name, MaxAffinityID)
+			}
+		case s.affinityID(name) == 0:
+			names[name] = true
+		}
+	}
+	return nil
+}
+
 func (s *State) affinityID(name string) int {
 	for id := 1; id <= MaxAffinityID; id++ {
 		if s.affinities[id] == name {

@@ -415,3 +415,40 @@ func TestWhereDistinctAndAddJob(t *testing.T) {
 		t.Fatalf("bad addjob %d %q", resp.StatusCode, b)
 	}
 }
+
+func TestCreateGroupWithChildrenInOneRequest(t *testing.T) {
+	f := newFarm(t)
+	var kids []string
+	for i := 0; i < 50; i++ {
+		kids = append(kids, `{"title":"frame `+strconv.Itoa(i)+`","command":"render `+strconv.Itoa(i)+`"}`)
+	}
+	body := `{"title":"shot","children":[` + strings.Join(kids, ",") + `,{"title":"sub","children":[{"command":"x"}]}]}`
+	entries := f.store.index
+	id := f.create(body)
+	if f.store.index != entries+1 {
+		t.Fatalf("%d Raft entries for one request", f.store.index-entries)
+	}
+	g := f.job(id)
+	if g.Total != 51 || g.Command != "" {
+		t.Fatalf("group %+v", g)
+	}
+	var children []client.Job
+	f.ok("GET", "/api/jobs/"+strconv.FormatInt(id, 10)+"/children", "", &children)
+	if len(children) != 51 || children[0].Title != "frame 0" || children[0].Parent != id || children[50].Total != 1 {
+		t.Fatalf("children %d, first %+v", len(children), children[0])
+	}
+	for _, bad := range []string{
+		`{"command":"x","children":[{"command":"y"}]}`,  // a group has no command
+		`{"children":[{"command":"y","parent":3}]}`,     // parent comes from the nesting
+		`{"children":{"command":"y"}}`,                  // not a list
+		`{"children":[{"command":"y","colour":"red"}]}`, // unknown attribute inside
+	} {
+		before := f.store.State().Digest()
+		if code, b := f.call("PUT", "/api/jobs", bad); code != 400 {
+			t.Errorf("%s: %d %s", bad, code, b)
+		}
+		if f.store.State().Digest() != before {
+			t.Errorf("%s changed the state", bad)
+		}
+	}
+}

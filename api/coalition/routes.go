@@ -6,6 +6,7 @@ package coalition
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strconv"
@@ -237,10 +238,41 @@ func (h *Handler) rootJobs(c *gin.Context) error {
 	return nil
 }
 
+// createJob serves PUT /api/jobs. Besides Coalition's attributes it takes
+// a Croft extension, "children": a list of job objects (which may have
+// children of their own) created under the new job in the same Raft entry,
+// so a 10,000-frame job is one request and one commit. The reply is still
+// the bare id of the top job.
 func (h *Handler) createJob(c *gin.Context, body []byte) error {
 	m, err := parseObject(body)
 	if err != nil {
 		return err
+	}
+	var specs []raftstore.JobSpec
+	if err := flattenJob(m, 0, &specs); err != nil {
+		return err
+	}
+	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: specs})
+	if err != nil {
+		return err
+	}
+	reply(c, res.([]int64)[0])
+	return nil
+}
+
+// maxJobsPerRequest bounds one create request (and so one Raft entry).
+const maxJobsPerRequest = 1_000_000
+
+// flattenJob appends the job described by m, then its children (depth
+// first), to specs. parentRef is the 1-based index of its parent in specs,
+// or 0 for a job placed by its own "parent" attribute.
+func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.JobSpec) error {
+	kids, hasKids := m["children"]
+	delete(m, "children")
+	if parentRef != 0 {
+		if _, ok := m["parent"]; ok {
+			return bad("a job inside \"children\" takes its parent from there: drop \"parent\"")
+		}
 	}
 	p, err := parseJobAttrs(m)
 	if err != nil {
@@ -250,11 +282,31 @@ func (h *Handler) createJob(c *gin.Context, body []byte) error {
 	if err != nil {
 		return err
 	}
-	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: []raftstore.JobSpec{spec}})
-	if err != nil {
-		return err
+	spec.ParentRef = parentRef
+	if len(*specs) >= maxJobsPerRequest {
+		return bad("more than %d jobs in one request", maxJobsPerRequest)
 	}
-	reply(c, res.([]int64)[0])
+	*specs = append(*specs, spec)
+	if !hasKids {
+		return nil
+	}
+	if spec.Command != "" {
+		return bad("a job with children is a group: its command must be empty")
+	}
+	var list []json.RawMessage
+	if err := json.Unmarshal(kids, &list); err != nil {
+		return bad("children: a list of job objects is expected")
+	}
+	self := len(*specs)
+	for i, raw := range list {
+		km, err := parseObject(raw)
+		if err != nil || km == nil {
+			return bad("children[%d]: a job object is expected", i)
+		}
+		if err := flattenJob(km, self, specs); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 
