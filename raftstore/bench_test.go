@@ -1,0 +1,106 @@
+package raftstore
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// Hot-path benchmarks: go test -run '^$' -bench . -benchmem ./raftstore/
+
+func benchApply(b *testing.B, f *FSM, index *uint64, cmd Command) any {
+	buf, err := Encode(cmd)
+	if err != nil {
+		b.Fatal(err)
+	}
+	*index++
+	res := f.Apply(&raft.Log{Index: *index, Type: raft.LogCommand, Data: buf})
+	if err, ok := res.(error); ok {
+		b.Fatal(err)
+	}
+	return res
+}
+
+// queued builds a state with n runnable jobs spread over a few affinities
+// and priorities, plus registered workers.
+func queued(b *testing.B, n int) (*FSM, *uint64) {
+	f := NewFSM()
+	var index uint64
+	affs := []string{"", "linux", "gpu", "linux,gpu"}
+	const chunk = 50_000
+	for done := 0; done < n; done += chunk {
+		specs := make([]JobSpec, 0, chunk)
+		for i := done; i < n && i < done+chunk; i++ {
+			specs = append(specs, JobSpec{Title: "q", Command: "true", Priority: i % 7, Affinity: affs[i%len(affs)], Retry: 1})
+		}
+		benchApply(b, f, &index, &JobCreate{Now: 1, Jobs: specs})
+	}
+	benchApply(b, f, &index, &WorkerRegister{Now: 1, Name: "w", SetAffinity: true, Affinity: "linux,gpu\nlinux"})
+	return f, &index
+}
+
+// BenchmarkPick measures one dispatch (Pick then its final report, so the
+// queue shrinks by one job per iteration) at several queue lengths: the
+// cost must stay flat from 1,000 to 1,000,000 queued jobs.
+func BenchmarkPick(b *testing.B) {
+	for _, n := range []int{1_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("queued=%d", n), func(b *testing.B) {
+			if n > b.N+n/2 && testing.Short() {
+				b.Skip("large queue skipped in -short mode")
+			}
+			f, index := queued(b, n+b.N)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				a := benchApply(b, f, index, &Pick{Now: 2, Worker: "w"}).(*Assignment)
+				if a == nil {
+					b.Fatal("queue ran dry")
+				}
+				benchApply(b, f, index, &Report{Now: 3, Worker: "w", JobID: a.JobID, AttemptID: a.AttemptID, Done: true})
+			}
+		})
+	}
+}
+
+// BenchmarkCreate measures applying single-job creates (entry decode
+// included), and a 100,000-child group created by one command.
+func BenchmarkCreate(b *testing.B) {
+	b.Run("single", func(b *testing.B) {
+		f := NewFSM()
+		var index uint64
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			benchApply(b, f, &index, &JobCreate{Now: 1, Jobs: []JobSpec{{Title: "job", Command: "true", Retry: 10, Timeout: 1000, Priority: 255}}})
+		}
+	})
+	b.Run("group-100k", func(b *testing.B) {
+		specs := []JobSpec{{Title: "shot"}}
+		for i := 0; i < 100_000; i++ {
+			specs = append(specs, JobSpec{ParentRef: 1, Title: "frame", Command: "render", Retry: 10, Timeout: 1000, Priority: 255})
+		}
+		cmd := &JobCreate{Now: 1, Jobs: specs}
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			f := NewFSM()
+			var index uint64
+			benchApply(b, f, &index, cmd)
+		}
+	})
+}
+
+// BenchmarkEncodeDecode measures the Raft entry codec on a typical report.
+func BenchmarkEncodeDecode(b *testing.B) {
+	p := 0.5
+	cmd := &Report{Now: 1, Worker: "render-042/2", JobID: 123456, AttemptID: 654321, LogOffset: 4096, Log: make([]byte, 512), Progress: &p}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		buf, err := Encode(cmd)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := Decode(buf); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
