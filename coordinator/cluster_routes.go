@@ -23,6 +23,7 @@ const nodeMembershipTimeout = 30 * time.Second
 // through Forward).
 func (n *Node) RegisterClusterRoutes(r gin.IRouter) {
 	r.GET("/cluster/status", n.nodeHandleStatus)
+	r.POST("/cluster/snapshot", n.nodeHandleSnapshot)
 	r.POST("/cluster/join", n.Forward(), n.nodeHandleJoin)
 	r.POST("/cluster/remove", n.Forward(), n.nodeHandleRemove)
 }
@@ -35,6 +36,26 @@ func (n *Node) nodeHandleStatus(c *gin.Context) {
 		st.Digest = n.fsm.State().Digest()
 	}
 	c.JSON(http.StatusOK, st)
+}
+
+// nodeHandleSnapshot takes a Raft snapshot of this node now (log
+// compaction on demand, before maintenance or to measure it) and answers
+// with its index, size and the time it took.
+func (n *Node) nodeHandleSnapshot(c *gin.Context) {
+	t0 := time.Now()
+	f := n.raft.Snapshot()
+	if err := f.Error(); err != nil {
+		c.JSON(http.StatusConflict, client.ErrorBody{Error: "snapshot: " + err.Error()})
+		return
+	}
+	took := time.Since(t0)
+	meta, rc, err := f.Open()
+	if err != nil {
+		c.JSON(http.StatusInternalServerError, client.ErrorBody{Error: "snapshot: " + err.Error()})
+		return
+	}
+	rc.Close()
+	c.JSON(http.StatusOK, gin.H{"index": meta.Index, "bytes": meta.Size, "took_ms": float64(took.Microseconds()) / 1000})
 }
 
 func (n *Node) nodeHandleJoin(c *gin.Context) {

@@ -87,6 +87,9 @@ type Config struct {
 
 	// LeaderWait bounds how long a request waits for a leader before 503.
 	LeaderWait time.Duration
+	// MaxBatch caps the commands group-committed in one Raft entry (default
+	// 512). 1 turns group commit off; `croft bench` uses it for comparison.
+	MaxBatch int
 	// Logger receives the node's logs and raft's warnings; nil = slog.Default.
 	Logger *slog.Logger
 }
@@ -502,6 +505,14 @@ func (n *Node) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
 // Raft entries. It takes one command, waits for a pipeline slot (meanwhile
 // more commands queue up), then drains whatever is queued into one entry.
 // A lone command goes as a plain entry, several as a Batch.
+// maxBatch is the configured group commit cap.
+func (n *Node) maxBatch() int {
+	if n.cfg.MaxBatch > 0 {
+		return min(n.cfg.MaxBatch, nodeMaxBatchCommands)
+	}
+	return nodeMaxBatchCommands
+}
+
 func (n *Node) nodeCommitLoop() {
 	defer n.wg.Done()
 	slots := make(chan struct{}, nodeApplyPipeline)
@@ -525,7 +536,7 @@ func (n *Node) nodeCommitLoop() {
 		batch := []*nodeApplyReq{first}
 		size := len(first.data)
 	drain:
-		for len(batch) < nodeMaxBatchCommands {
+		for len(batch) < n.maxBatch() {
 			select {
 			case r := <-n.applyCh:
 				if size+len(r.data) > nodeMaxBatchBytes {

@@ -22,6 +22,7 @@ type coordinatorFlags struct {
 	nodeID, dataDir, httpAddr, raftAddr, join string
 	bootstrap                                 bool
 	workerTTL                                 time.Duration
+	maxBatch                                  int
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -31,6 +32,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:19211", "HTTP API address (host:port); Coalition's port by default")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:19212", "Raft transport address (host:port)")
 	fs.DurationVar(&f.workerTTL, "worker-ttl", 15*time.Second, "silence after which a worker is marked lost and its job requeued")
+	fs.IntVar(&f.maxBatch, "max-batch", 0, "most commands group-committed in one Raft entry (0: default 512; 1: group commit off)")
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
@@ -75,6 +77,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Se
 			HTTPAddr:  ln.Addr().String(),
 			Bootstrap: f.bootstrap,
 			Join:      splitURLs(f.join),
+			MaxBatch:  f.maxBatch,
 			Logger:    logger,
 		},
 		WorkerTTL: f.workerTTL,
