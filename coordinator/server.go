@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	_ "net/http/pprof" // served only with ServerConfig.Pprof
 	"sync"
 	"time"
 
@@ -29,6 +30,9 @@ type ServerConfig struct {
 	// SweepInterval is how often the leader looks for timed-out jobs and
 	// silent workers (default 500 ms).
 	SweepInterval time.Duration
+	// Pprof mounts Go's profiler at /debug/pprof/ (off by default: it
+	// exposes internals and can cost CPU).
+	Pprof bool
 }
 
 // Server is a coordinator: a Raft node, the REST API and, while leader, the
@@ -77,6 +81,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	fwd := node.Forward()
 	coalition.New(st, s.pings).Register(e, fwd)
 	agentapi.New(st, s.pings).Register(e, fwd)
+	if cfg.Pprof {
+		e.Any("/debug/pprof/*any", gin.WrapH(http.DefaultServeMux))
+	}
 	e.NoRoute(func(c *gin.Context) {
 		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
 	})

@@ -23,6 +23,7 @@ type coordinatorFlags struct {
 	bootstrap                                 bool
 	workerTTL                                 time.Duration
 	maxBatch                                  int
+	pprof                                     bool
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -32,6 +33,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:19211", "HTTP API address (host:port); Coalition's port by default")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:19212", "Raft transport address (host:port)")
 	fs.DurationVar(&f.workerTTL, "worker-ttl", 15*time.Second, "silence after which a worker is marked lost and its job requeued")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP address")
 	fs.IntVar(&f.maxBatch, "max-batch", 0, "most commands group-committed in one Raft entry (0: default 512; 1: group commit off)")
 }
 
@@ -81,6 +83,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Se
 			Logger:    logger,
 		},
 		WorkerTTL: f.workerTTL,
+		Pprof:     f.pprof,
 	})
 	if err != nil {
 		ln.Close()
