@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Tests run with the race detector; CI has 2 cores, so keep parallelism modest.
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test vet fmt-check cover clean
+.PHONY: all build run test vet fmt-check cover clean docker-image e2e-docker
 
 all: build
 
@@ -34,3 +34,12 @@ cover:
 
 clean:
 	rm -rf bin coverage.out
+
+# Container image, built offline from bin/croft and Debian's static busybox.
+docker-image: build
+	CROFT_BIN=$(CURDIR)/$(BIN) deploy/build-image.sh $(or $(IMAGE),croft:local)
+
+# Network partition test in Docker (deploy/docker-compose.yml). Prints SKIP
+# and succeeds when no Docker engine answers.
+e2e-docker: build
+	CROFT_BIN=$(CURDIR)/$(BIN) scripts/e2e-docker.sh

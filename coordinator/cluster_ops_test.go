@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -192,4 +193,19 @@ func sortedIDs(ids []string) []string {
 	out := append([]string(nil), ids...)
 	slices.Sort(out)
 	return out
+}
+
+func TestForwardedToANonLeaderAnswersAtOnce(t *testing.T) {
+	ms := clusterOpsStart(t, 3, nil)
+	leader := nodeTestLeader(t, ms...)
+	follower := nodeTestFollower(ms, leader)
+	// A request that was already forwarded once reaches a follower (the
+	// sender's view of the leader was stale): it is refused as not leader,
+	// marked so that the sender replays it, instead of waiting LeaderWait.
+	code, out := nodeTestPost(t, follower.url+"/test/jobs", map[string]string{"title": "stale"}, map[string]string{ForwardedHeader: "1"})
+	if code != 503 || !strings.Contains(string(out), "not the leader") {
+		t.Fatalf("forwarded request at a follower: %d %s", code, out)
+	}
+	// The same request from a client is forwarded to the leader as usual.
+	nodeTestCreate(t, follower, "fresh")
 }

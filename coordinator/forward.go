@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/client"
 )
@@ -22,6 +24,10 @@ import (
 const (
 	// ForwardedHeader counts the hops a request was forwarded through.
 	ForwardedHeader = "X-Croft-Forwarded"
+	// NotLeaderHeader marks a 503 from a node that is not the leader: the
+	// request was not applied, and the node that forwarded it looks for the
+	// leader again and replays it.
+	NotLeaderHeader = "X-Croft-Not-Leader"
 	// nodeMaxForwardHops stops forwarding loops while members disagree on
 	// the leader (an election in progress).
 	nodeMaxForwardHops = 3
@@ -56,10 +62,19 @@ func (n *Node) nodeForward(c *gin.Context) {
 			c.Next()
 			return
 		}
+		hops, _ := strconv.Atoi(c.GetHeader(ForwardedHeader))
+		if hops > 0 && n.raft.State() != raft.Leader {
+			// Forwarded here by a node that thought we lead (an election
+			// just happened). Holding it for LeaderWait would stall the
+			// client while the new leader is already serving: tell the
+			// forwarder at once; it knows as much as we do and replays.
+			c.Header(NotLeaderHeader, "1")
+			nodeAbortJSON(c, http.StatusServiceUnavailable, ErrNotLeader.Error()+": "+n.cfg.NodeID+" is not the leader")
+			return
+		}
 		target, reason := n.nodeLeaderHTTP()
 		why = reason
 		if target != "" {
-			hops, _ := strconv.Atoi(c.GetHeader(ForwardedHeader))
 			if hops >= nodeMaxForwardHops {
 				nodeAbortJSON(c, http.StatusServiceUnavailable, fmt.Sprintf("%v: forwarded %d times, members disagree on the leader", ErrNoLeader, hops))
 				return
@@ -81,17 +96,20 @@ func (n *Node) nodeForward(c *gin.Context) {
 				return
 			}
 			// Retry only a request the leader never fully received (dial
-			// refused, stale keep-alive connection): sending it again cannot
-			// apply it twice. Past that point the outcome is unknown: 502,
-			// and the client decides.
-			if !body.replayable || delivered {
+			// refused, stale keep-alive connection), or one it refused as
+			// not leader: sending it again cannot apply it twice. Past that
+			// point the outcome is unknown: 502, and the client decides.
+			notLeader := errors.Is(err, errUpstreamNotLeader)
+			if !body.replayable || (delivered && !notLeader) {
 				n.log.Warn("forwarding to leader failed", "leader_http", target, "err", err)
 				nodeAbortJSON(c, http.StatusBadGateway, fmt.Sprintf("forward to leader %s: %v", target, err))
 				return
 			}
 			why = fmt.Sprintf("leader %s unreachable: %v", target, err)
 			n.log.Debug("leader unreachable, looking again", "leader_http", target, "err", err)
-			changed = nil // the dead leader stays "known" until an election: back off instead
+			if !notLeader {
+				changed = nil // the dead leader stays "known" until an election: back off instead
+			}
 		}
 		poll := time.NewTimer(nodeForwardPoll)
 		select {
@@ -113,6 +131,9 @@ func (n *Node) nodeForward(c *gin.Context) {
 		poll.Stop()
 	}
 }
+
+// errUpstreamNotLeader: the node we forwarded to says it is not the leader.
+var errUpstreamNotLeader = errors.New("forwarded to a node that is not the leader")
 
 // nodeLeaderHTTP returns the HTTP address of another node that leads, or
 // why there is none to forward to.
@@ -149,6 +170,13 @@ func (n *Node) nodeProxy(c *gin.Context, target string, hops int, body *nodeBody
 		ErrorLog:      slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) {
 			proxyErr = err // nothing written yet: the caller decides to retry or answer
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(NotLeaderHeader) != "" {
+				resp.Body.Close()
+				return errUpstreamNotLeader // not applied there: look again and replay
+			}
+			return nil
 		},
 	}
 	body.restore(c.Request)

@@ -31,6 +31,11 @@ var (
 	ErrNotLeader = errors.New("not the leader")
 	// ErrNoLeader means no leader was known within the wait bound.
 	ErrNoLeader = errors.New("no leader")
+	// ErrOutcomeUnknown means a command reached the Raft log but the leader
+	// lost its leadership (or the caller gave up) before it committed: it
+	// may still be applied by the next leader. Retrying a non-idempotent
+	// command after it could apply it twice.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
 // Production Raft timing, used when the Config leaves a value at zero.
@@ -495,9 +500,9 @@ func (n *Node) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
 	case r := <-req.done:
 		return r.resp, r.err
 	case <-ctx.Done():
-		return nil, fmt.Errorf("apply outcome unknown: %w", ctx.Err())
+		return nil, fmt.Errorf("%w: %w", ErrOutcomeUnknown, ctx.Err())
 	case <-n.shutdownCh:
-		return nil, fmt.Errorf("%w: node shut down (outcome unknown)", ErrNotLeader)
+		return nil, fmt.Errorf("%w: %w: node shut down", ErrOutcomeUnknown, ErrNotLeader)
 	}
 }
 
@@ -588,7 +593,14 @@ func (n *Node) nodeCommitLoop() {
 // nodeDeliver waits for an entry and hands each caller its own result.
 func nodeDeliver(reqs []*nodeApplyReq, f raft.ApplyFuture) {
 	if err := f.Error(); err != nil {
-		nodeDeliverErr(reqs, fmt.Errorf("%w: %w", ErrNotLeader, err))
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
+			// Never appended to the log: not applied, safe to retry.
+			nodeDeliverErr(reqs, fmt.Errorf("%w: %w", ErrNotLeader, err))
+			return
+		}
+		// Appended, then leadership was lost (or raft shut down): the
+		// next leader may still commit it.
+		nodeDeliverErr(reqs, fmt.Errorf("%w: %w: %w", ErrOutcomeUnknown, ErrNotLeader, err))
 		return
 	}
 	resp := f.Response()

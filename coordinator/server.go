@@ -130,13 +130,18 @@ func (s *Server) Close() error {
 	return s.node.Shutdown()
 }
 
-// store adapts the Node to the API packages' Store interface and turns
-// leadership errors into apierr.ErrUnavailable (503).
+// store adapts the Node to the API packages' Store interface: a command
+// that was not applied becomes apierr.ErrUnavailable (503, safe to retry),
+// one whose fate is unknown apierr.ErrOutcomeUnknown (504).
 type store struct{ node *Node }
 
 func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
 	res, err := s.node.Apply(ctx, cmd)
-	if err != nil && (errors.Is(err, ErrNotLeader) || errors.Is(err, ErrNoLeader)) {
+	switch {
+	case err == nil:
+	case errors.Is(err, ErrOutcomeUnknown):
+		err = fmt.Errorf("%w: %v", apierr.ErrOutcomeUnknown, err)
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
 		err = fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
 	}
 	return res, err

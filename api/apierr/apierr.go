@@ -18,9 +18,15 @@ import (
 var (
 	// ErrBadInput marks a request the client must fix (400).
 	ErrBadInput = errors.New("bad input")
-	// ErrUnavailable marks a request that could not be served now, e.g.
-	// while the cluster has no leader (503). The client may retry it.
+	// ErrUnavailable marks a request that was not applied and could not be
+	// served now, e.g. while the cluster has no leader (503). The client
+	// may retry it.
 	ErrUnavailable = errors.New("unavailable")
+	// ErrOutcomeUnknown marks a write that reached the Raft log but whose
+	// commit was not confirmed (leadership lost, or the request gave up):
+	// it may or may not be applied (504). Only idempotent requests should
+	// be retried blindly.
+	ErrOutcomeUnknown = errors.New("outcome unknown")
 )
 
 // Bad returns an ErrBadInput error with a message.
@@ -37,6 +43,8 @@ func Status(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, raftstore.ErrStaleAttempt):
 		return http.StatusConflict
+	case errors.Is(err, ErrOutcomeUnknown):
+		return http.StatusGatewayTimeout
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable
 	case errors.Is(err, context.Canceled):

@@ -127,19 +127,40 @@ func (c *Client) FindLeader(ctx context.Context) (string, error) {
 	return "", ErrUnavailable
 }
 
-// retryable reports whether a failed call may be sent again: the request
-// did not reach a coordinator, or the cluster had no leader to apply it.
-func retryable(err error) bool {
-	if IsStatus(err, http.StatusServiceUnavailable) || IsStatus(err, http.StatusBadGateway) {
+// retryable reports whether a failed call may be sent again. A call that
+// certainly was not applied (no connection could be made, or 503: no
+// leader) always may. One whose outcome is unknown (502 or 504 from the
+// cluster, or a connection that broke after the request was sent) may only
+// when the request is idempotent: retrying a create could make two jobs.
+func retryable(err error, idempotent bool) bool {
+	if IsStatus(err, http.StatusServiceUnavailable) {
 		return true
 	}
 	var se *StatusError
-	return !errors.As(err, &se)
+	if errors.As(err, &se) {
+		return idempotent && (se.Code == http.StatusBadGateway || se.Code == http.StatusGatewayTimeout)
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return true // nothing was sent
+	}
+	return idempotent
+}
+
+// idempotent reports whether sending a request twice has the effect of
+// sending it once: reads, the agent protocol (attempt ids and log offsets
+// make reports idempotent) and membership changes. Coalition writes are
+// not (a create makes a new job each time).
+func idempotent(method, path string) bool {
+	return method == http.MethodGet || method == http.MethodHead ||
+		strings.HasPrefix(path, "/croft/v1/agent/") || strings.HasPrefix(path, "/cluster/")
 }
 
 // Do sends a JSON request and decodes the JSON reply into out (if not nil).
 // It moves across coordinators and retries while the cluster has no leader,
-// until ctx ends. Replies other than 200 are returned as *StatusError.
+// until ctx ends; a request whose outcome became unknown is retried only if
+// it is idempotent (see retryable). Replies other than 200 are returned as
+// *StatusError.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -157,7 +178,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			return fmt.Errorf("%w: no coordinator URL given", ErrUnavailable)
 		}
 		err := c.once(ctx, base, method, path, body, out)
-		if err == nil || !retryable(err) {
+		if err == nil || !retryable(err, idempotent(method, path)) {
 			return err
 		}
 		last = err
