@@ -1,19 +1,24 @@
 // Package agent is Croft's render-node agent: it registers with the
 // coordinators, heartbeats with its host's load, long-polls for work and
-// runs each assignment in its own process group, streaming the output and
-// the result back until they are acknowledged. See DESIGN.md.
+// runs each assignment under a supervisor in its own process group, its
+// output spooled to disk and streamed back, with the result, until they
+// are acknowledged. A job outlives a crash of its agent: the next agent
+// re-adopts it, or delivers its result, or reports it lost. See DESIGN.md.
 package agent
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -31,6 +36,10 @@ const (
 	DefaultSlots             = 1
 	DefaultHeartbeatInterval = time.Second
 	DefaultPullWait          = 30 * time.Second
+	// DefaultLeaseTimeout leaves the coordinator's default WorkerTTL
+	// (15 s) room for the lease check (1 s) and DefaultKillGrace (2 s),
+	// with margin.
+	DefaultLeaseTimeout = 8 * time.Second
 )
 
 var (
@@ -50,8 +59,10 @@ type Config struct {
 	// Affinity is the worker's affinity lines, sent only if SetAffinity.
 	Affinity    string
 	SetAffinity bool
-	// DataDir is the agent's state directory, created if needed. Default:
-	// croft-agent-<name> in the temporary directory.
+	// DataDir is the agent's state directory, created if needed: the
+	// running attempts' journals and output live there, so that a
+	// restarted agent finishes them. Default: croft-agent-<name> in the
+	// temporary directory.
 	DataDir string
 	// Slots is how many attempts run at once. Default 1.
 	Slots int
@@ -59,9 +70,21 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// PullWait is how long a pull waits for work. Default 30 s.
 	PullWait time.Duration
+	// SupervisorPath is the croft binary that supervises each attempt
+	// (run as "SupervisorPath agent-supervise", see SuperviseMain).
+	// Default: os.Executable().
+	SupervisorPath string
+	// LeaseTimeout is how long jobs run on without a successful heartbeat
+	// round: past it, the agent stops its jobs and each supervisor stops
+	// its own (the agent may be dead), to be reported lost. The
+	// coordinator runs the job of a worker silent for its WorkerTTL
+	// elsewhere, so LeaseTimeout + 1 s (the supervisors' lease check) +
+	// KillGrace must stay below WorkerTTL, or a job could run twice at
+	// once. Default DefaultLeaseTimeout.
+	LeaseTimeout time.Duration
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Executor runs the attempts; its zero value uses the defaults.
+	// Executor tunes how attempts run; its zero value uses the defaults.
 	Executor Executor
 }
 
@@ -70,10 +93,24 @@ type Agent struct {
 	cfg    Config
 	log    *slog.Logger
 	client *client.Client
+	run    *runner
+	// contact is the leaseClock() reading at the start of the last
+	// heartbeat round that reached the coordinators for every worker.
+	contact atomic.Int64
+	// detach is a test hook: when Run's context ends, leave the jobs
+	// running and their attempts on disk, as a kill -9 of the agent does.
+	detach bool
 
-	mu      sync.Mutex
-	running map[int64]*Process
-	slotOf  map[int64]string // attempt id -> the slot's worker name
+	mu       sync.Mutex
+	attempts map[int64]*attempt // running, or still reporting
+}
+
+// attempt is one assignment the agent runs or reports on.
+type attempt struct {
+	dir string
+	j   *journal // written by the attempt's own goroutine only
+	p   *process
+	log *slog.Logger
 }
 
 // SlotName is the worker name of slot i (0-based): the agent's name for the
@@ -101,17 +138,29 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.DataDir == "" {
 		cfg.DataDir = filepath.Join(os.TempDir(), "croft-agent-"+filepath.Base(cfg.Name))
 	}
+	// Supervisors run in other directories.
+	dir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	cfg.DataDir = dir
+	if cfg.SupervisorPath == "" {
+		if cfg.SupervisorPath, err = os.Executable(); err != nil {
+			return nil, fmt.Errorf("supervisor: %w", err)
+		}
+	}
 	cfg.Slots = positive(cfg.Slots, DefaultSlots)
 	cfg.HeartbeatInterval = positive(cfg.HeartbeatInterval, DefaultHeartbeatInterval)
 	cfg.PullWait = positive(cfg.PullWait, DefaultPullWait)
+	cfg.LeaseTimeout = positive(cfg.LeaseTimeout, DefaultLeaseTimeout)
 	cfg.Logger = orDefault(cfg.Logger, slog.Default())
 	cfg.Executor.Logger = orDefault(cfg.Executor.Logger, cfg.Logger)
 	return &Agent{
-		cfg:     cfg,
-		log:     cfg.Logger.With("agent", cfg.Name),
-		client:  client.New(cfg.Coordinators...),
-		running: map[int64]*Process{},
-		slotOf:  map[int64]string{},
+		cfg:      cfg,
+		log:      cfg.Logger.With("agent", cfg.Name),
+		client:   client.New(cfg.Coordinators...),
+		run:      newRunner(cfg.Executor, cfg.SupervisorPath, filepath.Join(dir, leaseName), cfg.LeaseTimeout),
+		attempts: map[int64]*attempt{},
 	}, nil
 }
 
@@ -123,43 +172,66 @@ func (a *Agent) Name() string { return a.cfg.Name }
 func (a *Agent) Running() []int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	ids := make([]int64, 0, len(a.running))
-	for id := range a.running {
+	ids := make([]int64, 0, len(a.attempts))
+	for id := range a.attempts {
 		ids = append(ids, id)
 	}
 	slices.Sort(ids)
 	return ids
 }
 
-// Run registers the agent, then heartbeats and runs assignments until ctx
-// ends. Before it returns it kills its running process groups and waits
-// for them to be reaped. It returns nil when ctx ends, or an error if the
-// agent cannot start.
+// Run finishes the attempts an earlier agent left in the data directory,
+// registers the agent, then heartbeats and runs assignments until ctx
+// ends. Before it returns it stops its running jobs and waits for them;
+// they are reported lost by the next start. It returns nil when ctx ends,
+// or an error if the agent cannot start.
 func (a *Agent) Run(ctx context.Context) error {
 	unlock, err := lockDataDir(a.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	a.log.Info("agent starting", "coordinators", a.client.URLs(), "slots", a.cfg.Slots, "data_dir", a.cfg.DataDir)
-	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
-	for {
-		// Bounded, so an unreachable cluster shows in the log.
-		rctx, cancel := context.WithTimeout(ctx, registerTimeout)
-		err := a.register(rctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		a.log.Warn("register failed, retrying", "err", err)
-		if b.wait(ctx) != nil {
-			return nil
-		}
+	a.log.Info("agent starting", "coordinators", a.client.URLs(), "slots", a.cfg.Slots, "data_dir", a.cfg.DataDir, "lease_timeout", a.cfg.LeaseTimeout)
+	// Until a round succeeds, the last lease (an earlier agent's) says
+	// when the coordinators were last heard.
+	last, err := readLease(a.run.lease)
+	if err != nil {
+		last = leaseClock()
+	}
+	a.contact.Store(last)
+	recovered, err := a.recover()
+	if err != nil {
+		return err
 	}
 	var wg sync.WaitGroup
-	wg.Go(func() { a.heartbeats(ctx) })
-	for i := range a.cfg.Slots {
-		wg.Go(func() { a.slot(ctx, SlotName(a.cfg.Name, i)) })
+	// A worker's slot asks for work only once its recovered attempts are
+	// over: the coordinator takes a pull from a busy worker for a lost
+	// attempt.
+	busy := map[string]*sync.WaitGroup{}
+	for _, at := range recovered {
+		w := busy[at.j.Worker]
+		if w == nil {
+			w = &sync.WaitGroup{}
+			busy[at.j.Worker] = w
+		}
+		w.Add(1)
+		wg.Go(func() {
+			defer w.Done()
+			a.finish(ctx, at)
+		})
+	}
+	wg.Go(func() { a.fenceWatch(ctx) })
+	if a.registerAll(ctx) {
+		wg.Go(func() { a.heartbeats(ctx) })
+		for i := range a.cfg.Slots {
+			name := SlotName(a.cfg.Name, i)
+			wg.Go(func() {
+				if w := busy[name]; w != nil {
+					w.Wait()
+				}
+				a.slot(ctx, name)
+			})
+		}
 	}
 	wg.Wait()
 	a.log.Info("agent stopped")
@@ -186,12 +258,132 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-// register announces every slot of the agent as a worker.
-func (a *Agent) register(ctx context.Context) error {
-	res := measure()
+func (a *Agent) attemptDir(id int64) string {
+	return filepath.Join(a.cfg.DataDir, attemptsDir, strconv.FormatInt(id, 10))
+}
+
+func (a *Agent) attemptLog(j *journal) *slog.Logger {
+	return a.log.With("attempt", j.Assignment.AttemptID, "job", j.Assignment.JobID, "worker", j.Worker)
+}
+
+// recover takes over the attempts an earlier agent left: each one's
+// result is there (to deliver), or its supervisor still runs (re-adopted),
+// or it is gone without a result (reported lost). It runs before any slot
+// asks for work.
+func (a *Agent) recover() ([]*attempt, error) {
+	root := filepath.Join(a.cfg.DataDir, attemptsDir)
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	ids, err := attemptIDs(root)
+	if err != nil {
+		return nil, fmt.Errorf("data directory: %w", err)
+	}
+	var out []*attempt
+	for _, id := range ids {
+		dir := a.attemptDir(id)
+		j, err := readJournal(dir)
+		if errors.Is(err, fs.ErrNotExist) {
+			// The agent died before a supervisor got the work: nothing
+			// ran, and the coordinator requeues the attempt when the
+			// worker asks for work.
+			a.log.Warn("attempt never started, forgetting it", "attempt", id)
+			if err := os.RemoveAll(dir); err != nil {
+				a.log.Warn("cannot remove attempt directory", "dir", dir, "err", err)
+			}
+			continue
+		}
+		if err != nil {
+			// Not reportable: the worker's next pull requeues it. Kept
+			// for a human to look at.
+			a.log.Error("attempt journal unreadable, skipping the attempt", "attempt", id, "err", err)
+			continue
+		}
+		at := &attempt{dir: dir, j: j, log: a.attemptLog(j)}
+		at.p = a.run.adopt(dir, j)
+		if isClosed(at.p.done) {
+			at.log.Info("attempt ended while the agent was down", "lost", at.p.res.Lost, "note", at.p.res.Note)
+		} else {
+			at.log.Info("re-adopted a running attempt", "pid", j.Pid)
+		}
+		a.track(at)
+		out = append(out, at)
+	}
+	return out, nil
+}
+
+func (a *Agent) track(at *attempt) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.attempts[at.j.Assignment.AttemptID] = at
+}
+
+func (a *Agent) untrack(at *attempt) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	delete(a.attempts, at.j.Assignment.AttemptID)
+}
+
+// tracked returns the attempts running or reporting.
+func (a *Agent) tracked() []*attempt {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make([]*attempt, 0, len(a.attempts))
+	for _, at := range a.attempts {
+		out = append(out, at)
+	}
+	return out
+}
+
+// slotNames returns the slots' worker names.
+func (a *Agent) slotNames() []string {
+	names := make([]string, 0, a.cfg.Slots)
 	for i := range a.cfg.Slots {
+		names = append(names, SlotName(a.cfg.Name, i))
+	}
+	return names
+}
+
+// workers returns the slots' worker names, then those of attempts under
+// other names (left by an agent with more slots or another name): their
+// heartbeats keep the coordinator from giving up on those attempts.
+func (a *Agent) workers() []string {
+	names := a.slotNames()
+	var extra []string
+	for _, at := range a.tracked() {
+		if w := at.j.Worker; !slices.Contains(names, w) && !slices.Contains(extra, w) {
+			extra = append(extra, w)
+		}
+	}
+	slices.Sort(extra)
+	return append(names, extra...)
+}
+
+// registerAll registers the slots, retrying until it works; false if ctx
+// ended first.
+func (a *Agent) registerAll(ctx context.Context) bool {
+	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	for {
+		// Bounded, so an unreachable cluster shows in the log.
+		rctx, cancel := context.WithTimeout(ctx, registerTimeout)
+		err := a.register(rctx, a.slotNames()...)
+		cancel()
+		if err == nil {
+			return true
+		}
+		a.log.Warn("register failed, retrying", "err", err)
+		if b.wait(ctx) != nil {
+			return false
+		}
+	}
+}
+
+// register announces workers to the coordinator.
+func (a *Agent) register(ctx context.Context, workers ...string) error {
+	res := measure()
+	for _, w := range workers {
 		err := a.client.Register(ctx, client.RegisterRequest{
-			Name:        SlotName(a.cfg.Name, i),
+			Name:        w,
 			Affinity:    a.cfg.Affinity,
 			SetAffinity: a.cfg.SetAffinity,
 			Resources:   res,
@@ -203,13 +395,13 @@ func (a *Agent) register(ctx context.Context) error {
 	return nil
 }
 
-// runningOn returns the attempts slot worker runs, in order.
+// runningOn returns the attempts of worker, in order.
 func (a *Agent) runningOn(worker string) []int64 {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var ids []int64
-	for id, w := range a.slotOf {
-		if w == worker {
+	for id, at := range a.attempts {
+		if at.j.Worker == worker {
 			ids = append(ids, id)
 		}
 	}
@@ -230,40 +422,49 @@ func measure() client.Resources {
 	return r
 }
 
-// heartbeats sends a heartbeat every interval until ctx ends.
+// heartbeats sends a heartbeat round at once (re-adopted jobs need their
+// lease renewed), then every interval until ctx ends.
 func (a *Agent) heartbeats(ctx context.Context) {
 	t := time.NewTicker(a.cfg.HeartbeatInterval)
 	defer t.Stop()
 	for {
+		a.heartbeat(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		a.heartbeat(ctx)
 	}
 }
 
-// heartbeat sends one heartbeat per slot and kills the attempts the
-// coordinator no longer counts as ours. Failures wait for the next tick.
+// heartbeat sends one heartbeat per worker and kills the attempts the
+// coordinator no longer counts as ours. When every worker was heard, it
+// renews the lease. Failures wait for the next tick.
 func (a *Agent) heartbeat(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, max(a.cfg.HeartbeatInterval, 5*time.Second))
 	defer cancel()
+	// The coordinator heard each worker after this: a lease from here is
+	// never later than its view.
+	begun := leaseClock()
 	res := measure()
-	for i := range a.cfg.Slots {
-		if !a.heartbeatSlot(ctx, SlotName(a.cfg.Name, i), res) {
+	for _, w := range a.workers() {
+		if !a.heartbeatWorker(ctx, w, res) {
 			return
 		}
 	}
+	a.contact.Store(begun)
+	if err := writeLease(a.run.lease, begun); err != nil {
+		a.log.Warn("lease not renewed: supervisors will stop their jobs", "err", err)
+	}
 }
 
-// heartbeatSlot heartbeats one slot; false means stop this round.
-func (a *Agent) heartbeatSlot(ctx context.Context, worker string, res client.Resources) bool {
+// heartbeatWorker heartbeats one worker; false means stop this round.
+func (a *Agent) heartbeatWorker(ctx context.Context, worker string, res client.Resources) bool {
 	resp, err := a.client.Heartbeat(ctx, client.HeartbeatRequest{Name: worker, Resources: res, Running: a.runningOn(worker)})
 	switch {
 	case client.IsStatus(err, http.StatusNotFound):
-		a.log.Warn("coordinator does not know this agent, registering again")
-		if err := a.register(ctx); err != nil {
+		a.log.Warn("coordinator does not know this worker, registering again", "worker", worker)
+		if err := a.register(ctx, worker); err != nil {
 			a.log.Warn("register failed", "err", err)
 		}
 		return false
@@ -283,11 +484,47 @@ func (a *Agent) heartbeatSlot(ctx context.Context, worker string, res client.Res
 // and its result.
 func (a *Agent) kill(id int64) {
 	a.mu.Lock()
-	p := a.running[id]
+	at := a.attempts[id]
 	a.mu.Unlock()
-	if p != nil {
-		a.log.Info("coordinator asked to kill attempt", "attempt", id)
-		p.Kill()
+	if at != nil {
+		at.log.Info("coordinator asked to kill attempt")
+		at.p.kill()
+	}
+}
+
+// silence is how long ago the last full heartbeat round began.
+func (a *Agent) silence() time.Duration {
+	return time.Duration(leaseClock() - a.contact.Load())
+}
+
+// fenceWatch stops every running job once no heartbeat round succeeded
+// for the lease timeout: the coordinators may have given up on this agent
+// and run the jobs elsewhere. They are reported lost when the agent can
+// talk again (a 409 if the coordinator gave up on them, a requeue if not).
+// The supervisors do the same on their own, in case the agent is dead.
+func (a *Agent) fenceWatch(ctx context.Context) {
+	t := time.NewTicker(leaseCheckPeriod(a.cfg.LeaseTimeout))
+	defer t.Stop()
+	cut := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		silence := a.silence()
+		if silence <= a.cfg.LeaseTimeout {
+			cut = false
+			continue
+		}
+		running := a.tracked()
+		if !cut && len(running) > 0 {
+			a.log.Warn("cut off from the coordinators: stopping the running jobs, to be reported lost", "silence", silence.Round(time.Millisecond))
+			cut = true
+		}
+		for _, at := range running {
+			at.p.fence()
+		}
 	}
 }
 
@@ -298,7 +535,16 @@ const pullSlack = 10 * time.Second
 // slot pulls and runs one assignment at a time, as worker, until ctx ends.
 func (a *Agent) slot(ctx context.Context, worker string) {
 	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	var sp spare
+	defer func() { sp.discard() }()
 	for ctx.Err() == nil {
+		if a.silence() > a.cfg.LeaseTimeout {
+			_ = b.wait(ctx) // cut off: a job taken now would be stopped at once
+			continue
+		}
+		if sp == nil {
+			sp = a.run.prepare()
+		}
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.PullWait+pullSlack)
 		as, err := a.client.Pull(pctx, client.PullRequest{Name: worker, WaitMillis: int(a.cfg.PullWait / time.Millisecond)})
 		cancel()
@@ -311,30 +557,53 @@ func (a *Agent) slot(ctx context.Context, worker string) {
 		}
 		b.reset()
 		if as != nil && ctx.Err() == nil {
-			a.runAttempt(ctx, worker, *as)
+			at := a.begin(worker, *as, sp)
+			// The next one starts while this job runs: ready when the
+			// next assignment comes, even back to back.
+			sp = a.run.prepare()
+			a.finish(ctx, at)
 		}
 	}
 }
 
-// runAttempt runs an assignment and reports on it. It returns once the
-// process is reaped and its result delivered (or dropped), so the slot
-// never asks for work while the coordinator still counts it busy.
-func (a *Agent) runAttempt(ctx context.Context, worker string, as client.Assignment) {
-	log := a.log.With("attempt", as.AttemptID, "job", as.JobID, "worker", worker)
-	log.Info("attempt starting", "title", as.Title, "command", as.Command, "dir", as.Dir)
-	p := a.cfg.Executor.Start(as)
-	a.mu.Lock()
-	a.running[as.AttemptID] = p
-	a.slotOf[as.AttemptID] = worker
-	a.mu.Unlock()
-	defer func() {
-		a.mu.Lock()
-		delete(a.running, as.AttemptID)
-		delete(a.slotOf, as.AttemptID)
-		a.mu.Unlock()
-	}()
-	stop := context.AfterFunc(ctx, p.Kill) // the agent stops: leave no orphans
+// begin starts an assignment, with spare supervisor sp.
+func (a *Agent) begin(worker string, as client.Assignment, sp spare) *attempt {
+	j := &journal{Assignment: as, Worker: worker, Started: time.Now().UnixNano()}
+	at := &attempt{dir: a.attemptDir(as.AttemptID), j: j, log: a.attemptLog(j)}
+	at.log.Info("attempt starting", "title", as.Title, "command", as.Command, "dir", as.Dir)
+	if _, err := os.Lstat(at.dir); err == nil {
+		// Only a coordinator that started over hands out an id twice.
+		at.log.Warn("attempt directory exists, replacing it", "dir", at.dir)
+		if err := os.RemoveAll(at.dir); err != nil {
+			at.log.Warn("cannot remove attempt directory", "err", err)
+		}
+	}
+	at.p = a.run.start(at.dir, j, sp)
+	a.track(at)
+	return at
+}
+
+// finish reports on an attempt until the coordinator is done with it, and
+// returns once its process ended too, so the slot never asks for work
+// while the coordinator still counts it busy; then its directory goes. If
+// ctx ends first, the job is stopped and the attempt stays on disk, to be
+// reported lost by the next start.
+func (a *Agent) finish(ctx context.Context, at *attempt) {
+	defer a.untrack(at)
+	stop := context.AfterFunc(ctx, func() {
+		if !a.detach {
+			at.p.fence()
+		}
+	})
 	defer stop()
-	a.report(ctx, log, worker, as, p)
-	<-p.Done()
+	over := a.report(ctx, at)
+	if !over && a.detach {
+		return // as after a kill -9: the job runs on
+	}
+	<-at.p.done
+	if over {
+		if err := os.RemoveAll(at.dir); err != nil {
+			at.log.Warn("cannot remove attempt directory", "dir", at.dir, "err", err)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +46,17 @@ type fake struct {
 	refuse503 int            // answer 503 to this many reports without applying
 	refuse400 int64          // answer 400 to the first log chunk at this offset (if > 0)
 	refused   []byte         // the chunk refused so
+	down      bool           // answer 503 to everything: the agent is cut off
+	// What the tests check.
+	handed    map[int64]string // attempt -> the worker it was handed to
+	busyPulls int              // pulls from a worker whose attempt is not over
+	sent      []sentReport     // every log chunk received
+}
+
+// sentReport is a log chunk as the fake received it.
+type sentReport struct {
+	worker       string
+	offset, size int64
 }
 
 func newFake(t *testing.T) (*fake, *httptest.Server) {
@@ -58,6 +70,7 @@ func newFake(t *testing.T) (*fake, *httptest.Server) {
 		dones:    map[int64]int{},
 		stale:    map[int64]bool{},
 		kill:     map[int64]bool{},
+		handed:   map[int64]string{},
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST "+client.PathRegister, handle(f, f.register))
@@ -78,7 +91,10 @@ func handle[Req any](f *fake, h func(Req) (int, any)) http.HandlerFunc {
 			return
 		}
 		f.mu.Lock()
-		code, resp := h(req)
+		code, resp := http.StatusServiceUnavailable, any(client.ErrorBody{Error: "cut off"})
+		if !f.down {
+			code, resp = h(req)
+		}
 		f.notify()
 		f.mu.Unlock()
 		w.Header().Set("Content-Type", "application/json")
@@ -131,6 +147,13 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		if req.LogOffset > int64(len(log)) {
 			return http.StatusBadRequest, client.ErrorBody{Error: "log offset past the bytes received"}
 		}
+		if len(req.Log) > 0 {
+			f.sent = append(f.sent, sentReport{req.Name, req.LogOffset, int64(len(req.Log))})
+			// Bytes sent again must be the bytes already stored.
+			if old := log[req.LogOffset:min(int64(len(log)), req.LogOffset+int64(len(req.Log)))]; !bytes.Equal(old, req.Log[:len(old)]) {
+				f.t.Errorf("attempt %d: chunk at %d differs from the bytes stored", req.AttemptID, req.LogOffset)
+			}
+		}
 		if end := req.LogOffset + int64(len(req.Log)); end > int64(len(log)) {
 			f.logs[req.AttemptID] = append(log, req.Log[int64(len(log))-req.LogOffset:]...)
 		}
@@ -159,14 +182,27 @@ func (f *fake) pull(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	f.mu.Lock()
+	if f.down {
+		f.mu.Unlock()
+		http.Error(w, `{"error":"cut off"}`, http.StatusServiceUnavailable)
+		return
+	}
+	for id, worker := range f.handed {
+		if _, done := f.results[id]; worker == req.Name && !done && !f.stale[id] {
+			f.busyPulls++ // the coordinator would take this for a lost attempt
+		}
+	}
+	f.mu.Unlock()
 	timer := time.NewTimer(time.Duration(req.WaitMillis) * time.Millisecond)
 	defer timer.Stop()
 	for {
 		f.mu.Lock()
 		var resp client.PullResponse
-		if len(f.queue) > 0 {
+		if len(f.queue) > 0 && !f.down {
 			resp.Assignment = &f.queue[0]
 			f.queue = f.queue[1:]
+			f.handed[resp.Assignment.AttemptID] = req.Name
 			f.notify()
 		}
 		changed := f.changed
@@ -221,37 +257,93 @@ func (f *fake) waitFor(what string, cond func() bool) {
 	}
 }
 
-// startAgent runs an agent against srv until the test ends, then checks
-// that Run returned.
-func startAgent(t *testing.T, srv *httptest.Server) *Agent {
+// newAgent makes an agent for srv on data directory dir, with test
+// settings; mod (if not nil) changes its config.
+func newAgent(t *testing.T, srv *httptest.Server, dir string, mod func(*Config)) *Agent {
 	t.Helper()
-	a, err := New(Config{
+	cfg := Config{
 		Coordinators:      []string{srv.URL},
 		Name:              "node-1",
-		DataDir:           t.TempDir(),
+		DataDir:           dir,
 		HeartbeatInterval: 20 * time.Millisecond,
 		PullWait:          time.Second,
 		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Executor:          Executor{KillGrace: 200 * time.Millisecond, FlushInterval: 20 * time.Millisecond},
-	})
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	a, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return a
+}
+
+// runAgent runs a until the returned stop is called, or the test ends,
+// and checks that Run returned.
+func runAgent(t *testing.T, a *Agent) (stop func()) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(deadline):
+				t.Error("Run did not return after its context ended")
 			}
-		case <-time.After(deadline):
-			t.Error("Run did not return after its context ended")
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// startAgent runs an agent against srv until the test ends.
+func startAgent(t *testing.T, srv *httptest.Server) *Agent {
+	t.Helper()
+	a := newAgent(t, srv, t.TempDir(), nil)
+	runAgent(t, a)
+	return a
+}
+
+// killLeftovers kills, when the test ends, the jobs still running in data
+// directory dir: an agent stopped as by kill -9 leaves them running. Call
+// it before starting agents, so that it runs after they stopped.
+func killLeftovers(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		ids, _ := attemptIDs(filepath.Join(dir, attemptsDir))
+		for _, id := range ids {
+			j, err := readJournal(filepath.Join(dir, attemptsDir, strconv.FormatInt(id, 10)))
+			if err == nil && j.Ident.state(j.Pid) == procAlive {
+				_ = syscall.Kill(-j.Pid, syscall.SIGKILL)
+				waitGone(t, j.Pid)
+			}
 		}
 	})
-	return a
+}
+
+// waitUntil polls cond (a file, a process: no request to wait for).
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	timeout := time.Now().Add(deadline)
+	for !cond() {
+		if time.Now().After(timeout) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func exists(file string) bool {
+	_, err := os.Stat(file)
+	return err == nil
 }
 
 // testWriter sends the agent's log to the test's log.
@@ -329,8 +421,9 @@ func readPID(t *testing.T, file string) int {
 func TestAgentHeartbeatKill(t *testing.T) {
 	f, srv := newFake(t)
 	startAgent(t, srv)
-	f.set(func() { f.kill[23] = true })
 	f.push(client.Assignment{AttemptID: 23, JobID: 7, Command: `echo started; sleep 300`})
+	f.waitFor("the job's output", func() bool { return len(f.logs[23]) > 0 })
+	f.set(func() { f.kill[23] = true })
 	f.waitFor("the result", func() bool { _, ok := f.results[23]; return ok })
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -405,14 +498,8 @@ func TestAgentRegistersAgainWhenForgotten(t *testing.T) {
 
 func TestAgentStopKillsRunningJobs(t *testing.T) {
 	f, srv := newFake(t)
-	a, err := New(Config{Coordinators: []string{srv.URL}, Name: "node-2", DataDir: t.TempDir(), HeartbeatInterval: 20 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
+	dir := t.TempDir()
+	stop := runAgent(t, newAgent(t, srv, dir, func(c *Config) { c.Name, c.Executor = "node-2", Executor{} }))
 	f.push(client.Assignment{AttemptID: 15, JobID: 9, Command: `sleep 300 & echo $!; wait`})
 	f.waitFor("the child's pid", func() bool { return len(f.logs[15]) > 0 })
 	f.mu.Lock()
@@ -421,16 +508,233 @@ func TestAgentStopKillsRunningJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Run: %v", err)
-		}
-	case <-time.After(deadline):
-		t.Fatal("Run did not return")
-	}
+	stop()
 	waitGone(t, pid)
+	// Not the job's fault: the next start reports it lost.
+	if res, err := readResult(filepath.Join(dir, attemptsDir, "15")); err != nil || !res.Lost {
+		t.Fatalf("result on disk %+v, %v; want Lost", res, err)
+	}
+	runAgent(t, newAgent(t, srv, dir, func(c *Config) { c.Name = "node-2" }))
+	f.waitFor("the result", func() bool { _, ok := f.results[15]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[15]; !res.Lost || res.Name != "node-2" {
+		t.Errorf("result = %+v, want Lost from node-2", res)
+	}
+}
+
+// readoptTest runs an assignment on a first agent, waits with started,
+// stops that agent as a kill -9 would (its job runs on), and returns the data directory and a
+// function that starts the second agent on it.
+func readoptTest(t *testing.T, f *fake, srv *httptest.Server, as client.Assignment, mod func(*Config), started func(dir string)) (dir string, restart func() *Agent) {
+	t.Helper()
+	dir = t.TempDir()
+	killLeftovers(t, dir)
+	first := newAgent(t, srv, dir, mod)
+	first.detach = true
+	stop := runAgent(t, first)
+	f.push(as)
+	started(dir)
+	stop()
+	return dir, func() *Agent {
+		second := newAgent(t, srv, dir, mod)
+		runAgent(t, second)
+		return second
+	}
+}
+
+func TestAgentReadoptsAfterRestart(t *testing.T) {
+	f, srv := newFake(t)
+	work := t.TempDir()
+	_, restart := readoptTest(t, f, srv, client.Assignment{
+		AttemptID: 31, JobID: 1, Dir: work,
+		Command: `echo $$ >pid; echo start; while [ ! -e go ]; do sleep 0.02; done; echo end`,
+	}, nil, func(string) { f.waitFor("the job to start", func() bool { return string(f.logs[31]) == "start\n" }) })
+	shell := readPID(t, filepath.Join(work, "pid"))
+	if err := syscall.Kill(shell, 0); err != nil {
+		t.Fatalf("the job died with its agent: %v", err)
+	}
+	second := restart()
+	waitUntil(t, "the second agent to take the attempt", func() bool { return slices.Contains(second.Running(), 31) })
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the result", func() bool { _, ok := f.results[31]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[31]; res.ExitCode != 0 || res.Lost || res.Name != "node-1" {
+		t.Errorf("result = %+v, want exit 0 from node-1", res)
+	}
+	if got := string(f.logs[31]); got != "start\nend\n" {
+		t.Errorf("log = %q", got)
+	}
+	if f.dones[31] != 1 || f.busyPulls != 0 {
+		t.Errorf("%d Done reports, %d pulls while busy; want 1 and 0", f.dones[31], f.busyPulls)
+	}
+}
+
+func TestAgentDeliversResultWrittenWhileDown(t *testing.T) {
+	f, srv := newFake(t)
+	work := t.TempDir()
+	dir, restart := readoptTest(t, f, srv, client.Assignment{
+		AttemptID: 32, JobID: 2, Dir: work,
+		Command: `echo hi; while [ ! -e go ]; do sleep 0.02; done; echo bye; exit 3`,
+	}, nil, func(string) { f.waitFor("the job to start", func() bool { return string(f.logs[32]) == "hi\n" }) })
+	// The job ends while no agent runs.
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "32", resultName)) })
+	restart()
+	f.waitFor("the result", func() bool { _, ok := f.results[32]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[32]; res.ExitCode != 3 || res.Lost {
+		t.Errorf("result = %+v, want exit 3", res)
+	}
+	if got := string(f.logs[32]); got != "hi\nbye\n" {
+		t.Errorf("log = %q", got)
+	}
+	// Delivered: the attempt leaves the data directory.
+	waitUntil(t, "the attempt directory to go", func() bool { return !exists(filepath.Join(dir, attemptsDir, "32")) })
+}
+
+func TestAgentReportsLostProcess(t *testing.T) {
+	f, srv := newFake(t)
+	dir, restart := readoptTest(t, f, srv, client.Assignment{AttemptID: 33, JobID: 3, Command: `echo started; sleep 300`},
+		nil, func(string) { f.waitFor("the job to start", func() bool { return string(f.logs[33]) == "started\n" }) })
+	// The host "crashes": the job's whole group dies, without a result.
+	j, err := readJournal(filepath.Join(dir, attemptsDir, "33"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(-j.Pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, j.Pid)
+	restart()
+	f.waitFor("the result", func() bool { _, ok := f.results[33]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[33]; !res.Lost || !res.Done {
+		t.Errorf("result = %+v, want Done and Lost", res)
+	}
+	if f.dones[33] != 1 || f.busyPulls != 0 {
+		t.Errorf("%d Done reports, %d pulls while busy; want 1 and 0", f.dones[33], f.busyPulls)
+	}
+}
+
+func TestAgentRestartedAfterLeaseFindsJobsFenced(t *testing.T) {
+	f, srv := newFake(t)
+	short := func(c *Config) { c.LeaseTimeout = 500 * time.Millisecond }
+	dir, restart := readoptTest(t, f, srv, client.Assignment{AttemptID: 34, JobID: 4, Command: `echo started; sleep 300 & echo $! >&2; wait`},
+		short, func(string) {
+			f.waitFor("the job to start", func() bool { return strings.Count(string(f.logs[34]), "\n") == 2 })
+		})
+	f.mu.Lock()
+	kid, err := strconv.Atoi(strings.Fields(string(f.logs[34]))[1])
+	f.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Nobody renews the lease: the supervisor stops the job on its own.
+	waitGone(t, kid)
+	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "34", resultName)) })
+	if res, err := readResult(filepath.Join(dir, attemptsDir, "34")); err != nil || !res.Fenced || !res.Lost {
+		t.Fatalf("result on disk %+v, %v; want Fenced and Lost", res, err)
+	}
+	restart()
+	f.waitFor("the result", func() bool { _, ok := f.results[34]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[34]; !res.Lost {
+		t.Errorf("result = %+v, want Lost", res)
+	}
+	if log := string(f.logs[34]); !strings.Contains(log, "no word from the agent") {
+		t.Errorf("log %q does not say why the job stopped", log)
+	}
+}
+
+func TestAgentCutOffStopsItsJobs(t *testing.T) {
+	f, srv := newFake(t)
+	dir := t.TempDir()
+	a := newAgent(t, srv, dir, func(c *Config) { c.LeaseTimeout = 500 * time.Millisecond })
+	a.run.leaseTimeout = time.Hour // the supervisors would stop the job too: this shows the agent does
+	runAgent(t, a)
+	f.push(client.Assignment{AttemptID: 35, JobID: 5, Command: `echo started; sleep 300`})
+	f.waitFor("the job to start", func() bool { return len(f.logs[35]) > 0 })
+	j, err := readJournal(filepath.Join(dir, attemptsDir, "35"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.set(func() { f.down = true })
+	waitGone(t, j.Pid)
+	if res, err := readResult(filepath.Join(dir, attemptsDir, "35")); err != nil || !res.Lost || res.Fenced {
+		t.Fatalf("result on disk %+v, %v; want Lost, stopped by the agent", res, err)
+	}
+	f.set(func() { f.down = false })
+	f.waitFor("the result", func() bool { _, ok := f.results[35]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[35]; !res.Lost || f.dones[35] != 1 {
+		t.Errorf("result = %+v (%d Done reports), want one, Lost", res, f.dones[35])
+	}
+}
+
+func TestAgentSpoolResumesExactly(t *testing.T) {
+	f, srv := newFake(t)
+	work := t.TempDir()
+	var before, want bytes.Buffer
+	for i := 1; i <= 100000; i++ {
+		if i <= 1000 {
+			fmt.Fprintln(&before, i)
+		}
+		fmt.Fprintln(&want, i)
+	}
+	small := func(c *Config) { c.Executor.ChunkSize = 4 << 10 }
+	dir, restart := readoptTest(t, f, srv, client.Assignment{
+		AttemptID: 36, JobID: 6, Dir: work,
+		Command: `seq 1 1000; while [ ! -e go ]; do sleep 0.02; done; seq 1001 100000`,
+	}, small, func(dir string) {
+		f.waitFor("the first lines", func() bool { return bytes.Equal(f.logs[36], before.Bytes()) })
+		waitUntil(t, "the acknowledgement in the journal", func() bool {
+			j, err := readJournal(filepath.Join(dir, attemptsDir, "36"))
+			return err == nil && j.Acked == int64(before.Len())
+		})
+	})
+	j, err := readJournal(filepath.Join(dir, attemptsDir, "36"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.mu.Lock()
+	mark := len(f.sent)
+	f.mu.Unlock()
+	// Most of the output is written while no agent runs: it waits on disk.
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "36", resultName)) })
+	restart()
+	f.waitFor("the result", func() bool { _, ok := f.results[36]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !bytes.Equal(f.logs[36], want.Bytes()) {
+		t.Errorf("log has %d bytes, want %d", len(f.logs[36]), want.Len())
+	}
+	if res := f.results[36]; res.ExitCode != 0 || res.LogOffset != int64(want.Len()) {
+		t.Errorf("result = exit %d at offset %d", res.ExitCode, res.LogOffset)
+	}
+	// The second agent went on from the journal's offset, chunk after chunk.
+	next := j.Acked
+	for _, r := range f.sent[mark:] {
+		if r.offset != next {
+			t.Fatalf("chunk at %d, want %d (journal acked %d)", r.offset, next, j.Acked)
+		}
+		next += r.size
+	}
+	if next != int64(want.Len()) {
+		t.Errorf("chunks end at %d, want %d", next, want.Len())
+	}
 }
 
 func TestDataDirIsExclusive(t *testing.T) {

@@ -19,32 +19,68 @@ import (
 	"github.com/croftfarm/croft/api/client"
 )
 
+// TestMain lets the test binary be the supervisor too: the agent starts
+// os.Executable() with SuperviseCommand, as it starts croft.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == SuperviseCommand {
+		os.Exit(SuperviseMain(os.Args[2:]))
+	}
+	// Under -race, a supervisor that exits would first sleep a second.
+	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
+	os.Exit(m.Run())
+}
+
 // deadline bounds every wait in these tests; it only guards against hangs.
 const deadline = 30 * time.Second
 
-// fastExecutor keeps the tests quick without changing what they check.
-func fastExecutor() *Executor {
-	return &Executor{KillGrace: 200 * time.Millisecond, FlushInterval: 10 * time.Millisecond}
-}
-
-func start(t *testing.T, e *Executor, a client.Assignment) *Process {
+// testRunner keeps the tests quick without changing what they check; no
+// lease unless a test sets one.
+func testRunner(t *testing.T) *runner {
 	t.Helper()
-	p := e.Start(a)
-	t.Cleanup(func() {
-		p.Kill()
-		<-p.Done()
-	})
-	return p
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newRunner(Executor{KillGrace: 200 * time.Millisecond, FlushInterval: 10 * time.Millisecond}, exe, "", 0)
 }
 
-// drain reads p's output to the end.
-func drain(t *testing.T, p *Process) []Chunk {
+// testAttempt is an attempt started by a test, with its output spool.
+type testAttempt struct {
+	dir string
+	p   *process
+	sp  *spool
+}
+
+func start(t *testing.T, r *runner, a client.Assignment) *testAttempt {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), strconv.FormatInt(a.AttemptID, 10))
+	p := r.start(dir, &journal{Assignment: a, Worker: "w", Started: time.Now().UnixNano()}, nil)
+	t.Cleanup(func() {
+		p.kill()
+		<-p.done
+	})
+	return &testAttempt{dir: dir, p: p, sp: spoolOf(t, r, dir, p, a.ProgressPattern)}
+}
+
+func spoolOf(t *testing.T, r *runner, dir string, p *process, pattern string) *spool {
+	t.Helper()
+	progress, _ := newProgressParser(pattern)
+	sp, err := openSpool(dir, 0, r.chunk, r.flush, progress, p.done, func() int64 { return p.res.OutputSize })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sp.close)
+	return sp
+}
+
+// drain reads the output to the end.
+func drain(t *testing.T, sp *spool) []chunk {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
-	var chunks []Chunk
+	var chunks []chunk
 	for {
-		ch, err := p.Next(ctx)
+		ch, err := sp.next(ctx)
 		if errors.Is(err, io.EOF) {
 			return chunks
 		}
@@ -55,48 +91,54 @@ func drain(t *testing.T, p *Process) []Chunk {
 	}
 }
 
-func joined(chunks []Chunk) string {
+func joined(chunks []chunk) string {
 	var b bytes.Buffer
 	for _, c := range chunks {
-		b.Write(c.Data)
+		b.Write(c.data)
 	}
 	return b.String()
 }
 
 // run runs a command to the end and returns its output and result.
-func run(t *testing.T, a client.Assignment) (string, Result) {
+func run(t *testing.T, a client.Assignment) (string, result) {
 	t.Helper()
-	p := start(t, fastExecutor(), a)
-	out := joined(drain(t, p))
-	return out, waitResult(t, p)
+	at := start(t, testRunner(t), a)
+	out := joined(drain(t, at.sp))
+	return out, waitResult(t, at.p)
 }
 
-func waitResult(t *testing.T, p *Process) Result {
+func waitResult(t *testing.T, p *process) result {
 	t.Helper()
 	select {
-	case <-p.Done():
-		return p.Result()
+	case <-p.done:
+		return p.outcome()
 	case <-time.After(deadline):
 		t.Fatal("attempt did not end")
-		return Result{}
+		return result{}
 	}
 }
 
-// readPIDs reads n pids, one per line, from the start of p's output.
-func readPIDs(t *testing.T, p *Process, n int) []int {
+// readLines reads the output until it holds n lines.
+func readLines(t *testing.T, sp *spool, n int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
 	defer cancel()
 	var out string
 	for strings.Count(out, "\n") < n {
-		ch, err := p.Next(ctx)
+		ch, err := sp.next(ctx)
 		if err != nil {
-			t.Fatalf("reading pids from %q: %v", out, err)
+			t.Fatalf("reading %d lines from %q: %v", n, out, err)
 		}
-		out += string(ch.Data)
+		out += string(ch.data)
 	}
+	return out
+}
+
+// readPIDs reads n pids, one per line, from the start of the output.
+func readPIDs(t *testing.T, sp *spool, n int) []int {
+	t.Helper()
 	var pids []int
-	for _, f := range strings.Fields(out)[:n] {
+	for _, f := range strings.Fields(readLines(t, sp, n))[:n] {
 		pid, err := strconv.Atoi(f)
 		if err != nil {
 			t.Fatalf("bad pid %q", f)
@@ -132,83 +174,96 @@ func waitGone(t *testing.T, pid int) {
 }
 
 func TestKillKillsProcessGroup(t *testing.T) {
-	p := start(t, fastExecutor(), client.Assignment{
+	at := start(t, testRunner(t), client.Assignment{
 		AttemptID: 1,
 		Command:   `sleep 300 & echo $!; sleep 300 & echo $!; wait`,
 	})
-	kids := readPIDs(t, p, 2)
+	kids := readPIDs(t, at.sp, 2)
 	for _, pid := range kids {
 		if err := syscall.Kill(pid, 0); err != nil {
-			t.Fatalf("child %d not running before Kill: %v", pid, err)
+			t.Fatalf("child %d not running before kill: %v", pid, err)
 		}
 	}
-	p.Kill()
-	res := waitResult(t, p)
-	if !res.Killed || res.ExitCode != 128+int(syscall.SIGTERM) {
+	at.p.kill()
+	res := waitResult(t, at.p)
+	if !res.Killed || res.Lost || res.ExitCode != 128+int(syscall.SIGTERM) {
 		t.Errorf("result = %+v, want Killed with exit code %d", res, 128+int(syscall.SIGTERM))
 	}
-	for _, pid := range append(kids, p.Pid()) {
+	for _, pid := range append(kids, at.p.pid) {
 		waitGone(t, pid)
+	}
+}
+
+func TestOutsideStopIsLost(t *testing.T) {
+	// A service manager or a shutdown sends SIGTERM to everything: the
+	// job did not fail, it is requeued.
+	at := start(t, testRunner(t), client.Assignment{AttemptID: 1, Command: `echo started; sleep 300`})
+	readLines(t, at.sp, 1)
+	if err := syscall.Kill(at.p.pid, syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if res := waitResult(t, at.p); !res.Lost || res.Killed {
+		t.Errorf("result = %+v, want Lost", res)
 	}
 }
 
 func TestKillEscalatesToSIGKILL(t *testing.T) {
 	// The shell and its child ignore SIGTERM: only the SIGKILL after the
 	// grace period stops them.
-	p := start(t, fastExecutor(), client.Assignment{
+	at := start(t, testRunner(t), client.Assignment{
 		AttemptID: 1,
 		Command:   `trap '' TERM; sleep 300 & echo $!; wait`,
 	})
-	kids := readPIDs(t, p, 1)
-	p.Kill()
-	res := waitResult(t, p)
-	if res.ExitCode != 128+int(syscall.SIGKILL) {
-		t.Errorf("exit code = %d, want %d", res.ExitCode, 128+int(syscall.SIGKILL))
+	kids := readPIDs(t, at.sp, 1)
+	at.p.kill()
+	res := waitResult(t, at.p)
+	if res.ExitCode != 128+int(syscall.SIGKILL) || res.Signal != syscall.SIGKILL.String() {
+		t.Errorf("result = %+v, want exit code %d", res, 128+int(syscall.SIGKILL))
 	}
 	waitGone(t, kids[0])
 }
 
 func TestLeftoverChildrenKilledAtExit(t *testing.T) {
-	// The shell ends at once but leaves a child holding the output pipe.
-	p := start(t, fastExecutor(), client.Assignment{AttemptID: 1, Command: `sleep 300 & echo $!`})
-	kids := readPIDs(t, p, 1)
-	if res := waitResult(t, p); res.ExitCode != 0 || res.Killed {
+	// The shell ends at once but leaves a child behind in its group.
+	at := start(t, testRunner(t), client.Assignment{AttemptID: 1, Command: `sleep 300 & echo $!`})
+	kids := readPIDs(t, at.sp, 1)
+	if res := waitResult(t, at.p); res.ExitCode != 0 || res.Killed {
 		t.Errorf("result = %+v, want exit 0", res)
 	}
 	waitGone(t, kids[0])
 }
 
 func TestProcessOutsideGroupDoesNotHoldAttempt(t *testing.T) {
-	// setsid takes the child out of the group; it keeps the pipe open, so
-	// the attempt ends only because the pipe is closed after the grace.
-	// The inner shell writes its pid once it left the group.
-	p := start(t, fastExecutor(), client.Assignment{
+	// setsid takes the child out of the group: it cannot be killed with
+	// the job, and it keeps the output file open, but the attempt ends
+	// with its shell and what it writes later is not sent.
+	at := start(t, testRunner(t), client.Assignment{
 		AttemptID: 1,
 		Dir:       t.TempDir(),
 		Command:   `setsid sh -c 'echo $$ >pid; exec sleep 300' & while [ ! -s pid ]; do sleep 0.01; done; cat pid`,
 	})
-	escaped := readPIDs(t, p, 1)[0]
+	escaped := readPIDs(t, at.sp, 1)[0]
 	t.Cleanup(func() {
 		_ = syscall.Kill(escaped, syscall.SIGKILL) // it escaped the agent on purpose
 		waitGone(t, escaped)
 	})
-	out := joined(drain(t, p))
-	if res := waitResult(t, p); res.ExitCode != 0 {
+	drain(t, at.sp)
+	if res := waitResult(t, at.p); res.ExitCode != 0 {
 		t.Errorf("result = %+v, want exit 0", res)
 	}
-	if !strings.Contains(out, "stopped reading") {
-		t.Errorf("output %q does not say the pipe was closed", out)
+	if err := syscall.Kill(escaped, 0); err != nil {
+		t.Errorf("the escaped process is gone (%v); the test shows nothing", err)
 	}
 }
 
 func TestTimeout(t *testing.T) {
-	p := start(t, fastExecutor(), client.Assignment{AttemptID: 1, Command: "sleep 30", Timeout: 1})
+	at := start(t, testRunner(t), client.Assignment{AttemptID: 1, Command: "sleep 30", Timeout: 1})
 	select {
-	case <-p.Done():
+	case <-at.p.done:
 	case <-time.After(20 * time.Second): // well before sleep 30 would end
 		t.Fatal("timed-out attempt still running")
 	}
-	res := p.Result()
+	res := at.p.outcome()
 	if !res.TimedOut || res.Killed || res.ExitCode == 0 {
 		t.Errorf("result = %+v, want TimedOut with a non-zero exit code", res)
 	}
@@ -222,11 +277,24 @@ func TestTimeoutNeverSucceeds(t *testing.T) {
 	}
 }
 
+func TestTimeoutCountsFromStart(t *testing.T) {
+	// A re-adopted attempt keeps its deadline: it counts from when the
+	// attempt started, not from when a supervisor got it.
+	r := testRunner(t)
+	dir := filepath.Join(t.TempDir(), "1")
+	a := client.Assignment{AttemptID: 1, Command: "sleep 30", Timeout: 60}
+	p := r.start(dir, &journal{Assignment: a, Started: time.Now().Add(-2 * time.Minute).UnixNano()}, nil)
+	t.Cleanup(func() { p.kill(); <-p.done })
+	if res := waitResult(t, p); !res.TimedOut {
+		t.Errorf("result = %+v, want TimedOut at once", res)
+	}
+}
+
 func TestChattyOutputArrivesWhole(t *testing.T) {
-	e := fastExecutor()
-	e.ChunkSize = 16 << 10
-	p := start(t, e, client.Assignment{AttemptID: 1, Command: `seq 1 200000; echo to-stderr >&2; printf 'no newline'`})
-	chunks := drain(t, p)
+	r := testRunner(t)
+	r.chunk = 16 << 10
+	at := start(t, r, client.Assignment{AttemptID: 1, Command: `seq 1 200000; echo to-stderr >&2; printf 'no newline'`})
+	chunks := drain(t, at.sp)
 
 	var want strings.Builder
 	for i := 1; i <= 200000; i++ {
@@ -241,16 +309,16 @@ func TestChattyOutputArrivesWhole(t *testing.T) {
 	}
 	var off int64
 	for i, c := range chunks {
-		if c.Offset != off {
-			t.Fatalf("chunk %d at offset %d, want %d", i, c.Offset, off)
+		if c.offset != off {
+			t.Fatalf("chunk %d at offset %d, want %d", i, c.offset, off)
 		}
-		if len(c.Data) == 0 || len(c.Data) > e.ChunkSize {
-			t.Fatalf("chunk %d has %d bytes", i, len(c.Data))
+		if len(c.data) == 0 || len(c.data) > r.chunk {
+			t.Fatalf("chunk %d has %d bytes", i, len(c.data))
 		}
-		off += int64(len(c.Data))
+		off += int64(len(c.data))
 	}
-	if res := waitResult(t, p); res.ExitCode != 0 {
-		t.Errorf("result = %+v", res)
+	if res := waitResult(t, at.p); res.ExitCode != 0 || res.OutputSize != off {
+		t.Errorf("result = %+v, want exit 0 and output size %d", res, off)
 	}
 }
 
@@ -272,7 +340,7 @@ func TestExitCodes(t *testing.T) {
 		{"no-such-command-croft", 127},
 	} {
 		t.Run(tc.cmd, func(t *testing.T) {
-			if _, res := run(t, client.Assignment{AttemptID: 1, Command: tc.cmd}); res.ExitCode != tc.want || res.Err != nil {
+			if _, res := run(t, client.Assignment{AttemptID: 1, Command: tc.cmd}); res.ExitCode != tc.want || res.Err != nil || res.Lost {
 				t.Errorf("result = %+v, want exit code %d", res, tc.want)
 			}
 		})
@@ -323,6 +391,23 @@ func TestMissingDir(t *testing.T) {
 	}
 }
 
+func TestMissingSupervisor(t *testing.T) {
+	r := testRunner(t)
+	r.supervisor = filepath.Join(t.TempDir(), "no-croft")
+	at := start(t, r, client.Assignment{AttemptID: 9, Command: "true"})
+	out := joined(drain(t, at.sp))
+	if res := waitResult(t, at.p); res.ExitCode != ExitNotStarted || !errors.Is(res.Err, os.ErrNotExist) {
+		t.Errorf("result = %+v, want ExitNotStarted", res)
+	}
+	if !strings.Contains(out, "supervisor") {
+		t.Errorf("output %q does not explain", out)
+	}
+	// Recorded, so that a restarted agent delivers it.
+	if _, err := readResult(at.dir); err != nil {
+		t.Errorf("result not on disk: %v", err)
+	}
+}
+
 func TestEnvironment(t *testing.T) {
 	t.Setenv("CROFT_TEST_ROOT", "/srv/show")
 	out, _ := run(t, client.Assignment{
@@ -368,23 +453,184 @@ func TestProgress(t *testing.T) {
 		{"", `nothing here\n`, nil},
 		{"no placeholder", `no placeholder 50\n`, nil},
 	} {
-		_, res := run(t, client.Assignment{AttemptID: 1, Command: "printf '%b' '" + tc.out + "'", ProgressPattern: tc.pattern})
+		at := start(t, testRunner(t), client.Assignment{AttemptID: 1, Command: "printf '%b' '" + tc.out + "'", ProgressPattern: tc.pattern})
+		drain(t, at.sp)
+		got := at.sp.progress.latest()
 		switch {
-		case tc.want == nil && res.Progress != nil:
-			t.Errorf("pattern %q on %q: progress %v, want none", tc.pattern, tc.out, *res.Progress)
-		case tc.want != nil && (res.Progress == nil || *res.Progress != *tc.want):
-			t.Errorf("pattern %q on %q: progress %v, want %v", tc.pattern, tc.out, res.Progress, *tc.want)
+		case tc.want == nil && got != nil:
+			t.Errorf("pattern %q on %q: progress %v, want none", tc.pattern, tc.out, *got)
+		case tc.want != nil && (got == nil || *got != *tc.want):
+			t.Errorf("pattern %q on %q: progress %v, want %v", tc.pattern, tc.out, got, *tc.want)
 		}
 	}
 }
 
 func TestProgressTravelsWithChunks(t *testing.T) {
-	p := start(t, fastExecutor(), client.Assignment{AttemptID: 1, Command: `echo PROGRESS:20; echo PROGRESS:60`})
-	chunks := drain(t, p)
+	at := start(t, testRunner(t), client.Assignment{AttemptID: 1, Command: `echo PROGRESS:20; echo PROGRESS:60`})
+	chunks := drain(t, at.sp)
 	last := chunks[len(chunks)-1]
-	if last.Progress == nil || *last.Progress != 0.6 {
-		t.Errorf("last chunk progress = %v, want 0.6", last.Progress)
+	if last.progress == nil || *last.progress != 0.6 {
+		t.Errorf("last chunk progress = %v, want 0.6", last.progress)
 	}
 }
 
 func ptr(v float64) *float64 { return &v }
+
+func TestSupervisorFencesOnStaleLease(t *testing.T) {
+	r := testRunner(t)
+	r.lease, r.leaseTimeout = filepath.Join(t.TempDir(), "lease"), 300*time.Millisecond
+	if err := writeLease(r.lease, leaseClock()); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody renews the lease: the supervisor stops the group on its own.
+	at := start(t, r, client.Assignment{AttemptID: 1, Command: `sleep 300 & echo $!; wait`})
+	kids := readPIDs(t, at.sp, 1)
+	res := waitResult(t, at.p)
+	if !res.Lost || !res.Fenced || res.Killed {
+		t.Errorf("result = %+v, want Lost and Fenced", res)
+	}
+	waitGone(t, kids[0])
+	if out := joined(drain(t, at.sp)); !strings.Contains(out, "no word from the agent") {
+		t.Errorf("output %q does not say why the job stopped", out)
+	}
+}
+
+func TestSupervisorRunsOnWhileLeaseRenewed(t *testing.T) {
+	r := testRunner(t)
+	r.lease, r.leaseTimeout = filepath.Join(t.TempDir(), "lease"), 300*time.Millisecond
+	stop := make(chan struct{})
+	renewed := make(chan struct{})
+	go func() {
+		defer close(renewed)
+		tk := time.NewTicker(50 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			_ = writeLease(r.lease, leaseClock())
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	defer func() { close(stop); <-renewed }()
+	// The job outlives several lease timeouts.
+	if _, res := run(t, client.Assignment{AttemptID: 1, Command: `sleep 1.5`}); res.ExitCode != 0 || res.Lost {
+		t.Errorf("result = %+v, want exit 0", res)
+	}
+}
+
+func TestAdoptRunningProcess(t *testing.T) {
+	// A second runner, as a restarted agent would, takes over an attempt
+	// from its journal: it sees it end, and can kill it.
+	r := testRunner(t)
+	work := t.TempDir()
+	first := start(t, r, client.Assignment{AttemptID: 1, Dir: work, Command: `echo started; while [ ! -e go ]; do sleep 0.02; done; exit 5`})
+	second := start(t, r, client.Assignment{AttemptID: 2, Command: `echo started; sleep 300`})
+	for _, at := range []*testAttempt{first, second} {
+		j, err := readJournal(at.dir)
+		if err != nil || j.Pid != at.p.pid || j.Ident.Start == 0 {
+			t.Fatalf("journal %+v, %v; want pid %d", j, err, at.p.pid)
+		}
+	}
+	adopt := func(at *testAttempt) *process {
+		j, err := readJournal(at.dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := r.adopt(at.dir, j)
+		if isClosed(p.done) {
+			t.Fatalf("attempt %s not running: %+v", at.dir, p.res)
+		}
+		return p
+	}
+	p1, p2 := adopt(first), adopt(second)
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := waitResult(t, p1); res.ExitCode != 5 || res.Lost {
+		t.Errorf("adopted result = %+v, want exit 5", res)
+	}
+	p2.kill()
+	if res := waitResult(t, p2); !res.Killed {
+		t.Errorf("adopted and killed: result = %+v, want Killed", res)
+	}
+	waitGone(t, second.p.pid)
+}
+
+func TestAdoptGoneWithoutResult(t *testing.T) {
+	r := testRunner(t)
+	at := start(t, r, client.Assignment{AttemptID: 1, Command: `sleep 300 & echo $!; wait`})
+	kid := readPIDs(t, at.sp, 1)[0]
+	// The supervisor alone dies (OOM killer, say); its job runs on.
+	if err := syscall.Kill(at.p.pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	res := waitResult(t, at.p)
+	if !res.Lost {
+		t.Errorf("result = %+v, want Lost", res)
+	}
+	waitGone(t, kid) // the agent took down what the supervisor left
+
+	j, err := readJournal(at.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := r.adopt(at.dir, j); !isClosed(p.done) || !p.res.Lost {
+		t.Errorf("adopting a dead attempt: done %v, result %+v; want Lost at once", isClosed(p.done), p.res)
+	}
+}
+
+func TestJournalRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	want := &journal{
+		Assignment: client.Assignment{AttemptID: 3, JobID: 4, Title: "t", Command: "echo hi", Dir: "/x", Environment: `A=1\nB=2`, Timeout: 9, ProgressPattern: "%one"},
+		Worker:     "node/2",
+		Started:    123,
+		Pid:        456,
+		Ident:      procIdent{Start: 789, Boot: "boot"},
+		Acked:      1000,
+		Dropped:    10,
+	}
+	if err := writeJournal(dir, want); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readJournal(dir)
+	if err != nil || *got != *want {
+		t.Fatalf("journal read back %+v, %v; want %+v", got, err, want)
+	}
+	res := result{ExitCode: 143, Signal: "terminated", Killed: true, OutputSize: 42, Note: "n"}
+	if err := writeResult(dir, res); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readResult(dir); err != nil || got != res {
+		t.Fatalf("result read back %+v, %v; want %+v", got, err, res)
+	}
+	if _, err := readResult(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("no result: %v, want ErrNotExist", err)
+	}
+	// Only the files themselves: no temporary file left behind.
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 2 {
+		t.Errorf("directory holds %d entries", len(entries))
+	}
+}
+
+func TestProcIdent(t *testing.T) {
+	id, err := identify(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := id.state(os.Getpid()); st != procAlive {
+		t.Errorf("own state %v, want alive", st)
+	}
+	if st := (procIdent{Start: id.Start + 1, Boot: id.Boot}).state(os.Getpid()); st != procOther {
+		t.Errorf("other start time: state %v, want other", st)
+	}
+	if st := (procIdent{Start: id.Start, Boot: "another boot"}).state(os.Getpid()); st != procOther {
+		t.Errorf("other boot: state %v, want other", st)
+	}
+	if st := id.state(0); st != procOther {
+		t.Errorf("pid 0: state %v, want other", st)
+	}
+}

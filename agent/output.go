@@ -5,157 +5,123 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// Chunk is a piece of an attempt's output, sent in one report.
-type Chunk struct {
-	// Offset is the byte offset of Data within the attempt's output. It
+// chunk is a piece of an attempt's output, sent in one report.
+type chunk struct {
+	// offset is the byte offset of data within the attempt's output. It
 	// never changes for a given byte, so a retried report is recognised by
 	// the coordinator and not stored twice.
-	Offset int64
-	// Data is raw output bytes.
-	Data []byte
-	// Progress is the last progress (0..1) parsed from the output up to
+	offset int64
+	// data is raw output bytes.
+	data []byte
+	// progress is the last progress (0..1) parsed from the output up to
 	// this chunk, nil while none was found.
-	Progress *float64
+	progress *float64
 }
 
-// chunker collects an attempt's output (stdout and stderr write to it) and
-// cuts it into chunks: one when ChunkSize bytes accumulate, and whatever
-// is there once the oldest byte waited the flush interval. A report per
-// line would cost a Raft entry per line.
-//
-// Writers never block on the reader: what the reader has not taken yet
-// stays in memory, so a coordinator outage does not stall the job.
-type chunker struct {
+// spool reads an attempt's output file for the reporter and cuts it into
+// chunks: ChunkSize bytes as soon as they are there, and what there is
+// once per flush interval (a report per line would cost a Raft entry per
+// line). Output waits on disk, never in memory: the job writes to the
+// file and never waits for the coordinator.
+type spool struct {
+	f        *os.File
 	size     int
 	interval time.Duration
 	progress *progressParser // nil: progress disabled
-
-	mu      sync.Mutex
-	buf     []byte    // not cut yet
-	since   time.Time // when buf's oldest byte arrived
-	offset  int64     // offset of buf[0] in the output
-	pending []Chunk   // cut, not taken yet
-	closed  bool
-	wake    chan struct{} // signalled when pending or buf grows, or on close
+	off      int64           // the next byte to send
+	done     <-chan struct{} // closed when the job ended
+	end      func() int64    // the output size once done; -1: the whole file
+	last     time.Time       // when the last short chunk was cut
 }
 
-func newChunker(size int, interval time.Duration, progress *progressParser) *chunker {
-	return &chunker{size: size, interval: interval, progress: progress, wake: make(chan struct{}, 1)}
-}
-
-// Write adds output. It never blocks for long and never fails before Close.
-func (c *chunker) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return 0, os.ErrClosed
+// openSpool opens attempt directory dir's output to be read from offset
+// from on. Progress is parsed from the start of the output, so an agent
+// restarted mid-attempt finds the value the first one had.
+func openSpool(dir string, from int64, size int, interval time.Duration, progress *progressParser, done <-chan struct{}, end func() int64) (*spool, error) {
+	f, err := os.Open(filepath.Join(dir, outputName))
+	if err != nil {
+		return nil, err
 	}
-	c.add(p)
-	return len(p), nil
-}
-
-// Close ends the output: the rest is cut and Next returns io.EOF after it.
-func (c *chunker) Close() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return
+	s := &spool{f: f, size: size, interval: interval, progress: progress, off: from, done: done, end: end}
+	if progress != nil && from > 0 {
+		if _, err := io.Copy(progressWriter{progress}, io.NewSectionReader(f, 0, from)); err != nil {
+			f.Close()
+			return nil, err
+		}
 	}
-	c.progress.end()
-	c.closed = true
-	c.signal()
+	return s, nil
 }
 
-func (c *chunker) add(p []byte) {
-	if len(p) == 0 {
-		return
-	}
-	c.progress.feed(p)
-	if len(c.buf) == 0 {
-		c.since = time.Now()
-	}
-	c.buf = append(c.buf, p...)
-	for len(c.buf) >= c.size {
-		c.cut(c.size)
-	}
-	c.signal()
-}
+func (s *spool) close() { s.f.Close() }
 
-// cut moves the first n bytes of buf to a pending chunk.
-func (c *chunker) cut(n int) {
-	c.pending = append(c.pending, Chunk{Offset: c.offset, Data: bytes.Clone(c.buf[:n]), Progress: c.progress.latest()})
-	c.offset += int64(n)
-	c.buf = c.buf[:copy(c.buf, c.buf[n:])]
-	c.since = time.Now()
-}
-
-// lastProgress returns the last progress found, nil if none.
-func (c *chunker) lastProgress() *float64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.progress.latest()
-}
-
-func (c *chunker) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
-// Next returns the next chunk, waiting for one; io.EOF once the output is
-// closed and fully taken. It is meant for a single reader.
-func (c *chunker) Next(ctx context.Context) (Chunk, error) {
+// next returns the next chunk, waiting for one; io.EOF once the job ended
+// and its output was all read.
+func (s *spool) next(ctx context.Context) (chunk, error) {
 	for {
-		c.mu.Lock()
-		if len(c.pending) == 0 && len(c.buf) > 0 && (c.closed || time.Since(c.since) >= c.interval) {
-			c.cut(len(c.buf))
+		ended := isClosed(s.done)
+		fi, err := s.f.Stat()
+		if err != nil {
+			return chunk{}, err
 		}
-		if len(c.pending) > 0 {
-			ch := c.pending[0]
-			c.pending[0] = Chunk{}
-			c.pending = c.pending[1:]
-			c.mu.Unlock()
-			return ch, nil
+		limit := fi.Size()
+		if ended {
+			if n := s.end(); n >= 0 {
+				limit = min(limit, n) // later bytes come from a process that left the group
+			}
 		}
-		if c.closed {
-			c.mu.Unlock()
-			return Chunk{}, io.EOF
+		avail := limit - s.off
+		if avail >= int64(s.size) || (avail > 0 && (ended || time.Since(s.last) >= s.interval)) {
+			return s.read(int(min(avail, int64(s.size))))
 		}
-		wait := time.Duration(-1) // nothing to flush: wait for a write
-		if len(c.buf) > 0 {
-			wait = c.interval - time.Since(c.since)
+		if ended {
+			s.progress.end()
+			return chunk{}, io.EOF
 		}
-		c.mu.Unlock()
-		if err := c.sleep(ctx, wait); err != nil {
-			return Chunk{}, err
+		wait := s.interval // no output: look again then
+		if avail > 0 {
+			wait -= time.Since(s.last)
 		}
+		t := time.NewTimer(wait)
+		select {
+		case <-s.done:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return chunk{}, ctx.Err()
+		}
+		t.Stop()
 	}
 }
 
-// sleep waits for a signal, for d (if d >= 0), or for ctx to end.
-func (c *chunker) sleep(ctx context.Context, d time.Duration) error {
-	var timeout <-chan time.Time
-	if d >= 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		timeout = t.C
+func (s *spool) read(n int) (chunk, error) {
+	b := make([]byte, n)
+	if _, err := s.f.ReadAt(b, s.off); err != nil {
+		return chunk{}, err
 	}
+	s.progress.feed(b)
+	ch := chunk{offset: s.off, data: b, progress: s.progress.latest()}
+	s.off += int64(n)
+	if n < s.size {
+		s.last = time.Now()
+	}
+	return ch, nil
+}
+
+func isClosed(ch <-chan struct{}) bool {
 	select {
-	case <-c.wake:
-	case <-timeout:
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-ch:
+		return true
+	default:
+		return false
 	}
-	return nil
 }
 
 // maxProgressLine bounds the memory kept for one line; progress lines are
@@ -224,6 +190,14 @@ func (p *progressParser) parseLine() {
 		return
 	}
 	p.value, p.found = min(max(v*p.scale, 0), 1), true
+}
+
+// progressWriter feeds a parser through io.Copy.
+type progressWriter struct{ p *progressParser }
+
+func (w progressWriter) Write(b []byte) (int, error) {
+	w.p.feed(b)
+	return len(b), nil
 }
 
 // latest returns the last value found, nil if none.

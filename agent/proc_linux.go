@@ -1,6 +1,16 @@
 package agent
 
-import "golang.org/x/sys/unix"
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strconv"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
 
 // waitExited blocks until process pid exits, leaving it a zombie (WNOWAIT)
 // so that its pid and process group id stay reserved until it is reaped.
@@ -12,4 +22,71 @@ func waitExited(pid int) error {
 			return err
 		}
 	}
+}
+
+// bootID tells this boot from the others: start times count from boot.
+var bootID = sync.OnceValue(func() string {
+	b, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	return string(bytes.TrimSpace(b))
+})
+
+// errBadStat means /proc/<pid>/stat could not be parsed.
+var errBadStat = errors.New("malformed /proc stat")
+
+// procStat returns a process's state letter and its start time (clock
+// ticks after boot) from /proc/<pid>/stat.
+func procStat(pid int) (state byte, start uint64, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	// The command name is in parentheses and may hold anything, spaces
+	// and parentheses included: count the fields after its last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, fmt.Errorf("%w: pid %d", errBadStat, pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 20 || len(f[0]) != 1 { // f[0] is field 3 (state), f[19] field 22 (starttime)
+		return 0, 0, fmt.Errorf("%w: pid %d", errBadStat, pid)
+	}
+	start, err = strconv.ParseUint(string(f[19]), 10, 64)
+	if err != nil {
+		return 0, 0, fmt.Errorf("%w: pid %d: %v", errBadStat, pid, err)
+	}
+	return f[0][0], start, nil
+}
+
+// identify returns what tells process pid from a later one with its pid.
+func identify(pid int) (procIdent, error) {
+	_, start, err := procStat(pid)
+	return procIdent{Start: start, Boot: bootID()}, err
+}
+
+// state tells what became of the process id identifies.
+func (id procIdent) state(pid int) procState {
+	if pid <= 0 || id.Boot != bootID() {
+		return procOther // nothing of ours survives a reboot
+	}
+	st, start, err := procStat(pid)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return procGone
+	case err != nil, start != id.Start:
+		return procOther
+	case st == 'Z' || st == 'X':
+		return procDead
+	}
+	return procAlive
+}
+
+// leaseClock reads CLOCK_BOOTTIME in ns: the same for every process of
+// the host, unmoved by wall-clock changes, and it counts a suspend (the
+// coordinators' clocks do too).
+func leaseClock() int64 {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_BOOTTIME, &ts); err != nil {
+		panic(err) // available since Linux 2.6.39
+	}
+	return ts.Nano()
 }

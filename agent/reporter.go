@@ -47,56 +47,81 @@ func (b *backoff) wait(ctx context.Context) error {
 
 func (b *backoff) reset() { b.next = b.min }
 
-// report sends an attempt's output, then its result, to the coordinator:
-// strictly in order, each report retried until acknowledged, the result
-// only after every chunk before it. It returns when the result was
-// delivered, when the attempt turned out stale (it kills p then), or when
-// ctx ended.
-func (a *Agent) report(ctx context.Context, log *slog.Logger, worker string, as client.Assignment, p *Process) {
-	base := client.ReportRequest{Name: worker, JobID: as.JobID, AttemptID: as.AttemptID}
-	var (
-		end     int64 // output bytes so far
-		dropped int64 // of which the coordinator refused to store
-	)
-	for {
-		ch, err := p.Next(ctx)
+// report sends an attempt's output from its spool, then its result, to
+// the coordinator: strictly in order, each report retried until
+// acknowledged, the result only after every chunk before it. The journal
+// records what was acknowledged, so an agent restarted later resumes from
+// there. It returns true once the coordinator is done with the attempt:
+// the result was acknowledged or refused for good, or the attempt turned
+// out stale (it kills the process then). False means ctx ended first: the
+// attempt stays on disk for the next start.
+func (a *Agent) report(ctx context.Context, at *attempt) bool {
+	j, log := at.j, at.log
+	base := client.ReportRequest{Name: j.Worker, JobID: j.Assignment.JobID, AttemptID: j.Assignment.AttemptID}
+	progress, err := newProgressParser(j.Assignment.ProgressPattern)
+	if err != nil {
+		log.Warn("invalid progress pattern, progress disabled", "pattern", j.Assignment.ProgressPattern, "err", err)
+	}
+	sp, err := openSpool(at.dir, j.Acked, a.run.chunk, a.run.flush, progress, at.p.done, func() int64 { return at.p.res.OutputSize })
+	if err != nil {
+		log.Error("output unreadable, sending the result only", "err", err)
+	} else {
+		defer sp.close()
+	}
+	for sp != nil {
+		ch, err := sp.next(ctx)
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return
+			if ctx.Err() != nil {
+				return false
+			}
+			log.Error("output unreadable, sending the result only", "err", err)
+			break
 		}
-		end = ch.Offset + int64(len(ch.Data))
 		req := base
 		// The coordinator's log lacks what was dropped: shift the offsets
 		// so they still follow what it has (and stay stable on retry).
-		req.LogOffset, req.Log, req.Progress = ch.Offset-dropped, ch.Data, ch.Progress
+		req.LogOffset, req.Log, req.Progress = ch.offset-j.Dropped, ch.data, ch.progress
 		switch err := a.deliver(ctx, log, req); {
 		case err == nil:
 		case errors.Is(err, errRejected):
-			log.Error("log chunk refused, dropped", "offset", ch.Offset, "bytes", len(ch.Data), "err", err)
-			dropped += int64(len(ch.Data))
+			log.Error("log chunk refused, dropped", "offset", ch.offset, "bytes", len(ch.data), "err", err)
+			j.Dropped += int64(len(ch.data))
 		case errors.Is(err, errStale):
 			log.Warn("attempt is stale, killing it", "err", err)
-			p.Kill()
-			return
+			at.p.kill()
+			return true
 		default:
-			return // ctx ended
+			return false // ctx ended
+		}
+		j.Acked = ch.offset + int64(len(ch.data))
+		if err := writeJournal(at.dir, j); err != nil {
+			log.Warn("journal not updated", "err", err) // a restart sends some output again: harmless
 		}
 	}
-	res := p.Result()
+	select {
+	case <-at.p.done:
+	case <-ctx.Done():
+		return false
+	}
+	res := at.p.outcome()
 	if res.Err != nil {
 		log.Warn("attempt failed", "err", res.Err)
 	}
 	req := base
-	req.LogOffset, req.Progress = end-dropped, res.Progress
-	req.Done, req.ExitCode, req.TimedOut = true, res.ExitCode, res.TimedOut
+	req.LogOffset, req.Progress = j.Acked-j.Dropped, progress.latest()
+	req.Done, req.ExitCode, req.TimedOut, req.Lost = true, res.ExitCode, res.TimedOut, res.Lost
 	switch err := a.deliver(ctx, log, req); {
 	case err == nil:
-		log.Info("attempt done", "exit_code", res.ExitCode, "timed_out", res.TimedOut, "killed", res.Killed)
+		log.Info("attempt done", "exit_code", res.ExitCode, "timed_out", res.TimedOut, "killed", res.Killed, "lost", res.Lost, "fenced", res.Fenced, "note", res.Note)
 	case errors.Is(err, errStale), errors.Is(err, errRejected):
-		log.Error("attempt result refused", "exit_code", res.ExitCode, "err", err)
+		log.Error("attempt result refused", "exit_code", res.ExitCode, "lost", res.Lost, "err", err)
+	default:
+		return false
 	}
+	return true
 }
 
 // deliver sends one report until the coordinator acknowledges it. It

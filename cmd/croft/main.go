@@ -12,6 +12,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/croftfarm/croft/agent"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -24,6 +26,7 @@ Usage:
   croft agent [flags]         run the agent on a render node
   croft dev [flags]           one-node coordinator and a local agent in one process
   croft cluster status|join|remove --coordinator URL [flags]
+  croft bench [flags]         performance scenarios on a local 3-coordinator cluster
   croft version
 
 Run "croft <command> -h" for the flags of a command.
@@ -51,8 +54,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = runAgent(ctx, args[1:], logger)
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, logger)
+	case agent.SuperviseCommand: // hidden: the agent runs each job under one
+		return agent.SuperviseMain(args[1:])
 	case "cluster":
 		err = runCluster(ctx, args[1:], stdout)
+	case "bench":
+		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "croft", version)
 	case "help", "-h", "--help":
