@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
@@ -44,14 +45,15 @@ func (f *FSM) Apply(l *raft.Log) any {
 	return f.state.Load().apply(l.Index, cmd)
 }
 
-// Snapshot implements raft.FSM. The state is encoded here, under the read
-// lock, so Persist can write it while Apply goes on.
+// Snapshot implements raft.FSM. It takes the state's read lock and hands
+// it to the snapshot, which streams the state to the sink in Persist and
+// releases the lock when done: the snapshot is exactly the state at this
+// index, without a copy of the whole state in memory. Apply waits for the
+// lock meanwhile (raft keeps committing; only applying pauses).
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	var buf bytes.Buffer
-	if err := f.state.Load().WriteSnapshot(&buf); err != nil {
-		return nil, err
-	}
-	return &snapshot{data: buf.Bytes()}, nil
+	s := f.state.Load()
+	s.mu.RLock()
+	return &snapshot{state: s}, nil
 }
 
 // Restore implements raft.FSM: it builds a fresh state from the snapshot and
@@ -70,20 +72,33 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	return nil
 }
 
-type snapshot struct{ data []byte }
+// snapshot holds its state's read lock from FSM.Snapshot until Persist
+// (or Release) ends.
+type snapshot struct {
+	state *State
+	once  sync.Once
+}
+
+func (s *snapshot) unlock() { s.once.Do(s.state.mu.RUnlock) }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.data); err != nil {
+	defer s.unlock()
+	w := bufio.NewWriterSize(sink, 1<<20)
+	err := s.state.writeSnapshotLocked(w)
+	if err == nil {
+		err = w.Flush()
+	}
+	if err != nil {
 		sink.Cancel()
 		return err
 	}
 	return sink.Close()
 }
 
-func (s *snapshot) Release() {}
+func (s *snapshot) Release() { s.unlock() }
 
 // snapshotVersion is bumped when the snapshot layout changes incompatibly.
-const snapshotVersion = 1
+const snapshotVersion = 2
 
 // snapshotData is the whole state as written to a snapshot. Derived indexes
 // are not in it: they are rebuilt on restore.
@@ -104,6 +119,11 @@ type snapshotData struct {
 func (s *State) WriteSnapshot(w io.Writer) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	return s.writeSnapshotLocked(w)
+}
+
+// writeSnapshotLocked encodes the state; the caller holds the read lock.
+func (s *State) writeSnapshotLocked(w io.Writer) error {
 	d := snapshotData{
 		Version:     snapshotVersion,
 		Applied:     s.applied,

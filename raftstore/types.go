@@ -21,6 +21,11 @@ const (
 // command) whose state and counters derive from its children. Times are unix
 // nanoseconds stamped by the leader.
 type Job struct {
+	// Snapshots encode it as an array, not a map of field names: a third
+	// of the size and faster. Fields are appended at the end only; the
+	// snapshot version changes when that is not enough.
+	_struct struct{} `codec:",toarray"`
+
 	ID              int64
 	Parent          int64
 	Title           string
@@ -78,6 +83,11 @@ func (j *Job) Reported() string {
 // Worker is a render node (a Croft agent slot or a Coalition worker).
 // Load and memory figures are not here: heartbeats stay in leader memory.
 type Worker struct {
+	// Snapshots encode it as an array, not a map of field names: a third
+	// of the size and faster. Fields are appended at the end only; the
+	// snapshot version changes when that is not enough.
+	_struct struct{} `codec:",toarray"`
+
 	Name         string
 	IP           string
 	Affinity     string // newline-separated lines, in priority order
@@ -95,6 +105,11 @@ type Worker struct {
 // Event is one attempt: a dispatch of a job to a worker. Its id is the
 // attempt id that fences every report.
 type Event struct {
+	// Snapshots encode it as an array, not a map of field names: a third
+	// of the size and faster. Fields are appended at the end only; the
+	// snapshot version changes when that is not enough.
+	_struct struct{} `codec:",toarray"`
+
 	ID       int64
 	Worker   string
 	JobID    int64
