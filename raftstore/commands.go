@@ -56,6 +56,11 @@ type NodeRemove struct {
 // JobSpec describes a new job. Zero values are not defaults: the API edge
 // fills Coalition's defaults (timeout 1000, priority 1000, retry 10, ...).
 type JobSpec struct {
+	// Encoded as an array: a bulk create carries up to a million of these,
+	// and field names would triple the entry. Append fields at the end only
+	// (an older entry decodes with the new trailing fields left zero).
+	_struct struct{} `codec:",toarray"`
+
 	Parent int64
 	// ParentRef, when not 0, makes the job a child of the ParentRef-th job
 	// (1-based) of the same JobCreate, so a group and its children are
