@@ -1,7 +1,7 @@
 // Package agent is Croft's render-node agent: it registers with the
 // coordinators, heartbeats with its host's load, long-polls for work and
-// runs each assignment under a supervisor in its own process group, its
-// output spooled to disk and streamed back, with the result, until they
+// runs each assignment in a process group of its own, under its slot's
+// long-lived supervisor, its output spooled to disk and streamed back, with the result, until they
 // are acknowledged. A job outlives a crash of its agent: the next agent
 // re-adopts it, or delivers its result, or reports it lost. See DESIGN.md.
 package agent
@@ -70,7 +70,7 @@ type Config struct {
 	HeartbeatInterval time.Duration
 	// PullWait is how long a pull waits for work. Default 30 s.
 	PullWait time.Duration
-	// SupervisorPath is the croft binary that supervises each attempt
+	// SupervisorPath is the croft binary that supervises each slot's attempts
 	// (run as "SupervisorPath agent-supervise", see SuperviseMain).
 	// Default: os.Executable().
 	SupervisorPath string
@@ -533,18 +533,25 @@ func (a *Agent) fenceWatch(ctx context.Context) {
 const pullSlack = 10 * time.Second
 
 // slot pulls and runs one assignment at a time, as worker, until ctx ends.
+// Its attempts run one after another under one supervisor, started with
+// the slot (and again if it ended): only the job's shell starts per
+// attempt.
 func (a *Agent) slot(ctx context.Context, worker string) {
 	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
-	var sp spare
-	defer func() { sp.discard() }()
+	var sup *supervisor
+	defer func() {
+		if a.detach {
+			sup.close() // as after a kill -9: it finishes its job and exits
+		} else {
+			sup.stop(2*a.run.grace + time.Second)
+		}
+	}()
 	for ctx.Err() == nil {
 		if a.silence() > a.cfg.LeaseTimeout {
 			_ = b.wait(ctx) // cut off: a job taken now would be stopped at once
 			continue
 		}
-		if sp == nil {
-			sp = a.run.prepare()
-		}
+		sup = a.supervisor(sup)
 		pctx, cancel := context.WithTimeout(ctx, a.cfg.PullWait+pullSlack)
 		as, err := a.client.Pull(pctx, client.PullRequest{Name: worker, WaitMillis: int(a.cfg.PullWait / time.Millisecond)})
 		cancel()
@@ -557,17 +564,32 @@ func (a *Agent) slot(ctx context.Context, worker string) {
 		}
 		b.reset()
 		if as != nil && ctx.Err() == nil {
-			at := a.begin(worker, *as, sp)
-			// The next one starts while this job runs: ready when the
-			// next assignment comes, even back to back.
-			sp = a.run.prepare()
+			// It may have ended during the pull (an idle supervisor
+			// exits when the lease is stale).
+			sup = a.supervisor(sup)
+			at := a.begin(worker, *as, sup)
 			a.finish(ctx, at)
 		}
 	}
 }
 
-// begin starts an assignment, with spare supervisor sp.
-func (a *Agent) begin(worker string, as client.Assignment, sp spare) *attempt {
+// supervisor returns s if it still takes work, else a new supervisor; nil
+// if none can start (the attempt then tries once more, and explains).
+func (a *Agent) supervisor(s *supervisor) *supervisor {
+	if s != nil && s.alive() {
+		return s
+	}
+	s.close()
+	s, err := a.run.spawn()
+	if err != nil {
+		a.log.Warn("cannot start a supervisor", "path", a.run.supervisor, "err", err)
+		return nil
+	}
+	return s
+}
+
+// begin starts an assignment under supervisor sup.
+func (a *Agent) begin(worker string, as client.Assignment, sup *supervisor) *attempt {
 	j := &journal{Assignment: as, Worker: worker, Started: time.Now().UnixNano()}
 	at := &attempt{dir: a.attemptDir(as.AttemptID), j: j, log: a.attemptLog(j)}
 	at.log.Info("attempt starting", "title", as.Title, "command", as.Command, "dir", as.Dir)
@@ -578,7 +600,7 @@ func (a *Agent) begin(worker string, as client.Assignment, sp spare) *attempt {
 			at.log.Warn("cannot remove attempt directory", "err", err)
 		}
 	}
-	at.p = a.run.start(at.dir, j, sp)
+	at.p = a.run.start(at.dir, j, sup)
 	a.track(at)
 	return at
 }

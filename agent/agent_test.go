@@ -322,7 +322,9 @@ func killLeftovers(t *testing.T, dir string) {
 		for _, id := range ids {
 			j, err := readJournal(filepath.Join(dir, attemptsDir, strconv.FormatInt(id, 10)))
 			if err == nil && j.Ident.state(j.Pid) == procAlive {
-				_ = syscall.Kill(-j.Pid, syscall.SIGKILL)
+				// The supervisor, and its jobs: they are in its session.
+				_ = syscall.Kill(j.Pid, syscall.SIGKILL)
+				killSession(j.Pid)
 				waitGone(t, j.Pid)
 			}
 		}
@@ -603,14 +605,16 @@ func TestAgentReportsLostProcess(t *testing.T) {
 	f, srv := newFake(t)
 	dir, restart := readoptTest(t, f, srv, client.Assignment{AttemptID: 33, JobID: 3, Command: `echo started; sleep 300`},
 		nil, func(string) { f.waitFor("the job to start", func() bool { return string(f.logs[33]) == "started\n" }) })
-	// The host "crashes": the job's whole group dies, without a result.
+	// The host "crashes": the supervisor and its job die, without a
+	// result.
 	j, err := readJournal(filepath.Join(dir, attemptsDir, "33"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := syscall.Kill(-j.Pid, syscall.SIGKILL); err != nil {
+	if err := syscall.Kill(j.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
+	killSession(j.Pid) // the job's group is in the supervisor's session
 	waitGone(t, j.Pid)
 	restart()
 	f.waitFor("the result", func() bool { _, ok := f.results[33]; return ok })
@@ -661,14 +665,17 @@ func TestAgentCutOffStopsItsJobs(t *testing.T) {
 	a := newAgent(t, srv, dir, func(c *Config) { c.LeaseTimeout = 500 * time.Millisecond })
 	a.run.leaseTimeout = time.Hour // the supervisors would stop the job too: this shows the agent does
 	runAgent(t, a)
-	f.push(client.Assignment{AttemptID: 35, JobID: 5, Command: `echo started; sleep 300`})
-	f.waitFor("the job to start", func() bool { return len(f.logs[35]) > 0 })
-	j, err := readJournal(filepath.Join(dir, attemptsDir, "35"))
+	f.push(client.Assignment{AttemptID: 35, JobID: 5, Command: `sleep 300 & echo $!; wait`})
+	f.waitFor("the job to start", func() bool { return strings.HasSuffix(string(f.logs[35]), "\n") })
+	f.mu.Lock()
+	kid, err := strconv.Atoi(strings.TrimSpace(string(f.logs[35])))
+	f.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
 	}
 	f.set(func() { f.down = true })
-	waitGone(t, j.Pid)
+	waitGone(t, kid)
+	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "35", resultName)) })
 	if res, err := readResult(filepath.Join(dir, attemptsDir, "35")); err != nil || !res.Lost || res.Fenced {
 		t.Fatalf("result on disk %+v, %v; want Lost, stopped by the agent", res, err)
 	}
@@ -773,4 +780,60 @@ func TestSlotNames(t *testing.T) {
 	if got := SlotName("render-1", 2); got != "render-1/3" {
 		t.Fatalf("slot 2: %q", got)
 	}
+}
+
+func TestAgentSlotKeepsItsSupervisor(t *testing.T) {
+	// A slot's attempts run under one supervisor, their shells its
+	// children; one killed from outside is reported lost, and the next
+	// attempt gets a new supervisor.
+	f, srv := newFake(t)
+	startAgent(t, srv)
+	parent := func(id int64) int {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		pid, err := strconv.Atoi(strings.Fields(string(f.logs[id]))[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	for id := int64(41); id <= 43; id++ {
+		f.push(client.Assignment{AttemptID: id, JobID: id, Command: `echo $PPID`})
+	}
+	f.waitFor("three results", func() bool { return len(f.results) == 3 })
+	sup := parent(41)
+	if parent(42) != sup || parent(43) != sup {
+		t.Errorf("supervisors %d, %d, %d; want one", sup, parent(42), parent(43))
+	}
+	f.push(client.Assignment{AttemptID: 44, JobID: 44, Command: `echo $PPID $$; sleep 300`})
+	f.waitFor("the job to start", func() bool { return len(f.logs[44]) > 0 })
+	if parent(44) != sup {
+		t.Errorf("supervisor %d, want %d", parent(44), sup)
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the result", func() bool { _, ok := f.results[44]; return ok })
+	f.mu.Lock()
+	shell, err := strconv.Atoi(strings.Fields(string(f.logs[44]))[1])
+	f.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, shell) // the agent took down what the supervisor left
+	f.push(client.Assignment{AttemptID: 45, JobID: 45, Command: `echo $PPID`})
+	f.waitFor("the result", func() bool { _, ok := f.results[45]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if res := f.results[44]; !res.Lost {
+		t.Errorf("result = %+v, want Lost", res)
+	}
+	if res := f.results[45]; res.ExitCode != 0 || res.Lost {
+		t.Errorf("result = %+v, want exit 0", res)
+	}
+	f.mu.Unlock()
+	if p := parent(45); p == sup {
+		t.Errorf("attempt 45 ran under the killed supervisor %d", p)
+	}
+	f.mu.Lock()
 }

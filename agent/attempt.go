@@ -43,8 +43,9 @@ type journal struct {
 	// Started is when the attempt started (Unix ns); its timeout counts
 	// from here.
 	Started int64 `json:"started"`
-	// Pid is the supervisor's: it leads the job's process group (its pid
-	// is the group id). 0: no supervisor was started.
+	// Pid is the supervisor's: the job's shell is its child, and the
+	// job's process group is in its session (its pid is the session id).
+	// 0: no supervisor was started.
 	Pid int `json:"pid,omitempty"`
 	// Ident tells the supervisor from a later process with the same pid.
 	Ident procIdent `json:"ident"`

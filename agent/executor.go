@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -71,8 +72,8 @@ func positive[T int | time.Duration](v, def T) T {
 }
 
 // adoptPoll is how often the agent looks at a supervisor it did not start
-// (re-adopted after a restart): it cannot wait for a process that is not
-// its child. The agent's own children are waited for, not polled.
+// (re-adopted after a restart): it has no pipe to it, and cannot wait for
+// a process that is not its child. Its own supervisors tell it.
 const adoptPoll = 100 * time.Millisecond
 
 // runner starts attempts under supervisors and re-adopts the ones an
@@ -98,118 +99,221 @@ func newRunner(e Executor, supervisor, lease string, leaseTimeout time.Duration)
 	}
 }
 
-// supervisor is a started supervisor process, idle until handed its work.
+// supervisor is a supervisor process this agent started (its child): it
+// runs one attempt at a time, as the agent's messages ask.
 type supervisor struct {
 	cmd   *exec.Cmd
-	spec  *os.File // the write end of its descriptor 3
 	ident procIdent
+	// ended is closed once the process ended and was reaped, and the
+	// attempt it ran, if any, finished.
+	ended chan struct{}
+
+	mu   sync.Mutex
+	w    *os.File // its descriptor 3; nil once closed
+	cur  *process // the attempt it runs
+	gone bool     // it ended (its events did): it takes no more work
 }
 
 func (s *supervisor) pid() int { return s.cmd.Process.Pid }
 
-// spawn starts an idle supervisor.
+// spawn starts a supervisor, idle until it gets work.
 func (r *runner) spawn() (*supervisor, error) {
-	rd, wr, err := os.Pipe()
+	cmdR, cmdW, err := os.Pipe()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(r.supervisor, SuperviseCommand)
+	evR, evW, err := os.Pipe()
+	if err != nil {
+		cmdR.Close()
+		cmdW.Close()
+		return nil, err
+	}
+	args := []string{SuperviseCommand}
+	if r.lease != "" {
+		args = append(args, "-lease", r.lease, "-lease-timeout", r.leaseTimeout.String())
+	}
+	cmd := exec.Command(r.supervisor, args...)
 	cmd.Dir = "/" // it holds no directory busy; the job's is in its spec
-	cmd.ExtraFiles = []*os.File{rd}
-	// A session of its own: it leads the job's process group, out of
-	// reach of signals meant for the agent's (a terminal's ^C, a kill of
-	// the agent's group), so the job can outlive the agent.
+	cmd.ExtraFiles = []*os.File{cmdR, evW}
+	// A session of its own, out of reach of signals meant for the
+	// agent's (a terminal's ^C, a kill of the agent's group), so its job
+	// can outlive the agent.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	err = cmd.Start()
-	rd.Close()
+	cmdR.Close()
+	evW.Close()
 	if err != nil {
-		wr.Close()
+		cmdW.Close()
+		evR.Close()
 		return nil, err
 	}
-	s := &supervisor{cmd: cmd, spec: wr}
-	if s.ident, err = identify(s.pid()); err != nil {
-		s.discard()
-		return nil, err
-	}
+	s := &supervisor{cmd: cmd, w: cmdW, ended: make(chan struct{})}
+	// Cannot fail while it is our unreaped child; a failure leaves a
+	// zero identity, which only a re-adopting agent uses.
+	s.ident, _ = identify(s.pid())
+	go s.events(evR)
 	return s, nil
 }
 
-// discard ends an idle supervisor: without work it exits at once.
-func (s *supervisor) discard() {
-	s.spec.Close()
-	_ = s.cmd.Wait()
-}
-
-// handOver gives the supervisor its work; it starts the job at once.
-func (s *supervisor) handOver(spec *superviseSpec) error {
-	b, err := json.Marshal(spec)
-	if err == nil {
-		_, err = s.spec.Write(b)
+// events reads what the supervisor says until it ends, then finishes the
+// attempt it ran, if any.
+func (s *supervisor) events(r *os.File) {
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		var ev superviseEvent
+		if json.Unmarshal(sc.Bytes(), &ev) != nil {
+			break
+		}
+		switch {
+		case ev.Started != 0:
+			// Nothing to do: the job runs. (Its group is the shell's
+			// pid; the agent never signals it, the supervisor does.)
+		case ev.Done != 0:
+			s.mu.Lock()
+			p := s.cur
+			if p != nil && p.id == ev.Done {
+				s.cur = nil
+			} else {
+				p = nil
+			}
+			s.mu.Unlock()
+			if p != nil {
+				p.finishFromDisk("")
+			}
+		}
 	}
-	return errors.Join(err, s.spec.Close())
+	r.Close()
+	// It ended, or closed its events: it takes no more work.
+	s.mu.Lock()
+	s.gone = true
+	p := s.cur
+	s.cur = nil
+	s.mu.Unlock()
+	reaped := waitExited(s.pid()) != nil // not available here: reap now
+	if reaped {
+		_ = s.cmd.Wait()
+	}
+	if p != nil {
+		res, err := readResult(p.dir)
+		if err != nil {
+			// Killed from outside before it recorded a result. Not
+			// reaped, its pid is still the session id of what it left:
+			// take that down.
+			if !reaped {
+				killSession(s.pid())
+			}
+			res = lost(fmt.Sprintf("the supervisor ended without a result (%v)", err))
+		}
+		p.finish(res)
+	}
+	if !reaped {
+		_ = s.cmd.Wait()
+	}
+	close(s.ended)
 }
 
-// spare is a supervisor started ahead of the attempt that will use it: a
-// Go binary takes milliseconds to start, a shell much less, and idle
-// end-to-end latency is what a trivial job costs. nil: none.
-type spare <-chan spawned
-
-type spawned struct {
-	s   *supervisor
-	err error
+// alive reports whether the supervisor still takes work.
+func (s *supervisor) alive() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return !s.gone && s.w != nil
 }
 
-// prepare starts a supervisor in the background for the next attempt.
-func (r *runner) prepare() spare {
-	ch := make(chan spawned, 1)
-	go func() {
-		s, err := r.spawn()
-		ch <- spawned{s, err}
-	}()
-	return ch
+// send writes a message to the supervisor.
+func (s *supervisor) send(m superviseMsg) error {
+	b, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return os.ErrClosed
+	}
+	_, err = s.w.Write(append(b, '\n'))
+	return err
 }
 
-// discard ends a spare that will not be used.
-func (sp spare) discard() {
-	if sp == nil {
+// run hands the supervisor attempt p. If it cannot take it, the attempt
+// ends as lost.
+func (s *supervisor) run(p *process, spec *superviseSpec) {
+	b, err := json.Marshal(superviseMsg{Run: spec})
+	if err != nil {
+		p.finish(result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err})
 		return
 	}
-	if got := <-sp; got.s != nil {
-		got.s.discard()
+	s.mu.Lock()
+	switch {
+	case s.gone || s.w == nil:
+		err = errors.New("the supervisor ended before it took the attempt")
+	case s.cur != nil:
+		err = errors.New("the supervisor is busy") // a bug: one attempt per slot
+	default:
+		s.cur = p
+		// From here its events finish p: a failed write means it is
+		// dying, and then ends the attempt as lost.
+		_, _ = s.w.Write(append(b, '\n'))
+	}
+	s.mu.Unlock()
+	if err != nil {
+		p.finish(lost(err.Error()))
 	}
 }
 
-// take returns the spare if it is alive and well, else a new supervisor.
-func (r *runner) take(sp spare) (*supervisor, error) {
-	if sp != nil {
-		got := <-sp
-		if got.err == nil && got.s.ident.state(got.s.pid()) == procAlive {
-			return got.s, nil
-		}
-		if got.s != nil {
-			got.s.discard()
-		}
+// close ends the supervisor's work: it finishes the attempt it runs, if
+// any, and exits. It does not wait.
+func (s *supervisor) close() {
+	if s == nil {
+		return
 	}
-	return r.spawn()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w != nil {
+		s.w.Close()
+		s.w = nil
+	}
 }
 
-// start runs j's assignment under a supervisor in attempt directory dir
-// (created), using sp if it is not nil. The journal names the supervisor
-// before the job runs. start does not fail: an attempt that cannot start
-// is a finished process with ExitNotStarted, the reason in its output.
-func (r *runner) start(dir string, j *journal, sp spare) *process {
+// stop closes the supervisor and waits for it to end, up to wait; then
+// it gets SIGKILL.
+func (s *supervisor) stop(wait time.Duration) {
+	if s == nil {
+		return
+	}
+	s.close()
+	select {
+	case <-s.ended:
+		return
+	case <-time.After(wait):
+	}
+	s.mu.Lock()
+	_ = s.cmd.Process.Kill() // not reaped before ended: still ours
+	s.mu.Unlock()
+	<-s.ended
+}
+
+// start runs j's assignment in attempt directory dir (created), under
+// supervisor s, or under a supervisor of its own if s is nil (it exits
+// after the attempt). The journal names the supervisor before the job
+// runs. start does not fail: an attempt that cannot start is a finished
+// process with ExitNotStarted, the reason in its output.
+func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	log := r.log.With("attempt", j.Assignment.AttemptID, "job", j.Assignment.JobID)
 	if j.Assignment.User != "" {
 		log.Debug("assignment names a user; the agent runs jobs as itself", "user", j.Assignment.User)
 	}
-	p := &process{dir: dir, grace: r.grace, child: true, done: make(chan struct{})}
-	s, err := r.take(sp)
-	if err == nil {
-		if err = r.launch(log, dir, j, s); err != nil {
-			s.discard()
+	p := &process{id: j.Assignment.AttemptID, dir: dir, grace: r.grace, done: make(chan struct{})}
+	var err error
+	if s == nil {
+		if s, err = r.spawn(); err == nil {
+			go func() { <-p.done; s.close() }()
+		} else {
+			err = fmt.Errorf("cannot start the supervisor %s: %w", r.supervisor, err)
 		}
-	} else {
-		err = fmt.Errorf("cannot start the supervisor %s: %w", r.supervisor, err)
+	}
+	var spec *superviseSpec
+	if err == nil {
+		spec, err = r.prepare(dir, j, s)
 	}
 	if err != nil {
 		log.Warn("attempt could not start", "err", err)
@@ -227,47 +331,40 @@ func (r *runner) start(dir string, j *journal, sp spare) *process {
 		p.finish(res)
 		return p
 	}
-	p.pid, p.ident = s.pid(), s.ident
-	go p.watch(s.cmd)
+	p.pid, p.ident, p.sup = s.pid(), s.ident, s
+	s.run(p, spec)
 	return p
 }
 
-// launch prepares dir, journals s as the attempt's supervisor, then hands
-// it the work.
-func (r *runner) launch(log *slog.Logger, dir string, j *journal, s *supervisor) error {
+// prepare prepares dir, journals s as the attempt's supervisor, and
+// returns the attempt's spec.
+func (r *runner) prepare(dir string, j *journal, s *supervisor) (*superviseSpec, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return nil, err
 	}
 	if err := appendOutput(dir, ""); err != nil { // the spool exists before anyone reads it
-		return err
+		return nil, err
 	}
 	wd, err := workDir(j.Assignment.Dir)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	j.Pid, j.Ident = s.pid(), s.ident
 	// Before the job runs: an agent that dies from now on leaves a
 	// journal that finds the job.
 	if err := writeJournal(dir, j); err != nil {
-		return fmt.Errorf("journal: %w", err)
+		return nil, fmt.Errorf("journal: %w", err)
 	}
 	a := j.Assignment
-	spec := &superviseSpec{
-		Dir:          dir,
-		Command:      a.Command,
-		WorkDir:      wd,
-		Env:          append(os.Environ(), ParseEnvironment(a.Environment)...),
-		Deadline:     timeoutAt(j.Started, a.Timeout),
-		Lease:        r.lease,
-		LeaseTimeout: r.leaseTimeout,
-		Grace:        r.grace,
-	}
-	if err := s.handOver(spec); err != nil {
-		// It died before it could run anything: no result, so the
-		// attempt is reported lost.
-		log.Warn("the supervisor did not take the attempt", "pid", s.pid(), "err", err)
-	}
-	return nil
+	return &superviseSpec{
+		ID:       a.AttemptID,
+		Dir:      dir,
+		Command:  a.Command,
+		WorkDir:  wd,
+		Env:      append(os.Environ(), ParseEnvironment(a.Environment)...),
+		Deadline: timeoutAt(j.Started, a.Timeout),
+		Grace:    r.grace,
+	}, nil
 }
 
 // workDir checks an assignment's directory; "" and "." mean the agent's.
@@ -298,89 +395,88 @@ func timeoutAt(started, timeout int64) int64 {
 // finishes at once if its result is there or its supervisor is gone,
 // else it is polled until it ends.
 func (r *runner) adopt(dir string, j *journal) *process {
-	p := &process{dir: dir, pid: j.Pid, ident: j.Ident, grace: r.grace, done: make(chan struct{})}
+	p := &process{id: j.Assignment.AttemptID, dir: dir, pid: j.Pid, ident: j.Ident, grace: r.grace, done: make(chan struct{})}
 	if !p.check() {
 		go p.poll()
 	}
 	return p
 }
 
-// process is the agent's handle on one attempt's supervisor: started by
-// this agent (its child) or re-adopted.
+// process is the agent's handle on one attempt: run by one of this
+// agent's supervisors (sup), or re-adopted from an earlier agent's.
 type process struct {
+	id    int64
 	dir   string
-	pid   int // the supervisor's, which is the job's process group id; 0: none
+	pid   int // the supervisor's; 0: none
 	ident procIdent
-	child bool // this agent started it and reaps it
+	sup   *supervisor // nil: re-adopted, reached by signals
 	grace time.Duration
 	done  chan struct{}
 	res   result // set before done is closed
 
 	mu    sync.Mutex
-	gone  bool // the supervisor ended and was reaped or found gone: its pid is not ours
+	ended bool // finish was called
 	asked bool // a stop was asked
 }
 
 // kill stops the attempt because the coordinator asked: its result says
 // Killed.
-func (p *process) kill() { p.stop(sigKill) }
+func (p *process) kill() { p.stop(false) }
 
 // fence stops the attempt for a reason that is not the job's (the agent
 // stops, or lost its coordinators): its result says Lost.
-func (p *process) fence() { p.stop(sigLost) }
+func (p *process) fence() { p.stop(true) }
 
 // stop asks the supervisor to stop the job; the first request wins. A
-// supervisor that has not ended well after the grace (stuck, or not yet
-// listening) gets SIGKILL with its whole group: the attempt then ends
-// without a result, as lost.
-func (p *process) stop(sig syscall.Signal) {
+// supervisor that has not finished the attempt well after the grace
+// (stuck) gets SIGKILL, and what it left in its session too: the attempt
+// then ends without a result, as lost.
+func (p *process) stop(lost bool) {
 	p.mu.Lock()
-	first := !p.asked
+	first := !p.asked && !p.ended
 	p.asked = true
 	p.mu.Unlock()
-	if first && p.signal(sig, false) {
-		time.AfterFunc(2*p.grace+time.Second, func() { p.signal(syscall.SIGKILL, true) })
+	if !first {
+		return
+	}
+	var asked bool
+	if p.sup != nil {
+		asked = p.sup.send(superviseMsg{Kill: p.id, Lost: lost}) == nil
+	} else {
+		sig := sigKill
+		if lost {
+			sig = sigLost
+		}
+		asked = p.signal(sig)
+	}
+	if asked {
+		time.AfterFunc(2*p.grace+time.Second, func() {
+			if !isClosed(p.done) {
+				p.signal(syscall.SIGKILL)
+			}
+		})
 	}
 }
 
-// signal sends sig to the supervisor, or to its whole group, if it is
-// still the supervisor: a child not yet reaped, or an adopted process
-// with the journaled identity.
-func (p *process) signal(sig syscall.Signal, group bool) bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.gone || p.pid <= 0 || (!p.child && p.ident.state(p.pid) != procAlive) {
+// signal sends sig to the supervisor if it is still the attempt's: a
+// child not yet reaped, or an adopted process with the journaled
+// identity.
+func (p *process) signal(sig syscall.Signal) bool {
+	if s := p.sup; s != nil {
+		select {
+		case <-s.ended:
+			return false
+		default:
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		// Reaped only once ended is closed, after the attempt finished.
+		return s.cur == p && s.cmd.Process.Signal(sig) == nil
+	}
+	if p.pid <= 0 || p.ident.state(p.pid) != procAlive {
 		return false
 	}
-	target := p.pid
-	if group {
-		target = -p.pid
-	}
-	return syscall.Kill(target, sig) == nil
-}
-
-// watch waits for a supervisor this agent started and finishes p.
-func (p *process) watch(cmd *exec.Cmd) {
-	reaped := waitExited(p.pid) != nil // not available here: reap now
-	if reaped {
-		_ = cmd.Wait()
-	}
-	res, err := readResult(p.dir)
-	if err != nil {
-		// Killed from outside before it recorded a result. Not reaped,
-		// its group id is still the job's: take down what it left.
-		if !reaped {
-			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
-		}
-		res = lost(fmt.Sprintf("the supervisor ended without a result (%v)", err))
-	}
-	p.mu.Lock()
-	p.gone = true
-	p.mu.Unlock()
-	if !reaped {
-		_ = cmd.Wait()
-	}
-	p.finish(res)
+	return syscall.Kill(p.pid, sig) == nil
 }
 
 // poll checks an adopted supervisor until it ends.
@@ -394,11 +490,13 @@ func (p *process) poll() {
 	}
 }
 
-// check looks once whether an adopted supervisor ended and, if it did,
-// finishes p and returns true.
+// check looks once whether an adopted attempt ended (its result is
+// there, or its supervisor is gone) and, if it did, finishes p and
+// returns true.
 func (p *process) check() bool {
 	st := p.ident.state(p.pid)
-	// Read after the state: a supervisor writes its result before it ends.
+	// Read after the state: a supervisor writes the result before it
+	// goes on.
 	res, err := readResult(p.dir)
 	switch {
 	case err == nil:
@@ -406,20 +504,34 @@ func (p *process) check() bool {
 		return false
 	default:
 		if st == procGone || st == procDead {
-			// What it left in its group, if anything, must not outlive
-			// the attempt.
-			_ = syscall.Kill(-p.pid, syscall.SIGKILL)
+			// What it left in its session, if anything, must not
+			// outlive the attempt.
+			killSession(p.pid)
 		}
 		res = lost("the process ended without a result (the host restarted, or its supervisor was killed)")
 	}
-	p.mu.Lock()
-	p.gone = true
-	p.mu.Unlock()
 	p.finish(res)
 	return true
 }
 
+// finishFromDisk finishes p with the result its supervisor wrote, or as
+// lost (with note) if there is none.
+func (p *process) finishFromDisk(note string) {
+	res, err := readResult(p.dir)
+	if err != nil {
+		res = lost(fmt.Sprintf("%s (%v)", note, err))
+	}
+	p.finish(res)
+}
+
+// finish records how the attempt ended; only the first call counts.
 func (p *process) finish(res result) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ended {
+		return
+	}
+	p.ended = true
 	p.res = res
 	close(p.done)
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -632,5 +633,162 @@ func TestProcIdent(t *testing.T) {
 	}
 	if st := id.state(0); st != procOther {
 		t.Errorf("pid 0: state %v, want other", st)
+	}
+}
+
+// slotSupervisor starts a long-lived supervisor for a test, as a slot
+// does; it is stopped when the test ends.
+func slotSupervisor(t *testing.T, r *runner) *supervisor {
+	t.Helper()
+	s, err := r.spawn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.stop(deadline) })
+	return s
+}
+
+// startOn starts an attempt under supervisor s.
+func startOn(t *testing.T, r *runner, s *supervisor, a client.Assignment) *testAttempt {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), strconv.FormatInt(a.AttemptID, 10))
+	p := r.start(dir, &journal{Assignment: a, Worker: "w", Started: time.Now().UnixNano()}, s)
+	t.Cleanup(func() {
+		p.kill()
+		<-p.done
+	})
+	return &testAttempt{dir: dir, p: p, sp: spoolOf(t, r, dir, p, a.ProgressPattern)}
+}
+
+// procFields returns fields 4 (ppid), 5 (pgrp) and 6 (session) of a
+// process's stat.
+func procFields(t *testing.T, pid int) (ppid, pgrp, sid int) {
+	t.Helper()
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	ppid, _ = strconv.Atoi(f[1])
+	pgrp, _ = strconv.Atoi(f[2])
+	sid, _ = strconv.Atoi(f[3])
+	return ppid, pgrp, sid
+}
+
+func TestSupervisorRunsAttemptsInTurn(t *testing.T) {
+	// One supervisor runs a slot's attempts one after another; each job's
+	// shell leads a process group of its own, in the supervisor's
+	// session, the supervisor its parent.
+	r := testRunner(t)
+	s := slotSupervisor(t, r)
+	for i := range 3 {
+		id := int64(i + 1)
+		at := startOn(t, r, s, client.Assignment{AttemptID: id, Command: fmt.Sprintf(`echo $$; sleep 0.1; exit %d`, i)})
+		shell := readPIDs(t, at.sp, 1)[0]
+		if ppid, pgrp, sid := procFields(t, shell); ppid != s.pid() || pgrp != shell || sid != s.pid() {
+			t.Errorf("attempt %d: shell %d has parent %d, group %d, session %d; want parent %d, its own group, session %d", id, shell, ppid, pgrp, sid, s.pid(), s.pid())
+		}
+		if res := waitResult(t, at.p); res.ExitCode != i || res.Lost || res.Killed {
+			t.Errorf("attempt %d: result = %+v, want exit %d", id, res, i)
+		}
+		if j, err := readJournal(at.dir); err != nil || j.Pid != s.pid() {
+			t.Errorf("attempt %d: journal %+v, %v; want supervisor %d", id, j, err, s.pid())
+		}
+	}
+	if !s.alive() {
+		t.Error("the supervisor ended after its attempts")
+	}
+}
+
+func TestLateKillMissesTheNextAttempt(t *testing.T) {
+	r := testRunner(t)
+	s := slotSupervisor(t, r)
+	first := startOn(t, r, s, client.Assignment{AttemptID: 1, Command: `true`})
+	waitResult(t, first.p)
+	second := startOn(t, r, s, client.Assignment{AttemptID: 2, Command: `echo started; sleep 0.5; echo end`})
+	readLines(t, second.sp, 1)
+	// A kill for the first attempt comes late: the second one runs on.
+	if err := s.send(superviseMsg{Kill: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if res := waitResult(t, second.p); res.ExitCode != 0 || res.Killed {
+		t.Errorf("result = %+v, want exit 0", res)
+	}
+	if out := joined(drain(t, second.sp)); !strings.HasSuffix(out, "end\n") {
+		t.Errorf("output %q", out)
+	}
+}
+
+func TestSupervisorWithoutAgentFinishesItsJobThenExits(t *testing.T) {
+	// The agent goes away (its pipe ends) mid-job: the job runs to its
+	// end, its result is recorded, and the supervisor takes no more work.
+	r := testRunner(t)
+	s := slotSupervisor(t, r)
+	work := t.TempDir()
+	at := startOn(t, r, s, client.Assignment{AttemptID: 1, Dir: work, Command: `echo started; while [ ! -e go ]; do sleep 0.02; done; exit 4`})
+	readLines(t, at.sp, 1)
+	s.close()
+	time.Sleep(100 * time.Millisecond)
+	if isClosed(at.p.done) {
+		t.Fatalf("the job ended with its agent: %+v", at.p.res)
+	}
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if res := waitResult(t, at.p); res.ExitCode != 4 || res.Lost {
+		t.Errorf("result = %+v, want exit 4", res)
+	}
+	if res, err := readResult(at.dir); err != nil || res.ExitCode != 4 {
+		t.Errorf("result on disk %+v, %v", res, err)
+	}
+	waitGone(t, s.pid())
+}
+
+func TestIdleSupervisorExitsOnStaleLease(t *testing.T) {
+	r := testRunner(t)
+	r.lease, r.leaseTimeout = filepath.Join(t.TempDir(), "lease"), 300*time.Millisecond
+	if err := writeLease(r.lease, leaseClock()); err != nil {
+		t.Fatal(err)
+	}
+	s := slotSupervisor(t, r)
+	select {
+	case <-s.ended:
+	case <-time.After(deadline):
+		t.Fatal("an idle supervisor outlived its lease")
+	}
+	if s.alive() {
+		t.Error("an ended supervisor still takes work")
+	}
+	// Work handed to it now ends as lost, at once.
+	at := startOn(t, r, s, client.Assignment{AttemptID: 1, Command: `true`})
+	if res := waitResult(t, at.p); !res.Lost {
+		t.Errorf("result = %+v, want Lost", res)
+	}
+}
+
+// BenchmarkSlotAttempt measures one trivial attempt (`true`) under a
+// slot's supervisor, from start to its result: the journal, the job's
+// shell, the synced result.json and the supervisor's messages.
+//
+//	go test -run '^$' -bench SlotAttempt ./agent/
+func BenchmarkSlotAttempt(b *testing.B) {
+	exe, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	r := newRunner(Executor{}, exe, "", 0)
+	s, err := r.spawn()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.stop(deadline)
+	root := b.TempDir()
+	b.ResetTimer()
+	for i := range b.N {
+		a := client.Assignment{AttemptID: int64(i + 1), Command: "true"}
+		p := r.start(filepath.Join(root, strconv.Itoa(i+1)), &journal{Assignment: a, Started: time.Now().UnixNano()}, s)
+		if res := p.outcome(); res.ExitCode != 0 {
+			b.Fatalf("result %+v", res)
+		}
 	}
 }

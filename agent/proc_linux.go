@@ -8,6 +8,8 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -89,4 +91,60 @@ func leaseClock() int64 {
 		panic(err) // available since Linux 2.6.39
 	}
 	return ts.Nano()
+}
+
+// killSession sends SIGKILL to every process of session sid, group by
+// group, until none is left: what a supervisor (the session's leader,
+// sid its pid) that died without a result left running. Only for a
+// supervisor whose pid is free or still its zombie's: a session id is not
+// reused while the session has members.
+func killSession(sid int) {
+	if sid <= 1 {
+		return
+	}
+	for range 100 {
+		found := false
+		entries, err := os.ReadDir("/proc")
+		if err != nil {
+			return
+		}
+		for _, e := range entries {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == sid {
+				continue
+			}
+			st, pgrp, session, err := procSession(pid)
+			if err != nil || session != sid || st == 'Z' || st == 'X' {
+				continue
+			}
+			found = true
+			_ = syscall.Kill(-pgrp, syscall.SIGKILL)
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+		if !found {
+			return
+		}
+		time.Sleep(time.Millisecond) // let them die, and catch the ones forked meanwhile
+	}
+}
+
+// procSession returns a process's state letter, process group and session
+// from /proc/<pid>/stat.
+func procSession(pid int) (state byte, pgrp, session int, err error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, 0, 0, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0, 0, 0, fmt.Errorf("%w: pid %d", errBadStat, pid)
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 4 || len(f[0]) != 1 { // f[2] is field 5 (pgrp), f[3] field 6 (session)
+		return 0, 0, 0, fmt.Errorf("%w: pid %d", errBadStat, pid)
+	}
+	if pgrp, err = strconv.Atoi(string(f[2])); err == nil {
+		session, err = strconv.Atoi(string(f[3]))
+	}
+	return f[0][0], pgrp, session, err
 }

@@ -12,6 +12,10 @@ import (
 // killing what its job left behind in the group.
 func waitExited(pid int) error { return errors.ErrUnsupported }
 
+// killSession cannot find a session's processes here: what a supervisor
+// killed from outside left behind is not cleaned up.
+func killSession(sid int) {}
+
 // identify cannot tell processes apart here: a pid is all there is.
 func identify(pid int) (procIdent, error) { return procIdent{}, nil }
 

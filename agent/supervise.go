@@ -1,8 +1,10 @@
 package agent
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,30 +13,40 @@ import (
 	"path/filepath"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // SuperviseCommand is the hidden subcommand of the croft binary that runs
-// SuperviseMain. The agent starts "SupervisorPath agent-supervise" for
-// every attempt.
+// SuperviseMain. The agent starts one "SupervisorPath agent-supervise" per
+// slot, which runs that slot's attempts one after another.
 const SuperviseCommand = "agent-supervise"
 
-// Signals the agent sends a supervisor.
+// Signals a re-adopting agent sends a supervisor whose agent died (it has
+// no pipe to it): they stop the one attempt such a supervisor still runs.
+// The agent that started a supervisor sends it messages instead, which
+// name the attempt.
 const (
 	// sigKill: the coordinator asked for the attempt to be killed.
 	sigKill = syscall.SIGUSR2
 	// sigLost: the agent stops the attempt for a reason that is not the
 	// job's (it is shutting down, or lost its coordinators). SIGTERM,
-	// SIGINT and SIGHUP mean the same: a service manager or a shutdown
-	// stopping everything, not the job failing.
+	// SIGINT and SIGHUP mean the same, and the supervisor exits after the
+	// job: a service manager or a shutdown stopping everything.
 	sigLost = syscall.SIGUSR1
 )
 
-// specFD is the supervisor's descriptor on which the agent writes its
-// superviseSpec (exec.Cmd.ExtraFiles[0]).
-const specFD = 3
+// The supervisor's descriptors (exec.Cmd.ExtraFiles): the agent's
+// messages come in on cmdFD, the supervisor's events go out on eventFD.
+const (
+	cmdFD   = 3
+	eventFD = 4
+)
 
-// superviseSpec is the work the agent hands a supervisor.
+// superviseSpec is one attempt the agent hands a supervisor.
 type superviseSpec struct {
+	// ID is the attempt's id: kill messages and events name it.
+	ID int64 `json:"id"`
 	// Dir is the attempt directory: output is appended to Dir/output and
 	// the result written to Dir/result.json.
 	Dir     string   `json:"dir"`
@@ -42,80 +54,126 @@ type superviseSpec struct {
 	WorkDir string   `json:"work_dir"`
 	Env     []string `json:"env"`
 	// Deadline ends the attempt as timed out (Unix ns); 0: none.
-	Deadline int64 `json:"deadline,omitempty"`
-	// Lease is the agent's lease file; "": not watched.
-	Lease        string        `json:"lease,omitempty"`
-	LeaseTimeout time.Duration `json:"lease_timeout,omitempty"`
-	Grace        time.Duration `json:"grace"`
+	Deadline int64         `json:"deadline,omitempty"`
+	Grace    time.Duration `json:"grace"`
 }
 
-// SuperviseMain is the supervisor of one attempt: the agent starts it in a
-// session of its own, so it leads the job's process group, and writes its
-// work on descriptor 3. It runs the command with /bin/sh -c, its output
-// appended to the attempt's output file, and waits for it. It stops the
-// group (SIGTERM, SIGKILL after the grace) when asked, at the attempt's
+// superviseMsg is a message from the agent to its supervisor, one JSON
+// object per line: Run an attempt, or Kill one (Lost: for a reason that
+// is not the job's). A kill names its attempt, so a late one never hits
+// the next job.
+type superviseMsg struct {
+	Run  *superviseSpec `json:"run,omitempty"`
+	Kill int64          `json:"kill,omitempty"`
+	Lost bool           `json:"lost,omitempty"`
+}
+
+// superviseEvent is a message from a supervisor to its agent, one JSON
+// object per line: attempt ID Started (Pid: the job's shell, which leads
+// its process group), or Done (its result.json is written).
+type superviseEvent struct {
+	Started int64 `json:"started,omitempty"`
+	Pid     int   `json:"pid,omitempty"`
+	Done    int64 `json:"done,omitempty"`
+}
+
+// SuperviseMain is a slot's supervisor: the agent starts it in a session
+// of its own, out of reach of signals meant for the agent, and sends it
+// attempts to run on descriptor 3, one at a time; it answers on
+// descriptor 4. It runs each attempt's command with /bin/sh -c in a
+// process group of its own (the shell leads it), its output appended to
+// the attempt's output file, and waits for it. It stops the group
+// (SIGTERM, SIGKILL after the grace) when asked, at the attempt's
 // deadline, or when the agent's lease is older than the lease timeout: a
 // job never runs on unsupervised once its agent is gone, because the
-// coordinator then runs it elsewhere. SIGUSR2 asks for a kill the
-// coordinator wanted (the result says Killed); SIGUSR1, SIGTERM, SIGINT
-// and SIGHUP for a stop that is not the job's doing (Lost: requeued
-// without counting a run). It writes the result atomically to the attempt
-// directory and ends with SIGKILL to its group, which takes whatever the
-// job left behind.
+// coordinator then runs it elsewhere. When the shell ended, whatever the
+// job left in its group gets SIGKILL, and the result is written
+// atomically to the attempt directory.
 //
-// If descriptor 3 ends without work (the agent went away first) nothing
-// runs. cmd/croft calls it for the hidden subcommand SuperviseCommand; args
-// are the arguments after it (none). It returns the process exit code.
+// When descriptor 3 ends (the agent died or stops) it finishes the attempt
+// it runs, if any, and exits. SIGUSR2 (kill, as the coordinator asked) and
+// SIGUSR1 (lost) stop that attempt: a re-adopting agent has no pipe to it.
+// SIGTERM, SIGINT and SIGHUP stop it as lost and end the supervisor. An
+// idle supervisor whose lease is stale exits.
+//
+// cmd/croft calls it for the hidden subcommand SuperviseCommand; args are
+// the arguments after it. It returns the process exit code.
 func SuperviseMain(args []string) int {
-	if len(args) > 0 {
-		fmt.Fprintf(os.Stderr, "croft %s: no arguments expected: the agent starts it\n", SuperviseCommand)
+	fs := flag.NewFlagSet(SuperviseCommand, flag.ContinueOnError)
+	lease := fs.String("lease", "", "the agent's lease file; empty: not watched")
+	leaseTimeout := fs.Duration("lease-timeout", DefaultLeaseTimeout, "stop the job, or exit when idle, once the lease is older")
+	if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "croft %s: the agent starts it\n", SuperviseCommand)
 		return 2
 	}
-	// It ends by killing its whole group: that must be the job's.
-	if syscall.Getpgrp() != os.Getpid() {
-		fmt.Fprintf(os.Stderr, "croft %s: not a process group leader: the agent starts it\n", SuperviseCommand)
+	// Its jobs' groups live in its session: a supervisor that dies
+	// without a result has them killed by session.
+	if sid, err := unix.Getsid(0); err != nil || sid != os.Getpid() {
+		fmt.Fprintf(os.Stderr, "croft %s: not a session leader: the agent starts it\n", SuperviseCommand)
 		return 2
 	}
-	// Before the work arrives, so that a signal sent as soon as it did is
+	// Before any work arrives, so that a signal sent as soon as it did is
 	// a request, not the default death.
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, sigKill, sigLost, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP)
-	in := os.NewFile(specFD, "spec")
-	data, err := io.ReadAll(in)
-	in.Close()
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "croft %s: reading the work on descriptor %d: %v\n", SuperviseCommand, specFD, err)
-		return 2
-	}
-	if len(data) == 0 {
-		return 0 // the agent went away before handing over work: nothing ran
-	}
-	var spec superviseSpec
-	if err := json.Unmarshal(data, &spec); err != nil {
-		return 2 // cut short: the agent died while writing
-	}
-	supervise(&spec, sigs)
-	return 0
+	// Inherited without close-on-exec: the jobs must not hold them.
+	syscall.CloseOnExec(cmdFD)
+	syscall.CloseOnExec(eventFD)
+	in := os.NewFile(cmdFD, "agent")
+	out := os.NewFile(eventFD, "events")
+	defer out.Close()
+	s := &superviser{lease: *lease, leaseTimeout: *leaseTimeout, events: out, sigs: sigs}
+	return s.loop(readMessages(in))
 }
 
-// supervise runs spec's command to the end, records its result and kills
-// its process group (this process included).
-func supervise(spec *superviseSpec, sigs <-chan os.Signal) {
-	out, err := os.OpenFile(filepath.Join(spec.Dir, outputName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		_ = writeResult(spec.Dir, result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error()})
-		return
-	}
-	res := runSupervised(spec, out, sigs)
-	res.OutputSize = -1
-	if fi, err := out.Stat(); err == nil {
-		res.OutputSize = fi.Size()
-	}
-	if err := writeResult(spec.Dir, res); err != nil {
-		fmt.Fprintf(out, "croft: cannot record the result: %v\n", err)
-	}
-	// Whatever the job left in its group ends with its supervisor.
-	_ = syscall.Kill(0, syscall.SIGKILL)
+// readMessages delivers the agent's messages until its pipe ends (or
+// holds garbage: the agent died while writing), then closes the channel.
+func readMessages(in *os.File) <-chan superviseMsg {
+	ch := make(chan superviseMsg)
+	go func() {
+		defer close(ch)
+		defer in.Close()
+		sc := bufio.NewScanner(in)
+		sc.Buffer(make([]byte, 64<<10), 64<<20) // an environment can be large
+		for sc.Scan() {
+			var m superviseMsg
+			if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+				return
+			}
+			ch <- m
+		}
+	}()
+	return ch
+}
+
+// superviser is the state of a running supervisor.
+type superviser struct {
+	lease        string
+	leaseTimeout time.Duration
+	events       io.Writer
+	sigs         <-chan os.Signal
+	cur          *job // the attempt running; nil when idle
+	// pending is a stop signalled while idle: it applies to the attempt
+	// that comes next (a re-adopting agent may signal before the dead
+	// agent's last message is read).
+	pending string
+	// quit: take no more work (the agent is gone, or someone stops
+	// everything).
+	quit bool
+}
+
+// job is an attempt a supervisor runs.
+type job struct {
+	spec     *superviseSpec
+	cmd      *exec.Cmd
+	out      *os.File
+	started  int64         // leaseClock() when it started
+	exited   chan struct{} // closed when the shell exited
+	reaped   bool          // the shell was reaped already (no waitid): its group id may be reused
+	werr     error         // from cmd.Wait when reaped
+	deadline *time.Timer
+	grace    *time.Timer
+	reason   string
 }
 
 // Why a supervisor stopped its job.
@@ -133,68 +191,207 @@ func leaseCheckPeriod(timeout time.Duration) time.Duration {
 	return min(max(timeout/4, 10*time.Millisecond), time.Second)
 }
 
-// runSupervised runs the command and returns how it ended.
-func runSupervised(spec *superviseSpec, out *os.File, sigs <-chan os.Signal) result {
-	started := leaseClock()
-	cmd := exec.Command("/bin/sh", "-c", spec.Command)
-	cmd.Dir, cmd.Env = spec.WorkDir, spec.Env
-	cmd.Stdout, cmd.Stderr = out, out // one file: the log keeps the order the job wrote in
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(out, "croft: cannot run the command: %v\n", err)
-		return result{ExitCode: ExitNotStarted, Note: err.Error()}
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	var deadline, leaseTick, grace <-chan time.Time
-	if spec.Deadline != 0 {
-		t := time.NewTimer(time.Until(time.Unix(0, spec.Deadline)))
-		defer t.Stop()
-		deadline = t.C
-	}
-	if spec.Lease != "" {
-		t := time.NewTicker(leaseCheckPeriod(spec.LeaseTimeout))
+// loop runs attempts as the agent's messages come, until the agent is
+// gone and nothing runs.
+func (s *superviser) loop(msgs <-chan superviseMsg) int {
+	born := leaseClock()
+	var leaseTick <-chan time.Time
+	if s.lease != "" {
+		t := time.NewTicker(leaseCheckPeriod(s.leaseTimeout))
 		defer t.Stop()
 		leaseTick = t.C
 	}
-	reason := ""
-	stop := func(why string) {
-		if reason != "" {
+	for {
+		if s.cur == nil && s.quit {
+			return 0
+		}
+		var exited <-chan struct{}
+		var deadline, grace <-chan time.Time
+		if j := s.cur; j != nil {
+			exited = j.exited
+			if j.deadline != nil {
+				deadline = j.deadline.C
+			}
+			if j.grace != nil {
+				grace = j.grace.C
+			}
+		}
+		select {
+		case m, ok := <-msgs:
+			if !ok {
+				s.quit, msgs = true, nil // the agent is gone: finish, then exit
+				continue
+			}
+			s.handle(m)
+		case sig := <-s.sigs:
+			why := stopLost
+			switch sig {
+			case sigKill:
+				why = stopKilled
+			case sigLost:
+			default:
+				s.quit = true
+			}
+			if s.cur != nil {
+				s.cur.stop(why)
+			} else if sig == sigKill || sig == sigLost {
+				s.pending = why
+			}
+		case <-exited:
+			s.end()
+		case <-deadline:
+			s.cur.stop(stopTimeout)
+		case <-grace:
+			// The whole group: its id is the shell's, not reaped yet.
+			s.cur.signal(syscall.SIGKILL)
+		case <-leaseTick:
+			since := born
+			if s.cur != nil {
+				since = s.cur.started
+			}
+			age, err := leaseAge(s.lease, since)
+			if err == nil && age <= s.leaseTimeout {
+				continue
+			}
+			if s.cur == nil {
+				return 0 // the agent is dead, hung or cut off: no work will come
+			}
+			if s.cur.reason == "" {
+				fmt.Fprintf(s.cur.out, "croft: no word from the agent for %v (it died or lost its coordinators): stopping the job, it will run again\n", age.Round(time.Millisecond))
+				s.cur.stop(stopFenced)
+			}
+		}
+	}
+}
+
+// handle acts on one message of the agent.
+func (s *superviser) handle(m superviseMsg) {
+	switch {
+	case m.Run != nil:
+		if s.cur != nil || s.quit {
+			// Not from a working agent: one attempt at a time.
+			s.finish(m.Run, result{ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: "the supervisor is busy or stopping"})
 			return
 		}
-		reason = why
-		// The whole group, this process too: it takes SIGTERM for a
-		// request, ignored now that one is under way.
-		_ = syscall.Kill(0, syscall.SIGTERM)
-		grace = time.After(spec.Grace)
-	}
-	var werr error
-wait:
-	for {
-		select {
-		case werr = <-exited:
-			break wait
-		case sig := <-sigs:
-			if sig == sigKill {
-				stop(stopKilled)
+		j, res := startJob(m.Run)
+		if j == nil {
+			s.finish(m.Run, res)
+			return
+		}
+		s.cur = j
+		s.send(superviseEvent{Started: m.Run.ID, Pid: j.cmd.Process.Pid})
+		if s.pending != "" {
+			j.stop(s.pending)
+			s.pending = ""
+		}
+	case m.Kill != 0:
+		if s.cur != nil && s.cur.spec.ID == m.Kill {
+			if m.Lost {
+				s.cur.stop(stopLost)
 			} else {
-				stop(stopLost)
+				s.cur.stop(stopKilled)
 			}
-		case <-deadline:
-			stop(stopTimeout)
-		case <-leaseTick:
-			age, err := leaseAge(spec.Lease, started)
-			if reason == "" && (err != nil || age > spec.LeaseTimeout) {
-				fmt.Fprintf(out, "croft: no word from the agent for %v (it died or lost its coordinators): stopping the job, it will run again\n", age.Round(time.Millisecond))
-				stop(stopFenced)
-			}
-		case <-grace:
-			// The shell; the rest of the group dies with the supervisor.
-			_ = cmd.Process.Kill()
 		}
 	}
-	res := result{ExitCode: exitCode(cmd.ProcessState)}
-	if ps := cmd.ProcessState; ps != nil {
+}
+
+// send tells the agent; it may be gone (EPIPE), which changes nothing.
+func (s *superviser) send(ev superviseEvent) {
+	b, err := json.Marshal(ev)
+	if err == nil {
+		_, _ = s.events.Write(append(b, '\n'))
+	}
+}
+
+// finish records an attempt's result, synced, then tells the agent.
+func (s *superviser) finish(spec *superviseSpec, res result) {
+	if err := writeResult(spec.Dir, res); err != nil {
+		_ = appendOutput(spec.Dir, fmt.Sprintf("croft: cannot record the result: %v\n", err))
+	}
+	s.send(superviseEvent{Done: spec.ID})
+}
+
+// startJob runs spec's command in a process group of its own. nil and the
+// result when it could not start.
+func startJob(spec *superviseSpec) (*job, result) {
+	out, err := os.OpenFile(filepath.Join(spec.Dir, outputName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error()}
+	}
+	cmd := exec.Command("/bin/sh", "-c", spec.Command)
+	cmd.Dir, cmd.Env = spec.WorkDir, spec.Env
+	cmd.Stdout, cmd.Stderr = out, out // one file: the log keeps the order the job wrote in
+	// The shell leads a group of its own: a kill takes the job's whole
+	// group, and the supervisor stays out of it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	j := &job{spec: spec, cmd: cmd, out: out, started: leaseClock(), exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(out, "croft: cannot run the command: %v\n", err)
+		res := result{ExitCode: ExitNotStarted, Note: err.Error()}
+		res.OutputSize = outputSize(out)
+		out.Close()
+		return nil, res
+	}
+	pid := cmd.Process.Pid
+	go func() {
+		// The shell stays a zombie, its pid and group id reserved, until
+		// end reaps it: the group kill after it cannot reach another one.
+		if waitExited(pid) != nil {
+			j.werr, j.reaped = cmd.Wait(), true
+		}
+		close(j.exited)
+	}()
+	if spec.Deadline != 0 {
+		j.deadline = time.NewTimer(time.Until(time.Unix(0, spec.Deadline)))
+	}
+	return j, result{}
+}
+
+func outputSize(f *os.File) int64 {
+	if fi, err := f.Stat(); err == nil {
+		return fi.Size()
+	}
+	return -1
+}
+
+// stop stops the job's group for reason; the first reason wins.
+func (j *job) stop(why string) {
+	if j.reason != "" {
+		return
+	}
+	j.reason = why
+	j.signal(syscall.SIGTERM)
+	j.grace = time.NewTimer(j.spec.Grace)
+}
+
+// signal sends sig to the job's process group, while its id is the
+// job's.
+func (j *job) signal(sig syscall.Signal) {
+	if !j.reaped {
+		_ = syscall.Kill(-j.cmd.Process.Pid, sig)
+	}
+}
+
+// end collects the job whose shell exited: what it left in its group is
+// killed, the shell reaped, and the result recorded.
+func (s *superviser) end() {
+	j := s.cur
+	s.cur = nil
+	if j.deadline != nil {
+		j.deadline.Stop()
+	}
+	if j.grace != nil {
+		j.grace.Stop()
+	}
+	// Whatever the job left in its group ends with it.
+	j.signal(syscall.SIGKILL)
+	werr := j.werr
+	if !j.reaped {
+		werr = j.cmd.Wait()
+	}
+	ps := j.cmd.ProcessState
+	res := result{ExitCode: exitCode(ps)}
+	if ps != nil {
 		if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			res.Signal = ws.Signal().String()
 		}
@@ -203,7 +400,7 @@ wait:
 	if werr != nil && !errors.As(werr, &ee) {
 		res.Note = werr.Error()
 	}
-	switch reason {
+	switch j.reason {
 	case stopKilled:
 		res.Killed = true
 	case stopLost:
@@ -216,5 +413,7 @@ wait:
 			res.ExitCode = ExitTimedOut // a timed-out job never succeeds
 		}
 	}
-	return res
+	res.OutputSize = outputSize(j.out)
+	j.out.Close()
+	s.finish(j.spec, res)
 }

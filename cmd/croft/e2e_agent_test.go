@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/croftfarm/croft/api/client"
 )
 
@@ -137,18 +139,26 @@ func TestAgentHostCrashRequeuesJob(t *testing.T) {
 	x := newAgentCrash(t)
 	first := x.agent()
 	shell := x.waitRunning()
-	// A host crash: the agent and the job's whole group (its supervisor
-	// leads it) die at once, without a result.
+	// A host crash: the agent, the job's supervisor (the shell's parent;
+	// the job's group is in its session) and the job's whole group die at
+	// once, without a result.
 	first.kill()
 	pgid, err := syscall.Getpgid(shell)
 	if err != nil {
+		t.Fatal(err)
+	}
+	sup, err := unix.Getsid(shell)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Kill(sup, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	waitGoneProc(t, shell)
-	waitGoneProc(t, pgid)
+	waitGoneProc(t, sup)
 	x.agent() // reports the attempt lost: the job is requeued and runs again
 	j := waitJob(t, x.c, x.job, "FINISHED")
 	if j.RunDone != 1 || j.Errors != 0 {
