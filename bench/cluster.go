@@ -54,8 +54,9 @@ func runScale(ctx context.Context, r *runner) ([]Result, error) {
 	out = append(out, atMost("scale", "snapshot time", snap.TookMS/1000, "s", 10),
 		plain("scale", "snapshot size", float64(snap.Bytes)/(1<<20), "MiB"))
 
-	// Restart a follower from its data dir: restore the snapshot, replay
-	// the log, catch up.
+	// Restart a follower from its data dir: restore its snapshot (if it has
+	// one), replay its log, catch up: until its state machine has applied
+	// everything the leader's had when the follower was killed.
 	var follower *localcluster.Coordinator
 	for _, co := range r.cluster.Coords {
 		if co != leader {
@@ -75,7 +76,7 @@ func runScale(ctx context.Context, r *runner) ([]Result, error) {
 	fc := client.New(follower.URL)
 	for {
 		fs, err := fc.Status(ctx, follower.URL)
-		if err == nil && fs.AppliedIndex >= st.CommitIndex {
+		if err == nil && fs.FSMIndex >= st.FSMIndex {
 			break
 		}
 		select {
@@ -148,10 +149,10 @@ func caughtUp(ctx context.Context, co *localcluster.Coordinator) error {
 		if err == nil && st.LeaderHTTP != "" {
 			if target == 0 {
 				if ls, err := c.Status(ctx, st.LeaderHTTP); err == nil {
-					target = ls.CommitIndex
+					target = ls.FSMIndex
 				}
 			}
-			if target != 0 && st.AppliedIndex >= target {
+			if target != 0 && st.FSMIndex >= target {
 				return nil
 			}
 		}

@@ -780,6 +780,7 @@ func (n *Node) Status() client.ClusterStatus {
 		LeaderRaft:   string(leaderAddr),
 		Term:         n.raft.CurrentTerm(),
 		AppliedIndex: n.raft.AppliedIndex(),
+		FSMIndex:     st.AppliedIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 		LastIndex:    n.raft.LastIndex(),
 		Members:      []client.ClusterMember{},

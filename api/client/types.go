@@ -109,16 +109,20 @@ type ClusterMember struct {
 
 // ClusterStatus is the reply of GET /cluster/status, served by the node asked.
 type ClusterStatus struct {
-	NodeID       string          `json:"node_id"`
-	State        string          `json:"state"`
-	LeaderID     string          `json:"leader_id"`
-	LeaderHTTP   string          `json:"leader_http"`
-	LeaderRaft   string          `json:"leader_raft"`
-	Term         uint64          `json:"term"`
-	AppliedIndex uint64          `json:"applied_index"`
-	CommitIndex  uint64          `json:"commit_index"`
-	LastIndex    uint64          `json:"last_index"`
-	Members      []ClusterMember `json:"members"`
+	NodeID       string `json:"node_id"`
+	State        string `json:"state"`
+	LeaderID     string `json:"leader_id"`
+	LeaderHTTP   string `json:"leader_http"`
+	LeaderRaft   string `json:"leader_raft"`
+	Term         uint64 `json:"term"`
+	AppliedIndex uint64 `json:"applied_index"`
+	// FSMIndex is the index of the last command the state machine has
+	// applied (Raft's applied index runs ahead while entries are queued
+	// to the FSM).
+	FSMIndex    uint64          `json:"fsm_index"`
+	CommitIndex uint64          `json:"commit_index"`
+	LastIndex   uint64          `json:"last_index"`
+	Members     []ClusterMember `json:"members"`
 	// Digest is a hash of the replicated state, set with ?digest=1.
 	Digest string `json:"digest,omitempty"`
 }
