@@ -6,7 +6,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 # Tests run with the race detector; CI has 2 cores, so keep parallelism modest.
 TESTFLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: all build run test vet fmt-check cover clean docker-image e2e-docker
+.PHONY: all build run test vet fmt-check cover clean docker-image e2e-docker chaos
 
 all: build
 
@@ -43,3 +43,9 @@ docker-image: build
 # and succeeds when no Docker engine answers.
 e2e-docker: build
 	CROFT_BIN=$(CURDIR)/$(BIN) scripts/e2e-docker.sh
+
+# The chaos test, long: 3 coordinator and 3 agent processes, kill -9 and
+# restarts while jobs stream in (chaos/README.md). `make test` runs a short one.
+CHAOS_DURATION ?= 5m
+chaos: build
+	CROFT_BIN=$(CURDIR)/$(BIN) CROFT_CHAOS_DURATION=$(CHAOS_DURATION) $(GO) test ./chaos/ -run TestChaos -count=1 -v -timeout 60m
