@@ -15,48 +15,19 @@ import (
 	"syscall"
 	"testing"
 	"time"
-)
 
-// The test drives the built binary: CROFT_BIN (set by the Makefile), or a
-// binary built once into a temporary directory.
-
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
+	"github.com/croftfarm/croft/internal/testbin"
 )
 
 // TestMain removes the binary the tests built, if any.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if builtBin != "" {
-		os.RemoveAll(filepath.Dir(builtBin))
-	}
+	testbin.Cleanup()
 	os.Exit(code)
 }
 
-func croftBin(t testing.TB) string {
-	t.Helper()
-	if bin := os.Getenv("CROFT_BIN"); bin != "" {
-		return bin
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "croft-chaos-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "croft")
-		out, err := exec.Command("go", "build", "-o", builtBin, "github.com/croftfarm/croft/cmd/croft").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
-}
+// croftBin is the binary under test (testbin.Croft).
+func croftBin(t testing.TB) string { return testbin.Croft(t) }
 
 // proc is one croft process (a coordinator or an agent) across its
 // restarts. Its stdout and stderr of every start go to one log file. Each

@@ -16,41 +16,18 @@ import (
 	"time"
 
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/internal/testbin"
 )
 
-// End-to-end tests drive the built binary. `make test` builds it and sets
-// CROFT_BIN; a plain `go test` builds it into a temporary directory.
+// End-to-end tests drive the built binary (internal/testbin: $CROFT_BIN,
+// set by `make test`, or one build per test run).
 
-var (
-	buildOnce sync.Once
-	builtBin  string
-	buildErr  error
-)
+func croftBin(t testing.TB) string { return testbin.Croft(t) }
 
-func croftBin(t testing.TB) string {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("end-to-end test skipped in -short mode")
-	}
-	if bin := os.Getenv("CROFT_BIN"); bin != "" {
-		return bin
-	}
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "croft-e2e-bin")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		builtBin = filepath.Join(dir, "croft")
-		out, err := exec.Command("go", "build", "-o", builtBin, ".").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+func TestMain(m *testing.M) {
+	code := m.Run()
+	testbin.Cleanup()
+	os.Exit(code)
 }
 
 // proc is a croft process started by a test and stopped by it, by pid.
