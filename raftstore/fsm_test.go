@@ -663,3 +663,32 @@ func TestCreateWithParentRefs(t *testing.T) {
 	}
 	h.fails(&JobCreate{Now: h.now, Jobs: specs}, ErrInvalid)
 }
+
+func TestWorkForSaysWhenAPickChangesSomething(t *testing.T) {
+	h := newHarness(t)
+	work := func(w string) bool { ok, _ := h.st().WorkFor(w); return ok }
+	if !work("new") {
+		t.Fatal("an unknown worker must be picked for (the Pick creates it)")
+	}
+	h.pick("new")
+	if work("new") {
+		t.Fatal("an idle known worker with nothing queued")
+	}
+	h.create(JobSpec{Command: "x"})
+	if !work("new") {
+		t.Fatal("a job is waiting")
+	}
+	h.pick("new")
+	if !work("new") {
+		t.Fatal("a busy worker asking again restarted: the Pick requeues its attempt")
+	}
+	h.ok(&WorkerLost{Now: h.now, Names: []string{"new"}})
+	if !work("new") {
+		t.Fatal("a worker marked lost is brought back by its next Pick")
+	}
+	h.pick("new")
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStop, Names: []string{"new"}})
+	if work("new") {
+		t.Fatal("a stopped worker gets nothing")
+	}
+}

@@ -206,19 +206,22 @@ func (s *State) AppliedIndex() uint64 {
 	return s.applied
 }
 
-// WorkFor reports whether a pick by this worker would find a job now, and
-// returns a channel closed when new runnable work may have appeared. Take
-// the channel before deciding to wait, so no wake-up is missed.
+// WorkFor reports whether proposing a Pick for this worker would change
+// anything: a job is waiting for it, or the worker is unknown (the Pick
+// creates it), believed busy (it restarted: the Pick requeues that attempt)
+// or marked lost (the Pick brings it back). Callers propose a Pick only
+// then, so idle polling writes nothing to the Raft log. It also returns a
+// channel closed when new runnable work may have appeared; take it before
+// deciding to wait, so no wake-up is missed.
 func (s *State) WorkFor(worker string) (bool, <-chan struct{}) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	ch := s.notify
 	w := s.workers[worker]
-	if w == nil {
-		_, ok := s.ready.bestUnconstrained()
-		return ok, ch
-	}
-	if !w.Active {
+	switch {
+	case w == nil, w.CurrentEvent != 0, w.State == WorkerTimeout:
+		return true, ch
+	case !w.Active:
 		return false, ch
 	}
 	_, ok := s.ready.pick(w.lines)

@@ -138,7 +138,7 @@ func (h *Handler) heartbeat(c *gin.Context) {
 }
 
 // pull gives the agent a job, waiting up to the asked time for one. It
-// proposes a Pick only when the index says there is work for this worker,
+// proposes a Pick only when one would change something (State.WorkFor),
 // so idle agents cost no Raft entries.
 func (h *Handler) pull(c *gin.Context) {
 	var req client.PullRequest
@@ -152,11 +152,9 @@ func (h *Handler) pull(c *gin.Context) {
 	wait := min(time.Duration(max(req.WaitMillis, 0))*time.Millisecond, MaxPullWait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	for first := true; ; first = false {
-		st := h.store.State()
-		w, known := st.Worker(req.Name)
-		work, changed := st.WorkFor(req.Name)
-		if work || (first && (!known || w.CurrentEvent != 0 || w.State == raftstore.WorkerTimeout)) {
+	for {
+		work, changed := h.store.State().WorkFor(req.Name)
+		if work {
 			now := h.now().UnixNano()
 			h.pings.Seen(req.Name, liveness.Ping{Time: now})
 			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: c.ClientIP()})

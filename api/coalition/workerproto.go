@@ -81,16 +81,10 @@ func pingFromArgs(args url.Values, now int64) liveness.Ping {
 	return p
 }
 
-// pickJob proposes a Pick only when it can change something: when a job is
-// waiting for this worker, or the worker is unknown, lost or believed busy. An
+// pickJob proposes a Pick only when it can change something (WorkFor): an
 // idle farm polling every 2 s writes nothing to the Raft log.
 func (h *Handler) pickJob(c *gin.Context, host string) error {
-	st := h.store.State()
-	w, known := st.Worker(host)
-	work, _ := st.WorkFor(host)
-	// A worker marked lost that polls again is brought back at once (a Pick
-	// clears TIMEOUT), rather than showing TIMEOUT until it gets a job.
-	if known && w.CurrentEvent == 0 && w.State != raftstore.WorkerTimeout && !work {
+	if work, _ := h.store.State().WorkFor(host); !work {
 		text(c, noJob)
 		return nil
 	}
