@@ -2,7 +2,6 @@ package raftstore
 
 import (
 	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -124,6 +123,13 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 
 // writeSnapshotLocked encodes the state; the caller holds the read lock.
 func (s *State) writeSnapshotLocked(w io.Writer) error {
+	d := s.snapshotLocked()
+	return codec.NewEncoder(w, msgpackHandle).Encode(&d)
+}
+
+// snapshotLocked gathers the state into its snapshot record; the caller
+// holds the read lock.
+func (s *State) snapshotLocked() snapshotData {
 	d := snapshotData{
 		Version:     snapshotVersion,
 		Applied:     s.applied,
@@ -147,7 +153,7 @@ func (s *State) writeSnapshotLocked(w io.Writer) error {
 	for _, id := range sortedKeys(keysOf(s.nodes)) {
 		d.Nodes = append(d.Nodes, s.nodes[id])
 	}
-	return codec.NewEncoder(w, msgpackHandle).Encode(&d)
+	return d
 }
 
 // ReadState decodes a snapshot written by WriteSnapshot into a new state.
@@ -203,26 +209,18 @@ func ReadState(r io.Reader) (*State, error) {
 }
 
 // Digest is a hash of the whole replicated state: two nodes that applied the
-// same entries have the same digest.
+// same entries have the same digest. The applied index is left out: it
+// differs between nodes that hold the same state (no-op and membership
+// entries never reach the state).
 func (s *State) Digest() string {
+	s.mu.RLock()
+	d := s.snapshotLocked()
+	d.Applied = 0
 	h := sha256.New()
-	if err := s.digestWrite(h); err != nil {
+	err := codec.NewEncoder(h, msgpackHandle).Encode(&d)
+	s.mu.RUnlock()
+	if err != nil {
 		return "error: " + err.Error()
 	}
 	return hex.EncodeToString(h.Sum(nil))
-}
-
-func (s *State) digestWrite(w io.Writer) error {
-	var buf bytes.Buffer
-	if err := s.WriteSnapshot(&buf); err != nil {
-		return err
-	}
-	// The applied index differs between nodes that hold the same state (a
-	// no-op or membership entry): leave it out of the digest.
-	var d snapshotData
-	if err := codec.NewDecoderBytes(buf.Bytes(), msgpackHandle).Decode(&d); err != nil {
-		return err
-	}
-	d.Applied = 0
-	return codec.NewEncoder(w, msgpackHandle).Encode(&d)
 }
