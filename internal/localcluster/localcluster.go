@@ -219,29 +219,36 @@ func (c *Cluster) URLs() []string {
 
 // WaitMembers waits until some coordinator reports n voters and a leader.
 func (c *Cluster) WaitMembers(ctx context.Context, n int) error {
-	cl := client.New(c.URLs()...)
-	for {
-		for _, co := range c.Coords {
-			if co.Pid() == 0 {
-				continue
-			}
-			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := cl.Status(sctx, co.URL)
-			cancel()
-			if err == nil && st.LeaderID != "" && len(st.Members) == n {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("cluster of %d did not form: %w", n, ctx.Err())
-		case <-time.After(50 * time.Millisecond):
-		}
+	_, err := c.untilStatus(ctx, func(st client.ClusterStatus) bool {
+		return st.LeaderID != "" && len(st.Members) == n
+	})
+	if err != nil {
+		return fmt.Errorf("cluster of %d did not form: %w", n, err)
 	}
+	return nil
 }
 
 // Leader returns the coordinator the live members name as leader.
 func (c *Cluster) Leader(ctx context.Context) (*Coordinator, error) {
+	var leader *Coordinator
+	_, err := c.untilStatus(ctx, func(st client.ClusterStatus) bool {
+		for _, l := range c.Coords {
+			if l.ID == st.LeaderID && l.Pid() != 0 {
+				leader = l
+				return true
+			}
+		}
+		return false
+	})
+	if err != nil {
+		return nil, fmt.Errorf("no leader: %w", err)
+	}
+	return leader, nil
+}
+
+// untilStatus asks the live coordinators for their status until one
+// satisfies ok, or ctx ends.
+func (c *Cluster) untilStatus(ctx context.Context, ok func(client.ClusterStatus) bool) (client.ClusterStatus, error) {
 	cl := client.New(c.URLs()...)
 	for {
 		for _, co := range c.Coords {
@@ -251,18 +258,13 @@ func (c *Cluster) Leader(ctx context.Context) (*Coordinator, error) {
 			sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 			st, err := cl.Status(sctx, co.URL)
 			cancel()
-			if err != nil || st.LeaderID == "" {
-				continue
-			}
-			for _, l := range c.Coords {
-				if l.ID == st.LeaderID && l.Pid() != 0 {
-					return l, nil
-				}
+			if err == nil && ok(st) {
+				return st, nil
 			}
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("no leader: %w", ctx.Err())
+			return client.ClusterStatus{}, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
