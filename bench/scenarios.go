@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"os/exec"
+	"runtime"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,7 +19,7 @@ import (
 // leaderClient returns a client that talks straight to the leader.
 func (r *runner) leaderClient(ctx context.Context) (*client.Client, error) {
 	c := client.New(r.urls...)
-	if _, err := c.FindLeader(ctx); err != nil {
+	if _, err := c.WaitLeader(ctx); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -161,7 +162,7 @@ func (r *runner) compareNoBatch(ctx context.Context, n, conc int) (float64, erro
 	}
 	defer c.Close()
 	cl := client.New(c.URLs()...)
-	if _, err := cl.FindLeader(ctx); err != nil {
+	if _, err := cl.WaitLeader(ctx); err != nil {
 		return 0, err
 	}
 	var next atomic.Int64
@@ -336,6 +337,7 @@ func runAgents(ctx context.Context, r *runner) ([]Result, error) {
 		}
 	}
 	n := r.cfg.AgentJobs
+	cpu0, cpuErr := localcluster.HostCPU()
 	t0 := time.Now()
 	id, err := group(ctx, c, "agents", "true", n, false)
 	if err != nil {
@@ -344,10 +346,20 @@ func runAgents(ctx context.Context, r *runner) ([]Result, error) {
 	if err := waitFinished(ctx, c, id, n); err != nil {
 		return nil, err
 	}
-	rate := float64(n) / time.Since(t0).Seconds()
+	el := time.Since(t0)
+	cpu1, err := localcluster.HostCPU()
+	rate := float64(n) / el.Seconds()
 	res := atLeast("agents", "end to end, real agents", rate, "jobs/s", 500)
 	res.Note = fmt.Sprintf("%d jobs `true`, %d agents x %d slots", n, r.cfg.Agents, r.cfg.Slots)
-	return []Result{res}, nil
+	out := []Result{res}
+	if cpuErr == nil && err == nil {
+		// Everything on the host: coordinators, agents, supervisors, the
+		// jobs' shells and this load generator.
+		perJob := plain("agents", "host CPU per job", float64(cpu1-cpu0)/float64(time.Millisecond)/float64(n), "ms")
+		perJob.Note = fmt.Sprintf("host busy %.0f%% of %d cores", 100*float64(cpu1-cpu0)/float64(el)/float64(runtime.NumCPU()), runtime.NumCPU())
+		out = append(out, perJob)
+	}
+	return out, nil
 }
 
 func runSimulated(ctx context.Context, r *runner) ([]Result, error) {

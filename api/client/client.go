@@ -127,6 +127,25 @@ func (c *Client) FindLeader(ctx context.Context) (string, error) {
 	return "", ErrUnavailable
 }
 
+// WaitLeader is FindLeader retried until a coordinator names a leader or
+// ctx ends: right after a cluster forms, or during an election, none may
+// know one yet.
+func (c *Client) WaitLeader(ctx context.Context) (string, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		u, err := c.FindLeader(ctx)
+		if err == nil {
+			return u, nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("%w: %v", ErrUnavailable, ctx.Err())
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, time.Second)
+	}
+}
+
 // retryable reports whether a failed call may be sent again. A call that
 // certainly was not applied (no connection could be made, or 503: no
 // leader) always may. One whose outcome is unknown (502 or 504 from the

@@ -1,10 +1,16 @@
 package client
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
 	"net"
 	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 func TestRetryOnlyWhatCannotApplyTwice(t *testing.T) {
@@ -45,3 +51,38 @@ func TestRetryOnlyWhatCannotApplyTwice(t *testing.T) {
 		}
 	}
 }
+
+// A cluster that knows no leader yet is asked again until it does.
+func TestWaitLeaderWaitsForAnElection(t *testing.T) {
+	var asked atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := ClusterStatus{NodeID: "c1"}
+		if asked.Add(1) > 2 {
+			st.LeaderID, st.LeaderHTTP = "c1", strings.TrimPrefix(srvURL(r), "http://")
+		}
+		_ = json.NewEncoder(w).Encode(st)
+	}))
+	defer srv.Close()
+	c := New(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	got, err := c.WaitLeader(ctx)
+	if err != nil || got != srv.URL {
+		t.Fatalf("WaitLeader = %q, %v; want %q", got, err, srv.URL)
+	}
+	if n := asked.Load(); n != 3 {
+		t.Errorf("asked %d times, want 3", n)
+	}
+	// With no leader ever, it gives up when ctx ends.
+	none := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(ClusterStatus{NodeID: "c1"})
+	}))
+	defer none.Close()
+	sctx, scancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer scancel()
+	if _, err := New(none.URL).WaitLeader(sctx); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("without a leader: %v, want ErrUnavailable", err)
+	}
+}
+
+func srvURL(r *http.Request) string { return "http://" + r.Host }

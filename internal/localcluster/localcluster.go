@@ -343,3 +343,30 @@ func ProcStats(pid int) (cpu time.Duration, rssBytes int64, err error) {
 	cpu = time.Duration(utime+stime) * time.Second / ticks
 	return cpu, rssPages * int64(os.Getpagesize()), nil
 }
+
+// HostCPU returns the CPU time the whole host spent busy (user, nice,
+// system, irq and softirq on every core; not idle, iowait or steal), read
+// from /proc/stat. On a machine that runs only the farm, its growth over a
+// run divided by the work done is the farm's CPU cost per unit of work, a
+// figure less sensitive to a noisy machine than a rate.
+func HostCPU() (time.Duration, error) {
+	data, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, errors.New("malformed /proc/stat")
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} { // user nice system irq softirq
+		v, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("malformed /proc/stat: %w", err)
+		}
+		ticks += v
+	}
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	return time.Duration(ticks) * time.Second / ticksPerSecond, nil
+}
