@@ -204,19 +204,23 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	var wg sync.WaitGroup
-	// A worker's slot asks for work only once its recovered attempts are
-	// over: the coordinator takes a pull from a busy worker for a lost
-	// attempt.
-	busy := map[string]*sync.WaitGroup{}
+	// A slot asks for work only once the attempts recovered in its
+	// directory or under its worker name are over: it reuses the
+	// directory, and the coordinator takes a pull from a busy worker for
+	// a lost attempt.
+	busy := map[string]*sync.WaitGroup{} // by slot directory and by worker
 	for _, at := range recovered {
-		w := busy[at.j.Worker]
-		if w == nil {
-			w = &sync.WaitGroup{}
-			busy[at.j.Worker] = w
+		done := make(chan struct{})
+		for _, key := range []string{at.dir, at.j.Worker} {
+			w := busy[key]
+			if w == nil {
+				w = &sync.WaitGroup{}
+				busy[key] = w
+			}
+			w.Go(func() { <-done })
 		}
-		w.Add(1)
 		wg.Go(func() {
-			defer w.Done()
+			defer close(done)
 			a.finish(ctx, at)
 		})
 	}
@@ -224,12 +228,14 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.registerAll(ctx) {
 		wg.Go(func() { a.heartbeats(ctx) })
 		for i := range a.cfg.Slots {
-			name := SlotName(a.cfg.Name, i)
+			name, dir := SlotName(a.cfg.Name, i), a.slotDir(i)
 			wg.Go(func() {
-				if w := busy[name]; w != nil {
-					w.Wait()
+				for _, key := range []string{dir, name} {
+					if w := busy[key]; w != nil {
+						w.Wait()
+					}
 				}
-				a.slot(ctx, name)
+				a.slot(ctx, name, dir)
 			})
 		}
 	}
@@ -258,45 +264,43 @@ func lockDataDir(dir string) (unlock func(), err error) {
 	return func() { f.Close() }, nil
 }
 
-func (a *Agent) attemptDir(id int64) string {
-	return filepath.Join(a.cfg.DataDir, attemptsDir, strconv.FormatInt(id, 10))
+// slotDir is slot i's directory (0-based; named from 1, as SlotName).
+func (a *Agent) slotDir(i int) string {
+	return filepath.Join(a.cfg.DataDir, slotsDir, strconv.Itoa(i+1))
 }
 
 func (a *Agent) attemptLog(j *journal) *slog.Logger {
 	return a.log.With("attempt", j.Assignment.AttemptID, "job", j.Assignment.JobID, "worker", j.Worker)
 }
 
-// recover takes over the attempts an earlier agent left: each one's
-// result is there (to deliver), or its supervisor still runs (re-adopted),
-// or it is gone without a result (reported lost). It runs before any slot
-// asks for work.
+// recover takes over the attempts an earlier agent left in its slots'
+// directories: each one's result is there (to deliver), or its supervisor
+// still runs (re-adopted), or it is gone without a result (reported lost).
+// It runs before any slot asks for work, and creates the slots'
+// directories.
 func (a *Agent) recover() ([]*attempt, error) {
-	root := filepath.Join(a.cfg.DataDir, attemptsDir)
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("data directory: %w", err)
+	for i := range a.cfg.Slots {
+		if err := os.MkdirAll(a.slotDir(i), 0o755); err != nil {
+			return nil, fmt.Errorf("data directory: %w", err)
+		}
 	}
-	ids, err := attemptIDs(root)
+	dirs, err := slotDirs(filepath.Join(a.cfg.DataDir, slotsDir))
 	if err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	var out []*attempt
-	for _, id := range ids {
-		dir := a.attemptDir(id)
+	for _, dir := range dirs {
 		j, err := readJournal(dir)
 		if errors.Is(err, fs.ErrNotExist) {
-			// The agent died before a supervisor got the work: nothing
-			// ran, and the coordinator requeues the attempt when the
-			// worker asks for work.
-			a.log.Warn("attempt never started, forgetting it", "attempt", id)
-			if err := os.RemoveAll(dir); err != nil {
-				a.log.Warn("cannot remove attempt directory", "dir", dir, "err", err)
-			}
-			continue
+			continue // a free slot
 		}
 		if err != nil {
-			// Not reportable: the worker's next pull requeues it. Kept
-			// for a human to look at.
-			a.log.Error("attempt journal unreadable, skipping the attempt", "attempt", id, "err", err)
+			// Not reportable: the worker's next pull requeues it. Set
+			// aside for a human to look at, so the slot can work.
+			a.log.Error("attempt journal unreadable, setting it aside", "slot", dir, "err", err)
+			if err := setJournalAside(dir); err != nil {
+				return nil, fmt.Errorf("data directory: %w", err)
+			}
 			continue
 		}
 		at := &attempt{dir: dir, j: j, log: a.attemptLog(j)}
@@ -532,11 +536,11 @@ func (a *Agent) fenceWatch(ctx context.Context) {
 // the agent gives up on the connection.
 const pullSlack = 10 * time.Second
 
-// slot pulls and runs one assignment at a time, as worker, until ctx ends.
-// Its attempts run one after another under one supervisor, started with
-// the slot (and again if it ended): only the job's shell starts per
-// attempt.
-func (a *Agent) slot(ctx context.Context, worker string) {
+// slot pulls and runs one assignment at a time, as worker, in directory
+// dir, until ctx ends. Its attempts run one after another under one
+// supervisor, started with the slot (and again if it ended): only the
+// job's shell starts per attempt.
+func (a *Agent) slot(ctx context.Context, worker, dir string) {
 	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
 	var sup *supervisor
 	defer func() {
@@ -567,7 +571,7 @@ func (a *Agent) slot(ctx context.Context, worker string) {
 			// It may have ended during the pull (an idle supervisor
 			// exits when the lease is stale).
 			sup = a.supervisor(sup)
-			at := a.begin(worker, *as, sup)
+			at := a.begin(worker, dir, *as, sup)
 			a.finish(ctx, at)
 		}
 	}
@@ -588,18 +592,11 @@ func (a *Agent) supervisor(s *supervisor) *supervisor {
 	return s
 }
 
-// begin starts an assignment under supervisor sup.
-func (a *Agent) begin(worker string, as client.Assignment, sup *supervisor) *attempt {
+// begin starts an assignment in slot directory dir, under supervisor sup.
+func (a *Agent) begin(worker, dir string, as client.Assignment, sup *supervisor) *attempt {
 	j := &journal{Assignment: as, Worker: worker, Started: time.Now().UnixNano()}
-	at := &attempt{dir: a.attemptDir(as.AttemptID), j: j, log: a.attemptLog(j)}
+	at := &attempt{dir: dir, j: j, log: a.attemptLog(j)}
 	at.log.Info("attempt starting", "title", as.Title, "command", as.Command, "dir", as.Dir)
-	if _, err := os.Lstat(at.dir); err == nil {
-		// Only a coordinator that started over hands out an id twice.
-		at.log.Warn("attempt directory exists, replacing it", "dir", at.dir)
-		if err := os.RemoveAll(at.dir); err != nil {
-			at.log.Warn("cannot remove attempt directory", "err", err)
-		}
-	}
 	at.p = a.run.start(at.dir, j, sup)
 	a.track(at)
 	return at
@@ -607,9 +604,10 @@ func (a *Agent) begin(worker string, as client.Assignment, sup *supervisor) *att
 
 // finish reports on an attempt until the coordinator is done with it, and
 // returns once its process ended too, so the slot never asks for work
-// while the coordinator still counts it busy; then its directory goes. If
-// ctx ends first, the job is stopped and the attempt stays on disk, to be
-// reported lost by the next start.
+// while the coordinator still counts it busy; then its slot is freed (its
+// output removed, its journal emptied). If ctx ends first, the job is
+// stopped and the attempt stays on disk, to be reported lost by the next
+// start.
 func (a *Agent) finish(ctx context.Context, at *attempt) {
 	defer a.untrack(at)
 	stop := context.AfterFunc(ctx, func() {
@@ -624,8 +622,10 @@ func (a *Agent) finish(ctx context.Context, at *attempt) {
 	}
 	<-at.p.done
 	if over {
-		if err := os.RemoveAll(at.dir); err != nil {
-			at.log.Warn("cannot remove attempt directory", "dir", at.dir, "err", err)
+		// The output first: a journal left behind (a crash in between)
+		// is reported again, which the coordinator answers idempotently.
+		if err := errors.Join(removeOutput(at.dir), clearJournal(at.dir)); err != nil {
+			at.log.Warn("cannot free the slot", "dir", at.dir, "err", err)
 		}
 	}
 }

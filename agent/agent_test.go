@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -318,9 +319,9 @@ func startAgent(t *testing.T, srv *httptest.Server) *Agent {
 // it before starting agents, so that it runs after they stopped.
 func killLeftovers(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		ids, _ := attemptIDs(filepath.Join(dir, attemptsDir))
-		for _, id := range ids {
-			j, err := readJournal(filepath.Join(dir, attemptsDir, strconv.FormatInt(id, 10)))
+		slots, _ := slotDirs(filepath.Join(dir, slotsDir))
+		for _, slot := range slots {
+			j, err := readJournal(slot)
 			if err == nil && j.Ident.state(j.Pid) == procAlive {
 				// The supervisor, and its jobs: they are in its session.
 				_ = syscall.Kill(j.Pid, syscall.SIGKILL)
@@ -329,6 +330,49 @@ func killLeftovers(t *testing.T, dir string) {
 			}
 		}
 	})
+}
+
+// slotOf returns the slot directory of data directory dir whose journal
+// names attempt id; "" if none does (the slot was freed).
+func slotOf(dir string, id int64) string {
+	slots, _ := slotDirs(filepath.Join(dir, slotsDir))
+	for _, slot := range slots {
+		if j, err := readJournal(slot); err == nil && j.Assignment.AttemptID == id {
+			return slot
+		}
+	}
+	return ""
+}
+
+// journalOf returns attempt id's journal in data directory dir.
+func journalOf(t *testing.T, dir string, id int64) *journal {
+	t.Helper()
+	slot := slotOf(dir, id)
+	if slot == "" {
+		t.Fatalf("no journal names attempt %d", id)
+	}
+	j, err := readJournal(slot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return j
+}
+
+// resultOnDisk returns attempt id's result from the slots of data
+// directory dir.
+func resultOnDisk(dir string, id int64) (result, error) {
+	slots, _ := slotDirs(filepath.Join(dir, slotsDir))
+	for _, slot := range slots {
+		if r, err := readResult(slot, id); err == nil {
+			return r, nil
+		}
+	}
+	return result{}, errNoResult
+}
+
+func hasResult(dir string, id int64) bool {
+	_, err := resultOnDisk(dir, id)
+	return err == nil
 }
 
 // waitUntil polls cond (a file, a process: no request to wait for).
@@ -513,7 +557,7 @@ func TestAgentStopKillsRunningJobs(t *testing.T) {
 	stop()
 	waitGone(t, pid)
 	// Not the job's fault: the next start reports it lost.
-	if res, err := readResult(filepath.Join(dir, attemptsDir, "15")); err != nil || !res.Lost {
+	if res, err := resultOnDisk(dir, 15); err != nil || !res.Lost {
 		t.Fatalf("result on disk %+v, %v; want Lost", res, err)
 	}
 	runAgent(t, newAgent(t, srv, dir, func(c *Config) { c.Name = "node-2" }))
@@ -586,7 +630,7 @@ func TestAgentDeliversResultWrittenWhileDown(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "32", resultName)) })
+	waitUntil(t, "the result on disk", func() bool { return hasResult(dir, 32) })
 	restart()
 	f.waitFor("the result", func() bool { _, ok := f.results[32]; return ok })
 	f.mu.Lock()
@@ -598,7 +642,7 @@ func TestAgentDeliversResultWrittenWhileDown(t *testing.T) {
 		t.Errorf("log = %q", got)
 	}
 	// Delivered: the attempt leaves the data directory.
-	waitUntil(t, "the attempt directory to go", func() bool { return !exists(filepath.Join(dir, attemptsDir, "32")) })
+	waitUntil(t, "the attempt directory to go", func() bool { return slotOf(dir, 32) == "" })
 }
 
 func TestAgentReportsLostProcess(t *testing.T) {
@@ -607,10 +651,7 @@ func TestAgentReportsLostProcess(t *testing.T) {
 		nil, func(string) { f.waitFor("the job to start", func() bool { return string(f.logs[33]) == "started\n" }) })
 	// The host "crashes": the supervisor and its job die, without a
 	// result.
-	j, err := readJournal(filepath.Join(dir, attemptsDir, "33"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := journalOf(t, dir, 33)
 	if err := syscall.Kill(j.Pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -643,8 +684,8 @@ func TestAgentRestartedAfterLeaseFindsJobsFenced(t *testing.T) {
 	}
 	// Nobody renews the lease: the supervisor stops the job on its own.
 	waitGone(t, kid)
-	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "34", resultName)) })
-	if res, err := readResult(filepath.Join(dir, attemptsDir, "34")); err != nil || !res.Fenced || !res.Lost {
+	waitUntil(t, "the result on disk", func() bool { return hasResult(dir, 34) })
+	if res, err := resultOnDisk(dir, 34); err != nil || !res.Fenced || !res.Lost {
 		t.Fatalf("result on disk %+v, %v; want Fenced and Lost", res, err)
 	}
 	restart()
@@ -675,8 +716,8 @@ func TestAgentCutOffStopsItsJobs(t *testing.T) {
 	}
 	f.set(func() { f.down = true })
 	waitGone(t, kid)
-	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "35", resultName)) })
-	if res, err := readResult(filepath.Join(dir, attemptsDir, "35")); err != nil || !res.Lost || res.Fenced {
+	waitUntil(t, "the result on disk", func() bool { return hasResult(dir, 35) })
+	if res, err := resultOnDisk(dir, 35); err != nil || !res.Lost || res.Fenced {
 		t.Fatalf("result on disk %+v, %v; want Lost, stopped by the agent", res, err)
 	}
 	f.set(func() { f.down = false })
@@ -705,14 +746,11 @@ func TestAgentSpoolResumesExactly(t *testing.T) {
 	}, small, func(dir string) {
 		f.waitFor("the first lines", func() bool { return bytes.Equal(f.logs[36], before.Bytes()) })
 		waitUntil(t, "the acknowledgement in the journal", func() bool {
-			j, err := readJournal(filepath.Join(dir, attemptsDir, "36"))
+			j, err := readJournal(slotOf(dir, 36))
 			return err == nil && j.Acked == int64(before.Len())
 		})
 	})
-	j, err := readJournal(filepath.Join(dir, attemptsDir, "36"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	j := journalOf(t, dir, 36)
 	f.mu.Lock()
 	mark := len(f.sent)
 	f.mu.Unlock()
@@ -720,7 +758,7 @@ func TestAgentSpoolResumesExactly(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "the result on disk", func() bool { return exists(filepath.Join(dir, attemptsDir, "36", resultName)) })
+	waitUntil(t, "the result on disk", func() bool { return hasResult(dir, 36) })
 	restart()
 	f.waitFor("the result", func() bool { _, ok := f.results[36]; return ok })
 	f.mu.Lock()
@@ -836,4 +874,72 @@ func TestAgentSlotKeepsItsSupervisor(t *testing.T) {
 		t.Errorf("attempt 45 ran under the killed supervisor %d", p)
 	}
 	f.mu.Lock()
+}
+
+func TestAgentSlotReusesItsFiles(t *testing.T) {
+	// A slot's attempts share its directory and its journal and result
+	// files (rewritten in place); each attempt's output is a file of its
+	// own, removed once the attempt is over.
+	f, srv := newFake(t)
+	dir := t.TempDir()
+	runAgent(t, newAgent(t, srv, dir, nil))
+	slot := filepath.Join(dir, slotsDir, "1")
+	var inodes []os.FileInfo
+	for id := int64(51); id <= 53; id++ {
+		f.push(client.Assignment{AttemptID: id, JobID: id, Command: fmt.Sprintf("echo attempt %d", id)})
+		f.waitFor("the result", func() bool { _, ok := f.results[id]; return ok })
+		waitUntil(t, "the slot to be freed", func() bool { return slotOf(dir, id) == "" && !exists(filepath.Join(slot, outputName)) })
+		fi, err := os.Stat(filepath.Join(slot, journalName))
+		if err != nil {
+			t.Fatal(err)
+		}
+		inodes = append(inodes, fi)
+		if r, err := readResult(slot, id); err != nil || r.ExitCode != 0 {
+			t.Errorf("attempt %d: result on disk %+v, %v", id, r, err)
+		}
+	}
+	if !os.SameFile(inodes[0], inodes[2]) {
+		t.Error("the journal was replaced between attempts, not rewritten")
+	}
+	f.mu.Lock()
+	for id := int64(51); id <= 53; id++ {
+		if got, want := string(f.logs[id]), fmt.Sprintf("attempt %d\n", id); got != want {
+			t.Errorf("attempt %d: log %q, want %q", id, got, want)
+		}
+	}
+	f.mu.Unlock()
+	var names []string
+	_ = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		// (The lease is replaced by a rename every heartbeat round: its
+		// temporary file may be seen.)
+		if rel, _ := filepath.Rel(dir, path); err == nil && rel != "." && !strings.HasPrefix(rel, "."+leaseName+".") {
+			names = append(names, rel)
+		}
+		return nil
+	})
+	want := []string{"lease", "lock", "slots", "slots/1", "slots/1/journal.json", "slots/1/result.json"}
+	if !slices.Equal(names, want) {
+		t.Errorf("data directory holds %q, want %q", names, want)
+	}
+}
+
+func TestAgentSetsAnUnreadableJournalAside(t *testing.T) {
+	// A journal that cannot be read (cut short by a power loss) cannot be
+	// reported: it is set aside, and the slot works on.
+	f, srv := newFake(t)
+	dir := t.TempDir()
+	slot := filepath.Join(dir, slotsDir, "1")
+	if err := os.MkdirAll(slot, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	torn := []byte(`{"assignment":{"attempt_id":60`)
+	if err := os.WriteFile(filepath.Join(slot, journalName), torn, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runAgent(t, newAgent(t, srv, dir, nil))
+	f.push(client.Assignment{AttemptID: 61, JobID: 61, Command: "true"})
+	f.waitFor("the result", func() bool { _, ok := f.results[61]; return ok })
+	if b, err := os.ReadFile(filepath.Join(slot, journalName+unreadableSuffix)); err != nil || !bytes.Equal(b, torn) {
+		t.Errorf("set-aside journal %q, %v", b, err)
+	}
 }

@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -15,23 +17,42 @@ import (
 	"github.com/croftfarm/croft/api/client"
 )
 
-// Layout of DataDir (see DESIGN.md):
+// Layout of DataDir (see DESIGN.md). A slot keeps one directory and the
+// same journal and result files for all its attempts, rewritten in place:
+// creating and deleting files and directories per attempt cost more than
+// the job itself for short jobs.
 //
-//	lock                          flock: one agent per directory
-//	lease                         leaseClock() of the last full heartbeat round
-//	attempts/<id>/journal.json    the attempt: assignment, worker, supervisor, acked offset
-//	attempts/<id>/output          the job's stdout and stderr (the spool)
-//	attempts/<id>/result.json     how it ended, written once by its supervisor
+//	lock                     flock: one agent per directory
+//	lease                    leaseClock() of the last full heartbeat round
+//	slots/<n>/journal.json   the slot's attempt (assignment, worker, supervisor,
+//	                         acked offset); empty once the coordinator is done with it
+//	slots/<n>/output         that attempt's stdout and stderr (the spool): a new
+//	                         file per attempt, removed when it is over
+//	slots/<n>/result.json    the last result written in the slot, naming its attempt
 const (
-	attemptsDir = "attempts"
+	slotsDir    = "slots"
 	journalName = "journal.json"
 	outputName  = "output"
 	resultName  = "result.json"
 	leaseName   = "lease"
+	// unreadableSuffix marks a journal set aside because it could not be
+	// read, so that its slot can take work again.
+	unreadableSuffix = ".unreadable"
 )
 
-// errBadLease means the lease file holds no clock reading.
-var errBadLease = errors.New("malformed lease file")
+var (
+	// errBadLease means the lease file holds no clock reading.
+	errBadLease = errors.New("malformed lease file")
+	// errNoAttempt means a slot's journal names no attempt: the slot is
+	// free. It wraps fs.ErrNotExist.
+	errNoAttempt = fmt.Errorf("no attempt journaled: %w", fs.ErrNotExist)
+	// errNoResult means a slot's result file holds no result for the
+	// attempt asked about. It wraps fs.ErrNotExist.
+	errNoResult = fmt.Errorf("no result recorded: %w", fs.ErrNotExist)
+	// errTorn means a record failed its checksum: a write cut short, by a
+	// power loss or a kill between its two system calls.
+	errTorn = errors.New("record torn or corrupt")
+)
 
 // journal is what the agent keeps on disk about one attempt, so that an
 // agent started later can finish it: deliver its output and its result,
@@ -58,9 +79,13 @@ type journal struct {
 	Dropped int64 `json:"dropped"`
 }
 
-// result is how an attempt ended. The supervisor writes it to
-// result.json; the agent reads it, or makes one up when there is none.
+// result is how an attempt ended. The supervisor writes it to its slot's
+// result.json and sends it with its done event; the agent makes one up
+// when there is none.
 type result struct {
+	// AttemptID names the attempt: the slot's result file keeps the last
+	// result written there, which may be an earlier attempt's.
+	AttemptID int64 `json:"attempt_id"`
 	// ExitCode is the shell's exit code, 128+N if signal N killed it,
 	// ExitNotStarted or ExitTimedOut.
 	ExitCode int `json:"exit_code"`
@@ -88,38 +113,64 @@ type result struct {
 }
 
 // lost returns the result of an attempt whose process ended without one.
-func lost(note string) result {
-	return result{ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: note}
+func lost(id int64, note string) result {
+	return result{AttemptID: id, ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: note}
 }
 
-// writeAtomic replaces file with data: readers see the old content or the
-// new, never a mix. With sync, the data and the rename are on disk when it
-// returns (a power loss keeps them).
-func writeAtomic(file string, data []byte, sync bool) error {
-	dir := filepath.Dir(file)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(file)+".*")
+// writeRecord replaces file's content with data, in place: the file keeps
+// its inode, so rewriting it allocates nothing. The record is the data, a
+// newline and its CRC-32C, so that readRecord tells a write cut short (a
+// power loss, or a kill between the write and the truncate) from a whole
+// one. With sync, the record is on disk when it returns; the first write
+// of a file also syncs its directory, so the name survives a power loss.
+func writeRecord(file string, data []byte, sync bool) error {
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	created := false
+	if errors.Is(err, fs.ErrNotExist) {
+		f, err = os.OpenFile(file, os.O_WRONLY|os.O_CREATE, 0o644)
+		created = true
+	}
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
-	_, err = f.Write(data)
+	rec := make([]byte, 0, len(data)+16)
+	rec = append(rec, data...)
+	rec = fmt.Appendf(rec, "\n%08x\n", crc32.Checksum(data, castagnoli))
+	_, err = f.WriteAt(rec, 0)
+	if err == nil {
+		err = f.Truncate(int64(len(rec)))
+	}
 	if err == nil && sync {
-		err = f.Sync()
+		err = datasync(f)
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err == nil {
-		err = os.Rename(tmp, file)
+	if err == nil && sync && created {
+		err = syncDir(filepath.Dir(file))
 	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
+	return err
+}
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// readRecord returns the record in file: nil for an empty file, errTorn
+// if it fails its checksum. Bytes after the record (left by a longer one
+// when the truncate did not happen) are ignored.
+func readRecord(file string) ([]byte, error) {
+	b, err := os.ReadFile(file)
+	if err != nil || len(b) == 0 {
+		return nil, err
 	}
-	if sync {
-		return syncDir(dir)
+	data, rest, ok := bytes.Cut(b, []byte("\n"))
+	if !ok || len(rest) < 9 || rest[8] != '\n' {
+		return nil, fmt.Errorf("%s: %w", file, errTorn)
 	}
-	return nil
+	sum, err := strconv.ParseUint(string(rest[:8]), 16, 32)
+	if err != nil || uint32(sum) != crc32.Checksum(data, castagnoli) {
+		return nil, fmt.Errorf("%s: %w", file, errTorn)
+	}
+	return data, nil
 }
 
 func syncDir(dir string) error {
@@ -131,52 +182,104 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func writeJSON(file string, v any, sync bool) error {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return err
-	}
-	return writeAtomic(file, b, sync)
-}
-
-func readJSON(file string, v any) error {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return err
-	}
-	if err := json.Unmarshal(b, v); err != nil {
-		return fmt.Errorf("%s: %w", file, err)
-	}
-	return nil
-}
-
-// writeJournal saves j in attempt directory dir. Not synced: losing it
-// takes a power loss, which also ends the job, and the coordinator then
-// requeues the attempt when the worker asks for work.
+// writeJournal saves j as its slot's attempt (dir is the slot's
+// directory). Not synced: losing it takes a power loss, which also ends
+// the job, and the coordinator then requeues the attempt when the worker
+// asks for work.
 func writeJournal(dir string, j *journal) error {
-	return writeJSON(filepath.Join(dir, journalName), j, false)
+	b, err := json.Marshal(j)
+	if err != nil {
+		return err
+	}
+	return writeRecord(filepath.Join(dir, journalName), b, false)
 }
 
+// readJournal returns the slot's attempt; an error wrapping
+// fs.ErrNotExist when it has none.
 func readJournal(dir string) (*journal, error) {
-	var j journal
-	if err := readJSON(filepath.Join(dir, journalName), &j); err != nil {
+	b, err := readRecord(filepath.Join(dir, journalName))
+	if err != nil {
 		return nil, err
+	}
+	if b == nil {
+		return nil, errNoAttempt
+	}
+	var j journal
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, journalName), err)
 	}
 	return &j, nil
 }
 
-// writeResult records how an attempt ended, synced: once written, a
-// restart delivers it instead of running the job again.
-func writeResult(dir string, r result) error {
-	return writeJSON(filepath.Join(dir, resultName), r, true)
+// clearJournal frees the slot: the coordinator is done with its attempt.
+func clearJournal(dir string) error {
+	err := os.Truncate(filepath.Join(dir, journalName), 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
-// readResult returns the attempt's result; an error wrapping
-// fs.ErrNotExist while there is none.
-func readResult(dir string) (result, error) {
+// setJournalAside renames an unreadable journal, so that the slot can take
+// work again while the file stays for a human to look at.
+func setJournalAside(dir string) error {
+	file := filepath.Join(dir, journalName)
+	return os.Rename(file, file+unreadableSuffix)
+}
+
+// writeResult records how an attempt ended in its slot (dir), synced:
+// once written, a restart delivers it instead of running the job again.
+func writeResult(dir string, r result) error {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	return writeRecord(filepath.Join(dir, resultName), b, true)
+}
+
+// readResult returns attempt id's result from its slot (dir); an error
+// wrapping fs.ErrNotExist while there is none (the file holds nothing, or
+// an earlier attempt's result), errTorn if it was cut short.
+func readResult(dir string, id int64) (result, error) {
 	var r result
-	err := readJSON(filepath.Join(dir, resultName), &r)
-	return r, err
+	b, err := readRecord(filepath.Join(dir, resultName))
+	switch {
+	case err != nil:
+		return r, err
+	case b == nil:
+		return r, errNoResult
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return result{}, fmt.Errorf("%s: %w", filepath.Join(dir, resultName), err)
+	}
+	if r.AttemptID != id {
+		return result{}, errNoResult
+	}
+	return r, nil
+}
+
+// newOutput creates an empty output file for the slot's next attempt: a
+// new file, so that a process an earlier attempt left running (one that
+// escaped its group) writes to that attempt's file, not this one.
+func newOutput(dir string) error {
+	file := filepath.Join(dir, outputName)
+	if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+// removeOutput removes the slot's output once its attempt is over.
+func removeOutput(dir string) error {
+	err := os.Remove(filepath.Join(dir, outputName))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return err
 }
 
 // appendOutput adds an agent's note to an attempt's output.
@@ -192,10 +295,31 @@ func appendOutput(dir, text string) error {
 	return err
 }
 
+// writeAtomic replaces file with data: readers see the old content or the
+// new, never a mix (a temporary file renamed over it).
+func writeAtomic(file string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(file), "."+filepath.Base(file)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, file)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
 // writeLease records that the agent is in touch with its coordinators
 // as of leaseClock() reading now.
 func writeLease(file string, now int64) error {
-	return writeAtomic(file, []byte(strconv.FormatInt(now, 10)), false)
+	return writeAtomic(file, []byte(strconv.FormatInt(now, 10)))
 }
 
 // readLease returns the clock reading of the last lease; an error
@@ -222,18 +346,22 @@ func leaseAge(file string, since int64) (time.Duration, error) {
 	return time.Duration(leaseClock() - last), err
 }
 
-// attemptIDs returns the attempt directories under root, by attempt id.
-func attemptIDs(root string) ([]int64, error) {
+// slotDirs returns the slot directories under root, in slot order.
+func slotDirs(root string) ([]string, error) {
 	entries, err := os.ReadDir(root)
 	if err != nil {
 		return nil, err
 	}
-	var ids []int64
+	var nums []int
 	for _, e := range entries {
-		if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && e.IsDir() {
-			ids = append(ids, id)
+		if n, err := strconv.Atoi(e.Name()); err == nil && n > 0 && e.IsDir() {
+			nums = append(nums, n)
 		}
 	}
-	slices.Sort(ids)
-	return ids, nil
+	slices.Sort(nums)
+	dirs := make([]string, len(nums))
+	for i, n := range nums {
+		dirs[i] = filepath.Join(root, strconv.Itoa(n))
+	}
+	return dirs, nil
 }

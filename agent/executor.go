@@ -177,8 +177,12 @@ func (s *supervisor) events(r *os.File) {
 				p = nil
 			}
 			s.mu.Unlock()
-			if p != nil {
-				p.finishFromDisk("")
+			switch {
+			case p == nil:
+			case ev.Result != nil && ev.Result.AttemptID == p.id:
+				p.finish(*ev.Result) // also on disk, synced
+			default:
+				p.finishFromDisk("the supervisor sent no result")
 			}
 		}
 	}
@@ -194,7 +198,7 @@ func (s *supervisor) events(r *os.File) {
 		_ = s.cmd.Wait()
 	}
 	if p != nil {
-		res, err := readResult(p.dir)
+		res, err := readResult(p.dir, p.id)
 		if err != nil {
 			// Killed from outside before it recorded a result. Not
 			// reaped, its pid is still the session id of what it left:
@@ -202,7 +206,7 @@ func (s *supervisor) events(r *os.File) {
 			if !reaped {
 				killSession(s.pid())
 			}
-			res = lost(fmt.Sprintf("the supervisor ended without a result (%v)", err))
+			res = lost(p.id, fmt.Sprintf("the supervisor ended without a result (%v)", err))
 		}
 		p.finish(res)
 	}
@@ -239,7 +243,7 @@ func (s *supervisor) send(m superviseMsg) error {
 func (s *supervisor) run(p *process, spec *superviseSpec) {
 	b, err := json.Marshal(superviseMsg{Run: spec})
 	if err != nil {
-		p.finish(result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err})
+		p.finish(result{AttemptID: p.id, ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err})
 		return
 	}
 	s.mu.Lock()
@@ -256,7 +260,7 @@ func (s *supervisor) run(p *process, spec *superviseSpec) {
 	}
 	s.mu.Unlock()
 	if err != nil {
-		p.finish(lost(err.Error()))
+		p.finish(lost(p.id, err.Error()))
 	}
 }
 
@@ -292,7 +296,7 @@ func (s *supervisor) stop(wait time.Duration) {
 	<-s.ended
 }
 
-// start runs j's assignment in attempt directory dir (created), under
+// start runs j's assignment in slot directory dir (created), under
 // supervisor s, or under a supervisor of its own if s is nil (it exits
 // after the attempt). The journal names the supervisor before the job
 // runs. start does not fail: an attempt that cannot start is a finished
@@ -318,10 +322,11 @@ func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	if err != nil {
 		log.Warn("attempt could not start", "err", err)
 		j.Pid, j.Ident = 0, procIdent{}
-		res := result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err}
+		res := result{AttemptID: p.id, ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err}
 		// On disk too, so that a restarted agent still delivers it.
 		if werr := errors.Join(
 			os.MkdirAll(dir, 0o755),
+			newOutput(dir),
 			appendOutput(dir, fmt.Sprintf("croft agent: cannot run attempt %d: %v\n", j.Assignment.AttemptID, err)),
 			writeJournal(dir, j),
 			writeResult(dir, res),
@@ -336,13 +341,14 @@ func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	return p
 }
 
-// prepare prepares dir, journals s as the attempt's supervisor, and
-// returns the attempt's spec.
+// prepare prepares slot directory dir for the attempt (a new output file,
+// which the spool reads as soon as start returns), journals s as the
+// attempt's supervisor, and returns the attempt's spec.
 func (r *runner) prepare(dir string, j *journal, s *supervisor) (*superviseSpec, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	if err := appendOutput(dir, ""); err != nil { // the spool exists before anyone reads it
+	if err := newOutput(dir); err != nil {
 		return nil, err
 	}
 	wd, err := workDir(j.Assignment.Dir)
@@ -497,7 +503,7 @@ func (p *process) check() bool {
 	st := p.ident.state(p.pid)
 	// Read after the state: a supervisor writes the result before it
 	// goes on.
-	res, err := readResult(p.dir)
+	res, err := readResult(p.dir, p.id)
 	switch {
 	case err == nil:
 	case st == procAlive:
@@ -508,7 +514,7 @@ func (p *process) check() bool {
 			// outlive the attempt.
 			killSession(p.pid)
 		}
-		res = lost("the process ended without a result (the host restarted, or its supervisor was killed)")
+		res = lost(p.id, "the process ended without a result (the host restarted, or its supervisor was killed)")
 	}
 	p.finish(res)
 	return true
@@ -517,9 +523,9 @@ func (p *process) check() bool {
 // finishFromDisk finishes p with the result its supervisor wrote, or as
 // lost (with note) if there is none.
 func (p *process) finishFromDisk(note string) {
-	res, err := readResult(p.dir)
+	res, err := readResult(p.dir, p.id)
 	if err != nil {
-		res = lost(fmt.Sprintf("%s (%v)", note, err))
+		res = lost(p.id, fmt.Sprintf("%s (%v)", note, err))
 	}
 	p.finish(res)
 }

@@ -404,7 +404,7 @@ func TestMissingSupervisor(t *testing.T) {
 		t.Errorf("output %q does not explain", out)
 	}
 	// Recorded, so that a restarted agent delivers it.
-	if _, err := readResult(at.dir); err != nil {
+	if _, err := readResult(at.dir, 9); err != nil {
 		t.Errorf("result not on disk: %v", err)
 	}
 }
@@ -600,20 +600,97 @@ func TestJournalRoundTrip(t *testing.T) {
 	if err != nil || *got != *want {
 		t.Fatalf("journal read back %+v, %v; want %+v", got, err, want)
 	}
-	res := result{ExitCode: 143, Signal: "terminated", Killed: true, OutputSize: 42, Note: "n"}
+	res := result{AttemptID: 3, ExitCode: 143, Signal: "terminated", Killed: true, OutputSize: 42, Note: "n"}
 	if err := writeResult(dir, res); err != nil {
 		t.Fatal(err)
 	}
-	if got, err := readResult(dir); err != nil || got != res {
+	if got, err := readResult(dir, 3); err != nil || got != res {
 		t.Fatalf("result read back %+v, %v; want %+v", got, err, res)
 	}
-	if _, err := readResult(t.TempDir()); !errors.Is(err, os.ErrNotExist) {
+	// The slot's result file names its attempt: it is no other's result.
+	if _, err := readResult(dir, 4); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("another attempt's result: %v, want ErrNotExist", err)
+	}
+	if _, err := readResult(t.TempDir(), 3); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("no result: %v, want ErrNotExist", err)
 	}
 	// Only the files themselves: no temporary file left behind.
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Errorf("directory holds %d entries", len(entries))
+	}
+	// An emptied journal names no attempt: the slot is free.
+	if err := clearJournal(dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readJournal(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("cleared journal: %v, want ErrNotExist", err)
+	}
+}
+
+func TestRecordsRewrittenInPlace(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "rec")
+	long := []byte(`{"a":"` + strings.Repeat("x", 100) + `"}`)
+	if err := writeRecord(file, long, true); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRecord(file, []byte(`{"a":1}`), false); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.Stat(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !os.SameFile(before, after) {
+		t.Error("the record's file was replaced, not rewritten")
+	}
+	if got, err := readRecord(file); err != nil || string(got) != `{"a":1}` {
+		t.Errorf("read %q, %v", got, err)
+	}
+
+	// Killed between the write and the truncate: the longer record's tail
+	// follows the new one, and is ignored.
+	rec, _ := os.ReadFile(file)
+	if err := writeRecord(file, long, false); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteAt(rec, 0); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if got, err := readRecord(file); err != nil || string(got) != `{"a":1}` {
+		t.Errorf("with a stale tail: read %q, %v", got, err)
+	}
+
+	// Cut short by a power loss: the checksum tells.
+	for _, torn := range [][]byte{rec[:4], append([]byte(`{"a":2}`), rec[7:]...), rec[:len(rec)-1]} {
+		if err := os.WriteFile(file, torn, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := readRecord(file); !errors.Is(err, errTorn) {
+			t.Errorf("torn record %q: read %q, %v; want errTorn", torn, got, err)
+		}
+	}
+	// A torn journal or result is no attempt's.
+	dir := t.TempDir()
+	for _, name := range []string{journalName, resultName} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(`{"attempt_id":1`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := readJournal(dir); !errors.Is(err, errTorn) {
+		t.Errorf("torn journal: %v", err)
+	}
+	if _, err := readResult(dir, 1); !errors.Is(err, errTorn) {
+		t.Errorf("torn result: %v", err)
 	}
 }
 
@@ -738,7 +815,7 @@ func TestSupervisorWithoutAgentFinishesItsJobThenExits(t *testing.T) {
 	if res := waitResult(t, at.p); res.ExitCode != 4 || res.Lost {
 		t.Errorf("result = %+v, want exit 4", res)
 	}
-	if res, err := readResult(at.dir); err != nil || res.ExitCode != 4 {
+	if res, err := readResult(at.dir, 1); err != nil || res.ExitCode != 4 {
 		t.Errorf("result on disk %+v, %v", res, err)
 	}
 	waitGone(t, s.pid())

@@ -4,6 +4,7 @@ package agent
 
 import (
 	"errors"
+	"os"
 	"syscall"
 	"time"
 )
@@ -30,3 +31,6 @@ func (procIdent) state(pid int) procState {
 
 // leaseClock is the wall clock here.
 func leaseClock() int64 { return time.Now().UnixNano() }
+
+// datasync flushes f to disk.
+func datasync(f *os.File) error { return f.Sync() }

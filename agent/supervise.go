@@ -47,7 +47,7 @@ const (
 type superviseSpec struct {
 	// ID is the attempt's id: kill messages and events name it.
 	ID int64 `json:"id"`
-	// Dir is the attempt directory: output is appended to Dir/output and
+	// Dir is the slot's directory: output is appended to Dir/output and
 	// the result written to Dir/result.json.
 	Dir     string   `json:"dir"`
 	Command string   `json:"command"`
@@ -70,11 +70,13 @@ type superviseMsg struct {
 
 // superviseEvent is a message from a supervisor to its agent, one JSON
 // object per line: attempt ID Started (Pid: the job's shell, which leads
-// its process group), or Done (its result.json is written).
+// its process group), or Done with its Result (written to the slot's
+// result.json and synced first).
 type superviseEvent struct {
-	Started int64 `json:"started,omitempty"`
-	Pid     int   `json:"pid,omitempty"`
-	Done    int64 `json:"done,omitempty"`
+	Started int64   `json:"started,omitempty"`
+	Pid     int     `json:"pid,omitempty"`
+	Done    int64   `json:"done,omitempty"`
+	Result  *result `json:"result,omitempty"`
 }
 
 // SuperviseMain is a slot's supervisor: the agent starts it in a session
@@ -305,10 +307,11 @@ func (s *superviser) send(ev superviseEvent) {
 
 // finish records an attempt's result, synced, then tells the agent.
 func (s *superviser) finish(spec *superviseSpec, res result) {
+	res.AttemptID = spec.ID
 	if err := writeResult(spec.Dir, res); err != nil {
 		_ = appendOutput(spec.Dir, fmt.Sprintf("croft: cannot record the result: %v\n", err))
 	}
-	s.send(superviseEvent{Done: spec.ID})
+	s.send(superviseEvent{Done: spec.ID, Result: &res})
 }
 
 // startJob runs spec's command in a process group of its own. nil and the
