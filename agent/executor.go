@@ -367,7 +367,7 @@ func (r *runner) prepare(dir string, j *journal, s *supervisor) (*superviseSpec,
 		Dir:      dir,
 		Command:  a.Command,
 		WorkDir:  wd,
-		Env:      append(os.Environ(), ParseEnvironment(a.Environment)...),
+		Env:      ParseEnvironment(a.Environment),
 		Deadline: timeoutAt(j.Started, a.Timeout),
 		Grace:    r.grace,
 	}, nil

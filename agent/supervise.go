@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"runtime"
 	"syscall"
 	"time"
 
@@ -49,10 +50,12 @@ type superviseSpec struct {
 	ID int64 `json:"id"`
 	// Dir is the slot's directory: output is appended to Dir/output and
 	// the result written to Dir/result.json.
-	Dir     string   `json:"dir"`
-	Command string   `json:"command"`
-	WorkDir string   `json:"work_dir"`
-	Env     []string `json:"env"`
+	Dir     string `json:"dir"`
+	Command string `json:"command"`
+	WorkDir string `json:"work_dir"`
+	// Env is the job's own environment (os.Environ form), added to the
+	// supervisor's, which it inherited from the agent.
+	Env []string `json:"env"`
 	// Deadline ends the attempt as timed out (Unix ns); 0: none.
 	Deadline int64         `json:"deadline,omitempty"`
 	Grace    time.Duration `json:"grace"`
@@ -108,6 +111,9 @@ func SuperviseMain(args []string) int {
 		fmt.Fprintf(os.Stderr, "croft %s: the agent starts it\n", SuperviseCommand)
 		return 2
 	}
+	// One thing at a time: a second P would only spin looking for work,
+	// and an agent runs one supervisor per slot.
+	runtime.GOMAXPROCS(1)
 	// Its jobs' groups live in its session: a supervisor that dies
 	// without a result has them killed by session.
 	if sid, err := unix.Getsid(0); err != nil || sid != os.Getpid() {
@@ -322,7 +328,7 @@ func startJob(spec *superviseSpec) (*job, result) {
 		return nil, result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error()}
 	}
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
-	cmd.Dir, cmd.Env = spec.WorkDir, spec.Env
+	cmd.Dir, cmd.Env = spec.WorkDir, append(os.Environ(), spec.Env...)
 	cmd.Stdout, cmd.Stderr = out, out // one file: the log keeps the order the job wrote in
 	// The shell leads a group of its own: a kill takes the job's whole
 	// group, and the supervisor stays out of it.
