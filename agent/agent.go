@@ -221,7 +221,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		wg.Go(func() {
 			defer close(done)
-			a.finish(ctx, at)
+			a.finish(ctx, at, false) // its slot, once free, pulls on its own
 		})
 	}
 	wg.Go(func() { a.fenceWatch(ctx) })
@@ -550,29 +550,37 @@ func (a *Agent) slot(ctx context.Context, worker, dir string) {
 			sup.stop(2*a.run.grace + time.Second)
 		}
 	}()
+	// next is an assignment handed back with the last result: the worker
+	// runs it already, no pull needed.
+	var next *client.Assignment
 	for ctx.Err() == nil {
-		if a.silence() > a.cfg.LeaseTimeout {
-			_ = b.wait(ctx) // cut off: a job taken now would be stopped at once
-			continue
-		}
-		sup = a.supervisor(sup)
-		pctx, cancel := context.WithTimeout(ctx, a.cfg.PullWait+pullSlack)
-		as, err := a.client.Pull(pctx, client.PullRequest{Name: worker, WaitMillis: int(a.cfg.PullWait / time.Millisecond)})
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				a.log.Warn("pull failed", "err", err)
-				_ = b.wait(ctx)
+		as := next
+		if as == nil {
+			if a.silence() > a.cfg.LeaseTimeout {
+				_ = b.wait(ctx) // cut off: a job taken now would be stopped at once
+				continue
 			}
-			continue
+			sup = a.supervisor(sup)
+			pctx, cancel := context.WithTimeout(ctx, a.cfg.PullWait+pullSlack)
+			var err error
+			as, err = a.client.Pull(pctx, client.PullRequest{Name: worker, WaitMillis: int(a.cfg.PullWait / time.Millisecond)})
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					a.log.Warn("pull failed", "err", err)
+					_ = b.wait(ctx)
+				}
+				continue
+			}
+			b.reset()
 		}
-		b.reset()
+		next = nil
 		if as != nil && ctx.Err() == nil {
 			// It may have ended during the pull (an idle supervisor
 			// exits when the lease is stale).
 			sup = a.supervisor(sup)
 			at := a.begin(worker, dir, *as, sup)
-			a.finish(ctx, at)
+			next = a.finish(ctx, at, true)
 		}
 	}
 }
@@ -607,8 +615,9 @@ func (a *Agent) begin(worker, dir string, as client.Assignment, sup *supervisor)
 // while the coordinator still counts it busy; then its slot is freed (its
 // output removed, its journal emptied). If ctx ends first, the job is
 // stopped and the attempt stays on disk, to be reported lost by the next
-// start.
-func (a *Agent) finish(ctx context.Context, at *attempt) {
+// start. With next, the result asks for the worker's next job, returned
+// if one was given (see report).
+func (a *Agent) finish(ctx context.Context, at *attempt, next bool) *client.Assignment {
 	defer a.untrack(at)
 	stop := context.AfterFunc(ctx, func() {
 		if !a.detach {
@@ -616,9 +625,9 @@ func (a *Agent) finish(ctx context.Context, at *attempt) {
 		}
 	})
 	defer stop()
-	over := a.report(ctx, at)
+	over, as := a.report(ctx, at, next)
 	if !over && a.detach {
-		return // as after a kill -9: the job runs on
+		return nil // as after a kill -9: the job runs on
 	}
 	<-at.p.done
 	if over {
@@ -628,4 +637,5 @@ func (a *Agent) finish(ctx context.Context, at *attempt) {
 			at.log.Warn("cannot free the slot", "dir", at.dir, "err", err)
 		}
 	}
+	return as
 }

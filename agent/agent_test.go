@@ -51,6 +51,8 @@ type fake struct {
 	// What the tests check.
 	handed    map[int64]string // attempt -> the worker it was handed to
 	busyPulls int              // pulls from a worker whose attempt is not over
+	pulls     int              // pull requests
+	nexts     int              // assignments handed out with a result
 	sent      []sentReport     // every log chunk received
 }
 
@@ -168,11 +170,24 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 			f.results[req.AttemptID] = req
 		}
 	}
+	resp := client.ReportResponse{Accepted: true}
+	if req.Next && req.Done && len(f.queue) > 0 {
+		// As the coordinator does: the next job, handed to this worker.
+		resp.Assignment = &f.queue[0]
+		f.queue = f.queue[1:]
+		f.handed[resp.Assignment.AttemptID] = req.Name
+		f.nexts++
+	}
 	if f.lostAcks > 0 {
 		f.lostAcks--
+		if resp.Assignment != nil {
+			f.queue = append([]client.Assignment{*resp.Assignment}, f.queue...) // never handed out
+			delete(f.handed, resp.Assignment.AttemptID)
+			f.nexts--
+		}
 		return http.StatusServiceUnavailable, client.ErrorBody{Error: "leader lost before replying"}
 	}
-	return http.StatusOK, client.ReportResponse{Accepted: true}
+	return http.StatusOK, resp
 }
 
 // pull hands out the next queued assignment, waiting for one as long as
@@ -194,6 +209,7 @@ func (f *fake) pull(w http.ResponseWriter, r *http.Request) {
 			f.busyPulls++ // the coordinator would take this for a lost attempt
 		}
 	}
+	f.pulls++
 	f.mu.Unlock()
 	timer := time.NewTimer(time.Duration(req.WaitMillis) * time.Millisecond)
 	defer timer.Stop()
@@ -941,5 +957,31 @@ func TestAgentSetsAnUnreadableJournalAside(t *testing.T) {
 	f.waitFor("the result", func() bool { _, ok := f.results[61]; return ok })
 	if b, err := os.ReadFile(filepath.Join(slot, journalName+unreadableSuffix)); err != nil || !bytes.Equal(b, torn) {
 		t.Errorf("set-aside journal %q, %v", b, err)
+	}
+}
+
+func TestAgentTakesItsNextJobWithItsResult(t *testing.T) {
+	// With work queued, a slot's result brings its next job back: one
+	// request per job, no pull in between.
+	f, srv := newFake(t)
+	for id := int64(71); id <= 74; id++ {
+		f.push(client.Assignment{AttemptID: id, JobID: id, Command: fmt.Sprintf("echo %d", id)})
+	}
+	runAgent(t, newAgent(t, srv, t.TempDir(), nil))
+	f.waitFor("four results", func() bool { return len(f.results) == 4 })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.nexts != 3 || f.busyPulls != 0 {
+		t.Errorf("%d jobs handed out with a result, %d pulls while busy; want 3 and 0", f.nexts, f.busyPulls)
+	}
+	for id := int64(71); id <= 74; id++ {
+		if res := f.results[id]; res.ExitCode != 0 || string(f.logs[id]) != fmt.Sprintf("%d\n", id) {
+			t.Errorf("attempt %d: result %+v, log %q", id, res, f.logs[id])
+		}
+	}
+	// Only the first pull (the queue was full before the agent started)
+	// and the one after the last result (nothing left) asked for work.
+	if f.pulls > 2 {
+		t.Errorf("%d pulls for 4 jobs", f.pulls)
 	}
 }

@@ -55,7 +55,11 @@ func (b *backoff) reset() { b.next = b.min }
 // the result was acknowledged or refused for good, or the attempt turned
 // out stale (it kills the process then). False means ctx ended first: the
 // attempt stays on disk for the next start.
-func (a *Agent) report(ctx context.Context, at *attempt) bool {
+//
+// With next, the result asks for the worker's next job, unless the attempt
+// was lost or the agent is cut off (then the slot decides again): the
+// assignment given, if any, is returned, and the worker now runs it.
+func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *client.Assignment) {
 	j, log := at.j, at.log
 	base := client.ReportRequest{Name: j.Worker, JobID: j.Assignment.JobID, AttemptID: j.Assignment.AttemptID}
 	progress, err := newProgressParser(j.Assignment.ProgressPattern)
@@ -75,7 +79,7 @@ func (a *Agent) report(ctx context.Context, at *attempt) bool {
 		}
 		if err != nil {
 			if ctx.Err() != nil {
-				return false
+				return false, nil
 			}
 			log.Error("output unreadable, sending the result only", "err", err)
 			break
@@ -84,7 +88,7 @@ func (a *Agent) report(ctx context.Context, at *attempt) bool {
 		// The coordinator's log lacks what was dropped: shift the offsets
 		// so they still follow what it has (and stay stable on retry).
 		req.LogOffset, req.Log, req.Progress = ch.offset-j.Dropped, ch.data, ch.progress
-		switch err := a.deliver(ctx, log, req); {
+		switch _, err := a.deliver(ctx, log, req); {
 		case err == nil:
 		case errors.Is(err, errRejected):
 			log.Error("log chunk refused, dropped", "offset", ch.offset, "bytes", len(ch.data), "err", err)
@@ -92,9 +96,9 @@ func (a *Agent) report(ctx context.Context, at *attempt) bool {
 		case errors.Is(err, errStale):
 			log.Warn("attempt is stale, killing it", "err", err)
 			at.p.kill()
-			return true
+			return true, nil
 		default:
-			return false // ctx ended
+			return false, nil // ctx ended
 		}
 		j.Acked = ch.offset + int64(len(ch.data))
 		if err := writeJournal(at.dir, j); err != nil {
@@ -104,7 +108,7 @@ func (a *Agent) report(ctx context.Context, at *attempt) bool {
 	select {
 	case <-at.p.done:
 	case <-ctx.Done():
-		return false
+		return false, nil
 	}
 	res := at.p.outcome()
 	if res.Err != nil {
@@ -113,20 +117,22 @@ func (a *Agent) report(ctx context.Context, at *attempt) bool {
 	req := base
 	req.LogOffset, req.Progress = j.Acked-j.Dropped, progress.latest()
 	req.Done, req.ExitCode, req.TimedOut, req.Lost = true, res.ExitCode, res.TimedOut, res.Lost
-	switch err := a.deliver(ctx, log, req); {
+	req.Next = next && !res.Lost && a.silence() <= a.cfg.LeaseTimeout
+	resp, err := a.deliver(ctx, log, req)
+	switch {
 	case err == nil:
 		log.Info("attempt done", "exit_code", res.ExitCode, "timed_out", res.TimedOut, "killed", res.Killed, "lost", res.Lost, "fenced", res.Fenced, "note", res.Note)
 	case errors.Is(err, errStale), errors.Is(err, errRejected):
 		log.Error("attempt result refused", "exit_code", res.ExitCode, "lost", res.Lost, "err", err)
 	default:
-		return false
+		return false, nil
 	}
-	return true
+	return true, resp.Assignment
 }
 
 // deliver sends one report until the coordinator acknowledges it. It
-// returns nil, errStale, errRejected, or ctx's error.
-func (a *Agent) deliver(ctx context.Context, log *slog.Logger, req client.ReportRequest) error {
+// returns the acknowledgement, or errStale, errRejected, or ctx's error.
+func (a *Agent) deliver(ctx context.Context, log *slog.Logger, req client.ReportRequest) (client.ReportResponse, error) {
 	b := backoff{min: 50 * time.Millisecond, max: 2 * time.Second}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, reportCallTimeout)
@@ -134,18 +140,18 @@ func (a *Agent) deliver(ctx context.Context, log *slog.Logger, req client.Report
 		cancel()
 		switch {
 		case resp.Kill || client.IsStatus(err, http.StatusConflict):
-			return fmt.Errorf("%w: %v", errStale, err)
+			return client.ReportResponse{}, fmt.Errorf("%w: %v", errStale, err)
 		case err == nil:
-			return nil
+			return resp, nil
 		case permanent(err):
-			return fmt.Errorf("%w: %v", errRejected, err)
+			return client.ReportResponse{}, fmt.Errorf("%w: %v", errRejected, err)
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return client.ReportResponse{}, ctx.Err()
 		}
 		log.Warn("report not acknowledged, retrying", "offset", req.LogOffset, "done", req.Done, "err", err)
 		if err := b.wait(ctx); err != nil {
-			return err
+			return client.ReportResponse{}, err
 		}
 	}
 }

@@ -214,3 +214,45 @@ func TestAgentProtocol(t *testing.T) {
 		t.Fatalf("pull with a bad body: %v", err)
 	}
 }
+
+func TestFinalReportTakesTheNextJob(t *testing.T) {
+	s := startServer(t, time.Hour)
+	ctx := s.ctx(t)
+	if err := s.c.Register(ctx, client.RegisterRequest{Name: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for i := range 2 {
+		id, err := s.c.CreateJob(ctx, client.NewJob{Title: "job " + strconv.Itoa(i), Command: "true"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	a, err := s.c.Pull(ctx, client.PullRequest{Name: "a1"})
+	if err != nil || a == nil || a.JobID != ids[0] {
+		t.Fatalf("pull %+v %v", a, err)
+	}
+	// Next without Done is refused, and changes nothing.
+	if _, err := s.c.Report(ctx, client.ReportRequest{Name: "a1", JobID: a.JobID, AttemptID: a.AttemptID, Next: true}); !client.IsStatus(err, 400) {
+		t.Fatalf("next without done: %v", err)
+	}
+	r, err := s.c.Report(ctx, client.ReportRequest{Name: "a1", JobID: a.JobID, AttemptID: a.AttemptID, Done: true, Next: true})
+	if err != nil || !r.Accepted || r.Assignment == nil || r.Assignment.JobID != ids[1] || r.Assignment.Command != "true" {
+		t.Fatalf("final report with next: %+v %v", r, err)
+	}
+	s.waitState(t, ids[0], "FINISHED")
+	if j := s.waitState(t, ids[1], "WORKING"); j.Worker != "a1" {
+		t.Fatalf("next job runs on %q", j.Worker)
+	}
+	// The queue is empty: the result is applied and nothing is handed out.
+	r, err = s.c.Report(ctx, client.ReportRequest{Name: "a1", JobID: ids[1], AttemptID: r.Assignment.AttemptID, Done: true, Next: true})
+	if err != nil || !r.Accepted || r.Assignment != nil {
+		t.Fatalf("last report with next: %+v %v", r, err)
+	}
+	s.waitState(t, ids[1], "FINISHED")
+	// A stale attempt's report with next: 409, nothing picked.
+	if r, err := s.c.Report(ctx, client.ReportRequest{Name: "a1", JobID: ids[0], AttemptID: 4242, Done: true, Next: true}); !client.IsStatus(err, 409) || !r.Kill || r.Assignment != nil {
+		t.Fatalf("stale report with next: %+v %v", r, err)
+	}
+}

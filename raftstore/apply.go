@@ -86,6 +86,8 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *WorkerLost:
 		s.loseWorkers(c)
 		return nil
+	case *ReportPick:
+		return result(s.reportPick(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -977,6 +979,19 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	}
 	s.endAttempt(j, st, why, c.Now)
 	return ReportResult{Done: true}, nil
+}
+
+// reportPick applies a final report, then picks the worker's next job.
+func (s *State) reportPick(c *ReportPick) (ReportPickResult, error) {
+	if !c.Report.Done {
+		return ReportPickResult{}, invalid("a report that picks the next job must be final (done)")
+	}
+	r, err := s.report(&c.Report)
+	if err != nil {
+		return ReportPickResult{}, err
+	}
+	next, _ := s.pick(&Pick{Now: c.Report.Now, Worker: c.Report.Worker, IP: c.IP}).(*Assignment)
+	return ReportPickResult{Report: r, Next: next}, nil
 }
 
 func (s *State) timeoutJobs(c *JobTimeout) {

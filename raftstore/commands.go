@@ -31,6 +31,7 @@ const (
 	MsgJobTimeout     MessageType = 15 // the leader saw attempts run past their timeout
 	MsgWorkerLost     MessageType = 16 // the leader saw workers go silent
 	MsgNodeRemove     MessageType = 17 // forget a coordinator's metadata
+	MsgReportPick     MessageType = 18 // an attempt's result, then the worker's next job
 )
 
 // Command is one state change. The leader fills in every id-free, time-like
@@ -228,6 +229,17 @@ type Report struct {
 	Lost bool
 }
 
+// ReportPick is an attempt's final report (Done) that also takes the
+// worker's next job: the Report, then, if it was accepted, a Pick for the
+// same worker at the same time. An agent that wants more work saves a
+// request and an entry per job. The result is a ReportPickResult; a
+// refused report picks nothing.
+type ReportPick struct {
+	Report Report
+	// IP is the worker's address, as in Pick.
+	IP string
+}
+
 // JobTimeout ends attempts that ran past their job's timeout. The FSM checks
 // the condition again with Now, so a late entry never fails a job that is fine.
 type JobTimeout struct {
@@ -264,6 +276,7 @@ func (Pick) Type() MessageType           { return MsgPick }
 func (Report) Type() MessageType         { return MsgReport }
 func (JobTimeout) Type() MessageType     { return MsgJobTimeout }
 func (WorkerLost) Type() MessageType     { return MsgWorkerLost }
+func (ReportPick) Type() MessageType     { return MsgReportPick }
 func (Batch) Type() MessageType          { return MsgBatch }
 
 // msgpackHandle is shared by entries and snapshots. Canonical map ordering
@@ -332,6 +345,8 @@ func Decode(buf []byte) (Command, error) {
 		cmd = &JobTimeout{}
 	case MsgWorkerLost:
 		cmd = &WorkerLost{}
+	case MsgReportPick:
+		cmd = &ReportPick{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadEntry, buf[0])
 	}

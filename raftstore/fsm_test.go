@@ -119,6 +119,7 @@ func TestEncodeDecodeEveryCommand(t *testing.T) {
 		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3, Lost: true},
 		&JobTimeout{Now: 1, Attempts: []int64{1}},
 		&WorkerLost{Now: 1, Names: []string{"w"}},
+		&ReportPick{Report: Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, LogOffset: 5, Done: true, ExitCode: 1}, IP: "10.0.0.1"},
 	}
 	for _, c := range cmds {
 		buf, err := Encode(c)
@@ -458,6 +459,48 @@ func TestReportsAreIdempotentAndFenced(t *testing.T) {
 	h.fails(&Report{Now: h.now, Worker: "other", JobID: id, AttemptID: a.AttemptID, Done: true}, ErrStaleAttempt)
 	h.fails(&Report{Now: h.now, Worker: "w", JobID: id + 1, AttemptID: a.AttemptID, Done: true}, ErrStaleAttempt)
 	h.fails(&Report{Now: h.now, Worker: "w", AttemptID: 12345, Done: true}, ErrStaleAttempt)
+}
+
+func TestReportPickTakesTheNextJob(t *testing.T) {
+	h := newHarness(t)
+	ids := h.create(JobSpec{Command: "a", Priority: 2}, JobSpec{Command: "b", Priority: 1})
+	a := h.pick("w")
+	if a.JobID != ids[0] {
+		t.Fatalf("picked %d, want %d", a.JobID, ids[0])
+	}
+	rp := func(at *Assignment, code int) any {
+		return h.apply(&ReportPick{Report: Report{Now: h.now, Worker: "w", JobID: at.JobID, AttemptID: at.AttemptID, Done: true, ExitCode: code}, IP: "10.0.0.9"})
+	}
+	res, ok := rp(a, 0).(ReportPickResult)
+	if !ok || !res.Report.Done || res.Next == nil || res.Next.JobID != ids[1] {
+		t.Fatalf("report and pick: %+v, next %+v", res, res.Next)
+	}
+	h.wantState(ids[0], StateFinished)
+	h.wantState(ids[1], StateWorking)
+	if w, _ := h.st().Worker("w"); w.CurrentEvent != res.Next.AttemptID || w.IP != "10.0.0.9" {
+		t.Fatalf("worker %+v after the pick", w)
+	}
+	// The same, retried (the reply was lost): the result is acknowledged
+	// again, and the attempt handed out first, never started, is requeued
+	// for a new one.
+	again := rp(a, 0).(ReportPickResult)
+	if !again.Report.Duplicate || again.Next == nil || again.Next.JobID != ids[1] || again.Next.AttemptID == res.Next.AttemptID {
+		t.Fatalf("retried report and pick: %+v, next %+v", again, again.Next)
+	}
+	if j := h.job(ids[1]); j.RunDone != 0 || j.Attempt != again.Next.AttemptID {
+		t.Fatalf("the unstarted attempt counted: %+v", j)
+	}
+	// Nothing left: the result is applied, nothing is picked.
+	last := rp(again.Next, 0).(ReportPickResult)
+	if !last.Report.Done || last.Next != nil {
+		t.Fatalf("report with an empty queue: %+v", last)
+	}
+	h.wantState(ids[1], StateFinished)
+	// A stale report picks nothing and changes nothing.
+	h.create(JobSpec{Command: "c"})
+	h.fails(&ReportPick{Report: Report{Now: h.now, Worker: "w", JobID: ids[0], AttemptID: 999, Done: true}}, ErrStaleAttempt)
+	// Only a final report may pick.
+	h.fails(&ReportPick{Report: Report{Now: h.now, Worker: "w", JobID: ids[0], AttemptID: a.AttemptID}}, ErrInvalid)
 }
 
 func TestLostAttemptIsRequeued(t *testing.T) {

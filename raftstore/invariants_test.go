@@ -159,7 +159,11 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 		if h.st().lastAttempt > 0 {
 			attempt = h.st().lastAttempt - int64(r.Intn(2))
 		}
-		return &Report{Now: now, Worker: worker(), AttemptID: attempt, LogOffset: -1, Log: []byte("out"), Done: r.Intn(2) == 0, ExitCode: r.Intn(2)}
+		rep := Report{Now: now, Worker: worker(), AttemptID: attempt, LogOffset: -1, Log: []byte("out"), Done: r.Intn(2) == 0, ExitCode: r.Intn(2)}
+		if rep.Done && r.Intn(2) == 0 {
+			return &ReportPick{Report: rep}
+		}
+		return &rep
 	case k == 13:
 		actions := []string{ActionReset, ActionResetError, ActionStart, ActionPause}
 		return &JobAction{Now: now, Action: actions[r.Intn(4)], IDs: ids()}

@@ -139,3 +139,10 @@ type ReportResult struct {
 	// Done is true when the attempt has ended (by this or an earlier report).
 	Done bool
 }
+
+// ReportPickResult is the result of a ReportPick: the report's, and the
+// worker's next attempt (nil when nothing is runnable for it).
+type ReportPickResult struct {
+	Report ReportResult
+	Next   *Assignment
+}

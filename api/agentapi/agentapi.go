@@ -194,7 +194,8 @@ func assignment(a *raftstore.Assignment) *client.Assignment {
 }
 
 // report applies an attempt's output or result. A stale attempt gets 409
-// and Kill: the agent must stop it and drop its remaining reports.
+// and Kill: the agent must stop it and drop its remaining reports. A final
+// report with Next also picks the worker's next job, in the same entry.
 func (h *Handler) report(c *gin.Context) {
 	var req client.ReportRequest
 	if !bind(c, &req) {
@@ -212,19 +213,32 @@ func (h *Handler) report(c *gin.Context) {
 		apierr.Abort(c, apierr.Bad("progress %v is outside 0..1", *req.Progress))
 		return
 	}
+	if req.Next && !req.Done {
+		apierr.Abort(c, apierr.Bad("next is only for a final report (done)"))
+		return
+	}
 	now := h.now().UnixNano()
 	h.pings.Seen(req.Name, liveness.Ping{Time: now})
-	_, err := h.store.Apply(c, &raftstore.Report{
+	rep := raftstore.Report{
 		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
 		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost,
-	})
+	}
+	var cmd raftstore.Command = &rep
+	if req.Next {
+		cmd = &raftstore.ReportPick{Report: rep, IP: c.ClientIP()}
+	}
+	res, err := h.store.Apply(c, cmd)
 	switch {
 	case errors.Is(err, raftstore.ErrStaleAttempt):
 		c.JSON(http.StatusConflict, client.ReportResponse{Kill: true, Error: err.Error()})
 	case err != nil:
 		apierr.Abort(c, err)
 	default:
-		c.JSON(http.StatusOK, client.ReportResponse{Accepted: true})
+		resp := client.ReportResponse{Accepted: true}
+		if rp, ok := res.(raftstore.ReportPickResult); ok && rp.Next != nil {
+			resp.Assignment = assignment(rp.Next)
+		}
+		c.JSON(http.StatusOK, resp)
 	}
 }

@@ -87,6 +87,10 @@ type ReportRequest struct {
 	// result, e.g. it restarted and found it gone: the job is requeued
 	// without counting a run.
 	Lost bool `json:"lost,omitempty"`
+	// Next (with Done) asks for the worker's next job in the reply, as a
+	// pull would give it, without waiting: one request per job instead of
+	// two. An agent asks only when the worker will run what it gets.
+	Next bool `json:"next,omitempty"`
 }
 
 // ReportResponse acknowledges a report. A report from a stale attempt gets
@@ -96,6 +100,9 @@ type ReportResponse struct {
 	Accepted bool   `json:"accepted"`
 	Kill     bool   `json:"kill"`
 	Error    string `json:"error,omitempty"`
+	// Assignment is the worker's next attempt when the report asked for it
+	// (Next) and a job was runnable; the worker now runs it.
+	Assignment *Assignment `json:"assignment,omitempty"`
 }
 
 // ClusterMember is one coordinator as seen in the Raft configuration.
