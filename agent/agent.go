@@ -613,7 +613,7 @@ func (a *Agent) begin(worker, dir string, as client.Assignment, sup *supervisor)
 // finish reports on an attempt until the coordinator is done with it, and
 // returns once its process ended too, so the slot never asks for work
 // while the coordinator still counts it busy; then its slot is freed (its
-// output removed, its journal emptied). If ctx ends first, the job is
+// output and journal emptied). If ctx ends first, the job is
 // stopped and the attempt stays on disk, to be reported lost by the next
 // start. With next, the result asks for the worker's next job, returned
 // if one was given (see report).
@@ -633,7 +633,7 @@ func (a *Agent) finish(ctx context.Context, at *attempt, next bool) *client.Assi
 	if over {
 		// The output first: a journal left behind (a crash in between)
 		// is reported again, which the coordinator answers idempotently.
-		if err := errors.Join(removeOutput(at.dir), clearJournal(at.dir)); err != nil {
+		if err := errors.Join(clearOutput(at.dir), clearJournal(at.dir)); err != nil {
 			at.log.Warn("cannot free the slot", "dir", at.dir, "err", err)
 		}
 	}

@@ -893,29 +893,37 @@ func TestAgentSlotKeepsItsSupervisor(t *testing.T) {
 }
 
 func TestAgentSlotReusesItsFiles(t *testing.T) {
-	// A slot's attempts share its directory and its journal and result
-	// files (rewritten in place); each attempt's output is a file of its
-	// own, removed once the attempt is over.
+	// A slot's attempts share its directory and its files, rewritten in
+	// place: no file is created or removed per attempt.
 	f, srv := newFake(t)
 	dir := t.TempDir()
 	runAgent(t, newAgent(t, srv, dir, nil))
 	slot := filepath.Join(dir, slotsDir, "1")
-	var inodes []os.FileInfo
+	var files [][3]os.FileInfo
 	for id := int64(51); id <= 53; id++ {
 		f.push(client.Assignment{AttemptID: id, JobID: id, Command: fmt.Sprintf("echo attempt %d", id)})
 		f.waitFor("the result", func() bool { _, ok := f.results[id]; return ok })
-		waitUntil(t, "the slot to be freed", func() bool { return slotOf(dir, id) == "" && !exists(filepath.Join(slot, outputName)) })
-		fi, err := os.Stat(filepath.Join(slot, journalName))
-		if err != nil {
-			t.Fatal(err)
+		waitUntil(t, "the slot to be freed", func() bool { return slotOf(dir, id) == "" })
+		var fis [3]os.FileInfo
+		for i, name := range []string{journalName, outputName, resultName} {
+			fi, err := os.Stat(filepath.Join(slot, name))
+			if err != nil {
+				t.Fatal(err)
+			}
+			fis[i] = fi
 		}
-		inodes = append(inodes, fi)
+		if fis[1].Size() != 0 {
+			t.Errorf("attempt %d: output not emptied (%d bytes)", id, fis[1].Size())
+		}
+		files = append(files, fis)
 		if r, err := readResult(slot, id); err != nil || r.ExitCode != 0 {
 			t.Errorf("attempt %d: result on disk %+v, %v", id, r, err)
 		}
 	}
-	if !os.SameFile(inodes[0], inodes[2]) {
-		t.Error("the journal was replaced between attempts, not rewritten")
+	for i, name := range []string{journalName, outputName, resultName} {
+		if !os.SameFile(files[0][i], files[2][i]) {
+			t.Errorf("%s was replaced between attempts, not rewritten", name)
+		}
 	}
 	f.mu.Lock()
 	for id := int64(51); id <= 53; id++ {
@@ -933,9 +941,45 @@ func TestAgentSlotReusesItsFiles(t *testing.T) {
 		}
 		return nil
 	})
-	want := []string{"lease", "lock", "slots", "slots/1", "slots/1/journal.json", "slots/1/result.json"}
+	want := []string{"lease", "lock", "slots", "slots/1", "slots/1/journal.json", "slots/1/output", "slots/1/result.json"}
 	if !slices.Equal(names, want) {
 		t.Errorf("data directory holds %q, want %q", names, want)
+	}
+}
+
+func TestAgentStrayProcessKeepsItsOwnOutput(t *testing.T) {
+	// A process that escaped its attempt's group still holds the output
+	// file: the slot's next attempt gets a new one, and what the stray
+	// writes later never lands in the next attempt's log.
+	f, srv := newFake(t)
+	work := t.TempDir()
+	runAgent(t, newAgent(t, srv, t.TempDir(), nil))
+	f.push(client.Assignment{AttemptID: 55, JobID: 55, Dir: work,
+		Command: `setsid sh -c 'echo $$ >pid; while [ ! -e go ]; do sleep 0.02; done; echo stray' & while [ ! -s pid ]; do sleep 0.01; done; echo first`})
+	f.waitFor("the result", func() bool { _, ok := f.results[55]; return ok })
+	stray := readPID(t, filepath.Join(work, "pid"))
+	t.Cleanup(func() {
+		_ = syscall.Kill(stray, syscall.SIGKILL) // it escaped the agent on purpose
+		waitGone(t, stray)
+	})
+	f.push(client.Assignment{AttemptID: 56, JobID: 56, Dir: work, Command: `echo second; while [ ! -e done ]; do sleep 0.02; done`})
+	f.waitFor("the second attempt to start", func() bool { return len(f.logs[56]) > 0 })
+	// The stray writes now, then the second attempt ends.
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, stray)
+	if err := os.WriteFile(filepath.Join(work, "done"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f.waitFor("the result", func() bool { _, ok := f.results[56]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := string(f.logs[56]); got != "second\n" {
+		t.Errorf("second attempt's log %q, want only its own output", got)
+	}
+	if got := string(f.logs[55]); got != "first\n" {
+		t.Errorf("first attempt's log %q", got)
 	}
 }
 

@@ -26,8 +26,8 @@ import (
 //	lease                    leaseClock() of the last full heartbeat round
 //	slots/<n>/journal.json   the slot's attempt (assignment, worker, supervisor,
 //	                         acked offset); empty once the coordinator is done with it
-//	slots/<n>/output         that attempt's stdout and stderr (the spool): a new
-//	                         file per attempt, removed when it is over
+//	slots/<n>/output         that attempt's stdout and stderr (the spool),
+//	                         emptied when it is over (see clearOutput)
 //	slots/<n>/result.json    the last result written in the slot, naming its attempt
 const (
 	slotsDir    = "slots"
@@ -258,24 +258,44 @@ func readResult(dir string, id int64) (result, error) {
 	return r, nil
 }
 
-// newOutput creates an empty output file for the slot's next attempt: a
-// new file, so that a process an earlier attempt left running (one that
-// escaped its group) writes to that attempt's file, not this one.
+// newOutput puts an empty output file in place for the slot's next
+// attempt (see clearOutput).
 func newOutput(dir string) error {
-	file := filepath.Join(dir, outputName)
-	if err := os.Remove(file); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := clearOutput(dir); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	f, err := os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
 	return f.Close()
 }
 
-// removeOutput removes the slot's output once its attempt is over.
-func removeOutput(dir string) error {
-	err := os.Remove(filepath.Join(dir, outputName))
+// clearOutput empties the slot's output once its attempt is over. The file
+// is truncated and kept when no process holds it open: creating a file per
+// attempt costs an inode allocation, the dearest step of a short attempt
+// on some file systems. A process the attempt left running (one that
+// escaped its group) may still hold it: then the file is removed instead,
+// so that what it writes later goes to the old file, never into the next
+// attempt's log.
+func clearOutput(dir string) error {
+	file := filepath.Join(dir, outputName)
+	f, err := os.OpenFile(file, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if soleOpener(f) {
+		err = f.Truncate(0)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	f.Close()
+	err = os.Remove(file)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
 	}

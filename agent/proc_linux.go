@@ -159,3 +159,15 @@ func datasync(f *os.File) error {
 		}
 	}
 }
+
+// soleOpener reports whether f is the only open file description of its
+// file: the kernel grants a write lease only then. Any error (a file system
+// without leases) counts as shared.
+func soleOpener(f *os.File) bool {
+	fd := int(f.Fd())
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_WRLCK); err != nil {
+		return false
+	}
+	_, _ = unix.FcntlInt(uintptr(fd), unix.F_SETLEASE, unix.F_UNLCK)
+	return true
+}
