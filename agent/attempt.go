@@ -18,14 +18,14 @@ import (
 )
 
 // Layout of DataDir (see DESIGN.md). A slot keeps one directory and the
-// same journal and result files for all its attempts, rewritten in place:
-// creating and deleting files and directories per attempt cost more than
-// the job itself for short jobs.
+// same files for all its attempts, rewritten in place: creating and
+// deleting files and directories per attempt cost more than the job itself
+// for short jobs.
 //
 //	lock                     flock: one agent per directory
 //	lease                    leaseClock() of the last full heartbeat round
 //	slots/<n>/journal.json   the slot's attempt (assignment, worker, supervisor,
-//	                         acked offset); empty once the coordinator is done with it
+//	                         acked offset); {} once the coordinator is done with it
 //	slots/<n>/output         that attempt's stdout and stderr (the spool),
 //	                         emptied when it is over (see clearOutput)
 //	slots/<n>/result.json    the last result written in the slot, naming its attempt
@@ -117,12 +117,15 @@ func lost(id int64, note string) result {
 	return result{AttemptID: id, ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: note}
 }
 
-// writeRecord replaces file's content with data, in place: the file keeps
+// writeRecord replaces file's record with data, in place: the file keeps
 // its inode, so rewriting it allocates nothing. The record is the data, a
 // newline and its CRC-32C, so that readRecord tells a write cut short (a
-// power loss, or a kill between the write and the truncate) from a whole
-// one. With sync, the record is on disk when it returns; the first write
-// of a file also syncs its directory, so the name survives a power loss.
+// power loss) from a whole one. The file is never truncated: bytes of a
+// longer earlier record may follow the new one, and readers ignore them
+// (truncating would also make ext4 flush the file on close, a disk write
+// per rewrite). With sync, the record is on disk when it returns; the first
+// write of a file also syncs its directory, so the name survives a power
+// loss.
 func writeRecord(file string, data []byte, sync bool) error {
 	f, err := os.OpenFile(file, os.O_WRONLY, 0)
 	created := false
@@ -137,9 +140,6 @@ func writeRecord(file string, data []byte, sync bool) error {
 	rec = append(rec, data...)
 	rec = fmt.Appendf(rec, "\n%08x\n", crc32.Checksum(data, castagnoli))
 	_, err = f.WriteAt(rec, 0)
-	if err == nil {
-		err = f.Truncate(int64(len(rec)))
-	}
 	if err == nil && sync {
 		err = datasync(f)
 	}
@@ -155,8 +155,8 @@ func writeRecord(file string, data []byte, sync bool) error {
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // readRecord returns the record in file: nil for an empty file, errTorn
-// if it fails its checksum. Bytes after the record (left by a longer one
-// when the truncate did not happen) are ignored.
+// if it fails its checksum. Bytes after the record (left by a longer
+// earlier one) are ignored.
 func readRecord(file string) ([]byte, error) {
 	b, err := os.ReadFile(file)
 	if err != nil || len(b) == 0 {
@@ -208,16 +208,17 @@ func readJournal(dir string) (*journal, error) {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return nil, fmt.Errorf("%s: %w", filepath.Join(dir, journalName), err)
 	}
+	if j.Assignment.AttemptID == 0 {
+		return nil, errNoAttempt // cleared
+	}
 	return &j, nil
 }
 
 // clearJournal frees the slot: the coordinator is done with its attempt.
+// The journal is rewritten to name no attempt (not truncated: see
+// writeRecord).
 func clearJournal(dir string) error {
-	err := os.Truncate(filepath.Join(dir, journalName), 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return err
+	return writeRecord(filepath.Join(dir, journalName), []byte("{}"), false)
 }
 
 // setJournalAside renames an unreadable journal, so that the slot can take
