@@ -191,13 +191,7 @@ func (s *Server) sweepOnce(since time.Time) error {
 			return err
 		}
 	}
-	var candidates []string
-	for _, w := range st.Workers() {
-		if w.State != raftstore.WorkerTimeout {
-			candidates = append(candidates, w.Name)
-		}
-	}
-	lost := s.pings.Expired(candidates, now, since.UnixNano(), s.cfg.WorkerTTL.Nanoseconds())
+	lost := s.pings.Expired(st.WatchedWorkers(), now, since.UnixNano(), s.cfg.WorkerTTL.Nanoseconds())
 	if len(lost) > 0 {
 		s.log.Info("workers lost", "workers", lost)
 		if _, err := s.node.Apply(ctx, &raftstore.WorkerLost{Now: now, Names: lost}); err != nil {

@@ -550,6 +550,11 @@ func TestTimeoutsAndLostWorkers(t *testing.T) {
 		t.Fatalf("lost worker %+v", w)
 	}
 	h.fails(&Report{Now: h.now, Worker: "w2", JobID: b.JobID, AttemptID: b.AttemptID, Done: true}, ErrStaleAttempt)
+	// Both are lost now: the sweeper watches only the others.
+	h.ok(&WorkerRegister{Now: h.now, Name: "w3"})
+	if got := h.st().WatchedWorkers(); len(got) != 1 || got[0] != "w3" {
+		t.Fatalf("watched workers %q, want [w3]", got)
+	}
 }
 
 func TestWorkerStopDeleteAndRestart(t *testing.T) {

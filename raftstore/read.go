@@ -112,6 +112,21 @@ func (s *State) Workers() []Worker {
 	return out
 }
 
+// WatchedWorkers returns the names of the workers not marked lost
+// (TIMEOUT), in no particular order: the ones the leader's sweeper checks
+// for silence. Cheaper than Workers at every sweep of a large farm.
+func (s *State) WatchedWorkers() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := make([]string, 0, len(s.workers))
+	for name, w := range s.workers {
+		if w.State != WorkerTimeout {
+			out = append(out, name)
+		}
+	}
+	return out
+}
+
 // Events returns the events that keep accepts, in id order.
 func (s *State) Events(keep func(*Event) bool) []Event {
 	s.mu.RLock()
