@@ -462,13 +462,32 @@ func (n *Node) WaitLeader(ctx context.Context) error {
 // Apply and group commit
 
 type nodeApplyReq struct {
-	ctx  context.Context
-	data []byte
-	done chan nodeApplyResult // buffered: the committer never blocks on it
+	ctx context.Context
+	// data is one encoded command, or, for ApplyGroup, several that go
+	// into one entry together (group, data nil).
+	data  []byte
+	group [][]byte
+	done  chan nodeApplyResult // buffered: the committer never blocks on it
+}
+
+// entries is how many commands the request puts in the entry.
+func (r *nodeApplyReq) entries() int {
+	if r.group != nil {
+		return len(r.group)
+	}
+	return 1
+}
+
+func (r *nodeApplyReq) size() int {
+	n := len(r.data)
+	for _, g := range r.group {
+		n += len(g)
+	}
+	return n
 }
 
 type nodeApplyResult struct {
-	resp any
+	resp any // for a group: []any, one result (or error value) per command
 	err  error
 }
 
@@ -481,14 +500,38 @@ type nodeApplyResult struct {
 // Concurrent calls are grouped: while entries are in flight, waiting
 // commands are packed into one Batch entry (group commit).
 func (n *Node) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
-	if n.raft.State() != raft.Leader {
-		return nil, ErrNotLeader
-	}
 	data, err := raftstore.Encode(cmd)
 	if err != nil {
 		return nil, err
 	}
-	req := &nodeApplyReq{ctx: ctx, data: data, done: make(chan nodeApplyResult, 1)}
+	return n.nodePropose(ctx, &nodeApplyReq{ctx: ctx, data: data, done: make(chan nodeApplyResult, 1)})
+}
+
+// ApplyGroup proposes cmds in one entry, in order, so that each applies
+// right after the one before it: all are committed, or none. It returns
+// one result per command: its response, or the error value the FSM refused
+// it with. The error is for the group as a whole, as Apply's.
+func (n *Node) ApplyGroup(ctx context.Context, cmds ...raftstore.Command) ([]any, error) {
+	group := make([][]byte, len(cmds))
+	for i, cmd := range cmds {
+		data, err := raftstore.Encode(cmd)
+		if err != nil {
+			return nil, err
+		}
+		group[i] = data
+	}
+	res, err := n.nodePropose(ctx, &nodeApplyReq{ctx: ctx, group: group, done: make(chan nodeApplyResult, 1)})
+	if err != nil {
+		return nil, err
+	}
+	out, _ := res.([]any)
+	return out, nil
+}
+
+func (n *Node) nodePropose(ctx context.Context, req *nodeApplyReq) (any, error) {
+	if n.raft.State() != raft.Leader {
+		return nil, ErrNotLeader
+	}
 	select {
 	case n.applyCh <- req:
 	case <-ctx.Done():
@@ -506,10 +549,6 @@ func (n *Node) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
 	}
 }
 
-// nodeCommitLoop is the single goroutine that turns queued commands into
-// Raft entries. It takes one command, waits for a pipeline slot (meanwhile
-// more commands queue up), then drains whatever is queued into one entry.
-// A lone command goes as a plain entry, several as a Batch.
 // maxBatch is the configured group commit cap.
 func (n *Node) maxBatch() int {
 	if n.cfg.MaxBatch > 0 {
@@ -518,6 +557,11 @@ func (n *Node) maxBatch() int {
 	return nodeMaxBatchCommands
 }
 
+// nodeCommitLoop is the single goroutine that turns queued commands into
+// Raft entries. It takes one request, waits for a pipeline slot (meanwhile
+// more requests queue up), then drains whatever is queued into one entry.
+// A lone command goes as a plain entry, several as a Batch. A group
+// (ApplyGroup) always goes whole into one entry.
 func (n *Node) nodeCommitLoop() {
 	defer n.wg.Done()
 	slots := make(chan struct{}, nodeApplyPipeline)
@@ -539,17 +583,17 @@ func (n *Node) nodeCommitLoop() {
 			return
 		}
 		batch := []*nodeApplyReq{first}
-		size := len(first.data)
+		count, size := first.entries(), first.size()
 	drain:
-		for len(batch) < n.maxBatch() {
+		for count < n.maxBatch() {
 			select {
 			case r := <-n.applyCh:
-				if size+len(r.data) > nodeMaxBatchBytes {
+				if size+r.size() > nodeMaxBatchBytes || count+r.entries() > n.maxBatch() {
 					carry = r
 					break drain
 				}
 				batch = append(batch, r)
-				size += len(r.data)
+				count, size = count+r.entries(), size+r.size()
 			default:
 				break drain
 			}
@@ -568,10 +612,14 @@ func (n *Node) nodeCommitLoop() {
 			continue
 		}
 		data := live[0].data
-		if len(live) > 1 {
-			entries := make([][]byte, len(live))
-			for i, r := range live {
-				entries[i] = r.data
+		if len(live) > 1 || live[0].group != nil {
+			var entries [][]byte
+			for _, r := range live {
+				if r.group != nil {
+					entries = append(entries, r.group...)
+				} else {
+					entries = append(entries, r.data)
+				}
 			}
 			var err error
 			if data, err = raftstore.EncodeBatch(entries); err != nil {
@@ -604,21 +652,30 @@ func nodeDeliver(reqs []*nodeApplyReq, f raft.ApplyFuture) {
 		return
 	}
 	resp := f.Response()
-	if len(reqs) == 1 {
+	if len(reqs) == 1 && reqs[0].group == nil {
 		reqs[0].done <- nodeResult(resp)
 		return
 	}
+	total := 0
+	for _, r := range reqs {
+		total += r.entries()
+	}
 	out, ok := resp.([]any)
-	if !ok || len(out) != len(reqs) {
+	if !ok || len(out) != total {
 		err, isErr := resp.(error)
 		if !isErr {
-			err = fmt.Errorf("coordinator: batch of %d got response %T", len(reqs), resp)
+			err = fmt.Errorf("coordinator: batch of %d got response %T", total, resp)
 		}
 		nodeDeliverErr(reqs, err)
 		return
 	}
-	for i, r := range reqs {
-		r.done <- nodeResult(out[i])
+	for _, r := range reqs {
+		if r.group != nil {
+			r.done <- nodeApplyResult{resp: out[:len(r.group):len(r.group)]}
+		} else {
+			r.done <- nodeResult(out[0])
+		}
+		out = out[r.entries():]
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/croftfarm/croft/api/agentapi"
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/coordinator/dispatch"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -41,6 +42,7 @@ type Server struct {
 	cfg    ServerConfig
 	node   *Node
 	pings  *liveness.Tracker
+	offers *dispatch.Offers // pulls waiting for work
 	engine *gin.Engine
 	log    *slog.Logger
 
@@ -66,21 +68,22 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:   cfg,
-		node:  node,
-		pings: liveness.New(),
-		log:   cfg.Node.Logger,
-		stop:  make(chan struct{}),
+		cfg:    cfg,
+		node:   node,
+		pings:  liveness.New(),
+		offers: &dispatch.Offers{},
+		log:    cfg.Node.Logger,
+		stop:   make(chan struct{}),
 	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = false
-	st := &store{node: node}
+	st := &store{node: node, offers: s.offers}
 	node.RegisterClusterRoutes(e)
 	fwd := node.Forward()
 	coalition.New(st, s.pings).Register(e, fwd)
-	agentapi.New(st, s.pings).Register(e, fwd)
+	agentapi.New(st, s.pings, st.offers).Register(e, fwd)
 	if cfg.Pprof {
 		e.Any("/debug/pprof/*any", gin.WrapH(http.DefaultServeMux))
 	}
@@ -132,11 +135,57 @@ func (s *Server) Close() error {
 
 // store adapts the Node to the API packages' Store interface: a command
 // that was not applied becomes apierr.ErrUnavailable (503, safe to retry),
-// one whose fate is unknown apierr.ErrOutcomeUnknown (504).
-type store struct{ node *Node }
+// one whose fate is unknown apierr.ErrOutcomeUnknown (504). A create that
+// can start jobs while agents wait for work carries their picks in its
+// own entry (see package dispatch).
+type store struct {
+	node   *Node
+	offers *dispatch.Offers
+}
 
 func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
+	if c, ok := cmd.(*raftstore.JobCreate); ok && s.offers.Len() > 0 {
+		if ws := s.offers.Claim(min(dispatch.Startable(c), dispatch.MaxClaim)); len(ws) > 0 {
+			return s.createAndOffer(ctx, c, ws)
+		}
+	}
 	res, err := s.node.Apply(ctx, cmd)
+	return res, edgeError(err)
+}
+
+// createAndOffer applies a create and, right after it in the same entry, a
+// pick for each claimed waiter, and hands each waiter its pick's result.
+func (s *store) createAndOffer(ctx context.Context, c *raftstore.JobCreate, ws []*dispatch.Waiter) (any, error) {
+	cmds := make([]raftstore.Command, 0, 1+len(ws))
+	cmds = append(cmds, c)
+	for _, w := range ws {
+		cmds = append(cmds, &raftstore.Pick{Now: c.Now, Worker: w.Worker, IP: w.IP})
+	}
+	out, err := s.node.ApplyGroup(ctx, cmds...)
+	err = edgeError(err)
+	for i, w := range ws {
+		r := dispatch.Result{Err: err}
+		if err == nil {
+			switch v := out[i+1].(type) {
+			case *raftstore.Assignment:
+				r.Assignment = v
+			case error:
+				r.Err = v
+			}
+		}
+		w.Deliver(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := out[0].(error); ok {
+		return nil, e
+	}
+	return out[0], nil
+}
+
+// edgeError maps the node's errors to the API's.
+func edgeError(err error) error {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrOutcomeUnknown):
@@ -144,7 +193,7 @@ func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
 		err = fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
 	}
-	return res, err
+	return err
 }
 
 func (s *store) State() *raftstore.State { return s.node.FSM().State() }

@@ -256,3 +256,78 @@ func TestFinalReportTakesTheNextJob(t *testing.T) {
 		t.Fatalf("stale report with next: %+v %v", r, err)
 	}
 }
+
+// waitingPull starts a long pull of worker; its assignment (or nil) comes
+// on the channel. It returns once the pull is registered as waiting.
+func (s *serverTest) waitingPull(t *testing.T, worker string) <-chan *client.Assignment {
+	t.Helper()
+	before := s.srv.offers.Len()
+	got := make(chan *client.Assignment, 1)
+	go func() {
+		a, err := s.c.Pull(s.ctx(t), client.PullRequest{Name: worker, WaitMillis: 20000})
+		if err != nil {
+			t.Error(err)
+		}
+		got <- a
+	}()
+	nodeEventually(t, 10*time.Second, "the pull to wait", func() (bool, string) { return s.srv.offers.Len() > before, "" })
+	return got
+}
+
+func TestCreateHandsItsJobToAWaitingPull(t *testing.T) {
+	s := startServer(t, time.Hour)
+	ctx := s.ctx(t)
+	if err := s.c.Register(ctx, client.RegisterRequest{Name: "a1"}); err != nil {
+		t.Fatal(err)
+	}
+	got := s.waitingPull(t, "a1")
+	before := s.srv.Node().Raft().LastIndex()
+	id, err := s.c.CreateJob(ctx, client.NewJob{Title: "render", Command: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := <-got
+	if a == nil || a.JobID != id {
+		t.Fatalf("waiting pull got %+v, want job %d", a, id)
+	}
+	// The create and the pick went in one entry.
+	if n := s.srv.Node().Raft().LastIndex() - before; n != 1 {
+		t.Errorf("%d entries for a create and its dispatch, want 1", n)
+	}
+	if j := s.waitState(t, id, "WORKING"); j.Worker != "a1" {
+		t.Errorf("job runs on %q", j.Worker)
+	}
+	if s.srv.offers.Len() != 0 {
+		t.Errorf("%d pulls still registered", s.srv.offers.Len())
+	}
+}
+
+func TestClaimThatPicksNothingKeepsThePullWaiting(t *testing.T) {
+	// A create claims the waiting pull, but its job needs an affinity the
+	// worker lacks: the pick gives nothing and the pull waits on, until a
+	// job it can run arrives.
+	s := startServer(t, time.Hour)
+	ctx := s.ctx(t)
+	if err := s.c.Register(ctx, client.RegisterRequest{Name: "g1", Affinity: "gpu", SetAffinity: true}); err != nil {
+		t.Fatal(err)
+	}
+	got := s.waitingPull(t, "g1")
+	linux, err := s.c.CreateJob(ctx, client.NewJob{Title: "linux only", Command: "true", Affinity: "linux"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nodeEventually(t, 10*time.Second, "the pull to wait again", func() (bool, string) { return s.srv.offers.Len() == 1, "" })
+	select {
+	case a := <-got:
+		t.Fatalf("the pull returned %+v for a job it cannot run", a)
+	default:
+	}
+	gpu, err := s.c.CreateJob(ctx, client.NewJob{Title: "gpu", Command: "true", Affinity: "gpu"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := <-got; a == nil || a.JobID != gpu {
+		t.Fatalf("pull got %+v, want job %d", a, gpu)
+	}
+	s.waitState(t, linux, "WAITING")
+}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/coordinator/dispatch"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -34,20 +35,30 @@ type Pings interface {
 	Seen(worker string, p liveness.Ping)
 }
 
+// Waiters registers waiting pulls, so that a create can hand them a job
+// picked in its own entry (see coordinator/dispatch).
+type Waiters interface {
+	Wait(worker, ip string) *dispatch.Waiter
+	// Cancel withdraws a waiter; false if it was claimed already (its
+	// result is coming).
+	Cancel(w *dispatch.Waiter) bool
+}
+
 // MaxPullWait bounds a long poll, so proxies and load balancers in between
 // never see an idle connection for long.
 const MaxPullWait = 60 * time.Second
 
 // Handler serves the agent protocol.
 type Handler struct {
-	store Store
-	pings Pings
-	now   func() time.Time
+	store   Store
+	pings   Pings
+	waiters Waiters
+	now     func() time.Time
 }
 
 // New returns an agent protocol handler.
-func New(store Store, pings Pings) *Handler {
-	return &Handler{store: store, pings: pings, now: time.Now}
+func New(store Store, pings Pings, waiters Waiters) *Handler {
+	return &Handler{store: store, pings: pings, waiters: waiters, now: time.Now}
 }
 
 // Register mounts the routes; mw runs first (leader forwarding).
@@ -166,7 +177,8 @@ const jsonContentType = "application/json; charset=utf-8"
 
 // pull gives the agent a job, waiting up to the asked time for one. It
 // proposes a Pick only when one would change something (State.WorkFor),
-// so idle agents cost no Raft entries.
+// so idle agents cost no Raft entries. While it waits, a create may claim
+// it and pick for it in the create's own entry (Waiters).
 func (h *Handler) pull(c *gin.Context) {
 	var req client.PullRequest
 	if !bind(c, &req) {
@@ -179,12 +191,13 @@ func (h *Handler) pull(c *gin.Context) {
 	wait := min(time.Duration(max(req.WaitMillis, 0))*time.Millisecond, MaxPullWait)
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
+	ip := c.ClientIP()
 	for {
 		work, changed := h.store.State().WorkFor(req.Name)
 		if work {
 			now := h.now().UnixNano()
 			h.pings.Seen(req.Name, liveness.Ping{Time: now})
-			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: c.ClientIP()})
+			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: ip})
 			if err != nil {
 				apierr.Abort(c, err)
 				return
@@ -195,12 +208,31 @@ func (h *Handler) pull(c *gin.Context) {
 			}
 			// Another worker took it first: wait for the next change.
 		}
+		w := h.waiters.Wait(req.Name, ip)
+		var offer dispatch.Result
+		claimed, expired := false, false
 		select {
+		case offer = <-w.C():
+			claimed = true
 		case <-changed:
 		case <-timer.C:
-			c.JSON(http.StatusOK, client.PullResponse{})
-			return
+			expired = true
 		case <-c.Request.Context().Done():
+		}
+		if !claimed && !h.waiters.Cancel(w) {
+			offer, claimed = <-w.C(), true // a create claimed it meanwhile
+		}
+		if claimed && offer.Err == nil && offer.Assignment != nil {
+			h.pings.Seen(req.Name, liveness.Ping{Time: h.now().UnixNano()})
+			c.JSON(http.StatusOK, client.PullResponse{Assignment: assignment(offer.Assignment)})
+			return
+		}
+		// A claim that gave nothing (or failed) is a wake-up: look again.
+		switch {
+		case c.Request.Context().Err() != nil:
+			return
+		case expired:
+			c.JSON(http.StatusOK, client.PullResponse{})
 			return
 		}
 	}
