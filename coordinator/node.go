@@ -219,7 +219,7 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: read raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, fsm, store, store, snaps, trans)
+	r, err := raft.NewRaft(rc, fsm, newLogCache(store, nodeLogCacheBytes), store, snaps, trans)
 	if err != nil {
 		trans.Close()
 		store.Close()

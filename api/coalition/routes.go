@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -293,14 +294,15 @@ func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.
 	if spec.Command != "" {
 		return bad("a job with children is a group: its command must be empty")
 	}
-	var list []json.RawMessage
+	// One pass over the list decodes every child's members.
+	var list []map[string]json.RawMessage
 	if err := json.Unmarshal(kids, &list); err != nil {
-		return bad("children: a list of job objects is expected")
+		return childrenError(kids)
 	}
 	self := len(*specs)
-	for i, raw := range list {
-		km, err := parseObject(raw)
-		if err != nil || km == nil {
+	*specs = slices.Grow(*specs, len(list))
+	for i, km := range list {
+		if km == nil {
 			return bad("children[%d]: a job object is expected", i)
 		}
 		if err := flattenJob(km, self, specs); err != nil {
@@ -308,6 +310,21 @@ func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.
 		}
 	}
 	return nil
+}
+
+// childrenError says what is wrong with a "children" value that is not a
+// list of objects.
+func childrenError(kids json.RawMessage) error {
+	var list []json.RawMessage
+	if err := json.Unmarshal(kids, &list); err != nil {
+		return bad("children: a list of job objects is expected")
+	}
+	for i, raw := range list {
+		if km, err := parseObject(raw); err != nil || km == nil {
+			return bad("children[%d]: a job object is expected", i)
+		}
+	}
+	return bad("children: a list of job objects is expected")
 }
 
 func (h *Handler) editJobs(c *gin.Context, body []byte) error {
