@@ -70,7 +70,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s := &Server{
 		cfg:    cfg,
 		node:   node,
-		pings:  liveness.New(),
+		pings:  liveness.New(cfg.WorkerTTL),
 		offers: &dispatch.Offers{},
 		log:    cfg.Node.Logger,
 		stop:   make(chan struct{}),
@@ -205,11 +205,13 @@ func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
+	var term, scanned time.Time // the leadership swept, and its last full liveness scan
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
+		case <-s.pings.Due():
 		}
 		// Pings kept from an earlier leadership need no reset: Expired
 		// counts nothing older than since, the start of this leadership.
@@ -218,16 +220,20 @@ func (s *Server) sweep() {
 		if !leader {
 			continue
 		}
-		if err := s.sweepOnce(since); err != nil {
+		if !since.Equal(term) {
+			term, scanned = since, time.Time{}
+		}
+		if err := s.sweepOnce(since, &scanned); err != nil {
 			s.log.Warn("sweep", "err", err)
 		}
 	}
 }
 
-func (s *Server) sweepOnce(since time.Time) error {
+func (s *Server) sweepOnce(since time.Time, scanned *time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	now := time.Now().UnixNano()
+	clock := time.Now()
+	now := clock.UnixNano()
 	st := s.node.FSM().State()
 	var late []int64
 	for _, r := range st.Running() {
@@ -240,7 +246,25 @@ func (s *Server) sweepOnce(since time.Time) error {
 			return err
 		}
 	}
-	lost := s.pings.Expired(st.WatchedWorkers(), now, since.UnixNano(), s.cfg.WorkerTTL.Nanoseconds())
+	// Silent workers: those whose TTL timer fired. Once the failover grace
+	// is over, and every TTL after, all the workers of the state are
+	// checked: some never pinged this leader, so have no timer.
+	ttl := s.cfg.WorkerTTL
+	due := s.pings.TakeDue()
+	var candidates []string
+	switch {
+	case clock.Sub(since) <= ttl:
+		return nil // the grace: nobody is late yet
+	case scanned.IsZero() || clock.Sub(*scanned) >= ttl:
+		candidates, *scanned = st.WatchedWorkers(), clock
+	default:
+		for _, name := range due {
+			if w, ok := st.Worker(name); ok && w.State != raftstore.WorkerTimeout {
+				candidates = append(candidates, name)
+			}
+		}
+	}
+	lost := s.pings.Expired(candidates, now, since.UnixNano(), ttl.Nanoseconds())
 	if len(lost) > 0 {
 		s.log.Info("workers lost", "workers", lost)
 		if _, err := s.node.Apply(ctx, &raftstore.WorkerLost{Now: now, Names: lost}); err != nil {

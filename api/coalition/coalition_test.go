@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/raft"
@@ -56,7 +57,7 @@ func newFarm(t *testing.T) *farm {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	st := &fsmStore{fsm: raftstore.NewFSM()}
-	New(st, liveness.New()).Register(e)
+	New(st, liveness.New(time.Hour)).Register(e)
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &farm{t: t, srv: srv, store: st}

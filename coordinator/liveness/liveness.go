@@ -2,11 +2,18 @@
 // Heartbeats never reach the Raft log: only the decision that a worker is
 // lost does. A new leader starts with an empty record and gives every worker
 // a full TTL from the moment it took over, so a failover never expires a farm.
+//
+// Each worker seen has a TTL timer, reset by every ping (as Nomad's
+// heartbeat timers): the leader's sweeper learns which workers went silent
+// from the timers that fired, instead of scanning the whole farm every
+// tick. A full scan still runs once the failover grace is over, for the
+// workers of the state that never pinged this leader.
 package liveness
 
 import (
 	"sort"
 	"sync"
+	"time"
 )
 
 // Ping is the last sign of life of a worker and what it measured.
@@ -19,26 +26,58 @@ type Ping struct {
 
 // Tracker records pings. It is safe for concurrent use.
 type Tracker struct {
+	ttl time.Duration
+
 	mu    sync.Mutex
-	pings map[string]Ping
+	pings map[string]*entry
+	due   map[string]bool // workers whose timer fired since TakeDue
+	wake  chan struct{}   // signalled when a timer fires
 }
 
-// New returns an empty tracker.
-func New() *Tracker { return &Tracker{pings: make(map[string]Ping)} }
+type entry struct {
+	ping  Ping
+	timer *time.Timer
+}
 
-// Seen records a ping. Empty resource figures keep the previous ones, so a
-// report that carries no measurements does not blank the worker's row.
+// New returns an empty tracker whose timers fire ttl after a worker's last
+// ping.
+func New(ttl time.Duration) *Tracker {
+	return &Tracker{ttl: ttl, pings: make(map[string]*entry), due: make(map[string]bool), wake: make(chan struct{}, 1)}
+}
+
+// Seen records a ping and restarts the worker's timer. Empty resource
+// figures keep the previous ones, so a report that carries no
+// measurements does not blank the worker's row.
 func (t *Tracker) Seen(worker string, p Ping) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	old := t.pings[worker]
+	e := t.pings[worker]
+	if e == nil {
+		e = &entry{}
+		e.timer = time.AfterFunc(t.ttl, func() { t.fire(worker) })
+		t.pings[worker] = e
+	} else {
+		e.timer.Reset(t.ttl)
+	}
 	if p.CPU == "" {
-		p.CPU = old.CPU
+		p.CPU = e.ping.CPU
 	}
 	if p.TotalMemory == 0 {
-		p.FreeMemory, p.TotalMemory = old.FreeMemory, old.TotalMemory
+		p.FreeMemory, p.TotalMemory = e.ping.FreeMemory, e.ping.TotalMemory
 	}
-	t.pings[worker] = p
+	e.ping = p
+}
+
+func (t *Tracker) fire(worker string) {
+	t.mu.Lock()
+	if _, ok := t.pings[worker]; ok {
+		t.due[worker] = true
+	}
+	t.mu.Unlock()
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
 }
 
 // Touch records a sign of life without measurements.
@@ -50,15 +89,41 @@ func (t *Tracker) Touch(worker string, now int64) {
 func (t *Tracker) Get(worker string) (Ping, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	p, ok := t.pings[worker]
-	return p, ok
+	if e := t.pings[worker]; e != nil {
+		return e.ping, true
+	}
+	return Ping{}, false
 }
 
 // Forget drops a worker (deleted from the state).
 func (t *Tracker) Forget(worker string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.pings, worker)
+	if e := t.pings[worker]; e != nil {
+		e.timer.Stop()
+		delete(t.pings, worker)
+		delete(t.due, worker)
+	}
+}
+
+// Due is signalled when a worker's timer fires.
+func (t *Tracker) Due() <-chan struct{} { return t.wake }
+
+// TakeDue returns, in name order, the workers whose timer fired since the
+// last call: candidates for Expired (a ping may have come since).
+func (t *Tracker) TakeDue() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.due) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(t.due))
+	for w := range t.due {
+		out = append(out, w)
+	}
+	clear(t.due)
+	sort.Strings(out)
+	return out
 }
 
 // Expired returns, in name order, the workers among candidates whose last
@@ -70,8 +135,8 @@ func (t *Tracker) Expired(candidates []string, now, since, ttl int64) []string {
 	var out []string
 	for _, w := range candidates {
 		last := since
-		if p, ok := t.pings[w]; ok && p.Time > last {
-			last = p.Time
+		if e := t.pings[w]; e != nil && e.ping.Time > last {
+			last = e.ping.Time
 		}
 		if now-last > ttl {
 			out = append(out, w)

@@ -3,10 +3,11 @@ package liveness
 import (
 	"reflect"
 	"testing"
+	"time"
 )
 
 func TestExpiredHonoursTheFailoverGrace(t *testing.T) {
-	tr := New()
+	tr := New(time.Hour)
 	const s = int64(1e9)
 	tr.Seen("old", Ping{Time: 10 * s, CPU: "[1]", TotalMemory: 8})
 	tr.Seen("fresh", Ping{Time: 95 * s})
@@ -27,5 +28,33 @@ func TestExpiredHonoursTheFailoverGrace(t *testing.T) {
 	tr.Forget("old")
 	if _, ok := tr.Get("old"); ok {
 		t.Fatal("forgotten worker still known")
+	}
+}
+
+func TestTimersNameTheSilentWorkers(t *testing.T) {
+	tr := New(20 * time.Millisecond)
+	waitDue := func() []string {
+		t.Helper()
+		select {
+		case <-tr.Due():
+			return tr.TakeDue()
+		case <-time.After(10 * time.Second):
+			t.Fatal("no timer fired")
+			return nil
+		}
+	}
+	tr.Seen("quiet", Ping{Time: 1})
+	tr.Seen("forgotten", Ping{Time: 1})
+	tr.Forget("forgotten") // deleted: its timer is stopped
+	if due := waitDue(); !reflect.DeepEqual(due, []string{"quiet"}) {
+		t.Fatalf("due %v, want [quiet]", due)
+	}
+	if again := tr.TakeDue(); len(again) != 0 {
+		t.Fatalf("taken twice: %v", again)
+	}
+	// A ping restarts the timer: it fires again after another TTL.
+	tr.Seen("quiet", Ping{Time: 2})
+	if due := waitDue(); !reflect.DeepEqual(due, []string{"quiet"}) {
+		t.Fatalf("due %v after a new ping, want [quiet]", due)
 	}
 }
