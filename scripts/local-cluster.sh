@@ -11,9 +11,12 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
+# Three coordinators share this machine: each gets its share of the cores,
+# as a container with that CPU limit would (see internal/localcluster).
+procs=$(( $(nproc) / 3 )); [ "$procs" -ge 1 ] || procs=1
 start() { # id http raft extra...
   local id=$1 http=$2 raft=$3; shift 3
-  bin/croft coordinator --node-id "$id" --data-dir "$data/$id" \
+  GOMAXPROCS=${GOMAXPROCS:-$procs} bin/croft coordinator --node-id "$id" --data-dir "$data/$id" \
     --http-addr "127.0.0.1:$http" --raft-addr "127.0.0.1:$raft" "$@" >>"$data/$id.log" 2>&1 &
   pids+=($!)
   echo "$id: pid $! http://127.0.0.1:$http (log $data/$id.log)"
