@@ -58,7 +58,7 @@ func Defaults() Config {
 		SimJobs: 20_000, SimAgents: 1000,
 		HeartbeatAgents: 10_000, HeartbeatEvery: 5 * time.Second, HeartbeatFor: 20 * time.Second,
 		ScaleJobs:   1_000_000,
-		GrowthSmall: 1_000, GrowthLarge: 1_000_000, GrowthSamples: 300,
+		GrowthSmall: 1_000, GrowthLarge: 1_000_000, GrowthSamples: 1000,
 		FailoverKills: 10,
 		Timeout:       5 * time.Minute,
 	}

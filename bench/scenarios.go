@@ -563,6 +563,8 @@ func runGrowth(ctx context.Context, r *runner) ([]Result, error) {
 		if _, err := pullLatency(ctx, c, name+"-warm", growthWarmup); err != nil {
 			return nil, err
 		}
+		r.logf("growth: measuring %s", name)
+		defer r.logf("growth: measured %s", name)
 		return pullLatency(ctx, c, name, r.cfg.GrowthSamples)
 	}
 	if err := fill(r.cfg.GrowthSmall); err != nil {
