@@ -626,6 +626,9 @@ func (a *Agent) finish(ctx context.Context, at *attempt, next bool) *client.Assi
 	})
 	defer stop()
 	over, as := a.report(ctx, at, next)
+	if over {
+		at.p.delivered()
+	}
 	if !over && a.detach {
 		return nil // as after a kill -9: the job runs on
 	}

@@ -228,14 +228,32 @@ func setJournalAside(dir string) error {
 	return os.Rename(file, file+unreadableSuffix)
 }
 
-// writeResult records how an attempt ended in its slot (dir), synced:
-// once written, a restart delivers it instead of running the job again.
-func writeResult(dir string, r result) error {
+// writeResult records how an attempt ended in its slot (dir), synced if
+// asked (else see syncResult): once written, a restart delivers it instead
+// of running the job again.
+func writeResult(dir string, r result, sync bool) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	return writeRecord(filepath.Join(dir, resultName), b, true)
+	return writeRecord(filepath.Join(dir, resultName), b, sync)
+}
+
+// syncResult puts a result written without sync on disk, and the file's
+// name with it (its first write may have created it).
+func syncResult(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, resultName), os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	err = datasync(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = syncDir(dir)
+	}
+	return err
 }
 
 // readResult returns attempt id's result from its slot (dir); an error

@@ -329,7 +329,7 @@ func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 			newOutput(dir),
 			appendOutput(dir, fmt.Sprintf("croft agent: cannot run attempt %d: %v\n", j.Assignment.AttemptID, err)),
 			writeJournal(dir, j),
-			writeResult(dir, res),
+			writeResult(dir, res, true),
 		); werr != nil {
 			log.Error("cannot record the attempt", "err", werr)
 		}
@@ -423,6 +423,15 @@ type process struct {
 	mu    sync.Mutex
 	ended bool // finish was called
 	asked bool // a stop was asked
+}
+
+// delivered tells the attempt's supervisor that the coordinator is done
+// with its result: it need not be synced to disk. (A re-adopted
+// supervisor has no pipe: it synced already.)
+func (p *process) delivered() {
+	if p.sup != nil {
+		_ = p.sup.send(superviseMsg{Delivered: p.id})
+	}
 }
 
 // kill stops the attempt because the coordinator asked: its result says

@@ -601,7 +601,7 @@ func TestJournalRoundTrip(t *testing.T) {
 		t.Fatalf("journal read back %+v, %v; want %+v", got, err, want)
 	}
 	res := result{AttemptID: 3, ExitCode: 143, Signal: "terminated", Killed: true, OutputSize: 42, Note: "n"}
-	if err := writeResult(dir, res); err != nil {
+	if err := writeResult(dir, res, true); err != nil {
 		t.Fatal(err)
 	}
 	if got, err := readResult(dir, 3); err != nil || got != res {
@@ -855,5 +855,42 @@ func BenchmarkSlotAttempt(b *testing.B) {
 		if res := p.outcome(); res.ExitCode != 0 {
 			b.Fatalf("result %+v", res)
 		}
+	}
+}
+
+func TestSupervisorSyncsOnlyUndeliveredResults(t *testing.T) {
+	// A result is written at once and synced only if its agent does not
+	// report it delivered: a working agent spares the fsync.
+	dir := t.TempDir()
+	s := &superviser{events: io.Discard}
+	spec := func(id int64) *superviseSpec { return &superviseSpec{ID: id, Dir: dir} }
+	s.finish(spec(1), result{ExitCode: 3})
+	if r, err := readResult(dir, 1); err != nil || r.ExitCode != 3 {
+		t.Fatalf("result %+v, %v", r, err)
+	}
+	if s.unsynced == nil || s.unsynced.ID != 1 {
+		t.Fatal("the result is not waiting for its delivery")
+	}
+	s.handle(superviseMsg{Delivered: 2}) // another attempt's: changes nothing
+	if s.unsynced == nil {
+		t.Fatal("another attempt's delivery cleared the result")
+	}
+	s.handle(superviseMsg{Delivered: 1})
+	if s.unsynced != nil || s.syncAt != nil {
+		t.Fatal("a delivered result still waits to be synced")
+	}
+	// Not delivered: synced when the timer fires (or the agent goes).
+	s.finish(spec(2), result{})
+	select {
+	case <-s.syncAt.C:
+		s.syncResult()
+	case <-time.After(resultSyncDelay + deadline):
+		t.Fatal("the sync timer did not fire")
+	}
+	if s.unsynced != nil {
+		t.Fatal("the timer did not sync the result")
+	}
+	if r, err := readResult(dir, 2); err != nil || r.AttemptID != 2 {
+		t.Fatalf("result %+v, %v", r, err)
 	}
 }

@@ -69,7 +69,19 @@ type superviseMsg struct {
 	Run  *superviseSpec `json:"run,omitempty"`
 	Kill int64          `json:"kill,omitempty"`
 	Lost bool           `json:"lost,omitempty"`
+	// Delivered: the coordinator is done with this attempt's result, which
+	// need not reach the disk any more (see resultSyncDelay).
+	Delivered int64 `json:"delivered,omitempty"`
 }
+
+// resultSyncDelay is how long a result written by a supervisor may stay
+// out of the disk, in the page cache, waiting for its agent to say the
+// coordinator acknowledged it. Nearly every result is acknowledged within
+// milliseconds and is never synced: only a power loss in that window loses
+// one (and the job runs again, as when the host dies just before a job
+// ends). A result still waiting then is synced, as is any when the agent
+// goes away.
+const resultSyncDelay = 2 * time.Second
 
 // superviseEvent is a message from a supervisor to its agent, one JSON
 // object per line: attempt ID Started (Pid: the job's shell, which leads
@@ -168,6 +180,10 @@ type superviser struct {
 	// quit: take no more work (the agent is gone, or someone stops
 	// everything).
 	quit bool
+	// unsynced is the last attempt whose result is written but not synced
+	// nor delivered; syncAt syncs it.
+	unsynced *superviseSpec
+	syncAt   *time.Timer
 }
 
 // job is an attempt a supervisor runs.
@@ -209,11 +225,16 @@ func (s *superviser) loop(msgs <-chan superviseMsg) int {
 		defer t.Stop()
 		leaseTick = t.C
 	}
+	defer s.syncResult() // whatever way it exits
 	for {
 		if s.cur == nil && s.quit {
 			return 0
 		}
 		var exited <-chan struct{}
+		var syncAt <-chan time.Time
+		if s.syncAt != nil {
+			syncAt = s.syncAt.C
+		}
 		var deadline, grace <-chan time.Time
 		if j := s.cur; j != nil {
 			exited = j.exited
@@ -228,9 +249,12 @@ func (s *superviser) loop(msgs <-chan superviseMsg) int {
 		case m, ok := <-msgs:
 			if !ok {
 				s.quit, msgs = true, nil // the agent is gone: finish, then exit
+				s.syncResult()
 				continue
 			}
 			s.handle(m)
+		case <-syncAt:
+			s.syncResult()
 		case sig := <-s.sigs:
 			why := stopLost
 			switch sig {
@@ -275,7 +299,16 @@ func (s *superviser) loop(msgs <-chan superviseMsg) int {
 // handle acts on one message of the agent.
 func (s *superviser) handle(m superviseMsg) {
 	switch {
+	case m.Delivered != 0:
+		if s.unsynced != nil && s.unsynced.ID == m.Delivered {
+			s.syncAt.Stop()
+			s.unsynced, s.syncAt = nil, nil
+		}
 	case m.Run != nil:
+		// The slot's result file is rewritten by this attempt: one still
+		// unsynced (never the case with a working agent, which waits for
+		// the acknowledgement) goes to disk first.
+		s.syncResult()
 		if s.cur != nil || s.quit {
 			// Not from a working agent: one attempt at a time.
 			s.finish(m.Run, result{ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: "the supervisor is busy or stopping"})
@@ -311,13 +344,29 @@ func (s *superviser) send(ev superviseEvent) {
 	}
 }
 
-// finish records an attempt's result, synced, then tells the agent.
+// finish records an attempt's result, then tells the agent. The result
+// is synced only if the agent does not report it delivered in time.
 func (s *superviser) finish(spec *superviseSpec, res result) {
 	res.AttemptID = spec.ID
-	if err := writeResult(spec.Dir, res); err != nil {
+	if err := writeResult(spec.Dir, res, false); err != nil {
 		_ = appendOutput(spec.Dir, fmt.Sprintf("croft: cannot record the result: %v\n", err))
+	} else {
+		s.syncResult() // an earlier one, if any (same file: one sync)
+		s.unsynced, s.syncAt = spec, time.NewTimer(resultSyncDelay)
 	}
 	s.send(superviseEvent{Done: spec.ID, Result: &res})
+}
+
+// syncResult puts the undelivered result, if any, on disk.
+func (s *superviser) syncResult() {
+	if s.unsynced == nil {
+		return
+	}
+	s.syncAt.Stop()
+	if err := syncResult(s.unsynced.Dir); err != nil {
+		_ = appendOutput(s.unsynced.Dir, fmt.Sprintf("croft: cannot sync the result: %v\n", err))
+	}
+	s.unsynced, s.syncAt = nil, nil
 }
 
 // startJob runs spec's command in a process group of its own. nil and the
