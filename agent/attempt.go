@@ -278,12 +278,23 @@ func readResult(dir string, id int64) (result, error) {
 }
 
 // newOutput puts an empty output file in place for the slot's next
-// attempt (see clearOutput).
+// attempt. The last attempt's output was cleared when it was over (see
+// clearOutput): the file is empty and nobody holds it, or it is gone. One
+// that is not empty (not expected) is cleared now.
 func newOutput(dir string) error {
+	f, err := os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_CREATE, 0o644)
+	if err != nil {
+		return err
+	}
+	fi, err := f.Stat()
+	f.Close()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
 	if err := clearOutput(dir); err != nil {
 		return err
 	}
-	f, err := os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err = os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
