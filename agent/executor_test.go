@@ -831,9 +831,10 @@ func TestIdleSupervisorExitsOnStaleLease(t *testing.T) {
 	}
 }
 
-// BenchmarkSlotAttempt measures one trivial attempt (`true`) under a
-// slot's supervisor, from start to its result: the journal, the job's
-// shell, the synced result.json and the supervisor's messages.
+// BenchmarkSlotAttempt measures one trivial attempt (`true`) in a slot,
+// under its supervisor, as the agent runs it: the journal, the job's
+// shell, the result and the supervisor's messages, then the slot freed
+// (the result delivered: never synced).
 //
 //	go test -run '^$' -bench SlotAttempt ./agent/
 func BenchmarkSlotAttempt(b *testing.B) {
@@ -847,13 +848,17 @@ func BenchmarkSlotAttempt(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.stop(deadline)
-	root := b.TempDir()
+	slot := b.TempDir()
 	b.ResetTimer()
 	for i := range b.N {
 		a := client.Assignment{AttemptID: int64(i + 1), Command: "true"}
-		p := r.start(filepath.Join(root, strconv.Itoa(i+1)), &journal{Assignment: a, Started: time.Now().UnixNano()}, s)
+		p := r.start(slot, &journal{Assignment: a, Started: time.Now().UnixNano()}, s)
 		if res := p.outcome(); res.ExitCode != 0 {
 			b.Fatalf("result %+v", res)
+		}
+		p.delivered()
+		if err := errors.Join(clearOutput(slot), clearJournal(slot)); err != nil {
+			b.Fatal(err)
 		}
 	}
 }
