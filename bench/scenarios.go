@@ -291,12 +291,8 @@ func dispatchLatency(ctx context.Context, c *client.Client, name string, n, prio
 	if _, err := c.CreateJob(ctx, client.NewJob{Title: "warm-up", Command: "true", Priority: &priority}); err != nil {
 		return nil, err
 	}
-	select {
-	case <-starts:
-	case err := <-errc:
+	if _, err := recv(ctx, starts, errc); err != nil {
 		return nil, err
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 	select {
 	case <-polls: // the pull that took the warm-up job
@@ -304,28 +300,34 @@ func dispatchLatency(ctx context.Context, c *client.Client, name string, n, prio
 	}
 	lat := make([]time.Duration, 0, n)
 	for i := 0; i < n; i++ {
-		select {
-		case <-polls:
-		case err := <-errc:
+		if _, err := recv(ctx, polls, errc); err != nil {
 			return nil, err
-		case <-ctx.Done():
-			return nil, ctx.Err()
 		}
 		time.Sleep(pollGap)
 		t0 := time.Now()
 		if _, err := c.CreateJob(ctx, client.NewJob{Title: "dispatch", Command: "true", Priority: &priority}); err != nil {
 			return nil, err
 		}
-		select {
-		case at := <-starts:
-			lat = append(lat, at.Sub(t0))
-		case err := <-errc:
+		at, err := recv(ctx, starts, errc)
+		if err != nil {
 			return nil, err
-		case <-ctx.Done():
-			return nil, ctx.Err()
 		}
+		lat = append(lat, at.Sub(t0))
 	}
 	return lat, nil
+}
+
+// recv waits for a value on ch, unless the agent fails (errc) or ctx ends.
+func recv[T any](ctx context.Context, ch <-chan T, errc <-chan error) (T, error) {
+	var zero T
+	select {
+	case v := <-ch:
+		return v, nil
+	case err := <-errc:
+		return zero, err
+	case <-ctx.Done():
+		return zero, ctx.Err()
+	}
 }
 
 func runDispatch(ctx context.Context, r *runner) ([]Result, error) {
