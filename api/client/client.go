@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -44,8 +45,13 @@ type Client struct {
 
 	mu     sync.Mutex
 	next   int
-	leader string // base URL of the leader, "" when unknown
+	leader string    // base URL of the leader, "" when unknown
+	asked  time.Time // when learnLeader last asked who leads
 }
+
+// leaderRefresh bounds how often a client that does not know the leader
+// asks who it is.
+const leaderRefresh = 2 * time.Second
 
 // New returns a client for these coordinator base URLs ("http://host:port";
 // a bare "host:port" gets the http scheme).
@@ -127,6 +133,40 @@ func (c *Client) FindLeader(ctx context.Context) (string, error) {
 	return "", ErrUnavailable
 }
 
+// learnLeader, while the leader is not known, asks the coordinator it
+// would send to who leads (at most once per leaderRefresh), and goes
+// straight to the leader from then on if it is one of the URLs given: a
+// follower forwards every request, a hop that doubles the HTTP work. The
+// leader's address is known again after each failure that made the client
+// forget it. An address not given (advertised, but maybe not reachable from
+// here) is left to the forwarding.
+func (c *Client) learnLeader(ctx context.Context) {
+	c.mu.Lock()
+	ask := c.leader == "" && len(c.urls) > 1 && time.Since(c.asked) >= leaderRefresh
+	var base string
+	if ask {
+		c.asked, base = time.Now(), c.urls[c.next%len(c.urls)]
+	}
+	c.mu.Unlock()
+	if !ask {
+		return
+	}
+	var st ClusterStatus
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	err := c.once(rctx, base, http.MethodGet, "/cluster/status", nil, &st)
+	cancel()
+	if err != nil || st.LeaderHTTP == "" {
+		return
+	}
+	if lead := normalize(st.LeaderHTTP); slices.Contains(c.urls, lead) {
+		c.mu.Lock()
+		if c.leader == "" {
+			c.leader = lead
+		}
+		c.mu.Unlock()
+	}
+}
+
 // WaitLeader is FindLeader retried until a coordinator names a leader or
 // ctx ends: right after a cluster forms, or during an election, none may
 // know one yet.
@@ -189,6 +229,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		body = b
 	}
+	c.learnLeader(ctx)
 	backoff := 20 * time.Millisecond
 	var last error
 	for attempt := 0; ; attempt++ {

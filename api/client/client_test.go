@@ -86,3 +86,41 @@ func TestWaitLeaderWaitsForAnElection(t *testing.T) {
 }
 
 func srvURL(r *http.Request) string { return "http://" + r.Host }
+
+// A client given a follower first learns the leader and goes straight to
+// it: the follower would forward every request.
+func TestClientGoesStraightToTheLeader(t *testing.T) {
+	var leaderHits, followerHits atomic.Int32
+	leader := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/jobs" {
+			leaderHits.Add(1)
+		}
+		_ = json.NewEncoder(w).Encode(ClusterStatus{NodeID: "c1", LeaderID: "c1", LeaderHTTP: strings.TrimPrefix(srvURL(r), "http://")})
+	}))
+	defer leader.Close()
+	follower := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/jobs" {
+			followerHits.Add(1) // it would forward
+		}
+		_ = json.NewEncoder(w).Encode(ClusterStatus{NodeID: "c2", LeaderID: "c1", LeaderHTTP: strings.TrimPrefix(leader.URL, "http://")})
+	}))
+	defer follower.Close()
+	c := New(follower.URL, leader.URL)
+	for range 3 {
+		if err := c.Do(context.Background(), http.MethodGet, "/api/jobs", nil, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if leaderHits.Load() != 3 || followerHits.Load() != 0 {
+		t.Errorf("leader served %d requests, follower %d; want 3 and 0", leaderHits.Load(), followerHits.Load())
+	}
+	// A leader that is not among the URLs given is left to the forwarding.
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_ = json.NewEncoder(w).Encode(ClusterStatus{NodeID: "c2", LeaderID: "c9", LeaderHTTP: "10.255.255.1:19211"})
+	}))
+	defer elsewhere.Close()
+	c = New(elsewhere.URL, follower.URL)
+	if err := c.Do(context.Background(), http.MethodGet, "/api/jobs", nil, nil); err != nil {
+		t.Fatalf("with an unreachable leader address: %v", err)
+	}
+}
