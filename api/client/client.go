@@ -110,21 +110,18 @@ func (c *Client) failed(base string) {
 // from now on. It returns the leader's base URL.
 func (c *Client) FindLeader(ctx context.Context) (string, error) {
 	for _, u := range c.urls {
-		var st ClusterStatus
-		rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := c.once(rctx, u, http.MethodGet, "/cluster/status", nil, &st)
-		cancel()
-		if err != nil || st.LeaderHTTP == "" {
+		leader := c.leaderSeenBy(ctx, u)
+		if leader == "" {
 			continue
 		}
-		host, _, err := net.SplitHostPort(st.LeaderHTTP)
+		host, _, err := net.SplitHostPort(leader)
 		if err != nil {
 			continue
 		}
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			return u, nil // the leader listens on all interfaces: use what we were given
 		}
-		base := normalize(st.LeaderHTTP)
+		base := normalize(leader)
 		c.mu.Lock()
 		c.leader = base
 		c.mu.Unlock()
@@ -151,20 +148,30 @@ func (c *Client) learnLeader(ctx context.Context) {
 	if !ask {
 		return
 	}
-	var st ClusterStatus
-	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	err := c.once(rctx, base, http.MethodGet, "/cluster/status", nil, &st)
-	cancel()
-	if err != nil || st.LeaderHTTP == "" {
+	leader := c.leaderSeenBy(ctx, base)
+	if leader == "" {
 		return
 	}
-	if lead := normalize(st.LeaderHTTP); slices.Contains(c.urls, lead) {
+	if lead := normalize(leader); slices.Contains(c.urls, lead) {
 		c.mu.Lock()
 		if c.leader == "" {
 			c.leader = lead
 		}
 		c.mu.Unlock()
 	}
+}
+
+// leaderSeenBy returns the leader's HTTP address (host:port) as the
+// coordinator at base knows it; "" if it knows none or does not answer
+// within 2 s.
+func (c *Client) leaderSeenBy(ctx context.Context, base string) string {
+	var st ClusterStatus
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := c.once(rctx, base, http.MethodGet, "/cluster/status", nil, &st); err != nil {
+		return ""
+	}
+	return st.LeaderHTTP
 }
 
 // WaitLeader is FindLeader retried until a coordinator names a leader or
