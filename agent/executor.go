@@ -180,7 +180,7 @@ func (s *supervisor) events(r *os.File) {
 			switch {
 			case p == nil:
 			case ev.Result != nil && ev.Result.AttemptID == p.id:
-				p.finish(*ev.Result) // also on disk, synced
+				p.finish(*ev.Result) // also on disk, for a restarted agent
 			default:
 				p.finishFromDisk("the supervisor sent no result")
 			}

@@ -86,7 +86,7 @@ const resultSyncDelay = 2 * time.Second
 // superviseEvent is a message from a supervisor to its agent, one JSON
 // object per line: attempt ID Started (Pid: the job's shell, which leads
 // its process group), or Done with its Result (written to the slot's
-// result.json and synced first).
+// result.json first; synced only if not delivered, see resultSyncDelay).
 type superviseEvent struct {
 	Started int64   `json:"started,omitempty"`
 	Pid     int     `json:"pid,omitempty"`

@@ -140,26 +140,8 @@ func runFailover(ctx context.Context, r *runner) ([]Result, error) {
 	return []Result{m, atMost("failover", "kill -9 leader to first ack, worst", took[len(took)-1].Seconds(), "s", 2)}, nil
 }
 
-// caughtUp waits until co has applied everything its leader had committed.
+// caughtUp waits until co has applied everything its leader had applied
+// when it was asked.
 func caughtUp(ctx context.Context, co *localcluster.Coordinator) error {
-	c := client.New(co.URL)
-	var target uint64
-	for {
-		st, err := c.Status(ctx, co.URL)
-		if err == nil && st.LeaderHTTP != "" {
-			if target == 0 {
-				if ls, err := c.Status(ctx, st.LeaderHTTP); err == nil {
-					target = ls.FSMIndex
-				}
-			}
-			if target != 0 && st.FSMIndex >= target {
-				return nil
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s did not catch up: %w", co.ID, ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
+	return allCaughtUp(ctx, []string{co.URL})
 }

@@ -83,7 +83,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	node.RegisterClusterRoutes(e)
 	fwd := node.Forward()
 	coalition.New(st, s.pings).Register(e, fwd)
-	agentapi.New(st, s.pings, st.offers).Register(e, fwd)
+	agentapi.New(st, s.pings, s.offers).Register(e, fwd)
 	if cfg.Pprof {
 		e.Any("/debug/pprof/*any", gin.WrapH(http.DefaultServeMux))
 	}

@@ -46,12 +46,13 @@ func parseBody(body []byte, v any) error {
 // the body nor allocates a reader, once per frame of a large job.)
 func parseObject(body []byte) (map[string]json.RawMessage, error) {
 	var m map[string]json.RawMessage
-	if t := bytes.TrimSpace(body); len(t) > 0 {
+	t := bytes.TrimSpace(body)
+	if len(t) > 0 {
 		if err := json.Unmarshal(t, &m); err != nil {
 			return nil, bad("malformed JSON: %v", err)
 		}
 	}
-	if m == nil && len(bytes.TrimSpace(body)) > 0 && !bytes.Equal(bytes.TrimSpace(body), []byte("null")) {
+	if m == nil && len(t) > 0 && !bytes.Equal(t, []byte("null")) {
 		return nil, bad("a JSON object is expected")
 	}
 	return m, nil
