@@ -151,14 +151,47 @@ func (r *runner) spawn() (*supervisor, error) {
 	// Cannot fail while it is our unreaped child; a failure leaves a
 	// zero identity, which only a re-adopting agent uses.
 	s.ident, _ = identify(s.pid())
-	go s.events(evR)
+	// Wait until it handles signals: until then SIGUSR1 or SIGUSR2 from
+	// a re-adopting agent (it journals this pid before the job starts)
+	// would kill it without a result.
+	sc := bufio.NewScanner(evR)
+	if err := awaitReady(evR, sc); err != nil {
+		cmdW.Close()
+		evR.Close()
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		return nil, fmt.Errorf("supervisor did not start: %w", err)
+	}
+	go s.events(evR, sc)
 	return s, nil
 }
 
+// supervisorStartTimeout bounds how long a new supervisor may take to be
+// ready: a Go binary starts in milliseconds, unless the host is swamped.
+const supervisorStartTimeout = 30 * time.Second
+
+// awaitReady reads the supervisor's first event, which must be Ready.
+func awaitReady(r *os.File, sc *bufio.Scanner) error {
+	if err := r.SetReadDeadline(time.Now().Add(supervisorStartTimeout)); err != nil {
+		return err
+	}
+	defer r.SetReadDeadline(time.Time{})
+	if !sc.Scan() {
+		if err := sc.Err(); err != nil {
+			return err
+		}
+		return errors.New("it exited before it was ready")
+	}
+	var ev superviseEvent
+	if err := json.Unmarshal(sc.Bytes(), &ev); err != nil || !ev.Ready {
+		return fmt.Errorf("unexpected first event %q", sc.Bytes())
+	}
+	return nil
+}
+
 // events reads what the supervisor says until it ends, then finishes the
-// attempt it ran, if any.
-func (s *supervisor) events(r *os.File) {
-	sc := bufio.NewScanner(r)
+// attempt it ran, if any. sc reads r past the Ready event.
+func (s *supervisor) events(r *os.File, sc *bufio.Scanner) {
 	for sc.Scan() {
 		var ev superviseEvent
 		if json.Unmarshal(sc.Bytes(), &ev) != nil {

@@ -88,6 +88,9 @@ const resultSyncDelay = 2 * time.Second
 // its process group), or Done with its Result (written to the slot's
 // result.json first; synced only if not delivered, see resultSyncDelay).
 type superviseEvent struct {
+	// Ready is the first event: the signal handlers are installed, so a
+	// signal from now on is a request, never the default death.
+	Ready   bool    `json:"ready,omitempty"`
 	Started int64   `json:"started,omitempty"`
 	Pid     int     `json:"pid,omitempty"`
 	Done    int64   `json:"done,omitempty"`
@@ -143,6 +146,7 @@ func SuperviseMain(args []string) int {
 	out := os.NewFile(eventFD, "events")
 	defer out.Close()
 	s := &superviser{lease: *lease, leaseTimeout: *leaseTimeout, events: out, sigs: sigs}
+	s.send(superviseEvent{Ready: true})
 	return s.loop(readMessages(in))
 }
 
