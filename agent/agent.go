@@ -8,6 +8,7 @@ package agent
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -54,6 +55,11 @@ type Config struct {
 	// Coordinators are the coordinators' base URLs; the client finds the
 	// leader among them.
 	Coordinators []string
+	// Token authenticates the agent (a token of the agent role, bound to
+	// its worker names); empty sends none.
+	Token string
+	// TLS configures https:// coordinator URLs; nil uses the system's roots.
+	TLS *tls.Config
 	// Name is the worker name, os.Hostname() by default.
 	Name string
 	// Affinity is the worker's affinity lines, sent only if SetAffinity.
@@ -158,7 +164,7 @@ func New(cfg Config) (*Agent, error) {
 	return &Agent{
 		cfg:      cfg,
 		log:      cfg.Logger.With("agent", cfg.Name),
-		client:   client.New(cfg.Coordinators...),
+		client:   client.NewWith(client.Options{Token: cfg.Token, TLS: cfg.TLS}, cfg.Coordinators...),
 		run:      newRunner(cfg.Executor, cfg.SupervisorPath, filepath.Join(dir, leaseName), cfg.LeaseTimeout),
 		attempts: map[int64]*attempt{},
 	}, nil

@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,12 +37,23 @@ func IsStatus(err error, code int) bool {
 	return errors.As(err, &se) && se.Code == code
 }
 
+// Options are the optional settings of a Client.
+type Options struct {
+	// Token is sent as "Authorization: Bearer <Token>" with every request;
+	// empty sends none.
+	Token string
+	// TLS configures https:// URLs (the CA that signed the coordinators'
+	// certificates); nil uses the system's roots.
+	TLS *tls.Config
+}
+
 // Client talks to a coordinator cluster. It prefers the leader's address
 // (any member forwards, but going straight to the leader saves a hop) and
 // moves on to the next URL when a coordinator does not answer.
 type Client struct {
-	urls []string
-	hc   *http.Client
+	urls  []string
+	hc    *http.Client
+	token string
 
 	mu     sync.Mutex
 	next   int
@@ -54,11 +66,16 @@ type Client struct {
 const leaderRefresh = 2 * time.Second
 
 // New returns a client for these coordinator base URLs ("http://host:port";
-// a bare "host:port" gets the http scheme).
-func New(urls ...string) *Client {
-	c := &Client{hc: &http.Client{Transport: &http.Transport{
+// a bare "host:port" gets the http scheme), without a token.
+func New(urls ...string) *Client { return NewWith(Options{}, urls...) }
+
+// NewWith returns a client for these coordinator base URLs with options.
+func NewWith(opts Options, urls ...string) *Client {
+	c := &Client{token: opts.Token, hc: &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     opts.TLS,
+		TLSHandshakeTimeout: 5 * time.Second,
 		MaxIdleConnsPerHost: 64,
 		IdleConnTimeout:     90 * time.Second,
 	}}}
@@ -275,6 +292,9 @@ func (c *Client) once(ctx context.Context, base, method, path string, body []byt
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
