@@ -1,16 +1,15 @@
 package coordinator
 
 import (
-	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/raftstore"
 )
 
 // nodeMembershipTimeout bounds a join or remove: a configuration change
@@ -18,22 +17,27 @@ import (
 const nodeMembershipTimeout = 30 * time.Second
 
 // RegisterClusterRoutes mounts the cluster endpoints. GET /cluster/status is
-// answered by the node asked (its own view); POST /cluster/join and POST
-// /cluster/remove change the membership and so run on the leader (they go
-// through Forward).
-func (n *Node) RegisterClusterRoutes(r gin.IRouter) {
-	r.GET("/cluster/status", n.nodeHandleStatus)
-	r.POST("/cluster/snapshot", n.nodeHandleSnapshot)
-	r.POST("/cluster/join", n.Forward(), n.nodeHandleJoin)
-	r.POST("/cluster/remove", n.Forward(), n.nodeHandleRemove)
+// answered by the node asked (its own view; any valid token), and so is
+// POST /cluster/snapshot (admins); POST /cluster/join and POST
+// /cluster/remove change the membership and so run on the leader (admins;
+// forwarded). local mounts a route on this node, forwarded on the leader;
+// status adds to each status reply.
+func (n *Node) RegisterClusterRoutes(local, forwarded auth.Mount, status func(*client.ClusterStatus)) {
+	local.Handle(http.MethodGet, "/cluster/status", auth.PermAuthenticated, func(c *gin.Context) { n.nodeHandleStatus(c, status) })
+	local.Handle(http.MethodPost, "/cluster/snapshot", auth.PermAdmin, n.nodeHandleSnapshot)
+	forwarded.Handle(http.MethodPost, "/cluster/join", auth.PermAdmin, n.nodeHandleJoin)
+	forwarded.Handle(http.MethodPost, "/cluster/remove", auth.PermAdmin, n.nodeHandleRemove)
 }
 
 // nodeHandleStatus serves the local view; ?digest=1 adds the state digest,
 // which hashes the whole state and so is only computed when asked for.
-func (n *Node) nodeHandleStatus(c *gin.Context) {
+func (n *Node) nodeHandleStatus(c *gin.Context, status func(*client.ClusterStatus)) {
 	st := n.Status()
 	if c.Query("digest") != "" {
 		st.Digest = n.fsm.State().Digest()
+	}
+	if status != nil {
+		status(&st)
 	}
 	c.JSON(http.StatusOK, st)
 }
@@ -94,29 +98,25 @@ func (n *Node) nodeHandleRemove(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{})
 }
 
-// nodeDecodeJSON reads a small JSON body into v, answering 400 on failure.
+// nodeDecodeJSON reads a small JSON body into v, answering 400 (or 413)
+// on failure.
 func nodeDecodeJSON(c *gin.Context, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(c.Writer, c.Request.Body, 1<<20))
-	if err := dec.Decode(v); err != nil {
-		nodeAbortJSON(c, http.StatusBadRequest, "bad JSON body: "+err.Error())
+	body, err := apierr.ReadBody(c, 1<<20)
+	if err == nil {
+		if err = json.Unmarshal(body, v); err != nil {
+			err = apierr.Bad("bad JSON body: %v", err)
+		}
+	}
+	if err != nil {
+		apierr.Abort(c, err)
 		return false
 	}
 	return true
 }
 
-// nodeClusterError chooses the status of a membership error.
+// nodeClusterError answers a membership error. A lost leadership or a
+// change that did not commit in time is a 503: the client tries again (a
+// join or remove is idempotent).
 func nodeClusterError(c *gin.Context, err error) {
-	status := http.StatusInternalServerError
-	switch {
-	case errors.Is(err, raftstore.ErrInvalid):
-		status = http.StatusBadRequest
-	case errors.Is(err, raftstore.ErrNotFound):
-		status = http.StatusNotFound
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader),
-		errors.Is(err, context.DeadlineExceeded):
-		// Retryable: the leadership moved or the change did not commit in
-		// time; the client tries again (a join or remove is idempotent).
-		status = http.StatusServiceUnavailable
-	}
-	nodeAbortJSON(c, status, err.Error())
+	apierr.Abort(c, edgeError(err))
 }

@@ -80,6 +80,8 @@ type Config struct {
 	// Join lists HTTP URLs of existing members. A node without Raft state
 	// asks them (POST /cluster/join) to add it, until that succeeds.
 	Join []string
+	// JoinToken is the admin token the join request carries.
+	JoinToken string
 
 	// Raft timing; zero means the Default* production values.
 	HeartbeatTimeout   time.Duration
@@ -799,7 +801,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 // (the client follows the leader) or the node shuts down.
 func (n *Node) nodeJoinLoop(urls []string) {
 	defer n.wg.Done()
-	c := client.New(urls...)
+	c := client.NewWith(client.Options{Token: n.cfg.JoinToken}, urls...)
 	req := client.JoinRequest{NodeID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {

@@ -19,6 +19,8 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/raft"
 
+	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -106,7 +108,10 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 		time.Sleep(50 * time.Millisecond)
 	}
 	engine := gin.New()
-	n.RegisterClusterRoutes(engine)
+	local := auth.Mount{Router: engine, Auth: auth.New(auth.Config{Insecure: true}, nil, nil), Abort: apierr.Abort}
+	fwd := local
+	fwd.Forward = n.Forward()
+	n.RegisterClusterRoutes(local, fwd, nil)
 	engine.Any("/test/jobs", n.Forward(), func(c *gin.Context) {
 		var in struct{ Title string }
 		if err := json.NewDecoder(c.Request.Body).Decode(&in); err != nil {

@@ -8,13 +8,17 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only with ServerConfig.Pprof
+	"os"
 	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/croftfarm/croft/api/admin"
 	"github.com/croftfarm/croft/api/agentapi"
 	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
 	"github.com/croftfarm/croft/coordinator/dispatch"
 	"github.com/croftfarm/croft/coordinator/liveness"
@@ -32,8 +36,24 @@ type ServerConfig struct {
 	// silent workers (default 500 ms).
 	SweepInterval time.Duration
 	// Pprof mounts Go's profiler at /debug/pprof/ (off by default: it
-	// exposes internals and can cost CPU).
+	// exposes internals and can cost CPU). It needs an admin token.
 	Pprof bool
+	// Auth says how requests are authenticated: tokens by default;
+	// Insecure turns access control off, TrustNets lets tokenless
+	// requests from some networks in with TrustRoles.
+	Auth auth.Config
+	// Limits bound what one request may ask for (coalition.DefaultLimits
+	// for the zero fields).
+	Limits coalition.Limits
+	// BootstrapToken makes this node, when it leads a cluster that has
+	// no token at all (a new one), create an admin token, write its
+	// secret to AdminTokenFile (0600) and hand it to OnAdminToken.
+	BootstrapToken bool
+	// AdminTokenFile is where the bootstrap admin token is written.
+	AdminTokenFile string
+	// OnAdminToken is told the bootstrap admin token once it exists
+	// (Secret set only when it was just created).
+	OnAdminToken func(client.Token)
 }
 
 // Server is a coordinator: a Raft node, the REST API and, while leader, the
@@ -45,6 +65,9 @@ type Server struct {
 	offers *dispatch.Offers // pulls waiting for work
 	engine *gin.Engine
 	log    *slog.Logger
+	auth   *auth.Authenticator
+	routes *auth.Table
+	store  *store
 
 	httpSrv *http.Server
 	stop    chan struct{}
@@ -75,17 +98,29 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log:    cfg.Node.Logger,
 		stop:   make(chan struct{}),
 	}
+	if cfg.Auth.Insecure {
+		s.log.Warn("ACCESS CONTROL IS OFF (--insecure): anyone who reaches this coordinator may run any command on every render node, read every job and change the cluster")
+	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	e.Use(gin.Recovery())
 	e.HandleMethodNotAllowed = false
+	// Client addresses come from auth.ClientIP, which trusts only the
+	// coordinators' X-Forwarded-For; gin's own would trust anyone's.
+	_ = e.SetTrustedProxies(nil)
 	st := &store{node: node, offers: s.offers}
-	node.RegisterClusterRoutes(e)
-	fwd := node.Forward()
-	coalition.New(st, s.pings).Register(e, fwd)
-	agentapi.New(st, s.pings, s.offers).Register(e, fwd)
+	s.store = st
+	s.auth = auth.New(cfg.Auth, func() auth.Tokens { return node.FSM().State() }, s.isPeer)
+	s.routes = &auth.Table{}
+	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes}
+	fwd := local
+	fwd.Forward = node.Forward()
+	node.RegisterClusterRoutes(local, fwd, func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure })
+	coalition.New(st, s.pings, cfg.Limits).Register(fwd)
+	agentapi.New(st, s.pings, s.offers, cfg.Limits.MaxJobOutput).Register(fwd)
+	admin.New(st).Register(fwd)
 	if cfg.Pprof {
-		e.Any("/debug/pprof/*any", gin.WrapH(http.DefaultServeMux))
+		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
 	}
 	e.NoRoute(func(c *gin.Context) {
 		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
@@ -93,7 +128,115 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.engine = e
 	s.wg.Add(1)
 	go s.sweep()
+	if cfg.BootstrapToken {
+		s.wg.Add(1)
+		go s.bootstrapToken()
+	}
 	return s, nil
+}
+
+// Routes returns every route the server mounted, with its rule.
+func (s *Server) Routes() []auth.Route { return s.routes.Routes() }
+
+// isPeer reports whether ip is one of the coordinators' (from their
+// recorded addresses): their X-Forwarded-For is believed.
+func (s *Server) isPeer(ip net.IP) bool {
+	for _, m := range s.node.FSM().State().Nodes() {
+		for _, addr := range []string{m.HTTPAddr, m.RaftAddr} {
+			host, _, err := net.SplitHostPort(addr)
+			if err != nil {
+				continue
+			}
+			if hip := net.ParseIP(host); hip != nil && hip.Equal(ip) && !hip.IsUnspecified() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// bootstrapToken creates the first admin token of a new cluster: once this
+// node leads and the state holds no token at all, it creates one, writes
+// it to AdminTokenFile and tells OnAdminToken. A cluster that has tokens
+// (an older one, or one where it was done already) is left alone.
+func (s *Server) bootstrapToken() {
+	defer s.wg.Done()
+	for {
+		if leader, _ := s.node.Leadership(); leader {
+			done, err := s.ensureAdminToken()
+			if err != nil {
+				s.log.Warn("creating the bootstrap admin token failed, retrying", "err", err)
+			}
+			if done {
+				return
+			}
+		}
+		select {
+		case <-s.stop:
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func (s *Server) ensureAdminToken() (bool, error) {
+	st := s.node.FSM().State()
+	if st.TokenCount() > 0 {
+		return true, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	t, err := admin.CreateToken(ctx, s.store, time.Now(), client.TokenRequest{Name: "admin", Role: raftstore.RoleAdmin}, "bootstrap")
+	if err != nil {
+		return false, err
+	}
+	if s.cfg.AdminTokenFile != "" {
+		if err := WriteSecret(s.cfg.AdminTokenFile, t.Secret); err != nil {
+			s.log.Error("cannot write the admin token file", "file", s.cfg.AdminTokenFile, "err", err)
+		}
+	}
+	s.log.Info("created the bootstrap admin token", "id", t.ID, "file", s.cfg.AdminTokenFile)
+	if s.cfg.OnAdminToken != nil {
+		s.cfg.OnAdminToken(t)
+	}
+	return true, nil
+}
+
+// CreateToken creates a token on this node, which must be the leader;
+// the secret is in the result. croft dev makes its agent's token so.
+func (s *Server) CreateToken(ctx context.Context, req client.TokenRequest, by string) (client.Token, error) {
+	return admin.CreateToken(ctx, s.store, time.Now(), req, by)
+}
+
+// RevokeTokenNamed revokes the token called name, if there is one; this
+// node must be the leader.
+func (s *Server) RevokeTokenNamed(ctx context.Context, name string) error {
+	for _, t := range s.node.FSM().State().Tokens() {
+		if t.Name == name {
+			_, err := s.store.Apply(ctx, &raftstore.TokenRevoke{Now: time.Now().UnixNano(), ID: t.ID})
+			return err
+		}
+	}
+	return nil
+}
+
+// TokenValid reports whether secret is a live token of the state.
+func (s *Server) TokenValid(secret string) bool {
+	_, ok := s.node.FSM().State().TokenByHash(auth.Hash(secret))
+	return ok
+}
+
+// WriteSecret writes a token secret to file, readable by its owner only,
+// replacing it whole (a reader never sees half a token).
+func WriteSecret(file, secret string) error {
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(secret+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.Chmod(tmp, 0o600); err != nil { // an existing tmp keeps its mode
+		return err
+	}
+	return os.Rename(tmp, file)
 }
 
 // Node returns the Raft node.

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 )
 
@@ -21,21 +22,28 @@ type serverTest struct {
 	c   *client.Client
 }
 
+// startServer starts a coordinator without access control: the tests of
+// its behaviour. access_test.go starts secure ones.
 func startServer(t *testing.T, ttl time.Duration) *serverTest {
+	t.Helper()
+	return startServerWith(t, ServerConfig{WorkerTTL: ttl, Auth: auth.Config{Insecure: true}})
+}
+
+// startServerWith starts a one-node coordinator with cfg (its Node and
+// SweepInterval filled in for tests).
+func startServerWith(t *testing.T, cfg ServerConfig) *serverTest {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv, err := NewServer(ServerConfig{
-		Node: Config{
-			NodeID: "s1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
-			Bootstrap: true, HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-			LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(),
-		},
-		WorkerTTL:     ttl,
-		SweepInterval: 50 * time.Millisecond,
-	})
+	cfg.Node = Config{
+		NodeID: "s1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
+		Bootstrap: true, HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(),
+	}
+	cfg.SweepInterval = 50 * time.Millisecond
+	srv, err := NewServer(cfg)
 	if err != nil {
 		ln.Close()
 		t.Fatal(err)

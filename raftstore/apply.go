@@ -88,6 +88,20 @@ func (s *State) applyOne(cmd Command) (res any) {
 		return nil
 	case *ReportPick:
 		return result(s.reportPick(c))
+	case *EventPrune:
+		s.pruneEvents(c)
+		return nil
+	case *WorkerExpire:
+		s.expireWorkers(c)
+		return nil
+	case *TokenCreate:
+		return errOrNil(s.createToken(c))
+	case *TokenRevoke:
+		return errOrNil(s.revokeToken(c))
+	case *ProjectCreate:
+		return errOrNil(s.createProject(c))
+	case *ProjectDelete:
+		return errOrNil(s.deleteProject(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -113,7 +127,10 @@ func errOrNil(err error) any {
 func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 	// Check everything first: a create is all or nothing.
 	newNames := map[string]bool{}
+	projects := make([]string, len(c.Jobs)) // each job's project
+	added := map[string]int{}               // new jobs per project
 	for i, spec := range c.Jobs {
+		var parentProject string // "" for a root job
 		if spec.ParentRef != 0 {
 			if spec.ParentRef < 0 || spec.ParentRef > i {
 				return nil, invalid("job %d: parent_ref %d must name an earlier job of the same request", i, spec.ParentRef)
@@ -121,6 +138,7 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 			if c.Jobs[spec.ParentRef-1].Command != "" {
 				return nil, invalid("job %d: parent_ref %d is not a group (it has a command)", i, spec.ParentRef)
 			}
+			parentProject = projects[spec.ParentRef-1]
 		} else {
 			p := s.node(spec.Parent)
 			if p == nil {
@@ -129,10 +147,31 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 			if !p.IsGroup() {
 				return nil, invalid("parent %d is not a group (it has a command)", spec.Parent)
 			}
+			if spec.Parent != 0 {
+				parentProject = p.Project
+			}
 		}
+		project := spec.Project
+		switch {
+		case project == "" && parentProject != "":
+			project = parentProject
+		case project == "":
+			project = DefaultProject
+		case parentProject != "" && project != parentProject:
+			return nil, invalid("job %d: project %q differs from its parent's %q", i, project, parentProject)
+		}
+		if s.projects[project] == nil {
+			return nil, notFound("project %q", project)
+		}
+		projects[i] = project
+		added[project]++
 		for _, d := range spec.Dependencies {
-			if s.jobs[d] == nil {
+			dj := s.jobs[d]
+			if dj == nil {
 				return nil, notFound("dependency %d", d)
+			}
+			if dj.Project != project {
+				return nil, invalid("job %d: dependency %d is in project %q, not %q", i, d, dj.Project, project)
 			}
 		}
 		if spec.Affinity != "" {
@@ -144,8 +183,15 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 	if len(newNames) > s.freeAffinities() {
 		return nil, invalid("%d new affinity names, only %d of %d affinity ids are free", len(newNames), s.freeAffinities(), MaxAffinityID)
 	}
+	if c.MaxProjectJobs > 0 {
+		for _, name := range sortedKeys(keysOf(added)) {
+			if have := s.projects[name].jobs; have+added[name] > c.MaxProjectJobs {
+				return nil, fmt.Errorf("%w: project %q holds %d jobs; %d more would pass its limit of %d", ErrTooLarge, name, have, added[name], c.MaxProjectJobs)
+			}
+		}
+	}
 	ids := make([]int64, 0, len(c.Jobs))
-	for _, spec := range c.Jobs {
+	for i, spec := range c.Jobs {
 		s.lastJobID++
 		bits, _ := s.affinityMask(spec.Affinity, false)
 		parent := spec.Parent
@@ -170,8 +216,9 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 			URL:             spec.URL,
 			ProgressPattern: spec.ProgressPattern,
 			Created:         c.Now,
+			Project:         projects[i],
 		}
-		s.jobs[j.ID] = j
+		s.addJob(j)
 		p := s.node(j.Parent)
 		// A new id is the largest: appending keeps Children sorted, and
 		// readers' copies never look past their own length.
@@ -231,6 +278,9 @@ func (s *State) checkDeps(j *Job, deps []int64) error {
 		}
 		if d == j.ID {
 			return invalid("job %d cannot depend on itself", d)
+		}
+		if dj.Project != j.Project {
+			return invalid("job %d cannot depend on %d: it is in project %q, not %q", j.ID, d, dj.Project, j.Project)
 		}
 		if s.isAncestor(d, j) || s.isAncestor(j.ID, dj) {
 			return invalid("job %d cannot depend on its own ancestor or descendant %d", j.ID, d)
@@ -331,6 +381,8 @@ func (s *State) editJobs(c *JobEdit) error {
 				return invalid("parent %d is not a group (it has a command)", *p.Parent)
 			case *p.Parent == j.ID || (*p.Parent != 0 && s.isAncestor(j.ID, np)):
 				return invalid("job %d cannot move under itself", j.ID)
+			case *p.Parent != 0 && np.Project != j.Project:
+				return invalid("job %d cannot move under %d: it is in project %q, not %q", j.ID, *p.Parent, np.Project, j.Project)
 			}
 			if err := s.checkMove(j, *p.Parent); err != nil {
 				return err
@@ -539,8 +591,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 		s.ready.remove(j.ready)
 	}
 	s.setDepsRaw(j, nil)
-	delete(s.jobs, j.ID)
-	delete(s.logs, j.ID)
+	s.dropJob(j)
 	*gone = append(*gone, j.ID)
 }
 
@@ -654,11 +705,11 @@ func sortedJobIDs(m map[int64]*Job) []int64 {
 	return out
 }
 
-func (s *State) ensureWorker(name, ip string, now int64) *Worker {
+func (s *State) ensureWorker(name, ip string, projects []string, now int64) *Worker {
 	w := s.workers[name]
 	if w == nil {
-		w = &Worker{Name: name, State: WorkerWaiting, Active: true, StartTime: now}
-		s.workers[name] = w
+		w = &Worker{Name: name, State: WorkerWaiting, Active: true, StartTime: now, Projects: cloneStrings(projects)}
+		s.addWorker(w)
 	}
 	if ip != "" {
 		w.IP = ip
@@ -667,15 +718,23 @@ func (s *State) ensureWorker(name, ip string, now int64) *Worker {
 }
 
 func (s *State) registerWorker(c *WorkerRegister) error {
-	if c.Name == "" {
-		return invalid("worker name is empty")
+	if s.workers[c.Name] == nil {
+		if err := s.canAddWorker(c.Name); err != nil {
+			return err
+		}
+	}
+	for _, p := range c.Projects {
+		if s.projects[p] == nil {
+			return notFound("project %q", p)
+		}
 	}
 	if c.SetAffinity {
 		if _, err := s.workerLines(c.Affinity, true); err != nil {
 			return err
 		}
 	}
-	w := s.ensureWorker(c.Name, c.IP, c.Now)
+	w := s.ensureWorker(c.Name, c.IP, c.Projects, c.Now)
+	w.Projects = cloneStrings(c.Projects)
 	if c.SetAffinity {
 		w.Affinity = c.Affinity
 		w.lines, _ = s.workerLines(c.Affinity, false)
@@ -686,7 +745,28 @@ func (s *State) registerWorker(c *WorkerRegister) error {
 			w.State = WorkerWorking
 		}
 	}
+	w.LostAt = 0
 	return nil
+}
+
+// canAddWorker checks that a new worker may be created: a name, and room.
+func (s *State) canAddWorker(name string) error {
+	if name == "" {
+		return invalid("worker name is empty")
+	}
+	if len(s.workers) >= MaxWorkers {
+		return fmt.Errorf("%w: the farm has %d workers, the limit", ErrTooLarge, MaxWorkers)
+	}
+	return nil
+}
+
+// cloneStrings copies a list, keeping nil as nil (nil means "all" for a
+// worker's projects).
+func cloneStrings(l []string) []string {
+	if l == nil {
+		return nil
+	}
+	return append([]string{}, l...)
 }
 
 func (s *State) editWorkers(c *WorkerEdit) error {
@@ -738,7 +818,7 @@ func (s *State) deleteWorkers(c *WorkerDelete) error {
 				s.endAttempt(j, StateWaiting, "worker "+n+" deleted", c.Now)
 			}
 		}
-		delete(s.workers, n)
+		s.dropWorker(n)
 	}
 	return nil
 }
@@ -775,7 +855,12 @@ func (s *State) jobOfAttempt(id int64) *Job {
 }
 
 func (s *State) pick(c *Pick) any {
-	w := s.ensureWorker(c.Worker, c.IP, c.Now)
+	if s.workers[c.Worker] == nil {
+		if err := s.canAddWorker(c.Worker); err != nil {
+			return err
+		}
+	}
+	w := s.ensureWorker(c.Worker, c.IP, c.Projects, c.Now)
 	if w.CurrentEvent != 0 {
 		// The worker asks for work while we think it runs something: it
 		// restarted and lost that process. Requeue it; not the job's fault.
@@ -788,18 +873,18 @@ func (s *State) pick(c *Pick) any {
 	if w.State == WorkerTimeout {
 		w.State = WorkerWaiting
 	}
+	w.LostAt = 0
 	if !w.Active {
 		return (*Assignment)(nil)
 	}
-	k, ok := s.ready.pick(w.lines)
+	k, ok := s.ready.pick(w.lines, w.Projects)
 	if !ok {
 		return (*Assignment)(nil)
 	}
 	j := s.jobs[k.id]
 	s.lastAttempt++
-	ev := &Event{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateWorking, Start: c.Now}
-	s.events = append(s.events, ev)
-	s.eventByID[ev.ID] = ev
+	ev := &Event{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateWorking, Start: c.Now, Project: j.Project}
+	s.addEvent(ev)
 
 	before, old := contribution(j), j.State
 	j.Worker = w.Name
@@ -956,7 +1041,7 @@ func (s *State) report(c *Report) (ReportResult, error) {
 			}
 		}
 		j.AttemptLog += int64(len(text))
-		s.appendLog(j, text)
+		s.appendLog(j, text, c.LogCap)
 	}
 	if c.Progress != nil && *c.Progress >= 0 && *c.Progress <= 1 {
 		j.Progress = *c.Progress
@@ -1023,5 +1108,45 @@ func (s *State) loseWorkers(c *WorkerLost) {
 			w.CurrentEvent = 0
 		}
 		w.State = WorkerTimeout
+		if w.LostAt == 0 {
+			w.LostAt = c.Now
+		}
+	}
+}
+
+// pruneEvents drops old attempt records, oldest first, but never the
+// record of a running attempt.
+func (s *State) pruneEvents(c *EventPrune) {
+	excess := 0
+	if c.Keep > 0 {
+		excess = len(s.eventByID) - c.Keep
+	}
+	var drop []*Event
+	s.eventOrder.Ascend(func(id int64) bool {
+		e := s.eventByID[id]
+		if e.Start >= c.Before && excess <= 0 {
+			return false
+		}
+		if s.jobOfAttempt(id) == nil {
+			drop = append(drop, e)
+			excess--
+		}
+		return true
+	})
+	for _, e := range drop {
+		s.dropEvent(e)
+	}
+}
+
+// expireWorkers forgets the named workers still lost since before Before.
+func (s *State) expireWorkers(c *WorkerExpire) {
+	names := append([]string(nil), c.Names...)
+	sort.Strings(names)
+	for _, n := range names {
+		w := s.workers[n]
+		if w == nil || w.State != WorkerTimeout || w.LostAt == 0 || w.LostAt >= c.Before || w.CurrentEvent != 0 {
+			continue
+		}
+		s.dropWorker(n)
 	}
 }

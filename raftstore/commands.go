@@ -32,6 +32,12 @@ const (
 	MsgWorkerLost     MessageType = 16 // the leader saw workers go silent
 	MsgNodeRemove     MessageType = 17 // forget a coordinator's metadata
 	MsgReportPick     MessageType = 18 // an attempt's result, then the worker's next job
+	MsgTokenCreate    MessageType = 19 // add an access token (its hash)
+	MsgTokenRevoke    MessageType = 20 // remove an access token
+	MsgProjectCreate  MessageType = 21 // add a project
+	MsgProjectDelete  MessageType = 22 // remove an empty project
+	MsgEventPrune     MessageType = 23 // forget old attempt records (retention)
+	MsgWorkerExpire   MessageType = 24 // forget workers lost long ago
 )
 
 // Command is one state change. The leader fills in every id-free, time-like
@@ -80,6 +86,9 @@ type JobSpec struct {
 	URL             string
 	ProgressPattern string
 	Dependencies    []int64
+	// Project of the job; "" means its parent's (DefaultProject for a
+	// root job).
+	Project string
 }
 
 // JobCreate creates jobs in order; the result is their ids ([]int64). Either
@@ -87,6 +96,10 @@ type JobSpec struct {
 type JobCreate struct {
 	Now  int64 // unix nanoseconds, stamped by the leader
 	Jobs []JobSpec
+	// MaxProjectJobs, when not 0, refuses the create if a project would
+	// hold more jobs than this: the leader's configured quota, stamped so
+	// that every replica decides alike.
+	MaxProjectJobs int
 }
 
 // JobPatch holds the attributes to change on a job; nil means unchanged.
@@ -161,6 +174,9 @@ type WorkerRegister struct {
 	IP          string
 	SetAffinity bool
 	Affinity    string
+	// Projects restricts the worker to these projects (nil: the whole
+	// farm); it is set on every registration, from the agent's token.
+	Projects []string
 }
 
 // WorkerPatch holds the worker attributes to change; nil means unchanged.
@@ -206,6 +222,9 @@ type Pick struct {
 	Now    int64
 	Worker string
 	IP     string
+	// Projects restricts a worker the pick creates (a Coalition worker's
+	// first call) to these projects; an existing worker keeps its own.
+	Projects []string
 }
 
 // Report carries what an attempt produced. AttemptID 0 means "the attempt
@@ -227,6 +246,10 @@ type Report struct {
 	// Lost (with Done) says the agent lost the process without a result
 	// (it restarted and found it gone): the job is requeued, not failed.
 	Lost bool
+	// LogCap, when not 0, is the most output bytes the job's log may
+	// hold (the leader's configured quota, stamped so that every replica
+	// cuts at the same byte); 0 means MaxLogBytes.
+	LogCap int64
 }
 
 // ReportPick is an attempt's final report (Done) that also takes the
@@ -254,6 +277,24 @@ type WorkerLost struct {
 	Names []string
 }
 
+// EventPrune forgets attempt records (events) that started before Before,
+// and the oldest ones past the Keep newest (0: no count limit). The record
+// of a running attempt is always kept: it fences that attempt's reports.
+type EventPrune struct {
+	Now    int64
+	Before int64
+	Keep   int
+}
+
+// WorkerExpire forgets workers that were marked lost before Before and
+// have not spoken since. The FSM checks the condition again, so a worker
+// that came back meanwhile stays.
+type WorkerExpire struct {
+	Now    int64
+	Before int64
+	Names  []string
+}
+
 // Batch carries several encoded commands in one Raft entry. Its result is a
 // []any with one result (or error) per command, in order.
 type Batch struct {
@@ -278,6 +319,8 @@ func (JobTimeout) Type() MessageType     { return MsgJobTimeout }
 func (WorkerLost) Type() MessageType     { return MsgWorkerLost }
 func (ReportPick) Type() MessageType     { return MsgReportPick }
 func (Batch) Type() MessageType          { return MsgBatch }
+func (EventPrune) Type() MessageType     { return MsgEventPrune }
+func (WorkerExpire) Type() MessageType   { return MsgWorkerExpire }
 
 // msgpackHandle is shared by entries and snapshots. Canonical map ordering
 // keeps encodings of equal values byte-identical across nodes.
@@ -347,6 +390,18 @@ func Decode(buf []byte) (Command, error) {
 		cmd = &WorkerLost{}
 	case MsgReportPick:
 		cmd = &ReportPick{}
+	case MsgTokenCreate:
+		cmd = &TokenCreate{}
+	case MsgTokenRevoke:
+		cmd = &TokenRevoke{}
+	case MsgProjectCreate:
+		cmd = &ProjectCreate{}
+	case MsgProjectDelete:
+		cmd = &ProjectDelete{}
+	case MsgEventPrune:
+		cmd = &EventPrune{}
+	case MsgWorkerExpire:
+		cmd = &WorkerExpire{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadEntry, buf[0])
 	}

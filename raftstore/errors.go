@@ -20,6 +20,9 @@ var (
 	// ErrStaleAttempt means a report came from an attempt that is no longer
 	// the job's current one: it is refused and the agent must kill it.
 	ErrStaleAttempt = errors.New("stale attempt")
+	// ErrTooLarge means a field, list or request is over a documented
+	// limit (see limits.go).
+	ErrTooLarge = errors.New("too large")
 )
 
 // notFound wraps ErrNotFound with the missing thing's name.

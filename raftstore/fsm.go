@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"sort"
 	"sync"
 	"sync/atomic"
 
@@ -112,6 +111,10 @@ type snapshotData struct {
 	Events      []*Event
 	Affinities  map[int]string
 	Nodes       []NodeMeta
+	// Added in place (map-encoded, so older snapshots still decode):
+	// they read as just the default project and no token.
+	Projects []*Project
+	Tokens   []*Token
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -136,15 +139,23 @@ func (s *State) snapshotLocked() snapshotData {
 		LastJobID:   s.lastJobID,
 		LastAttempt: s.lastAttempt,
 		Logs:        s.logs,
-		Events:      s.events,
 		Affinities:  map[int]string{},
+		Jobs:        make([]*Job, 0, len(s.jobs)),
+		Workers:     make([]*Worker, 0, len(s.workers)),
+		Events:      make([]*Event, 0, len(s.eventByID)),
 	}
-	for _, id := range sortedJobIDs(s.jobs) {
+	s.jobOrder.Ascend(func(id int64) bool {
 		d.Jobs = append(d.Jobs, s.jobs[id])
-	}
-	for _, n := range sortedKeys(keysOf(s.workers)) {
+		return true
+	})
+	s.workerOrder.Ascend(func(n string) bool {
 		d.Workers = append(d.Workers, s.workers[n])
-	}
+		return true
+	})
+	s.eventOrder.Ascend(func(id int64) bool {
+		d.Events = append(d.Events, s.eventByID[id])
+		return true
+	})
 	for id := 1; id <= MaxAffinityID; id++ {
 		if s.affinities[id] != "" {
 			d.Affinities[id] = s.affinities[id]
@@ -152,6 +163,12 @@ func (s *State) snapshotLocked() snapshotData {
 	}
 	for _, id := range sortedKeys(keysOf(s.nodes)) {
 		d.Nodes = append(d.Nodes, s.nodes[id])
+	}
+	for _, name := range sortedKeys(keysOf(s.projects)) {
+		d.Projects = append(d.Projects, s.projects[name])
+	}
+	for _, id := range sortedKeys(keysOf(s.tokenByID)) {
+		d.Tokens = append(d.Tokens, s.tokenByID[id])
 	}
 	return d
 }
@@ -172,8 +189,21 @@ func ReadState(r io.Reader) (*State, error) {
 			s.affinities[id] = name
 		}
 	}
+	for _, p := range d.Projects {
+		s.projects[p.Name] = &Project{Name: p.Name, Created: p.Created}
+	}
+	for _, t := range d.Tokens {
+		s.tokens[t.Hash] = t
+		s.tokenByID[t.ID] = t
+	}
 	for _, j := range d.Jobs {
-		s.jobs[j.ID] = j
+		if j.Project == "" {
+			j.Project = DefaultProject // a job of a snapshot older than projects
+		}
+		if s.projects[j.Project] == nil {
+			s.projects[j.Project] = &Project{Name: j.Project}
+		}
+		s.addJob(j)
 	}
 	for _, j := range d.Jobs {
 		if j.Parent == 0 {
@@ -194,13 +224,14 @@ func ReadState(r io.Reader) (*State, error) {
 	}
 	for _, w := range d.Workers {
 		w.lines, _ = s.workerLines(w.Affinity, true)
-		s.workers[w.Name] = w
+		s.addWorker(w)
 	}
 	for _, e := range d.Events {
-		s.events = append(s.events, e)
-		s.eventByID[e.ID] = e
+		if e.Project == "" {
+			e.Project = DefaultProject
+		}
+		s.addEvent(e)
 	}
-	sort.Slice(s.events, func(i, j int) bool { return s.events[i].ID < s.events[j].ID })
 	for _, n := range d.Nodes {
 		s.nodes[n.ID] = n
 	}

@@ -4,10 +4,18 @@ import "github.com/google/btree"
 
 // readyKey is a runnable job's place in the scheduler index.
 type readyKey struct {
-	in    bool
-	mask  uint64
-	hprio uint64
-	id    int64
+	in      bool
+	project string
+	mask    uint64
+	hprio   uint64
+	id      int64
+}
+
+// bucketKey names a bucket of the index: the jobs of one project with one
+// hierarchical affinity mask.
+type bucketKey struct {
+	project string
+	mask    uint64
 }
 
 // readyLess orders runnable jobs the way Coalition's pick query does:
@@ -19,36 +27,45 @@ func readyLess(a, b readyKey) bool {
 	return a.id < b.id
 }
 
-// readyIndex holds every runnable job, bucketed by hierarchical affinity
-// mask and ordered by priority inside a bucket. A pick looks at the head of
-// each bucket a worker line can serve, so its cost depends on the number of
-// distinct masks in use, not on the number of queued jobs.
+// readyIndex holds every runnable job, bucketed by project and
+// hierarchical affinity mask and ordered by priority inside a bucket. A pick
+// looks at the head of each bucket a worker line can serve, so its cost
+// depends on the number of distinct (project, mask) pairs in use, not on
+// the number of queued jobs.
 type readyIndex struct {
-	buckets map[uint64]*btree.BTreeG[readyKey]
+	buckets map[bucketKey]*btree.BTreeG[readyKey]
 }
 
 func newReadyIndex() *readyIndex {
-	return &readyIndex{buckets: make(map[uint64]*btree.BTreeG[readyKey])}
+	return &readyIndex{buckets: make(map[bucketKey]*btree.BTreeG[readyKey])}
 }
 
+func (k readyKey) bucket() bucketKey { return bucketKey{k.project, k.mask} }
+
 func (ix *readyIndex) insert(k readyKey) {
-	b := ix.buckets[k.mask]
+	b := ix.buckets[k.bucket()]
 	if b == nil {
 		b = btree.NewG(32, readyLess)
-		ix.buckets[k.mask] = b
+		ix.buckets[k.bucket()] = b
 	}
 	b.ReplaceOrInsert(k)
 }
 
 func (ix *readyIndex) remove(k readyKey) {
-	b := ix.buckets[k.mask]
+	b := ix.buckets[k.bucket()]
 	if b == nil {
 		return
 	}
 	b.Delete(k)
 	if b.Len() == 0 {
-		delete(ix.buckets, k.mask)
+		delete(ix.buckets, k.bucket())
 	}
+}
+
+// serves reports whether a worker restricted to projects (nil: all) may
+// run a job of project.
+func serves(projects []string, project string) bool {
+	return projects == nil || containsString(projects, project)
 }
 
 // len returns the number of runnable jobs.
@@ -64,11 +81,11 @@ func (ix *readyIndex) len() int {
 // serves the jobs whose whole mask it covers; mask 0 (no affinity) is served
 // only by the fallback, as in Coalition. The result does not depend on map
 // order: ties are broken by readyLess, a total order.
-func (ix *readyIndex) best(line uint64) (readyKey, bool) {
+func (ix *readyIndex) best(line uint64, projects []string) (readyKey, bool) {
 	var best readyKey
 	found := false
-	for mask, b := range ix.buckets {
-		if mask == 0 || mask&line != mask {
+	for bk, b := range ix.buckets {
+		if mask := bk.mask; mask == 0 || mask&line != mask || !serves(projects, bk.project) {
 			continue
 		}
 		head, ok := b.Min()
@@ -80,21 +97,29 @@ func (ix *readyIndex) best(line uint64) (readyKey, bool) {
 }
 
 // bestUnconstrained returns the best runnable job without any affinity.
-func (ix *readyIndex) bestUnconstrained() (readyKey, bool) {
-	b := ix.buckets[0]
-	if b == nil {
-		return readyKey{}, false
+func (ix *readyIndex) bestUnconstrained(projects []string) (readyKey, bool) {
+	var best readyKey
+	found := false
+	for bk, b := range ix.buckets {
+		if bk.mask != 0 || !serves(projects, bk.project) {
+			continue
+		}
+		head, ok := b.Min()
+		if ok && (!found || readyLess(head, best)) {
+			best, found = head, true
+		}
 	}
-	return b.Min()
+	return best, found
 }
 
-// pick returns the job a worker with these affinity lines should run:
-// its lines in priority order, then the affinity-less jobs.
-func (ix *readyIndex) pick(lines []uint64) (readyKey, bool) {
+// pick returns the job a worker with these affinity lines, restricted to
+// projects (nil: all), should run: its lines in priority order, then the
+// affinity-less jobs.
+func (ix *readyIndex) pick(lines []uint64, projects []string) (readyKey, bool) {
 	for _, line := range lines {
-		if k, ok := ix.best(line); ok {
+		if k, ok := ix.best(line, projects); ok {
 			return k, true
 		}
 	}
-	return ix.bestUnconstrained()
+	return ix.bestUnconstrained(projects)
 }

@@ -72,12 +72,12 @@ func checkInvariants(s *State) error {
 		if gotH := [3]uint64{j.HAffinity, j.HPriority, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
 			return sum, fmt.Errorf("job %d h_* %v depth %d, recomputed %v depth %d", id, gotH, j.HDepth, wantH, depth)
 		}
-		want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}
 		if want.in {
-			if b := s.ready.buckets[want.mask]; b == nil || !b.Has(want) {
+			if b := s.ready.buckets[want.bucket()]; b == nil || !b.Has(want) {
 				return sum, fmt.Errorf("runnable job %d missing from the index", id)
 			}
 		}

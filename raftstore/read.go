@@ -1,6 +1,8 @@
 package raftstore
 
-import "sort"
+import (
+	"sort"
+)
 
 // Reads return copies, so callers may keep them after the lock is released.
 // Slices inside a Job are never modified in place by the FSM (it replaces
@@ -56,17 +58,72 @@ func (s *State) Dependencies(id int64) ([]Job, bool) {
 	return out, true
 }
 
-// Jobs returns every job that keep accepts, in id order.
+// ScanLimit is the most records a paged read looks at under one hold of
+// the read lock: a read of a million jobs never stalls Apply for long,
+// and never holds more than a page in memory.
+const ScanLimit = 1024
+
+// Jobs returns every job that keep accepts, in id order. It copies them
+// all: for tests and small farms; requests use JobsAfter.
 func (s *State) Jobs(keep func(*Job) bool) []Job {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []Job
-	for _, id := range sortedJobIDs(s.jobs) {
-		if j := s.jobs[id]; keep == nil || keep(j) {
-			out = append(out, copyJob(j))
-		}
+	for after, more := int64(0), true; more; {
+		var page []Job
+		page, after, more = s.JobsAfter(after, ScanLimit, keep)
+		out = append(out, page...)
 	}
 	return out
+}
+
+// JobsAfter returns, in id order, up to n jobs with an id above after that
+// keep (nil: all) accepts, looking at no more than ScanLimit jobs. next is
+// the id to continue after; more is false once the last job was seen.
+// keep runs under the read lock: it must be cheap.
+func (s *State) JobsAfter(after int64, n int, keep func(*Job) bool) (page []Job, next int64, more bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	next, seen := after, 0
+	more = false
+	s.jobOrder.AscendGreaterOrEqual(after+1, func(id int64) bool {
+		if len(page) >= n || seen >= ScanLimit {
+			more = true
+			return false
+		}
+		seen++
+		next = id
+		if j := s.jobs[id]; keep == nil || keep(j) {
+			page = append(page, copyJob(j))
+		}
+		return true
+	})
+	return page, next, more
+}
+
+// ChildrenAfter returns, in id order, up to n children of job id (0: the
+// root jobs) with an id above after that keep (nil: all) accepts, looking
+// at no more than ScanLimit of them; ok is false if the job does not
+// exist. next and more are as for JobsAfter.
+func (s *State) ChildrenAfter(id, after int64, n int, keep func(*Job) bool) (page []Job, next int64, more, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	p := s.node(id)
+	if p == nil {
+		return nil, after, false, false
+	}
+	kids := p.Children
+	i := sort.Search(len(kids), func(i int) bool { return kids[i] > after })
+	next = after
+	for seen := 0; i < len(kids); i++ {
+		if len(page) >= n || seen >= ScanLimit {
+			return page, next, true, true
+		}
+		seen++
+		next = kids[i]
+		if j := s.jobs[kids[i]]; j != nil && (keep == nil || keep(j)) {
+			page = append(page, copyJob(j))
+		}
+	}
+	return page, next, false, true
 }
 
 // JobCount returns the number of jobs.
@@ -78,12 +135,35 @@ func (s *State) JobCount() int {
 
 // Log returns a job's log, or false if the job does not exist.
 func (s *State) Log(id int64) (string, bool) {
+	b, ok := s.LogBytes(id)
+	return string(b), ok
+}
+
+// LogBytes returns a job's log without copying it, or false if the job
+// does not exist. The bytes are never changed afterwards (a log only
+// grows, by appends past this slice's length): callers may read them
+// without the lock, but must not write.
+func (s *State) LogBytes(id int64) ([]byte, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.jobs[id] == nil {
-		return "", false
+		return nil, false
 	}
-	return string(s.logs[id]), true
+	b := s.logs[id]
+	return b[:len(b):len(b)], true
+}
+
+// LogSize returns how many bytes a job's log holds and whether it was cut
+// at its cap (then it takes no more output); false if the job does not
+// exist.
+func (s *State) LogSize(id int64) (n int64, truncated, ok bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j := s.jobs[id]
+	if j == nil {
+		return 0, false, false
+	}
+	return int64(len(s.logs[id])), j.LogTruncated, true
 }
 
 // Worker returns a worker by name.
@@ -99,17 +179,47 @@ func (s *State) Worker(name string) (Worker, bool) {
 	return c, true
 }
 
-// Workers returns all workers in name order.
+// Workers returns all workers in name order. It copies them all: for
+// tests and small farms; requests use WorkersAfter.
 func (s *State) Workers() []Worker {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]Worker, 0, len(s.workers))
-	for _, n := range sortedKeys(keysOf(s.workers)) {
-		c := *s.workers[n]
-		c.lines = nil
-		out = append(out, c)
+	var out []Worker
+	for after, more := "", true; more; {
+		var page []Worker
+		page, after, more = s.WorkersAfter(after, ScanLimit)
+		out = append(out, page...)
 	}
 	return out
+}
+
+// WorkersAfter returns up to n workers whose names sort after after, in
+// name order; next and more are as for JobsAfter.
+func (s *State) WorkersAfter(after string, n int) (page []Worker, next string, more bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	next = after
+	n = min(n, ScanLimit)
+	s.workerOrder.AscendGreaterOrEqual(after, func(name string) bool {
+		if name == after && after != "" {
+			return true
+		}
+		if len(page) >= n {
+			more = true
+			return false
+		}
+		c := *s.workers[name]
+		c.lines = nil
+		page = append(page, c)
+		next = name
+		return true
+	})
+	return page, next, more
+}
+
+// WorkerCount returns the number of workers.
+func (s *State) WorkerCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.workers)
 }
 
 // WatchedWorkers returns the names of the workers not marked lost
@@ -127,17 +237,45 @@ func (s *State) WatchedWorkers() []string {
 	return out
 }
 
-// Events returns the events that keep accepts, in id order.
+// Events returns the events that keep accepts, in id order. It copies
+// them all: for tests; requests use EventsAfter.
 func (s *State) Events(keep func(*Event) bool) []Event {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
 	var out []Event
-	for _, e := range s.events {
-		if keep(e) {
-			out = append(out, *e)
-		}
+	for after, more := int64(0), true; more; {
+		var page []Event
+		page, after, more = s.EventsAfter(after, ScanLimit, keep)
+		out = append(out, page...)
 	}
 	return out
+}
+
+// EventsAfter returns, in id order, up to n events with an id above after
+// that keep (nil: all) accepts, looking at no more than ScanLimit; next and
+// more are as for JobsAfter. keep runs under the read lock.
+func (s *State) EventsAfter(after int64, n int, keep func(*Event) bool) (page []Event, next int64, more bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	next, seen := after, 0
+	s.eventOrder.AscendGreaterOrEqual(after+1, func(id int64) bool {
+		if len(page) >= n || seen >= ScanLimit {
+			more = true
+			return false
+		}
+		seen++
+		next = id
+		if e := s.eventByID[id]; keep == nil || keep(e) {
+			page = append(page, *e)
+		}
+		return true
+	})
+	return page, next, more
+}
+
+// EventCount returns the number of events kept.
+func (s *State) EventCount() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return len(s.eventByID)
 }
 
 // Event returns an event (attempt) by id.
@@ -239,7 +377,7 @@ func (s *State) WorkFor(worker string) (bool, <-chan struct{}) {
 	case !w.Active:
 		return false, ch
 	}
-	_, ok := s.ready.pick(w.lines)
+	_, ok := s.ready.pick(w.lines, w.Projects)
 	return ok, ch
 }
 

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/google/btree"
 )
 
 // MaxAffinityID is the highest affinity id; ids 1..63 map to mask bits 0..62,
@@ -28,16 +30,22 @@ type State struct {
 	root        *Job // pseudo job 0: holds the root jobs as children
 	logs        map[int64][]byte
 	workers     map[string]*Worker
-	events      []*Event // ascending ids
 	eventByID   map[int64]*Event
 	affinities  [MaxAffinityID + 1]string
 	nodes       map[string]NodeMeta
+	tokens      map[string]*Token // by hash of the secret
+	tokenByID   map[string]*Token
+	projects    map[string]*Project
 	lastJobID   int64
 	lastAttempt int64
 	applied     uint64
 
 	// derived indexes, rebuilt on restore
-	dependents map[int64]map[int64]struct{}
+	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
+	eventOrder  *btree.BTreeG[int64]  // event ids
+	workerOrder *btree.BTreeG[string] // worker names
+	jobEvents   map[int64][]int64     // a job's events, to delete them with it
+	dependents  map[int64]map[int64]struct{}
 	ready      *readyIndex
 	notify     chan struct{} // closed when runnable work may have appeared
 	readyGrew  bool
@@ -51,11 +59,81 @@ func NewState() *State {
 		logs:       make(map[int64][]byte),
 		workers:    make(map[string]*Worker),
 		eventByID:  make(map[int64]*Event),
+		jobOrder:    btree.NewOrderedG[int64](32),
+		eventOrder:  btree.NewOrderedG[int64](32),
+		workerOrder: btree.NewOrderedG[string](32),
+		jobEvents:   make(map[int64][]int64),
 		nodes:      make(map[string]NodeMeta),
+		tokens:     make(map[string]*Token),
+		tokenByID:  make(map[string]*Token),
+		projects:   map[string]*Project{DefaultProject: {Name: DefaultProject}},
 		dependents: make(map[int64]map[int64]struct{}),
 		ready:      newReadyIndex(),
 		notify:     make(chan struct{}),
 	}
+}
+
+// addJob puts a new job in the state's maps and indexes (not in its
+// parent's children: callers do that).
+func (s *State) addJob(j *Job) {
+	s.jobs[j.ID] = j
+	s.jobOrder.ReplaceOrInsert(j.ID)
+	if p := s.projects[j.Project]; p != nil {
+		p.jobs++
+	}
+}
+
+// dropJob takes a job out of the state's maps and indexes, with its log
+// and its events.
+func (s *State) dropJob(j *Job) {
+	delete(s.jobs, j.ID)
+	s.jobOrder.Delete(j.ID)
+	delete(s.logs, j.ID)
+	if p := s.projects[j.Project]; p != nil {
+		p.jobs--
+	}
+	for _, id := range s.jobEvents[j.ID] {
+		delete(s.eventByID, id)
+		s.eventOrder.Delete(id)
+	}
+	delete(s.jobEvents, j.ID)
+}
+
+// addEvent records an attempt.
+func (s *State) addEvent(e *Event) {
+	s.eventByID[e.ID] = e
+	s.eventOrder.ReplaceOrInsert(e.ID)
+	s.jobEvents[e.JobID] = append(s.jobEvents[e.JobID], e.ID)
+}
+
+// dropEvent forgets an attempt's record (retention).
+func (s *State) dropEvent(e *Event) {
+	delete(s.eventByID, e.ID)
+	s.eventOrder.Delete(e.ID)
+	ids := s.jobEvents[e.JobID]
+	for i, id := range ids {
+		if id == e.ID {
+			ids = append(ids[:i:i], ids[i+1:]...)
+			break
+		}
+	}
+	if len(ids) == 0 {
+		delete(s.jobEvents, e.JobID)
+	} else {
+		s.jobEvents[e.JobID] = ids
+	}
+}
+
+// addWorker puts a new worker in the state.
+func (s *State) addWorker(w *Worker) {
+	s.workers[w.Name] = w
+	s.workerOrder.ReplaceOrInsert(w.Name)
+}
+
+// dropWorker forgets a worker.
+func (s *State) dropWorker(name string) {
+	delete(s.workers, name)
+	s.workerOrder.Delete(name)
 }
 
 // node returns job id, or the root for id 0.
@@ -78,7 +156,7 @@ func (s *State) runnable(j *Job) bool {
 
 // reindex brings j's entry in the ready index in line with its fields.
 func (s *State) reindex(j *Job) {
-	want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
 	if want == j.ready {
 		return
 	}
@@ -414,20 +492,25 @@ func (s *State) isAncestor(a int64, j *Job) bool {
 	return false
 }
 
-// appendLog adds text to a job's log, within MaxLogBytes.
-func (s *State) appendLog(j *Job, text []byte) {
+// appendLog adds text to a job's log, within logCap bytes (0 or more than
+// MaxLogBytes: MaxLogBytes). Past the cap the log says where it was cut
+// and takes nothing more.
+func (s *State) appendLog(j *Job, text []byte, logCap int64) {
 	if len(text) == 0 || j.LogTruncated {
 		return
 	}
+	if logCap <= 0 || logCap > MaxLogBytes {
+		logCap = MaxLogBytes
+	}
 	cur := s.logs[j.ID]
-	room := MaxLogBytes - len(cur)
-	if len(text) > room {
+	room := logCap - int64(len(cur))
+	if int64(len(text)) > room {
 		text = text[:max(room, 0)]
 		j.LogTruncated = true
 	}
 	cur = append(cur, text...)
 	if j.LogTruncated {
-		cur = append(cur, fmt.Sprintf("\n[croft] log truncated at %d bytes\n", MaxLogBytes)...)
+		cur = append(cur, fmt.Sprintf("\n[croft] log truncated at %d bytes\n", logCap)...)
 	}
 	s.logs[j.ID] = cur
 }
@@ -438,5 +521,5 @@ func (s *State) note(j *Job, format string, args ...any) {
 	if cur := s.logs[j.ID]; len(cur) > 0 && cur[len(cur)-1] != '\n' {
 		msg = "\n" + msg
 	}
-	s.appendLog(j, []byte(msg))
+	s.appendLog(j, []byte(msg), 0)
 }

@@ -65,6 +65,9 @@ type Job struct {
 	AttemptLog      int64   // bytes of the current attempt's output received
 	LogTruncated    bool
 	Created         int64
+	// Project is the project the job belongs to; a child is in its
+	// parent's. "" (jobs of older snapshots) reads as DefaultProject.
+	Project string
 
 	ready readyKey // position in the scheduler index; not replicated
 }
@@ -98,6 +101,12 @@ type Worker struct {
 	LastJob      int64
 	CurrentEvent int64 // the running attempt id, 0 when idle
 	StartTime    int64
+	// Projects restricts the worker to these projects' jobs; nil serves
+	// the whole farm. It comes from the token the worker registered with.
+	Projects []string
+	// LostAt is when the worker was marked lost (TIMEOUT for silence); 0
+	// while it speaks. Workers lost for long are forgotten (WorkerExpire).
+	LostAt int64
 
 	lines []uint64 // affinity masks per line; derived, not replicated
 }
@@ -117,6 +126,8 @@ type Event struct {
 	State    string
 	Start    int64
 	Duration int64
+	// Project is the job's project, so reads can be filtered by it.
+	Project string
 }
 
 // Assignment is what a worker receives when it picks a job.

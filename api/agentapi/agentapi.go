@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/coordinator/dispatch"
 	"github.com/croftfarm/croft/coordinator/liveness"
@@ -53,47 +53,81 @@ type Handler struct {
 	store   Store
 	pings   Pings
 	waiters Waiters
-	now     func() time.Time
+	// logCap bounds the output kept of one job (its log), in bytes.
+	logCap int64
+	now    func() time.Time
 }
 
-// New returns an agent protocol handler.
-func New(store Store, pings Pings, waiters Waiters) *Handler {
-	return &Handler{store: store, pings: pings, waiters: waiters, now: time.Now}
-}
-
-// Register mounts the routes; mw runs first (leader forwarding).
-func (h *Handler) Register(r gin.IRouter, mw ...gin.HandlerFunc) {
-	with := func(f gin.HandlerFunc) []gin.HandlerFunc {
-		return append(append([]gin.HandlerFunc{}, mw...), f)
+// New returns an agent protocol handler. logCap bounds the output kept of
+// one job, in bytes (0 or more than raftstore.MaxLogBytes: that).
+func New(store Store, pings Pings, waiters Waiters, logCap int64) *Handler {
+	if logCap <= 0 || logCap > raftstore.MaxLogBytes {
+		logCap = raftstore.MaxLogBytes
 	}
-	r.POST(client.PathRegister, with(h.register)...)
-	r.POST(client.PathHeartbeat, with(h.heartbeat)...)
-	r.POST(client.PathPull, with(h.pull)...)
-	r.POST(client.PathReport, with(h.report)...)
+	return &Handler{store: store, pings: pings, waiters: waiters, logCap: logCap, now: time.Now}
 }
 
-// maxBody bounds a request body: a report carries at most a 64 KiB chunk
-// (base64 in JSON), a heartbeat a few hundred bytes.
-const maxBody = 64 << 20
+// Register mounts the routes: agent tokens (or admins) only, each request
+// for a worker name the token is bound to.
+func (h *Handler) Register(m auth.Mount) {
+	m.Abort = apierr.Abort
+	m.Handle(http.MethodPost, client.PathRegister, auth.PermAgent, h.register)
+	m.Handle(http.MethodPost, client.PathHeartbeat, auth.PermAgent, h.heartbeat)
+	m.Handle(http.MethodPost, client.PathPull, auth.PermAgent, h.pull)
+	m.Handle(http.MethodPost, client.PathReport, auth.PermAgent, h.report)
+}
 
-// bind decodes the JSON body into v. It uses encoding/json directly: gin's
-// binding adds a reflective validation pass these types do not use, a
-// good part of a heartbeat's cost at thousands per second.
-func bind(c *gin.Context, v any) bool {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, maxBody))
+// Bounds of the agent protocol's requests.
+const (
+	// maxBody bounds a request body: a report carries at most one chunk
+	// of output (the agent sends 64 KiB, base64 in JSON), a heartbeat a
+	// few hundred bytes.
+	maxBody = 1 << 20
+	// maxChunk bounds the output bytes of one report.
+	maxChunk = 512 << 10
+	// maxCPUs bounds the per-core loads of a heartbeat.
+	maxCPUs = 4096
+	// maxRunning bounds the attempts a heartbeat lists.
+	maxRunning = 4096
+)
+
+// bind decodes the JSON body into v, then checks that the token may act
+// as the worker it names. It uses encoding/json directly: gin's binding
+// adds a reflective validation pass these types do not use, a good part
+// of a heartbeat's cost at thousands per second.
+func bind(c *gin.Context, v any, name func() string) bool {
+	body, err := apierr.ReadBody(c, maxBody)
 	if err == nil {
-		err = json.Unmarshal(body, v)
+		if err = json.Unmarshal(body, v); err != nil {
+			err = apierr.Bad("malformed JSON: %v", err)
+		}
+	}
+	if err == nil {
+		err = validName(name())
+	}
+	if err == nil {
+		if p := auth.From(c); !p.MayActAs(name()) {
+			err = apierr.Forbidden("token %q may not act as worker %q", p.Name, name())
+		}
 	}
 	if err != nil {
-		apierr.Abort(c, apierr.Bad("malformed JSON: %v", err))
+		apierr.Abort(c, err)
 		return false
 	}
 	return true
 }
 
 func validName(name string) error {
-	if strings.TrimSpace(name) == "" || len(name) > 255 || strings.ContainsAny(name, "\n\r") {
-		return apierr.Bad("agent name %q: 1 to 255 characters, one line", name)
+	if strings.TrimSpace(name) == "" {
+		return apierr.Bad("agent name %q: 1 to %d characters, one line", name, raftstore.MaxNameBytes)
+	}
+	return raftstore.CheckName("agent name", name)
+}
+
+// checkResources bounds what an agent reports of its host.
+func checkResources(r client.Resources) error {
+	if len(r.CPU) > maxCPUs {
+		return fmt.Errorf("%w: %d CPU loads, the limit is %d", raftstore.ErrTooLarge, len(r.CPU), maxCPUs)
 	}
 	return nil
 }
@@ -115,22 +149,29 @@ func ping(now int64, r client.Resources) liveness.Ping {
 	return p
 }
 
+// register records a worker, restricted to the projects of the token it
+// registers with.
 func (h *Handler) register(c *gin.Context) {
 	var req client.RegisterRequest
-	if !bind(c, &req) {
+	if !bind(c, &req, func() string { return req.Name }) {
 		return
 	}
-	if err := validName(req.Name); err != nil {
+	err := checkResources(req.Resources)
+	if err == nil && req.SetAffinity {
+		err = raftstore.CheckAffinity("affinity", req.Affinity)
+	}
+	if err != nil {
 		apierr.Abort(c, err)
 		return
 	}
 	now := h.now().UnixNano()
-	h.pings.Seen(req.Name, ping(now, req.Resources))
-	cmd := &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: c.ClientIP(), SetAffinity: req.SetAffinity, Affinity: req.Affinity}
+	cmd := &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: auth.ClientIPOf(c), SetAffinity: req.SetAffinity, Affinity: req.Affinity,
+		Projects: auth.From(c).WorkerProjects()}
 	if _, err := h.store.Apply(c, cmd); err != nil {
 		apierr.Abort(c, err)
 		return
 	}
+	h.pings.Seen(req.Name, ping(now, req.Resources))
 	c.JSON(http.StatusOK, gin.H{"ok": true})
 }
 
@@ -139,7 +180,15 @@ func (h *Handler) register(c *gin.Context) {
 // worker marked lost comes back.
 func (h *Handler) heartbeat(c *gin.Context) {
 	var req client.HeartbeatRequest
-	if !bind(c, &req) {
+	if !bind(c, &req, func() string { return req.Name }) {
+		return
+	}
+	if err := checkResources(req.Resources); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	if len(req.Running) > maxRunning {
+		apierr.Abort(c, fmt.Errorf("%w: %d running attempts, the limit is %d", raftstore.ErrTooLarge, len(req.Running), maxRunning))
 		return
 	}
 	st := h.store.State()
@@ -151,7 +200,7 @@ func (h *Handler) heartbeat(c *gin.Context) {
 	now := h.now().UnixNano()
 	h.pings.Seen(req.Name, ping(now, req.Resources))
 	if w.State == raftstore.WorkerTimeout {
-		if _, err := h.store.Apply(c, &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: c.ClientIP()}); err != nil {
+		if _, err := h.store.Apply(c, &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: auth.ClientIPOf(c), Projects: w.Projects}); err != nil {
 			apierr.Abort(c, err)
 			return
 		}
@@ -181,23 +230,20 @@ const jsonContentType = "application/json; charset=utf-8"
 // it and pick for it in the create's own entry (Waiters).
 func (h *Handler) pull(c *gin.Context) {
 	var req client.PullRequest
-	if !bind(c, &req) {
+	if !bind(c, &req, func() string { return req.Name }) {
 		return
 	}
-	if err := validName(req.Name); err != nil {
-		apierr.Abort(c, err)
-		return
-	}
-	wait := min(time.Duration(max(req.WaitMillis, 0))*time.Millisecond, MaxPullWait)
+	wait := time.Duration(min(max(req.WaitMillis, 0), int(MaxPullWait/time.Millisecond))) * time.Millisecond
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
-	ip := c.ClientIP()
+	ip := auth.ClientIPOf(c)
+	projects := auth.From(c).WorkerProjects()
 	for {
 		work, changed := h.store.State().WorkFor(req.Name)
 		if work {
 			now := h.now().UnixNano()
 			h.pings.Seen(req.Name, liveness.Ping{Time: now})
-			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: ip})
+			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: ip, Projects: projects})
 			if err != nil {
 				apierr.Abort(c, err)
 				return
@@ -257,7 +303,7 @@ func assignment(a *raftstore.Assignment) *client.Assignment {
 // report with Next also picks the worker's next job, in the same entry.
 func (h *Handler) report(c *gin.Context) {
 	var req client.ReportRequest
-	if !bind(c, &req) {
+	if !bind(c, &req, func() string { return req.Name }) {
 		return
 	}
 	if req.AttemptID <= 0 {
@@ -276,12 +322,34 @@ func (h *Handler) report(c *gin.Context) {
 		apierr.Abort(c, apierr.Bad("next is only for a final report (done)"))
 		return
 	}
+	if len(req.Log) > maxChunk {
+		apierr.Abort(c, fmt.Errorf("%w: a chunk of %d bytes, the limit is %d", raftstore.ErrTooLarge, len(req.Log), maxChunk))
+		return
+	}
+	// Only the worker that holds the attempt reports on it: a token bound
+	// to another worker cannot finish, fail or fill someone else's job.
+	st := h.store.State()
+	if ev, ok := st.Event(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
+		apierr.Abort(c, apierr.Forbidden("token %q may not report for worker %q", auth.From(c).Name, ev.Worker))
+		return
+	}
+	// The job's output is capped before Raft: a chunk past the cap is cut
+	// (the log says where) and the agent told to send no more.
+	full := false
+	if n, truncated, ok := st.LogSize(req.JobID); ok && len(req.Log) > 0 {
+		if truncated || n >= h.logCap {
+			req.Log, full = nil, true
+		} else if room := h.logCap - n; int64(len(req.Log)) > room {
+			full = true // the FSM keeps what fits and notes the cut
+		}
+	}
 	now := h.now().UnixNano()
 	h.pings.Seen(req.Name, liveness.Ping{Time: now})
 	rep := raftstore.Report{
 		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
 		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost,
+		LogCap: h.logCap,
 	}
 	var cmd raftstore.Command = &rep
 	if req.Next {
@@ -294,7 +362,7 @@ func (h *Handler) report(c *gin.Context) {
 	case err != nil:
 		apierr.Abort(c, err)
 	default:
-		resp := client.ReportResponse{Accepted: true}
+		resp := client.ReportResponse{Accepted: true, LogFull: full}
 		if rp, ok := res.(raftstore.ReportPickResult); ok && rp.Next != nil {
 			resp.Assignment = assignment(rp.Next)
 		}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -27,7 +28,31 @@ var (
 	// it may or may not be applied (504). Only idempotent requests should
 	// be retried blindly.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrUnauthenticated marks a request without a valid credential (401).
+	ErrUnauthenticated = errors.New("unauthenticated")
+	// ErrForbidden marks a request whose credential lacks the right: the
+	// role, the project or the worker name (403).
+	ErrForbidden = errors.New("forbidden")
+	// ErrInsufficientStorage marks a write the coordinators could not
+	// store: a disk is full (507). Nothing was acknowledged; retry once
+	// space is back.
+	ErrInsufficientStorage = errors.New("insufficient storage")
 )
+
+// Forbidden returns an ErrForbidden error with a message.
+func Forbidden(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrForbidden, fmt.Sprintf(format, args...))
+}
+
+// NotFound returns a raftstore.ErrNotFound error (404) with a message.
+func NotFound(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", raftstore.ErrNotFound, fmt.Sprintf(format, args...))
+}
+
+// Unauthenticated returns an ErrUnauthenticated error with a message.
+func Unauthenticated(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrUnauthenticated, fmt.Sprintf(format, args...))
+}
 
 // Bad returns an ErrBadInput error with a message.
 func Bad(format string, args ...any) error {
@@ -37,6 +62,14 @@ func Bad(format string, args ...any) error {
 // Status returns the HTTP status for err.
 func Status(err error) int {
 	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, raftstore.ErrTooLarge), isMaxBytes(err):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrInsufficientStorage):
+		return http.StatusInsufficientStorage
 	case errors.Is(err, ErrBadInput), errors.Is(err, raftstore.ErrInvalid):
 		return http.StatusBadRequest
 	case errors.Is(err, raftstore.ErrNotFound):
@@ -54,7 +87,35 @@ func Status(err error) int {
 	}
 }
 
-// Abort ends the request with err's status and a JSON error body.
+// ReadBody reads a request body of at most limit bytes. A larger one (by
+// its Content-Length, or once limit bytes were read) is an error with
+// status 413; nothing more of it is read.
+func ReadBody(c *gin.Context, limit int64) ([]byte, error) {
+	if c.Request.ContentLength > limit {
+		return nil, fmt.Errorf("%w: the body is %d bytes, the limit is %d", raftstore.ErrTooLarge, c.Request.ContentLength, limit)
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if isMaxBytes(err) {
+		return nil, fmt.Errorf("%w: the body is over the limit of %d bytes", raftstore.ErrTooLarge, limit)
+	}
+	if err != nil {
+		return nil, Bad("reading the body: %v", err)
+	}
+	return body, nil
+}
+
+// isMaxBytes reports whether err is http.MaxBytesReader's "body too large".
+func isMaxBytes(err error) bool {
+	var mb *http.MaxBytesError
+	return errors.As(err, &mb)
+}
+
+// Abort ends the request with err's status and a JSON error body. A 401
+// says how to authenticate.
 func Abort(c *gin.Context, err error) {
-	c.AbortWithStatusJSON(Status(err), client.ErrorBody{Error: err.Error()})
+	status := Status(err)
+	if status == http.StatusUnauthorized {
+		c.Header("WWW-Authenticate", `Bearer realm="croft"`)
+	}
+	c.AbortWithStatusJSON(status, client.ErrorBody{Error: err.Error()})
 }

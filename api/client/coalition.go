@@ -38,6 +38,8 @@ type Job struct {
 	HPriority       uint64  `json:"h_priority"`
 	HPaused         int     `json:"h_paused"`
 	HDepth          int     `json:"h_depth"`
+	// Project is Croft's: the job's project.
+	Project string `json:"project"`
 	// Dependencies is set only by GET /api/jobs/{id}.
 	Dependencies *[]int64 `json:"dependencies,omitempty"`
 }
@@ -88,4 +90,7 @@ type NewJob struct {
 	URL             string  `json:"url,omitempty"`
 	ProgressPattern string  `json:"progress_pattern,omitempty"`
 	Dependencies    []int64 `json:"dependencies,omitempty"`
+	// Project is Croft's: the job's project (default: the token's only
+	// project, else "default").
+	Project string `json:"project,omitempty"`
 }

@@ -3,6 +3,8 @@
 // the agent, the CLI and the tests, so the wire types live here once.
 package client
 
+import "time"
+
 // Paths of the Croft agent protocol. Every call is a JSON POST.
 const (
 	PathRegister  = "/croft/v1/agent/register"
@@ -103,6 +105,10 @@ type ReportResponse struct {
 	// Assignment is the worker's next attempt when the report asked for it
 	// (Next) and a job was runnable; the worker now runs it.
 	Assignment *Assignment `json:"assignment,omitempty"`
+	// LogFull says the job's log reached the farm's cap: what did not fit
+	// was dropped, and the agent sends no more output for this attempt
+	// (its result still goes). The job itself runs on.
+	LogFull bool `json:"log_full,omitempty"`
 }
 
 // ClusterMember is one coordinator as seen in the Raft configuration.
@@ -132,6 +138,8 @@ type ClusterStatus struct {
 	Members     []ClusterMember `json:"members"`
 	// Digest is a hash of the replicated state, set with ?digest=1.
 	Digest string `json:"digest,omitempty"`
+	// Insecure says the coordinator runs without access control.
+	Insecure bool `json:"insecure,omitempty"`
 }
 
 // JoinRequest asks the cluster to add a coordinator as a voter.
@@ -149,4 +157,49 @@ type RemoveRequest struct {
 // ErrorBody is the JSON body of every Croft error reply.
 type ErrorBody struct {
 	Error string `json:"error"`
+}
+
+// Paths of Croft's access API (admin tokens; projects are listed by
+// readers).
+const (
+	PathTokens   = "/croft/v1/tokens"
+	PathProjects = "/croft/v1/projects"
+)
+
+// TokenRequest asks for a new token (POST /croft/v1/tokens).
+type TokenRequest struct {
+	Name string `json:"name"`
+	// Role is admin, user, read or agent.
+	Role string `json:"role"`
+	// Projects the token may act on; ["*"] for every one. Default:
+	// ["default"]. Admin tokens act on every project.
+	Projects []string `json:"projects,omitempty"`
+	// Workers binds an agent token to worker names: a name (and its
+	// slots, name/2...) or a prefix ending in '*'.
+	Workers []string `json:"workers,omitempty"`
+}
+
+// Token describes a token. Secret is set only in the reply of its
+// creation: it is shown once, and the coordinators keep only its hash.
+type Token struct {
+	ID        string    `json:"id"`
+	Name      string    `json:"name"`
+	Role      string    `json:"role"`
+	Projects  []string  `json:"projects"`
+	Workers   []string  `json:"workers,omitempty"`
+	Created   time.Time `json:"created"`
+	CreatedBy string    `json:"created_by,omitempty"`
+	Secret    string    `json:"secret,omitempty"`
+}
+
+// Project describes a project.
+type Project struct {
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	Jobs    int       `json:"jobs"`
+}
+
+// ProjectRequest asks for a new project (POST /croft/v1/projects).
+type ProjectRequest struct {
+	Name string `json:"name"`
 }

@@ -31,7 +31,7 @@ func BenchmarkDecodeGroup100k(b *testing.B) {
 			b.Fatal(err)
 		}
 		var specs []raftstore.JobSpec
-		if err := flattenJob(m, 0, &specs); err != nil {
+		if err := flattenJob(m, 0, &specs, 1_000_000); err != nil {
 			b.Fatal(err)
 		}
 		if len(specs) != 100_001 {

@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/raft"
 
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
@@ -53,11 +54,18 @@ type farm struct {
 	store *fsmStore
 }
 
+// newFarm serves the dialect without access control: the tests of the
+// dialect's behaviour; access has tests of its own (access_test.go).
 func newFarm(t *testing.T) *farm {
+	return newFarmWith(t, auth.Config{Insecure: true}, Limits{})
+}
+
+func newFarmWith(t *testing.T, cfg auth.Config, limits Limits) *farm {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
 	st := &fsmStore{fsm: raftstore.NewFSM()}
-	New(st, liveness.New(time.Hour)).Register(e)
+	a := auth.New(cfg, func() auth.Tokens { return st.State() }, nil)
+	New(st, liveness.New(time.Hour), limits).Register(auth.Mount{Router: e, Auth: a})
 	srv := httptest.NewServer(e)
 	t.Cleanup(srv.Close)
 	return &farm{t: t, srv: srv, store: st}
@@ -182,7 +190,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		{"POST", "/api/pausejobs", `[99]`, 404},
 		{"POST", "/api/jobs/1/dependencies", `[1]`, 400},
 		{"POST", "/api/workers", `{"nobody": {"active": 0}}`, 404},
-		{"POST", "/api/affinities", `{"64": "x"}`, 400},
+		{"POST", "/api/affinities", `{"64": "x", "0": "y"}`, 200}, // Coalition's client sends 1..64: ignored, as upstream
+		{"POST", "/api/affinities", `{"x": "y"}`, 400},
 		{"POST", "/api/affinities", `{"1": 7}`, 400},
 		{"GET", "/api/events?howlong=soon", ``, 400},
 		{"GET", "/api/jobs/where/?where_clause=state%3D", ``, 400},

@@ -3,6 +3,7 @@ package coalition
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"math"
 	"sort"
 	"strconv"
@@ -15,6 +16,11 @@ import (
 
 // bad returns a 400 error for the client to fix.
 func bad(format string, args ...any) error { return apierr.Bad(format, args...) }
+
+// wrapf prefixes err with a context, keeping its sentinel for the edge.
+func wrapf(err error, format string, args ...any) error {
+	return fmt.Errorf("%s: %w", fmt.Sprintf(format, args...), err)
+}
 
 // Coalition's defaults for PUT /api/jobs (api-dialects.md §2.3).
 const (

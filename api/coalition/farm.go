@@ -1,39 +1,146 @@
 package coalition
 
 import (
+	"encoding/json"
+	"errors"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/api/jsonstream"
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// Workers, events, affinities and the web UI's query helpers.
+// Lists, workers, events, affinities and the web UI's query helpers.
+// Every list is streamed page by page (jsonstream): a reply of a million
+// rows costs the memory of a page. Croft's ?offset=&limit= window any of
+// them; without it a Coalition client gets the whole list, as upstream.
 
 func sortEdits(e []raftstore.JobEditItem) {
 	sort.Slice(e, func(i, j int) bool { return e[i].ID < e[j].ID })
 }
 
-func (h *Handler) workers(c *gin.Context) error {
-	ws := h.store.State().Workers()
-	out := make([]client.Worker, 0, len(ws))
-	for i := range ws {
-		p, _ := h.pings.Get(ws[i].Name)
-		out = append(out, renderWorker(&ws[i], p))
+// startList starts a streamed JSON array reply.
+func startList(c *gin.Context) *jsonstream.Array { return jsonstream.Start(c) }
+
+// readable is a cheap filter (it runs under the state's read lock) that
+// keeps the jobs p may read.
+func readable(p *auth.Principal) func(*raftstore.Job) bool {
+	if all, _ := p.Projects(); all && p.CanReadSome() {
+		return nil
 	}
-	reply(c, out)
+	return func(j *raftstore.Job) bool { return p.CanRead(j.Project) }
+}
+
+// streamChildren streams the readable children of job id (0: the root
+// jobs) in id order, within the request's window.
+func (h *Handler) streamChildren(c *gin.Context, r *call, id int64) error {
+	win, err := jsonstream.ParsePaging(c)
+	if err != nil {
+		return err
+	}
+	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
+	arr := startList(c)
+	var i int64
+	for after, more := int64(0), true; more; {
+		var page []raftstore.Job
+		page, after, more, _ = st.ChildrenAfter(id, after, raftstore.ScanLimit, keep)
+		for k := range page {
+			in, next := win.Take(i)
+			i++
+			if in && arr.Add(renderJob(&page[k], redact)) != nil {
+				arr.Close(nil)
+				return nil
+			}
+			if !next {
+				arr.Close(nil)
+				return nil
+			}
+		}
+	}
+	arr.Close(nil)
 	return nil
 }
 
-func (h *Handler) editWorkers(c *gin.Context, body []byte) error {
-	m, err := parseObject(body)
+// log serves a job's log as a JSON string, streamed from the state's
+// bytes: no copy of a 64 MiB log is made.
+func (h *Handler) log(c *gin.Context, r *call) error {
+	text, _ := h.store.State().LogBytes(r.id)
+	c.Header("Content-Type", "application/json; charset=utf-8")
+	c.Status(http.StatusOK)
+	w := c.Writer
+	if _, err := w.Write([]byte{'"'}); err != nil {
+		return nil
+	}
+	const chunk = 32 << 10
+	for len(text) > 0 {
+		n := min(chunk, len(text))
+		// Cut at a character boundary, so a character split in two is
+		// not turned into two replacement characters.
+		for n < len(text) && n > 0 && !utf8.RuneStart(text[n]) {
+			n--
+		}
+		if n == 0 {
+			n = min(chunk, len(text))
+		}
+		b, _ := json.Marshal(string(text[:n])) // never fails on a string
+		if _, err := w.Write(b[1 : len(b)-1]); err != nil || c.Request.Context().Err() != nil {
+			panic(http.ErrAbortHandler) // the client went away mid-log
+		}
+		text = text[n:]
+	}
+	_, _ = w.Write([]byte{'"'})
+	return nil
+}
+
+func (h *Handler) workers(c *gin.Context, r *call) error {
+	win, err := jsonstream.ParsePaging(c)
 	if err != nil {
 		return err
+	}
+	st := h.store.State()
+	arr := startList(c)
+	var i int64
+	for after, more := "", true; more; {
+		var page []raftstore.Worker
+		page, after, more = st.WorkersAfter(after, raftstore.ScanLimit)
+		for k := range page {
+			in, next := win.Take(i)
+			i++
+			if in {
+				p, _ := h.pings.Get(page[k].Name)
+				if arr.Add(renderWorker(&page[k], p)) != nil {
+					arr.Close(nil)
+					return nil
+				}
+			}
+			if !next {
+				arr.Close(nil)
+				return nil
+			}
+		}
+	}
+	arr.Close(nil)
+	return nil
+}
+
+// maxWorkerEdits bounds the workers one admin request names.
+const maxWorkerEdits = 10_000
+
+func (h *Handler) editWorkers(c *gin.Context, r *call) error {
+	m, err := parseObject(r.body)
+	if err != nil {
+		return err
+	}
+	if len(m) > maxWorkerEdits {
+		return wrapf(raftstore.ErrTooLarge, "%d workers in one edit, the limit is %d", len(m), maxWorkerEdits)
 	}
 	cmd := &raftstore.WorkerEdit{Now: h.stamp()}
 	for name, raw := range m {
@@ -57,8 +164,20 @@ func (h *Handler) editWorkers(c *gin.Context, body []byte) error {
 	return nil
 }
 
-func (h *Handler) deleteWorkers(c *gin.Context, body []byte) error {
+// nameList reads a body that lists worker names, bounded.
+func nameList(body []byte) ([]string, error) {
 	names, err := parseNameBody(body)
+	if err != nil {
+		return nil, err
+	}
+	if len(names) > maxWorkerEdits {
+		return nil, wrapf(raftstore.ErrTooLarge, "%d worker names, the limit is %d", len(names), maxWorkerEdits)
+	}
+	return names, nil
+}
+
+func (h *Handler) deleteWorkers(c *gin.Context, r *call) error {
+	names, err := nameList(r.body)
 	if err != nil {
 		return err
 	}
@@ -74,21 +193,24 @@ func (h *Handler) deleteWorkers(c *gin.Context, body []byte) error {
 	return nil
 }
 
-func (h *Handler) workerAction(c *gin.Context, action string, body []byte) error {
-	names, err := parseNameBody(body)
-	if err != nil {
-		return err
-	}
-	if len(names) > 0 {
-		if _, err := h.store.Apply(c, &raftstore.WorkerAction{Now: h.stamp(), Action: action, Names: names}); err != nil {
+func workerAction(verb string) func(*Handler, *gin.Context, *call) error {
+	return func(h *Handler, c *gin.Context, r *call) error {
+		names, err := nameList(r.body)
+		if err != nil {
 			return err
 		}
+		if len(names) > 0 {
+			if _, err := h.store.Apply(c, &raftstore.WorkerAction{Now: h.stamp(), Action: verb, Names: names}); err != nil {
+				return err
+			}
+		}
+		reply(c, 1)
+		return nil
 	}
-	reply(c, 1)
-	return nil
 }
 
-// queryInt reads an integer query parameter with a default.
+// queryInt reads an integer query parameter with a default, within
+// ±maxQueryInt (so products with it cannot overflow).
 func queryInt(c *gin.Context, name string, def int64) (int64, error) {
 	s, ok := c.GetQuery(name)
 	if !ok || s == "" {
@@ -97,17 +219,22 @@ func queryInt(c *gin.Context, name string, def int64) (int64, error) {
 	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		f, ferr := strconv.ParseFloat(s, 64)
-		if ferr != nil {
+		if ferr != nil || f != f {
 			return 0, apierr.Bad("%s: %q is not a number", name, s)
 		}
+		f = max(min(f, maxQueryInt), -maxQueryInt)
 		v = int64(f)
 	}
-	return v, nil
+	return max(min(v, maxQueryInt), -maxQueryInt), nil
 }
+
+// maxQueryInt bounds integer query parameters: about 292 years in
+// seconds, so a number of seconds times 1e9 still fits an int64.
+const maxQueryInt = 1 << 33
 
 // events serves GET /api/events?job=&worker=&howlong=. As in Coalition,
 // howlong defaults to -1, which matches nothing: callers pass it.
-func (h *Handler) events(c *gin.Context) error {
+func (h *Handler) events(c *gin.Context, r *call) error {
 	job, err := queryInt(c, "job", 0)
 	if err != nil {
 		return err
@@ -116,20 +243,40 @@ func (h *Handler) events(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	win, err := jsonstream.ParsePaging(c)
+	if err != nil {
+		return err
+	}
 	worker := c.Query("worker")
 	cutoff := h.stamp() - howlong*nanosPerSecond
-	evs := h.store.State().Events(func(e *raftstore.Event) bool {
-		return e.Start > cutoff && (worker == "" || e.Worker == worker) && (job <= 0 || e.JobID == job)
-	})
-	out := make([]client.Event, 0, len(evs))
-	for i := range evs {
-		out = append(out, renderEvent(&evs[i]))
+	p := r.p
+	keep := func(e *raftstore.Event) bool {
+		return e.Start > cutoff && (worker == "" || e.Worker == worker) && (job <= 0 || e.JobID == job) && p.CanRead(e.Project)
 	}
-	reply(c, out)
+	st := h.store.State()
+	arr := startList(c)
+	var i int64
+	for after, more := int64(0), true; more; {
+		var page []raftstore.Event
+		page, after, more = st.EventsAfter(after, raftstore.ScanLimit, keep)
+		for k := range page {
+			in, next := win.Take(i)
+			i++
+			if in && arr.Add(renderEvent(&page[k])) != nil {
+				arr.Close(nil)
+				return nil
+			}
+			if !next {
+				arr.Close(nil)
+				return nil
+			}
+		}
+	}
+	arr.Close(nil)
 	return nil
 }
 
-func (h *Handler) affinities(c *gin.Context) error {
+func (h *Handler) affinities(c *gin.Context, r *call) error {
 	out := make(map[string]string, raftstore.MaxAffinityID)
 	for id, name := range h.store.State().Affinities() {
 		out[strconv.Itoa(id)] = name
@@ -138,20 +285,32 @@ func (h *Handler) affinities(c *gin.Context) error {
 	return nil
 }
 
-func (h *Handler) setAffinities(c *gin.Context, body []byte) error {
-	m, err := parseObject(body)
+// setAffinities names affinity ids. Coalition's own client sends ids
+// 1..64 and upstream ignores an id without a row: ids outside 1..63 are
+// ignored here too.
+func (h *Handler) setAffinities(c *gin.Context, r *call) error {
+	m, err := parseObject(r.body)
 	if err != nil {
 		return err
 	}
 	cmd := &raftstore.AffinitySet{Names: make(map[int]string, len(m))}
 	for k, raw := range m {
 		id, err := strconv.Atoi(strings.TrimSpace(k))
-		if err != nil || id < 1 || id > raftstore.MaxAffinityID {
+		if err != nil {
 			return apierr.Bad("affinity id %q: ids are 1..%d", k, raftstore.MaxAffinityID)
 		}
 		name, err := asString("affinity "+k, raw)
 		if err != nil {
 			return err
+		}
+		if id < 1 || id > raftstore.MaxAffinityID {
+			continue
+		}
+		if len(name) > raftstore.MaxAffinityName {
+			return wrapf(raftstore.ErrTooLarge, "affinity %d: the name is %d bytes, the limit is %d", id, len(name), raftstore.MaxAffinityName)
+		}
+		if strings.IndexByte(name, 0) >= 0 {
+			return bad("affinity %d: the name contains a NUL byte", id)
 		}
 		cmd.Names[id] = name
 	}
@@ -171,17 +330,32 @@ var filterColumns = map[string]string{
 
 func isFilter(s string) bool { _, ok := filterColumns[s]; return ok }
 
+// maxDistinct bounds a distinct-value list: it is meant for a drop-down.
+const maxDistinct = 10_000
+
 // distinct serves /api/jobs/{users,states,workers,priorities,affinities}/:
-// the distinct values of a column, as [{"user": "..."}, ...].
-func (h *Handler) distinct(c *gin.Context, filter string) error {
-	col := filterColumns[filter]
+// the distinct values of a column over the readable jobs, as
+// [{"user": "..."}, ...].
+func (h *Handler) distinct(c *gin.Context, r *call) error {
+	col := filterColumns[r.seg[1]]
+	st, keep := h.store.State(), readable(r.p)
 	seen := map[any]bool{}
 	var vals []any
-	for _, j := range renderJobs(h.store.State().Jobs(nil)) {
-		v, _ := jobColumn(j)(col)
-		if !seen[v] {
-			seen[v] = true
-			vals = append(vals, v)
+	for after, more := int64(0), true; more; {
+		var page []raftstore.Job
+		page, after, more = st.JobsAfter(after, raftstore.ScanLimit, keep)
+		for k := range page {
+			v, _ := jobColumn(renderJob(&page[k], false))(col)
+			if !seen[v] {
+				if len(vals) >= maxDistinct {
+					return wrapf(raftstore.ErrTooLarge, "more than %d distinct %s", maxDistinct, r.seg[1])
+				}
+				seen[v] = true
+				vals = append(vals, v)
+			}
+		}
+		if err := c.Request.Context().Err(); err != nil {
+			return err
 		}
 	}
 	sort.Slice(vals, func(i, k int) bool { return lessAny(vals[i], vals[k]) })
@@ -205,19 +379,63 @@ func lessAny(a, b any) bool {
 	return false
 }
 
-// where serves /api/jobs/where/?where_clause=&min=&max= (the jobs matching
-// a SQL WHERE clause, rows min..max-1 in id order) and
-// /api/jobs/count/where/?where_clause= (their number).
-func (h *Handler) where(c *gin.Context, count bool) error {
+// compileWhere compiles the request's where_clause and checks its columns.
+func compileWhere(c *gin.Context) (*Where, error) {
 	w, err := CompileWhere(c.Query("where_clause"))
 	if err != nil {
-		return apierr.Bad("where_clause: %v", err)
+		return nil, apierr.Bad("where_clause: %v", err)
 	}
 	probe := jobColumn(client.Job{})
 	for _, col := range w.Columns() {
 		if _, ok := probe(col); !ok {
-			return apierr.Bad("where_clause: unknown column %q", col)
+			return nil, apierr.Bad("where_clause: unknown column %q", col)
 		}
+	}
+	return w, nil
+}
+
+// whereError maps an evaluation error to the edge's sentinels.
+func whereError(err error) error {
+	switch {
+	case errors.Is(err, ErrBadWhere):
+		return apierr.Bad("where_clause: %v", err)
+	}
+	return err
+}
+
+// scanWhere calls match for every readable job the clause keeps, in id
+// order, until it returns false. The clause is evaluated outside the
+// state's lock, a page at a time; a read token's rows are redacted before
+// the clause sees them (it could otherwise probe environment values).
+func (h *Handler) scanWhere(c *gin.Context, r *call, w *Where, match func(client.Job) bool) error {
+	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
+	for after, more := int64(0), true; more; {
+		var page []raftstore.Job
+		page, after, more = st.JobsAfter(after, raftstore.ScanLimit, keep)
+		for k := range page {
+			row := renderJob(&page[k], redact)
+			ok, err := w.Match(jobColumn(row))
+			if err != nil {
+				return whereError(err)
+			}
+			if ok && !match(row) {
+				return nil
+			}
+		}
+		if err := c.Request.Context().Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// whereJobs serves /api/jobs/where/?where_clause=&min=&max=: the jobs
+// matching a SQL WHERE clause, rows min..max-1 in id order (and Croft's
+// offset/limit window over those).
+func (h *Handler) whereJobs(c *gin.Context, r *call) error {
+	w, err := compileWhere(c)
+	if err != nil {
+		return err
 	}
 	lo, err := queryInt(c, "min", 0)
 	if err != nil {
@@ -227,42 +445,61 @@ func (h *Handler) where(c *gin.Context, count bool) error {
 	if err != nil {
 		return err
 	}
-	var out []client.Job
-	for _, j := range renderJobs(h.store.State().Jobs(nil)) {
-		ok, err := w.Match(jobColumn(j))
-		if err != nil {
-			return apierr.Bad("where_clause: %v", err)
-		}
-		if ok {
-			out = append(out, j)
-		}
+	win := jsonstream.Paging{Offset: max(lo, 0), Limit: -1}
+	if hi >= 0 {
+		win.Limit = max(hi-win.Offset, 0)
 	}
-	if count {
-		reply(c, len(out))
+	// The first page decides the status: an error found there is a 4xx,
+	// one found after rows were sent aborts the reply.
+	var arr *jsonstream.Array
+	var i int64
+	err = h.scanWhere(c, r, w, func(row client.Job) bool {
+		in, next := win.Take(i)
+		i++
+		if in {
+			if arr == nil {
+				arr = startList(c)
+			}
+			if arr.Add(row) != nil {
+				return false
+			}
+		}
+		return next
+	})
+	if arr == nil {
+		if err != nil {
+			return err
+		}
+		reply(c, []client.Job{})
 		return nil
 	}
-	lo = max(lo, 0)
-	if hi < 0 || hi > int64(len(out)) {
-		hi = int64(len(out))
+	arr.Close(err)
+	return nil
+}
+
+// countWhere serves /api/jobs/count/where/?where_clause=: the number of
+// readable jobs matching.
+func (h *Handler) countWhere(c *gin.Context, r *call) error {
+	w, err := compileWhere(c)
+	if err != nil {
+		return err
 	}
-	if lo > hi {
-		lo = hi
+	n := 0
+	if err := h.scanWhere(c, r, w, func(client.Job) bool { n++; return true }); err != nil {
+		return err
 	}
-	page := out[lo:hi]
-	if page == nil {
-		page = []client.Job{}
-	}
-	reply(c, page)
+	reply(c, n)
 	return nil
 }
 
 // addJob serves /xmlrpc/addjob: query or form arguments, the new id as
 // plain text, "-1" on failure (with a 4xx status and the reason in a header).
-func (h *Handler) addJob(c *gin.Context, body []byte) {
-	args := formArgs(c, body)
-	fail := func(err error) {
+func (h *Handler) addJob(c *gin.Context, r *call) error {
+	args := formArgs(c, r.body)
+	fail := func(err error) error {
 		c.Header("X-Croft-Error", err.Error())
 		c.Data(apierr.Status(err), "text/plain", []byte("-1"))
+		return nil
 	}
 	spec := raftstore.JobSpec{Timeout: defaultTimeout, Priority: raftstore.ClampPriority(defaultPriority), Retry: defaultRetry}
 	intArg := func(name string, dst *int64) error {
@@ -281,11 +518,10 @@ func (h *Handler) addJob(c *gin.Context, body []byte) {
 		dst  *int64
 	}{{"parent", &spec.Parent}, {"timeout", &spec.Timeout}, {"priority", &prio}, {"retry", &retry}} {
 		if err := intArg(f.name, f.dst); err != nil {
-			fail(err)
-			return
+			return fail(err)
 		}
 	}
-	spec.Priority, spec.Retry = raftstore.ClampPriority(int(max(min(prio, 1<<20), -1))), int(max(retry, 0))
+	spec.Priority, spec.Retry = raftstore.ClampPriority(int(max(min(prio, 1<<20), -1))), int(max(min(retry, 1<<31), 0))
 	spec.Title = args.Get("title")
 	spec.Command = args.Get("cmd")
 	if spec.Command == "" {
@@ -299,8 +535,7 @@ func (h *Handler) addJob(c *gin.Context, body []byte) {
 	spec.ProgressPattern = args.Get("localprogress")
 	if spec.ProgressPattern != "" {
 		if _, _, err := raftstore.ProgressRegexp(spec.ProgressPattern); err != nil {
-			fail(apierr.Bad("localprogress: %v", err))
-			return
+			return fail(apierr.Bad("localprogress: %v", err))
 		}
 	}
 	if s := strings.ToUpper(args.Get("state")); s == raftstore.StatePaused {
@@ -312,15 +547,29 @@ func (h *Handler) addJob(c *gin.Context, body []byte) {
 	if s := args.Get("dependencies"); s != "" {
 		ids, err := asIDList("dependencies", []byte(strconv.Quote(s)))
 		if err != nil {
-			fail(err)
-			return
+			return fail(err)
 		}
 		spec.Dependencies = ids
 	}
-	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: []raftstore.JobSpec{spec}})
+	m := map[string]json.RawMessage{}
+	if s := args.Get("project"); s != "" {
+		m["project"], _ = json.Marshal(s)
+	}
+	if spec.Parent != 0 {
+		m["parent"] = json.RawMessage(strconv.FormatInt(spec.Parent, 10))
+	}
+	project, err := h.projectOf(r.p, m)
 	if err != nil {
-		fail(err)
-		return
+		return fail(err)
+	}
+	spec.Project = project
+	if err := raftstore.CheckSpec(&spec); err != nil {
+		return fail(err)
+	}
+	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: []raftstore.JobSpec{spec}, MaxProjectJobs: h.limits.MaxProjectJobs})
+	if err != nil {
+		return fail(err)
 	}
 	c.Data(http.StatusOK, "text/plain", []byte(strconv.FormatInt(res.([]int64)[0], 10)))
+	return nil
 }

@@ -1,6 +1,8 @@
 package coalition
 
 import (
+	"strings"
+
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
@@ -18,15 +20,20 @@ func b2i(b bool) int {
 	return 0
 }
 
-// renderJob turns a stored job into Coalition's JSON row.
-func renderJob(j *raftstore.Job) client.Job {
+// renderJob turns a stored job into Coalition's JSON row; with redact the
+// environment's values are hidden (a read-only token sees the names).
+func renderJob(j *raftstore.Job, redact bool) client.Job {
+	env := j.Environment
+	if redact {
+		env = RedactEnvironment(env)
+	}
 	return client.Job{
 		ID:              j.ID,
 		Parent:          j.Parent,
 		Title:           j.Title,
 		Command:         j.Command,
 		Dir:             j.Dir,
-		Environment:     j.Environment,
+		Environment:     env,
 		State:           j.Reported(),
 		Paused:          b2i(j.Paused),
 		Worker:          j.Worker,
@@ -54,15 +61,37 @@ func renderJob(j *raftstore.Job) client.Job {
 		HPriority:       j.HPriority,
 		HPaused:         b2i(j.HPaused),
 		HDepth:          j.HDepth,
+		Project:         j.Project,
 	}
 }
 
-func renderJobs(js []raftstore.Job) []client.Job {
-	out := make([]client.Job, 0, len(js))
-	for i := range js {
-		out = append(out, renderJob(&js[i]))
+// Redacted stands for an environment value a read-only token may not see.
+const Redacted = "<redacted>"
+
+// RedactEnvironment replaces the values of a Coalition environment
+// (KEY=VALUE entries separated by newlines or the two characters `\n`)
+// with Redacted, keeping the names and the separators.
+func RedactEnvironment(env string) string {
+	if env == "" {
+		return ""
 	}
-	return out
+	var b strings.Builder
+	for i, line := range strings.Split(env, "\n") {
+		if i > 0 {
+			b.WriteString("\n")
+		}
+		for k, entry := range strings.Split(line, `\n`) {
+			if k > 0 {
+				b.WriteString(`\n`)
+			}
+			if key, _, ok := strings.Cut(entry, "="); ok {
+				b.WriteString(key + "=" + Redacted)
+			} else {
+				b.WriteString(entry)
+			}
+		}
+	}
+	return b.String()
 }
 
 // renderWorker merges a stored worker with the leader's in-memory heartbeat

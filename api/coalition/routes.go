@@ -1,13 +1,13 @@
 // Package coalition serves the Coalition render-farm API (api-dialects.md
 // §2): the /api JSON endpoints (also under /xmlrpc and /api/webfrontend),
 // xmlrpc addjob, and the /workers protocol of unmodified Coalition workers.
-// Handlers only translate: every rule lives in raftstore, statuses in apierr.
+// Handlers only translate: every rule of the job model lives in raftstore,
+// statuses in apierr, who may do what in the route table below (auth).
 package coalition
 
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -17,6 +17,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -37,33 +38,71 @@ type Pings interface {
 	Forget(worker string)
 }
 
-// Handler serves the Coalition dialect.
-type Handler struct {
-	store Store
-	pings Pings
-	now   func() time.Time
+// Limits bound what one request may ask for.
+type Limits struct {
+	// MaxBody is the largest request body, in bytes (413 beyond).
+	MaxBody int64
+	// MaxJobsPerRequest bounds the jobs one create makes (a group and
+	// its "children"), so one Raft entry.
+	MaxJobsPerRequest int
+	// MaxProjectJobs bounds the jobs of one project (0: no bound).
+	MaxProjectJobs int
+	// MaxJobOutput bounds the output kept of one job (its log), in bytes.
+	MaxJobOutput int64
 }
 
-// MaxBodyBytes bounds a request body; larger bodies get 413.
-const MaxBodyBytes = 64 << 20
+// DefaultLimits are the limits of a coordinator that sets none.
+var DefaultLimits = Limits{MaxBody: 32 << 20, MaxJobsPerRequest: 100_000, MaxProjectJobs: 1_000_000, MaxJobOutput: raftstore.MaxLogBytes}
+
+// Handler serves the Coalition dialect.
+type Handler struct {
+	store  Store
+	pings  Pings
+	limits Limits
+	now    func() time.Time
+}
 
 // notFoundBody is Coalition's reply to an unknown service or job.
 const notFoundBody = "Web service not found."
 
-// New returns a Coalition handler.
-func New(store Store, pings Pings) *Handler {
-	return &Handler{store: store, pings: pings, now: time.Now}
+// New returns a Coalition handler; zero limits take DefaultLimits'.
+func New(store Store, pings Pings, limits Limits) *Handler {
+	if limits.MaxBody <= 0 {
+		limits.MaxBody = DefaultLimits.MaxBody
+	}
+	if limits.MaxJobsPerRequest <= 0 {
+		limits.MaxJobsPerRequest = DefaultLimits.MaxJobsPerRequest
+	}
+	if limits.MaxJobOutput <= 0 || limits.MaxJobOutput > raftstore.MaxLogBytes {
+		limits.MaxJobOutput = raftstore.MaxLogBytes
+	}
+	return &Handler{store: store, pings: pings, limits: limits, now: time.Now}
 }
 
-// Register mounts the dialect. mw runs before every handler (the leader
-// forwarding middleware).
-func (h *Handler) Register(r gin.IRouter, mw ...gin.HandlerFunc) {
-	api := append(append([]gin.HandlerFunc{}, mw...), h.serveAPI)
+// Register mounts the dialect. Every route needs a credential; the table
+// below says which (routes), the handlers check each job's project.
+func (h *Handler) Register(m auth.Mount) {
+	m.Abort = Abort
 	for _, prefix := range []string{"/api", "/xmlrpc"} {
-		r.Any(prefix+"/*path", api...)
+		m.Handle("ANY", prefix+"/*path", auth.PermAuthenticated, h.serveAPI)
 	}
-	wk := append(append([]gin.HandlerFunc{}, mw...), h.serveWorkers)
-	r.Any("/workers/*path", wk...)
+	m.Handle("ANY", "/workers/*path", auth.PermAgent, h.serveWorkers)
+}
+
+// Abort answers an error. Coalition's own errors are plain text (its
+// 404 is "Web service not found."), and so are refusals of access; bad
+// input keeps Croft's JSON {"error": ...}, which Coalition clients show.
+func Abort(c *gin.Context, err error) {
+	switch st := apierr.Status(err); st {
+	case http.StatusUnauthorized, http.StatusForbidden:
+		if st == http.StatusUnauthorized {
+			c.Header("WWW-Authenticate", `Bearer realm="croft"`)
+		}
+		c.Data(st, "text/plain; charset=utf-8", []byte(err.Error()+"\n"))
+		c.Abort()
+	default:
+		apierr.Abort(c, err)
+	}
 }
 
 // notFound answers as Coalition does for anything it does not serve.
@@ -76,12 +115,115 @@ func reply(c *gin.Context, v any) {
 	c.JSON(http.StatusOK, v)
 }
 
-func readBody(c *gin.Context) ([]byte, error) {
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes))
-	if err != nil {
-		return nil, apierr.Bad("reading the body: %v", err)
+// jobAccess is what a route does to the job its path names.
+type jobAccess int
+
+const (
+	noJobAccess jobAccess = iota
+	readJob
+	writeJob
+)
+
+// route is one Coalition service: its method and path (segments after
+// /api/, ":id" a job id, ":filter" a distinct-value list), its rule, and
+// what it needs of the job its path names.
+type route struct {
+	method string
+	path   string
+	perm   auth.Perm
+	job    jobAccess
+	serve  func(h *Handler, c *gin.Context, r *call) error
+}
+
+// call is one request as a route's handler sees it.
+type call struct {
+	p    *auth.Principal
+	seg  []string
+	id   int64         // the :id of the path
+	job  raftstore.Job // that job, for routes with job access
+	body []byte
+}
+
+// routes is the Coalition dialect's route table: every service and its
+// rule. A service is reachable only through it (serveAPI).
+var routes = []route{
+	{http.MethodGet, "jobs", auth.PermRead, noJobAccess, (*Handler).rootJobs},
+	{http.MethodPut, "jobs", auth.PermWrite, noJobAccess, (*Handler).createJob},
+	{http.MethodPost, "jobs", auth.PermWrite, noJobAccess, (*Handler).editJobs},
+	{http.MethodDelete, "jobs", auth.PermWrite, noJobAccess, (*Handler).deleteJobs},
+	{http.MethodGet, "jobs/where", auth.PermRead, noJobAccess, (*Handler).whereJobs},
+	{http.MethodGet, "jobs/count/where", auth.PermRead, noJobAccess, (*Handler).countWhere},
+	{http.MethodGet, "jobs/:filter", auth.PermRead, noJobAccess, (*Handler).distinct},
+	{http.MethodGet, "jobs/:id", auth.PermRead, readJob, (*Handler).getJob},
+	{http.MethodGet, "jobs/:id/children", auth.PermRead, readJob, (*Handler).children},
+	{http.MethodGet, "jobs/:id/dependencies", auth.PermRead, readJob, (*Handler).dependencies},
+	{http.MethodPost, "jobs/:id/dependencies", auth.PermWrite, writeJob, (*Handler).setDependencies},
+	{http.MethodGet, "jobs/:id/childrendependencies", auth.PermRead, readJob, (*Handler).childrenDependencies},
+	{http.MethodGet, "jobs/:id/log", auth.PermRead, readJob, (*Handler).log},
+	{http.MethodPost, "resetjobs", auth.PermWrite, noJobAccess, action(raftstore.ActionReset)},
+	{http.MethodPost, "reseterrorjobs", auth.PermWrite, noJobAccess, action(raftstore.ActionResetError)},
+	{http.MethodPost, "startjobs", auth.PermWrite, noJobAccess, action(raftstore.ActionStart)},
+	{http.MethodPost, "pausejobs", auth.PermWrite, noJobAccess, action(raftstore.ActionPause)},
+	{http.MethodGet, "workers", auth.PermRead, noJobAccess, (*Handler).workers},
+	{http.MethodPost, "workers", auth.PermAdmin, noJobAccess, (*Handler).editWorkers},
+	{http.MethodDelete, "workers", auth.PermAdmin, noJobAccess, (*Handler).deleteWorkers},
+	{http.MethodPost, "startworkers", auth.PermAdmin, noJobAccess, workerAction(raftstore.ActionWorkerStart)},
+	{http.MethodPost, "stopworkers", auth.PermAdmin, noJobAccess, workerAction(raftstore.ActionWorkerStop)},
+	{http.MethodGet, "events", auth.PermRead, noJobAccess, (*Handler).events},
+	{http.MethodGet, "affinities", auth.PermRead, noJobAccess, (*Handler).affinities},
+	{http.MethodPost, "affinities", auth.PermAdmin, noJobAccess, (*Handler).setAffinities},
+	{http.MethodGet, "addjob", auth.PermWrite, noJobAccess, (*Handler).addJob},
+	{http.MethodPost, "addjob", auth.PermWrite, noJobAccess, (*Handler).addJob},
+}
+
+// Route describes one service of the route table, for tests and docs.
+type Route struct {
+	Method string
+	// Path is relative to /api/ (and /xmlrpc/, /api/webfrontend/), with
+	// ":id" for a job id and ":filter" for users, states, workers,
+	// priorities or affinities.
+	Path string
+	Perm auth.Perm
+	// JobWrite says the :id job's project must be writable, JobRead that
+	// it must be readable.
+	JobRead, JobWrite bool
+}
+
+// Routes returns the route table.
+func Routes() []Route {
+	out := make([]Route, 0, len(routes))
+	for _, r := range routes {
+		out = append(out, Route{Method: r.method, Path: r.path, Perm: r.perm, JobRead: r.job == readJob, JobWrite: r.job == writeJob})
 	}
-	return body, nil
+	return out
+}
+
+// match reports whether path segments seg fit the route's path, and the
+// job id they name.
+func (r *route) match(seg []string) (id int64, ok bool) {
+	pat := strings.Split(r.path, "/")
+	if len(pat) != len(seg) {
+		return 0, false
+	}
+	for i, p := range pat {
+		switch p {
+		case ":id":
+			v, err := strconv.ParseInt(seg[i], 10, 64)
+			if err != nil || v < 0 {
+				return 0, false
+			}
+			id = v
+		case ":filter":
+			if !isFilter(seg[i]) {
+				return 0, false
+			}
+		default:
+			if seg[i] != p {
+				return 0, false
+			}
+		}
+	}
+	return id, true
 }
 
 // serveAPI dispatches /api, /xmlrpc and /api/webfrontend paths the way
@@ -92,140 +234,71 @@ func (h *Handler) serveAPI(c *gin.Context) {
 		path = strings.Trim(rest, "/")
 	}
 	seg := strings.Split(path, "/")
-	m := c.Request.Method
-	var body []byte
-	if m != http.MethodGet && m != http.MethodHead {
-		b, err := readBody(c)
-		if err != nil {
-			apierr.Abort(c, err)
-			return
+	var rt *route
+	r := &call{p: auth.From(c), seg: seg}
+	for i := range routes {
+		if id, ok := routes[i].match(seg); ok && routes[i].method == c.Request.Method {
+			rt, r.id = &routes[i], id
+			break
 		}
-		body = b
 	}
-	var err error
-	switch {
-	case path == "jobs" && m == http.MethodGet:
-		err = h.rootJobs(c)
-	case path == "jobs" && m == http.MethodPut:
-		err = h.createJob(c, body)
-	case path == "jobs" && m == http.MethodPost:
-		err = h.editJobs(c, body)
-	case path == "jobs" && m == http.MethodDelete:
-		err = h.deleteJobs(c, body)
-	case len(seg) >= 2 && seg[0] == "jobs" && isFilter(seg[1]) && len(seg) == 2:
-		err = h.distinct(c, seg[1])
-	case len(seg) >= 2 && seg[0] == "jobs" && seg[1] == "where" && len(seg) == 2:
-		err = h.where(c, false)
-	case len(seg) == 3 && seg[0] == "jobs" && seg[1] == "count" && seg[2] == "where":
-		err = h.where(c, true)
-	case len(seg) >= 2 && seg[0] == "jobs":
-		err = h.jobPath(c, seg[1:], m, body)
-	case path == "resetjobs" && m == http.MethodPost:
-		err = h.jobAction(c, raftstore.ActionReset, body)
-	case path == "reseterrorjobs" && m == http.MethodPost:
-		err = h.jobAction(c, raftstore.ActionResetError, body)
-	case path == "startjobs" && m == http.MethodPost:
-		err = h.jobAction(c, raftstore.ActionStart, body)
-	case path == "pausejobs" && m == http.MethodPost:
-		err = h.jobAction(c, raftstore.ActionPause, body)
-	case path == "workers" && m == http.MethodGet:
-		err = h.workers(c)
-	case path == "workers" && m == http.MethodPost:
-		err = h.editWorkers(c, body)
-	case path == "workers" && m == http.MethodDelete:
-		err = h.deleteWorkers(c, body)
-	case path == "startworkers" && m == http.MethodPost:
-		err = h.workerAction(c, raftstore.ActionWorkerStart, body)
-	case path == "stopworkers" && m == http.MethodPost:
-		err = h.workerAction(c, raftstore.ActionWorkerStop, body)
-	case path == "events" && m == http.MethodGet:
-		err = h.events(c)
-	case path == "affinities" && m == http.MethodGet:
-		err = h.affinities(c)
-	case path == "affinities" && m == http.MethodPost:
-		err = h.setAffinities(c, body)
-	case path == "addjob" && (m == http.MethodGet || m == http.MethodPost):
-		h.addJob(c, body)
-		return
-	default:
-		// Includes terminateworkers: Croft has no cloud mode, and Coalition
-		// answers 404 outside cloud mode.
+	if rt == nil {
+		// Includes terminateworkers: Croft has no cloud mode, and
+		// Coalition answers 404 outside cloud mode.
 		notFound(c)
 		return
 	}
-	if err != nil {
-		apierr.Abort(c, err)
+	if err := rt.perm.Check(r.p); err != nil {
+		Abort(c, err)
+		return
+	}
+	if rt.job != noJobAccess {
+		j, ok := h.store.State().Job(r.id)
+		if !ok {
+			notFound(c)
+			return
+		}
+		if err := mayAccess(r.p, &j, rt.job == writeJob); err != nil {
+			Abort(c, err)
+			return
+		}
+		r.job = j
+	}
+	if m := c.Request.Method; m != http.MethodGet && m != http.MethodHead {
+		body, err := apierr.ReadBody(c, h.limits.MaxBody)
+		if err != nil {
+			Abort(c, err)
+			return
+		}
+		r.body = body
+	}
+	if err := rt.serve(h, c, r); err != nil {
+		Abort(c, err)
 	}
 }
 
-// jobPath serves /api/jobs/{id}[/children|/dependencies|/childrendependencies|/log].
-func (h *Handler) jobPath(c *gin.Context, seg []string, m string, body []byte) error {
-	id, err := strconv.ParseInt(seg[0], 10, 64)
-	if err != nil || id < 0 {
-		notFound(c)
+// mayAccess checks that principal p may read (or, with write, control) job.
+func mayAccess(p *auth.Principal, j *raftstore.Job, write bool) error {
+	if write && !p.CanWrite(j.Project) {
+		return apierr.Forbidden("token %q may not control jobs of project %q", p.Name, j.Project)
+	}
+	if !p.CanRead(j.Project) {
+		return apierr.Forbidden("token %q may not read project %q", p.Name, j.Project)
+	}
+	return nil
+}
+
+// mayWriteAll checks that p may control each of the jobs ids names that
+// exist (the FSM answers for the others).
+func (h *Handler) mayWriteAll(p *auth.Principal, ids []int64) error {
+	if p.IsAdmin() {
 		return nil
 	}
 	st := h.store.State()
-	switch {
-	case len(seg) == 1 && m == http.MethodGet:
-		j, ok := st.Job(id)
-		if !ok {
-			notFound(c)
-			return nil
+	for _, id := range ids {
+		if j, ok := st.Job(id); ok && !p.CanWrite(j.Project) {
+			return apierr.Forbidden("token %q may not control job %d of project %q", p.Name, id, j.Project)
 		}
-		out := renderJob(&j)
-		deps := append([]int64{}, j.Dependencies...)
-		out.Dependencies = &deps
-		reply(c, out)
-	case len(seg) == 2 && seg[1] == "children" && m == http.MethodGet:
-		kids, ok := st.Children(id)
-		if !ok {
-			notFound(c)
-			return nil
-		}
-		reply(c, renderJobs(kids))
-	case len(seg) == 2 && seg[1] == "dependencies" && m == http.MethodGet:
-		deps, ok := st.Dependencies(id)
-		if !ok {
-			notFound(c)
-			return nil
-		}
-		reply(c, renderJobs(deps))
-	case len(seg) == 2 && seg[1] == "dependencies" && m == http.MethodPost:
-		ids, err := parseIDBody(body)
-		if err != nil {
-			return err
-		}
-		if _, err := h.store.Apply(c, &raftstore.JobSetDeps{Now: h.stamp(), ID: id, Deps: ids}); err != nil {
-			return err
-		}
-		reply(c, 1)
-	case len(seg) == 2 && seg[1] == "childrendependencies" && m == http.MethodGet:
-		kids, ok := st.Children(id)
-		if !ok {
-			notFound(c)
-			return nil
-		}
-		type pair struct {
-			ID         int64 `json:"id"`
-			Dependency int64 `json:"dependency"`
-		}
-		out := []pair{}
-		for _, k := range kids {
-			for _, d := range k.Dependencies {
-				out = append(out, pair{ID: k.ID, Dependency: d})
-			}
-		}
-		reply(c, out)
-	case len(seg) == 2 && seg[1] == "log" && m == http.MethodGet:
-		text, ok := st.Log(id)
-		if !ok {
-			notFound(c)
-			return nil
-		}
-		reply(c, text)
-	default:
-		notFound(c)
 	}
 	return nil
 }
@@ -233,27 +306,93 @@ func (h *Handler) jobPath(c *gin.Context, seg []string, m string, body []byte) e
 // stamp is the leader's clock, read before a command is proposed.
 func (h *Handler) stamp() int64 { return h.now().UnixNano() }
 
-func (h *Handler) rootJobs(c *gin.Context) error {
-	kids, _ := h.store.State().Children(0)
-	reply(c, renderJobs(kids))
+func (h *Handler) getJob(c *gin.Context, r *call) error {
+	out := renderJob(&r.job, r.p.Redacted())
+	deps := append([]int64{}, r.job.Dependencies...)
+	out.Dependencies = &deps
+	reply(c, out)
+	return nil
+}
+
+func (h *Handler) rootJobs(c *gin.Context, r *call) error {
+	return h.streamChildren(c, r, 0)
+}
+
+func (h *Handler) children(c *gin.Context, r *call) error {
+	return h.streamChildren(c, r, r.id)
+}
+
+func (h *Handler) dependencies(c *gin.Context, r *call) error {
+	deps, _ := h.store.State().Dependencies(r.id)
+	out := make([]any, 0, len(deps))
+	for i := range deps {
+		if r.p.CanRead(deps[i].Project) {
+			out = append(out, renderJob(&deps[i], r.p.Redacted()))
+		}
+	}
+	reply(c, out)
+	return nil
+}
+
+func (h *Handler) setDependencies(c *gin.Context, r *call) error {
+	ids, err := parseIDBody(r.body)
+	if err != nil {
+		return err
+	}
+	if err := checkIDs(ids, raftstore.MaxDependencies); err != nil {
+		return err
+	}
+	if _, err := h.store.Apply(c, &raftstore.JobSetDeps{Now: h.stamp(), ID: r.id, Deps: ids}); err != nil {
+		return err
+	}
+	reply(c, 1)
+	return nil
+}
+
+func (h *Handler) childrenDependencies(c *gin.Context, r *call) error {
+	type pair struct {
+		ID         int64 `json:"id"`
+		Dependency int64 `json:"dependency"`
+	}
+	st := h.store.State()
+	arr := startList(c)
+	for after, more := int64(0), true; more; {
+		var page []raftstore.Job
+		page, after, more, _ = st.ChildrenAfter(r.id, after, raftstore.ScanLimit, nil)
+		for _, k := range page {
+			for _, d := range k.Dependencies {
+				if arr.Add(pair{ID: k.ID, Dependency: d}) != nil {
+					arr.Close(nil)
+					return nil
+				}
+			}
+		}
+	}
+	arr.Close(nil)
 	return nil
 }
 
 // createJob serves PUT /api/jobs. Besides Coalition's attributes it takes
-// a Croft extension, "children": a list of job objects (which may have
-// children of their own) created under the new job in the same Raft entry,
-// so a 10,000-frame job is one request and one commit. The reply is still
-// the bare id of the top job.
-func (h *Handler) createJob(c *gin.Context, body []byte) error {
-	m, err := parseObject(body)
+// two Croft extensions: "project" (the job's project; default the token's
+// only one, else "default") and "children", a list of job objects (which
+// may have children of their own) created under the new job in the same
+// Raft entry, so a 10,000-frame job is one request and one commit. The
+// reply is still the bare id of the top job.
+func (h *Handler) createJob(c *gin.Context, r *call) error {
+	m, err := parseObject(r.body)
+	if err != nil {
+		return err
+	}
+	project, err := h.projectOf(r.p, m)
 	if err != nil {
 		return err
 	}
 	var specs []raftstore.JobSpec
-	if err := flattenJob(m, 0, &specs); err != nil {
+	if err := flattenJob(m, 0, &specs, h.limits.MaxJobsPerRequest); err != nil {
 		return err
 	}
-	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: specs})
+	specs[0].Project = project
+	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: specs, MaxProjectJobs: h.limits.MaxProjectJobs})
 	if err != nil {
 		return err
 	}
@@ -261,18 +400,50 @@ func (h *Handler) createJob(c *gin.Context, body []byte) error {
 	return nil
 }
 
-// maxJobsPerRequest bounds one create request (and so one Raft entry).
-const maxJobsPerRequest = 1_000_000
+// projectOf takes the "project" member out of a create's attributes and
+// decides the new job's project: the one named, else its parent's, else
+// the token's default. The principal must be able to write it.
+func (h *Handler) projectOf(p *auth.Principal, m map[string]json.RawMessage) (string, error) {
+	project := ""
+	if raw, ok := m["project"]; ok {
+		delete(m, "project")
+		s, err := asString("project", raw)
+		if err != nil {
+			return "", err
+		}
+		project = s
+	}
+	if raw, ok := m["parent"]; ok && project == "" {
+		if id, err := asID("parent", raw); err == nil && id != 0 {
+			if j, ok := h.store.State().Job(id); ok {
+				project = j.Project
+			}
+		}
+	}
+	if project == "" {
+		project = p.DefaultProject()
+	}
+	if err := raftstore.ValidProjectName(project); err != nil {
+		return "", err
+	}
+	if !p.CanWrite(project) {
+		return "", apierr.Forbidden("token %q may not submit jobs to project %q", p.Name, project)
+	}
+	return project, nil
+}
 
 // flattenJob appends the job described by m, then its children (depth
 // first), to specs. parentRef is the 1-based index of its parent in specs,
-// or 0 for a job placed by its own "parent" attribute.
-func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.JobSpec) error {
+// or 0 for a job placed by its own "parent" attribute. At most limit jobs.
+func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.JobSpec, limit int) error {
 	kids, hasKids := m["children"]
 	delete(m, "children")
 	if parentRef != 0 {
 		if _, ok := m["parent"]; ok {
 			return bad("a job inside \"children\" takes its parent from there: drop \"parent\"")
+		}
+		if _, ok := m["project"]; ok {
+			return bad("a job inside \"children\" is in its parent's project: drop \"project\"")
 		}
 	}
 	p, err := parseJobAttrs(m)
@@ -283,9 +454,12 @@ func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.
 	if err != nil {
 		return err
 	}
+	if err := raftstore.CheckSpec(&spec); err != nil {
+		return jobError(len(*specs), err)
+	}
 	spec.ParentRef = parentRef
-	if len(*specs) >= maxJobsPerRequest {
-		return bad("more than %d jobs in one request", maxJobsPerRequest)
+	if len(*specs) >= limit {
+		return tooMany(limit)
 	}
 	*specs = append(*specs, spec)
 	if !hasKids {
@@ -299,17 +473,32 @@ func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.
 	if err := json.Unmarshal(kids, &list); err != nil {
 		return childrenError(kids)
 	}
+	if len(*specs)+len(list) > limit {
+		return tooMany(limit)
+	}
 	self := len(*specs)
 	*specs = slices.Grow(*specs, len(list))
 	for i, km := range list {
 		if km == nil {
 			return bad("children[%d]: a job object is expected", i)
 		}
-		if err := flattenJob(km, self, specs); err != nil {
+		if err := flattenJob(km, self, specs, limit); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// jobError names the job of a create that broke a limit (0: the top one).
+func jobError(i int, err error) error {
+	if i == 0 {
+		return err
+	}
+	return wrapf(err, "job %d of the request", i+1)
+}
+
+func tooMany(limit int) error {
+	return wrapf(raftstore.ErrTooLarge, "more than %d jobs in one request (the coordinator's --max-jobs-per-request)", limit)
 }
 
 // childrenError says what is wrong with a "children" value that is not a
@@ -327,12 +516,19 @@ func childrenError(kids json.RawMessage) error {
 	return bad("children: a list of job objects is expected")
 }
 
-func (h *Handler) editJobs(c *gin.Context, body []byte) error {
-	m, err := parseObject(body)
+// maxEdits bounds the jobs one edit, delete or action names.
+const maxEdits = 100_000
+
+func (h *Handler) editJobs(c *gin.Context, r *call) error {
+	m, err := parseObject(r.body)
 	if err != nil {
 		return err
 	}
+	if len(m) > maxEdits {
+		return wrapf(raftstore.ErrTooLarge, "%d jobs in one edit, the limit is %d", len(m), maxEdits)
+	}
 	cmd := &raftstore.JobEdit{Now: h.stamp()}
+	ids := make([]int64, 0, len(m))
 	for key, raw := range m {
 		id, err := parseID(key)
 		if err != nil {
@@ -346,7 +542,14 @@ func (h *Handler) editJobs(c *gin.Context, body []byte) error {
 		if err != nil {
 			return err
 		}
+		if err := raftstore.CheckPatch(&p); err != nil {
+			return wrapf(err, "job %d", id)
+		}
 		cmd.Edits = append(cmd.Edits, raftstore.JobEditItem{ID: id, Patch: p})
+		ids = append(ids, id)
+	}
+	if err := h.mayWriteAll(r.p, ids); err != nil {
+		return err
 	}
 	sortEdits(cmd.Edits)
 	if len(cmd.Edits) > 0 {
@@ -358,8 +561,27 @@ func (h *Handler) editJobs(c *gin.Context, body []byte) error {
 	return nil
 }
 
-func (h *Handler) deleteJobs(c *gin.Context, body []byte) error {
-	ids, err := parseIDBody(body)
+// idList reads a body that lists job ids, bounded, that p may control.
+func (h *Handler) idList(r *call) ([]int64, error) {
+	ids, err := parseIDBody(r.body)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkIDs(ids, maxEdits); err != nil {
+		return nil, err
+	}
+	return ids, h.mayWriteAll(r.p, ids)
+}
+
+func checkIDs(ids []int64, limit int) error {
+	if len(ids) > limit {
+		return wrapf(raftstore.ErrTooLarge, "%d job ids, the limit is %d", len(ids), limit)
+	}
+	return nil
+}
+
+func (h *Handler) deleteJobs(c *gin.Context, r *call) error {
+	ids, err := h.idList(r)
 	if err != nil {
 		return err
 	}
@@ -372,16 +594,18 @@ func (h *Handler) deleteJobs(c *gin.Context, body []byte) error {
 	return nil
 }
 
-func (h *Handler) jobAction(c *gin.Context, action string, body []byte) error {
-	ids, err := parseIDBody(body)
-	if err != nil {
-		return err
-	}
-	if len(ids) > 0 {
-		if _, err := h.store.Apply(c, &raftstore.JobAction{Now: h.stamp(), Action: action, IDs: ids}); err != nil {
+func action(verb string) func(*Handler, *gin.Context, *call) error {
+	return func(h *Handler, c *gin.Context, r *call) error {
+		ids, err := h.idList(r)
+		if err != nil {
 			return err
 		}
+		if len(ids) > 0 {
+			if _, err := h.store.Apply(c, &raftstore.JobAction{Now: h.stamp(), Action: verb, IDs: ids}); err != nil {
+				return err
+			}
+		}
+		reply(c, 1)
+		return nil
 	}
-	reply(c, 1)
-	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -41,54 +42,76 @@ func text(c *gin.Context, s string) {
 // what Coalition sends.
 const noJob = "(-1, '', '', '', None)"
 
+// maxWorkerBody bounds a worker protocol request: a heartbeat carries
+// the output since the last one, base64-encoded.
+const maxWorkerBody = 8 << 20
+
+// serveWorkers serves the worker protocol. The token must be bound to the
+// worker's host name (or be an admin's).
 func (h *Handler) serveWorkers(c *gin.Context) {
-	if c.Request.Method != http.MethodPost && c.Request.Method != http.MethodGet {
+	path := strings.Trim(c.Param("path"), "/")
+	if (c.Request.Method != http.MethodPost && c.Request.Method != http.MethodGet) ||
+		(path != "pickjob" && path != "heartbeat" && path != "endjob") {
 		notFound(c)
 		return
 	}
-	body, err := readBody(c)
+	body, err := apierr.ReadBody(c, maxWorkerBody)
 	if err != nil {
-		apierr.Abort(c, err)
+		Abort(c, err)
 		return
 	}
 	args := formArgs(c, body)
 	host := strings.TrimSpace(args.Get("hostname"))
 	if host == "" {
-		apierr.Abort(c, apierr.Bad("hostname is required"))
+		Abort(c, apierr.Bad("hostname is required"))
+		return
+	}
+	if err := raftstore.CheckName("hostname", host); err != nil {
+		Abort(c, err)
+		return
+	}
+	p := auth.From(c)
+	if !p.MayActAs(host) {
+		Abort(c, apierr.Forbidden("token %q may not act as worker %q", p.Name, host))
 		return
 	}
 	h.pings.Seen(host, pingFromArgs(args, h.stamp()))
-	switch strings.Trim(c.Param("path"), "/") {
+	switch path {
 	case "pickjob":
-		err = h.pickJob(c, host)
+		err = h.pickJob(c, host, p)
 	case "heartbeat":
 		err = h.workerHeartbeat(c, host, args)
 	case "endjob":
 		err = h.endJob(c, host, args)
-	default:
-		notFound(c)
-		return
 	}
 	if err != nil {
-		apierr.Abort(c, err)
+		Abort(c, err)
 	}
 }
 
 func pingFromArgs(args url.Values, now int64) liveness.Ping {
-	p := liveness.Ping{Time: now, CPU: args.Get("load")}
+	load := args.Get("load")
+	if len(load) > maxLoadBytes {
+		load = "" // a load string is a few numbers; ignore a huge one
+	}
+	p := liveness.Ping{Time: now, CPU: load}
 	p.FreeMemory, _ = strconv.ParseInt(args.Get("free_memory"), 10, 64)
 	p.TotalMemory, _ = strconv.ParseInt(args.Get("total_memory"), 10, 64)
 	return p
 }
 
+// maxLoadBytes bounds the load string a worker reports.
+const maxLoadBytes = 4 << 10
+
 // pickJob proposes a Pick only when it can change something (WorkFor): an
-// idle farm polling every 2 s writes nothing to the Raft log.
-func (h *Handler) pickJob(c *gin.Context, host string) error {
+// idle farm polling every 2 s writes nothing to the Raft log. A worker the
+// pick creates serves the projects of the token it came with.
+func (h *Handler) pickJob(c *gin.Context, host string, p *auth.Principal) error {
 	if work, _ := h.store.State().WorkFor(host); !work {
 		text(c, noJob)
 		return nil
 	}
-	res, err := h.store.Apply(c, &raftstore.Pick{Now: h.stamp(), Worker: host, IP: c.ClientIP()})
+	res, err := h.store.Apply(c, &raftstore.Pick{Now: h.stamp(), Worker: host, IP: auth.ClientIPOf(c), Projects: p.WorkerProjects()})
 	if err != nil {
 		return err
 	}
@@ -113,8 +136,11 @@ func (h *Handler) workerHeartbeat(c *gin.Context, host string, args url.Values) 
 		return apierr.Bad("log: not base64: %v", err)
 	}
 	st := h.store.State()
+	if n, full, ok := st.LogSize(jobID); ok && (full || n >= h.limits.MaxJobOutput) {
+		logb = nil // the job's log is full: its output goes no further (not into Raft)
+	}
 	if len(logb) > 0 {
-		cmd := &raftstore.Report{Now: h.stamp(), Worker: host, JobID: jobID, LogOffset: -1, Log: logb}
+		cmd := &raftstore.Report{Now: h.stamp(), Worker: host, JobID: jobID, LogOffset: -1, Log: logb, LogCap: h.limits.MaxJobOutput}
 		if j, ok := st.Job(jobID); ok {
 			cmd.Progress = lastProgress(j.ProgressPattern, logb)
 		}

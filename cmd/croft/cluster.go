@@ -6,21 +6,56 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
+	"net/url"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/croftfarm/croft/api/client"
 )
 
+// cliFlags are the flags every admin command takes: where the cluster is
+// and which token to use.
+type cliFlags struct {
+	coordinator string
+	dataDir     string
+	asJSON      bool
+	tokens      tokenFlags
+}
+
+func (f *cliFlags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.coordinator, "coordinator", "http://127.0.0.1:19211", "any coordinator's URL (comma-separated list accepted)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "a coordinator's data directory: its admin.token is used when no other token is given")
+	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
+	f.tokens.register(fs, "token (else --token-file, $CROFT_TOKEN, or --data-dir's admin.token)")
+}
+
+func (f *cliFlags) client() (*client.Client, error) {
+	token, err := f.tokens.resolve(f.dataDir)
+	if err != nil {
+		return nil, err
+	}
+	return client.NewWith(client.Options{Token: token}, f.coordinator), nil
+}
+
+// printJSON writes v indented.
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
 // runCluster serves "croft cluster status|join|remove".
 func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
+	const usage = "croft cluster status|join|remove [--coordinator URL] [--token T]"
 	if len(args) == 0 {
-		return fmt.Errorf("%w: croft cluster status|join|remove --coordinator URL", errUsage)
+		return fmt.Errorf("%w: %s", errUsage, usage)
 	}
 	verb := args[0]
 	fs := flag.NewFlagSet("croft cluster "+verb, flag.ContinueOnError)
-	coord := fs.String("coordinator", "http://127.0.0.1:19211", "any coordinator's URL (comma-separated list accepted)")
-	asJSON := fs.Bool("json", false, "print the raw JSON (status)")
+	var cf cliFlags
+	cf.register(fs)
 	var join client.JoinRequest
 	var removeID string
 	switch verb {
@@ -32,12 +67,15 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	case "remove":
 		fs.StringVar(&removeID, "node-id", "", "id of the coordinator to remove")
 	default:
-		return fmt.Errorf("%w: unknown cluster command %q (status, join, remove)", errUsage, verb)
+		return fmt.Errorf("%w: unknown cluster command %q (%s)", errUsage, verb, usage)
 	}
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	c := client.New(*coord)
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	switch verb {
@@ -46,10 +84,8 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		if *asJSON {
-			enc := json.NewEncoder(stdout)
-			enc.SetIndent("", "  ")
-			return enc.Encode(st)
+		if cf.asJSON {
+			return printJSON(stdout, st)
 		}
 		printStatus(stdout, st)
 	case "join":
@@ -75,6 +111,9 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 func printStatus(w io.Writer, st client.ClusterStatus) {
 	fmt.Fprintf(w, "node %s: %s, term %d, applied %d, commit %d\n", st.NodeID, st.State, st.Term, st.AppliedIndex, st.CommitIndex)
 	fmt.Fprintf(w, "leader: %s (%s)\n", st.LeaderID, st.LeaderHTTP)
+	if st.Insecure {
+		fmt.Fprintln(w, "ACCESS CONTROL IS OFF (--insecure)")
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tRAFT\tHTTP\tSUFFRAGE\tLEADER")
 	for _, m := range st.Members {
@@ -85,4 +124,136 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.RaftAddr, m.HTTPAddr, m.Suffrage, leader)
 	}
 	tw.Flush()
+}
+
+// runToken serves "croft token create|list|revoke".
+func runToken(ctx context.Context, args []string, stdout io.Writer) error {
+	const usage = "croft token create --name N --role admin|user|read|agent [--projects a,b] [--workers name,prefix*] | list | revoke NAME|ID"
+	if len(args) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("croft token "+verb, flag.ContinueOnError)
+	var cf cliFlags
+	cf.register(fs)
+	var req client.TokenRequest
+	var projects, workers string
+	switch verb {
+	case "create":
+		fs.StringVar(&req.Name, "name", "", "the token's name (unique)")
+		fs.StringVar(&req.Role, "role", "user", "admin, user, read or agent")
+		fs.StringVar(&projects, "projects", "", `projects it may act on, comma-separated; "*" for all (default: default)`)
+		fs.StringVar(&workers, "workers", "", "agent tokens: worker names it may act as, comma-separated (a name covers its slots; a prefix ends in *)")
+	case "list", "revoke":
+	default:
+		return fmt.Errorf("%w: unknown token command %q (%s)", errUsage, verb, usage)
+	}
+	rest, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	switch verb {
+	case "create":
+		if req.Name == "" || len(rest) > 0 {
+			return fmt.Errorf("%w: %s", errUsage, usage)
+		}
+		req.Projects, req.Workers = splitURLs(projects), splitURLs(workers)
+		var t client.Token
+		if err := c.Do(ctx, http.MethodPost, client.PathTokens, req, &t); err != nil {
+			return err
+		}
+		if cf.asJSON {
+			return printJSON(stdout, t)
+		}
+		fmt.Fprintf(stdout, "token %s (%s, role %s, projects %s)\n", t.Name, t.ID, t.Role, strings.Join(t.Projects, ","))
+		fmt.Fprintf(stdout, "secret (shown once, keep it): %s\n", t.Secret)
+	case "list":
+		var ts []client.Token
+		if err := c.Do(ctx, http.MethodGet, client.PathTokens, nil, &ts); err != nil {
+			return err
+		}
+		if cf.asJSON {
+			return printJSON(stdout, ts)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tID\tROLE\tPROJECTS\tWORKERS\tCREATED")
+		for _, t := range ts {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.ID, t.Role, strings.Join(t.Projects, ","), strings.Join(t.Workers, ","), t.Created.Format(time.RFC3339))
+		}
+		tw.Flush()
+	case "revoke":
+		if len(rest) != 1 {
+			return fmt.Errorf("%w: revoke takes one token name or id", errUsage)
+		}
+		var t client.Token
+		if err := c.Do(ctx, http.MethodDelete, client.PathTokens+"/"+url.PathEscape(rest[0]), nil, &t); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked %s (%s)\n", t.Name, t.ID)
+	}
+	return nil
+}
+
+// runProject serves "croft project create|list|delete".
+func runProject(ctx context.Context, args []string, stdout io.Writer) error {
+	const usage = "croft project create NAME | list | delete NAME"
+	if len(args) == 0 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	verb := args[0]
+	fs := flag.NewFlagSet("croft project "+verb, flag.ContinueOnError)
+	var cf cliFlags
+	cf.register(fs)
+	switch verb {
+	case "create", "list", "delete":
+	default:
+		return fmt.Errorf("%w: unknown project command %q (%s)", errUsage, verb, usage)
+	}
+	rest, err := parseArgs(fs, args[1:])
+	if err != nil {
+		return err
+	}
+	if (verb == "list") != (len(rest) == 0) || len(rest) > 1 {
+		return fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	c, err := cf.client()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	switch verb {
+	case "create":
+		var p client.Project
+		if err := c.Do(ctx, http.MethodPost, client.PathProjects, client.ProjectRequest{Name: rest[0]}, &p); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created project %s\n", p.Name)
+	case "delete":
+		if err := c.Do(ctx, http.MethodDelete, client.PathProjects+"/"+url.PathEscape(rest[0]), nil, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "deleted project %s\n", rest[0])
+	case "list":
+		var ps []client.Project
+		if err := c.Do(ctx, http.MethodGet, client.PathProjects, nil, &ps); err != nil {
+			return err
+		}
+		if cf.asJSON {
+			return printJSON(stdout, ps)
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "NAME\tJOBS\tCREATED")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Name, p.Jobs, p.Created.Format(time.RFC3339))
+		}
+		tw.Flush()
+	}
+	return nil
 }

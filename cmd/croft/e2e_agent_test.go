@@ -25,6 +25,7 @@ type agentCrash struct {
 	coord          *proc
 	dataDir        string
 	pidFile, marks string
+	tokenFile      string
 	job            int64
 }
 
@@ -35,7 +36,8 @@ func newAgentCrash(t *testing.T) *agentCrash {
 	x := &agentCrash{t: t, dataDir: filepath.Join(dir, "agent"), pidFile: filepath.Join(dir, "pid"), marks: filepath.Join(dir, "runs")}
 	x.coord = start(t, "coordinator", "--node-id", "c1", "--data-dir", filepath.Join(dir, "c1"),
 		"--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--bootstrap")
-	x.c = client.New(x.coord.url)
+	x.c = adminClient(t, filepath.Join(dir, "c1"), x.coord.url)
+	x.tokenFile = filepath.Join(dir, "c1", AdminTokenFile)
 	// The jobs outlive the agents on purpose: whatever is left when the
 	// test ends is killed by process group.
 	t.Cleanup(func() {
@@ -58,7 +60,7 @@ func newAgentCrash(t *testing.T) *agentCrash {
 
 // agent starts an agent on the test's data directory.
 func (x *agentCrash) agent() *proc {
-	return startProc(x.t, false, "agent", "--coordinator", x.coord.url, "--name", "e2e-agent", "--data-dir", x.dataDir)
+	return startProc(x.t, false, "agent", "--coordinator", x.coord.url, "--name", "e2e-agent", "--data-dir", x.dataDir, "--token-file", x.tokenFile)
 }
 
 // shell returns the pid of the job's shell, once it wrote it.

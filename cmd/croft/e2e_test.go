@@ -37,6 +37,7 @@ type proc struct {
 	url  string
 	done chan struct{}
 	logs *strings.Builder
+	out  strings.Builder // what it printed on stdout
 	mu   sync.Mutex
 }
 
@@ -70,6 +71,9 @@ func startProc(t testing.TB, announces bool, args ...string) *proc {
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
+			p.mu.Lock()
+			p.out.WriteString(sc.Text() + "\n")
+			p.mu.Unlock()
 			if u := urlLine.FindString(sc.Text()); u != "" {
 				select {
 				case found <- u:
@@ -102,6 +106,12 @@ func (p *proc) stderr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.logs.String()
+}
+
+func (p *proc) stdout() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.out.String()
 }
 
 // kill sends SIGKILL to the process group and reaps it.
@@ -145,12 +155,42 @@ func waitJob(t testing.TB, c *client.Client, id int64, want string) client.Job {
 
 func ptr[T any](v T) *T { return &v }
 
+// adminToken waits for the admin token a bootstrap writes into its data
+// directory, and returns it.
+func adminToken(t testing.TB, dataDir string) string {
+	t.Helper()
+	file := filepath.Join(dataDir, AdminTokenFile)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		if b, err := os.ReadFile(file); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b))
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no admin token in %s", file)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// adminClient is a client of urls with the admin token of dataDir.
+func adminClient(t testing.TB, dataDir string, urls ...string) *client.Client {
+	return client.NewWith(client.Options{Token: adminToken(t, dataDir)}, urls...)
+}
+
 func TestDevRunsAJobEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	dev := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
-	c := client.New(dev.url)
+	c := adminClient(t, filepath.Join(dir, "data"), dev.url)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+
+	// The farm is closed without a token, as printed on start.
+	if _, err := client.New(dev.url).CreateJob(ctx, client.NewJob{Title: "anonymous", Command: "true"}); !client.IsStatus(err, 401) {
+		t.Fatalf("a create without a token: %v, want 401", err)
+	}
+	if !strings.Contains(dev.stdout(), "Authorization: Bearer $(cat ") {
+		t.Fatalf("dev did not print a first job with its token:\n%s", dev.stdout())
+	}
 
 	id, err := c.CreateJob(ctx, client.NewJob{Title: "hi", Command: "echo hi"})
 	if err != nil {
@@ -223,7 +263,7 @@ func TestDevRunsAJobEndToEnd(t *testing.T) {
 	// Restarted on the same data dir, the farm has every job.
 	dev.stop()
 	dev2 := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
-	c2 := client.New(dev2.url)
+	c2 := adminClient(t, filepath.Join(dir, "data"), dev2.url)
 	for _, jid := range []int64{id, g, d1, d2} {
 		waitJob(t, c2, jid, "FINISHED")
 	}
@@ -241,10 +281,12 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 		return start(t, args...)
 	}
 	nodes := map[string]*proc{"c1": coord("c1", "--bootstrap")}
-	nodes["c2"] = coord("c2", "--join", nodes["c1"].url)
-	nodes["c3"] = coord("c3", "--join", nodes["c1"].url)
+	tokenFile := filepath.Join(dir, "c1", AdminTokenFile)
+	adminToken(t, filepath.Join(dir, "c1"))
+	nodes["c2"] = coord("c2", "--join", nodes["c1"].url, "--token-file", tokenFile)
+	nodes["c3"] = coord("c3", "--join", nodes["c1"].url, "--token-file", tokenFile)
 	urls := []string{nodes["c1"].url, nodes["c2"].url, nodes["c3"].url}
-	c := client.New(urls...)
+	c := adminClient(t, filepath.Join(dir, "c1"), urls...)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
@@ -268,7 +310,7 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 			follower = p.url
 		}
 	}
-	fc := client.New(follower)
+	fc := adminClient(t, filepath.Join(dir, "c1"), follower)
 	var acked []int64
 	for i := 0; i < 20; i++ {
 		id, err := fc.CreateJob(ctx, client.NewJob{Title: fmt.Sprint("job ", i), Command: "true", State: "PAUSED"})
@@ -280,7 +322,7 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 	// An agent runs a job across the failover: it must finish once, with
 	// its output delivered to the new leader.
 	marks := filepath.Join(dir, "runs.txt")
-	startProc(t, false, "agent", "--coordinator", strings.Join(urls, ","), "--name", "e2e-agent", "--data-dir", filepath.Join(dir, "agent"))
+	startProc(t, false, "agent", "--coordinator", strings.Join(urls, ","), "--name", "e2e-agent", "--data-dir", filepath.Join(dir, "agent"), "--token-file", tokenFile)
 	long, err := c.CreateJob(ctx, client.NewJob{Title: "across failover", Command: "echo run >> " + marks + "; echo started; sleep 2; echo done"})
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +339,7 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 			rest = append(rest, p.url)
 		}
 	}
-	rc := client.New(rest...)
+	rc := adminClient(t, filepath.Join(dir, "c1"), rest...)
 	for _, id := range acked {
 		j, err := rc.Job(ctx, id)
 		if err != nil || j.ID != id {
@@ -324,11 +366,11 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 	}
 
 	// The admin CLI removes the dead member and shows the new membership.
-	out, err := exec.CommandContext(ctx, croftBin(t), "cluster", "remove", "--coordinator", rest[0], "--node-id", st.LeaderID).CombinedOutput()
+	out, err := exec.CommandContext(ctx, croftBin(t), "cluster", "remove", "--coordinator", rest[0], "--node-id", st.LeaderID, "--token-file", tokenFile).CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "removed") {
 		t.Fatalf("croft cluster remove: %v\n%s", err, out)
 	}
-	out, err = exec.CommandContext(ctx, croftBin(t), "cluster", "status", "--coordinator", rest[1]).CombinedOutput()
+	out, err = exec.CommandContext(ctx, croftBin(t), "cluster", "status", "--coordinator", rest[1], "--data-dir", filepath.Join(dir, "c1")).CombinedOutput()
 	if err != nil || strings.Contains(string(out), st.LeaderID+" ") || !strings.Contains(string(out), "leader: "+st2.LeaderID) {
 		t.Fatalf("croft cluster status after remove: %v\n%s", err, out)
 	}
@@ -341,7 +383,7 @@ func TestDevSlotsRunConcurrently(t *testing.T) {
 		t.Fatal(err)
 	}
 	dev := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0", "--slots", "3")
-	c := client.New(dev.url)
+	c := adminClient(t, filepath.Join(dir, "data"), dev.url)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	// Each job succeeds only if all three are running at once: a barrier,

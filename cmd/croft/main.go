@@ -26,6 +26,8 @@ Usage:
   croft agent [flags]         run the agent on a render node
   croft dev [flags]           one-node coordinator and a local agent in one process
   croft cluster status|join|remove --coordinator URL [flags]
+  croft token create|list|revoke [flags]    access tokens (admin)
+  croft project create|list|delete [flags]  projects
   croft bench [flags]         performance scenarios on a local 3-coordinator cluster
   croft version
 
@@ -58,6 +60,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return agent.SuperviseMain(args[1:])
 	case "cluster":
 		err = runCluster(ctx, args[1:], stdout)
+	case "token":
+		err = runToken(ctx, args[1:], stdout)
+	case "project":
+		err = runProject(ctx, args[1:], stdout)
 	case "bench":
 		err = runBench(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":

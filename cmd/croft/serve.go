@@ -14,8 +14,42 @@ import (
 	"time"
 
 	"github.com/croftfarm/croft/agent"
+	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/api/coalition"
 	"github.com/croftfarm/croft/coordinator"
+	"github.com/croftfarm/croft/raftstore"
 )
+
+// devAgentToken returns the dev farm's agent token, kept in file: the one
+// there if it is still valid, else a new one (once the node leads and has
+// its admin token), bound to the agent's name.
+func devAgentToken(ctx context.Context, srv *coordinator.Server, file, name string) (string, error) {
+	for {
+		if leader, _ := srv.Node().Leadership(); leader && srv.Node().FSM().State().TokenCount() > 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no leader with an admin token: %w", ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	if b, err := os.ReadFile(file); err == nil {
+		if secret := strings.TrimSpace(string(b)); srv.TokenValid(secret) {
+			return secret, nil
+		}
+	}
+	const tokName = "dev-agent"
+	if err := srv.RevokeTokenNamed(ctx, tokName); err != nil {
+		return "", err
+	}
+	t, err := srv.CreateToken(ctx, client.TokenRequest{Name: tokName, Role: raftstore.RoleAgent, Projects: []string{raftstore.AllProjects}, Workers: []string{name}}, "croft dev")
+	if err != nil {
+		return "", err
+	}
+	return t.Secret, coordinator.WriteSecret(file, t.Secret)
+}
 
 // coordinatorFlags are shared by "croft coordinator" and "croft dev".
 type coordinatorFlags struct {
@@ -24,6 +58,10 @@ type coordinatorFlags struct {
 	workerTTL                                 time.Duration
 	maxBatch                                  int
 	pprof                                     bool
+	insecure                                  bool
+	trustNets, trustRoles                     string
+	tokens                                    tokenFlags
+	limits                                    coalition.Limits
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -33,8 +71,77 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:19211", "HTTP API address (host:port); Coalition's port by default")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:19212", "Raft transport address (host:port)")
 	fs.DurationVar(&f.workerTTL, "worker-ttl", 15*time.Second, "silence after which a worker is marked lost and its job requeued")
-	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP address")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP address (admin token)")
 	fs.IntVar(&f.maxBatch, "max-batch", 0, "most commands group-committed in one Raft entry (0: default 512; 1: group commit off)")
+	fs.BoolVar(&f.insecure, "insecure", false, "turn access control off: anyone who reaches the API is an admin (never on a shared network)")
+	fs.StringVar(&f.trustNets, "trust-network", "", "CIDRs (comma-separated) whose requests without a token get --trust-role, e.g. for Coalition's worker.py")
+	fs.StringVar(&f.trustRoles, "trust-role", "", "roles (comma-separated: user, read, agent) of tokenless requests from --trust-network")
+	fs.Int64Var(&f.limits.MaxBody, "max-body", coalition.DefaultLimits.MaxBody, "largest request body in bytes (413 beyond)")
+	fs.IntVar(&f.limits.MaxJobsPerRequest, "max-jobs-per-request", coalition.DefaultLimits.MaxJobsPerRequest, "most jobs one create makes (a group and its children)")
+	fs.IntVar(&f.limits.MaxProjectJobs, "max-jobs-per-project", coalition.DefaultLimits.MaxProjectJobs, "most jobs a project holds (0: no limit)")
+	fs.Int64Var(&f.limits.MaxJobOutput, "max-job-output", coalition.DefaultLimits.MaxJobOutput, "most output bytes kept of one job (its log; at most 64 MiB)")
+	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
+}
+
+// auth turns the access flags into the coordinator's configuration.
+func (f *coordinatorFlags) auth() (auth.Config, error) {
+	cfg := auth.Config{Insecure: f.insecure}
+	for _, s := range splitURLs(f.trustNets) {
+		_, n, err := net.ParseCIDR(s)
+		if err != nil {
+			return cfg, fmt.Errorf("%w: --trust-network %q: %v", errUsage, s, err)
+		}
+		cfg.TrustNets = append(cfg.TrustNets, n)
+	}
+	for _, r := range splitURLs(f.trustRoles) {
+		if r != raftstore.RoleUser && r != raftstore.RoleRead && r != raftstore.RoleAgent {
+			return cfg, fmt.Errorf("%w: --trust-role %q: user, read or agent", errUsage, r)
+		}
+		cfg.TrustRoles = append(cfg.TrustRoles, r)
+	}
+	if (len(cfg.TrustNets) > 0) != (len(cfg.TrustRoles) > 0) {
+		return cfg, fmt.Errorf("%w: --trust-network and --trust-role go together", errUsage)
+	}
+	return cfg, nil
+}
+
+// tokenFlags are how a command finds its token: --token, else
+// --token-file, else $CROFT_TOKEN, else (for commands that know a data
+// directory) the admin token a bootstrap left there.
+type tokenFlags struct {
+	token, file string
+}
+
+func (f *tokenFlags) register(fs *flag.FlagSet, what string) {
+	fs.StringVar(&f.token, "token", "", what)
+	fs.StringVar(&f.file, "token-file", "", "file holding the token (instead of --token)")
+}
+
+// AdminTokenFile is the file, in a coordinator's data directory, where a
+// bootstrap writes the first admin token.
+const AdminTokenFile = "admin.token"
+
+// resolve returns the token; dataDir, if not empty, is a data directory
+// whose admin.token is the last resort.
+func (f *tokenFlags) resolve(dataDir string) (string, error) {
+	switch {
+	case f.token != "":
+		return f.token, nil
+	case f.file != "":
+		b, err := os.ReadFile(f.file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case os.Getenv("CROFT_TOKEN") != "":
+		return strings.TrimSpace(os.Getenv("CROFT_TOKEN")), nil
+	case dataDir != "":
+		b, err := os.ReadFile(filepath.Join(dataDir, AdminTokenFile))
+		if err == nil {
+			return strings.TrimSpace(string(b)), nil
+		}
+	}
+	return "", nil
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
@@ -46,6 +153,25 @@ func parse(fs *flag.FlagSet, args []string) error {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
 	return nil
+}
+
+// parseArgs parses flags wherever they are among the arguments (a name
+// may come first: "croft token revoke NAME --token T") and returns the
+// other arguments.
+func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
+	fs.SetOutput(os.Stderr)
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		args = fs.Args()
+		if len(args) == 0 {
+			return rest, nil
+		}
+		rest = append(rest, args[0])
+		args = args[1:]
+	}
 }
 
 func splitURLs(s string) []string {
@@ -60,11 +186,19 @@ func splitURLs(s string) []string {
 
 // startCoordinator opens the node, starts serving HTTP and returns the
 // server and the address it listens on.
-func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Server, string, error) {
+func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer) (*coordinator.Server, string, error) {
 	if f.nodeID == "" {
 		return nil, "", fmt.Errorf("%w: --node-id is empty", errUsage)
 	}
 	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
+		return nil, "", err
+	}
+	authCfg, err := f.auth()
+	if err != nil {
+		return nil, "", err
+	}
+	joinToken, err := f.tokens.resolve("")
+	if err != nil {
 		return nil, "", err
 	}
 	ln, err := net.Listen("tcp", f.httpAddr)
@@ -79,11 +213,19 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Se
 			HTTPAddr:  ln.Addr().String(),
 			Bootstrap: f.bootstrap,
 			Join:      splitURLs(f.join),
+			JoinToken: joinToken,
 			MaxBatch:  f.maxBatch,
 			Logger:    logger,
 		},
-		WorkerTTL: f.workerTTL,
-		Pprof:     f.pprof,
+		WorkerTTL:      f.workerTTL,
+		Pprof:          f.pprof,
+		Auth:           authCfg,
+		Limits:         f.limits,
+		BootstrapToken: f.bootstrap && !f.insecure,
+		AdminTokenFile: filepath.Join(f.dataDir, AdminTokenFile),
+		OnAdminToken: func(t client.Token) {
+			printAdminToken(stdout, t.Secret, "http://"+ln.Addr().String(), filepath.Join(f.dataDir, AdminTokenFile))
+		},
 	})
 	if err != nil {
 		ln.Close()
@@ -106,7 +248,7 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	srv, addr, err := startCoordinator(&f, logger)
+	srv, addr, err := startCoordinator(&f, logger, stdout)
 	if err != nil {
 		return err
 	}
@@ -116,10 +258,34 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 	return srv.Close()
 }
 
+// printAdminToken shows a new admin token, the one time it exists in
+// clear outside its file, with a first job to paste.
+func printAdminToken(w io.Writer, secret, url, file string) {
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	fmt.Fprintf(w, "croft: created the admin token; it is shown this once and kept in %s (mode 0600):\n    %s\n", file, secret)
+	fmt.Fprintf(w, "croft: a first job:\n    %s\n", firstJob(url, file))
+}
+
+// firstJob is a curl line that submits a job with the admin token of file
+// (or none, for an insecure farm).
+func firstJob(url, file string) string {
+	body := `-d '{"title":"hi","command":"echo hi"}'`
+	if file == "" {
+		return fmt.Sprintf("curl -X PUT %s/api/jobs %s", url, body)
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	return fmt.Sprintf(`curl -H "Authorization: Bearer $(cat %s)" -X PUT %s/api/jobs %s`, file, url, body)
+}
+
 // agentFlags are shared by "croft agent" and "croft dev".
 type agentFlags struct {
 	coordinators, name, affinity, dataDir string
 	slots                                 int
+	tokens                                tokenFlags
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, dataFlag, defDataDir string) {
@@ -129,9 +295,10 @@ func (f *agentFlags) register(fs *flag.FlagSet, dataFlag, defDataDir string) {
 	fs.IntVar(&f.slots, "slots", 1, "jobs run at once")
 }
 
-func (f *agentFlags) config(logger *slog.Logger, set map[string]bool) agent.Config {
+func (f *agentFlags) config(logger *slog.Logger, set map[string]bool, token string) agent.Config {
 	return agent.Config{
 		Coordinators: splitURLs(f.coordinators),
+		Token:        token,
 		Name:         f.name,
 		Affinity:     strings.ReplaceAll(f.affinity, `\n`, "\n"),
 		SetAffinity:  set["affinity"],
@@ -152,10 +319,18 @@ func runAgent(ctx context.Context, args []string, logger *slog.Logger) error {
 	var f agentFlags
 	fs.StringVar(&f.coordinators, "coordinator", "http://127.0.0.1:19211", "coordinator URLs, comma-separated (any member; the agent follows the leader)")
 	f.register(fs, "data-dir", "croft-agent")
+	f.tokens.register(fs, "agent token, bound to this agent's worker names (else --token-file, $CROFT_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	a, err := agent.New(f.config(logger, setFlags(fs)))
+	token, err := f.tokens.resolve("")
+	if err != nil {
+		return err
+	}
+	if token == "" {
+		logger.Warn("no token (--token, --token-file or $CROFT_TOKEN): only a coordinator with --insecure or --trust-network will take this agent")
+	}
+	a, err := agent.New(f.config(logger, setFlags(fs), token))
 	if err != nil {
 		return err
 	}
@@ -179,20 +354,39 @@ func runDev(ctx context.Context, args []string, stdout io.Writer, logger *slog.L
 	if af.dataDir == "" {
 		af.dataDir = filepath.Join(cf.dataDir, "agent")
 	}
-	srv, addr, err := startCoordinator(&cf, logger)
+	srv, addr, err := startCoordinator(&cf, logger, stdout)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
 	url := "http://" + addr
 	af.coordinators = url
-	cfg := af.config(logger, setFlags(fs))
+	cfg := af.config(logger, setFlags(fs), "")
+	if cfg.Name == "" {
+		if cfg.Name, err = os.Hostname(); err != nil {
+			return err
+		}
+	}
+	adminFile := filepath.Join(cf.dataDir, AdminTokenFile)
+	if !cf.insecure {
+		// The farm is ready when its admin token is: the URL line below
+		// means a client can use it. The local agent gets a token of its
+		// own, bound to its name.
+		sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		cfg.Token, err = devAgentToken(sctx, srv, filepath.Join(cf.dataDir, "agent.token"), cfg.Name)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("dev farm: %w", err)
+		}
+	} else {
+		adminFile = ""
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(stdout, "croft dev farm: coordinator and agent running, API at %s (data in %s)\n", url, cf.dataDir)
-	fmt.Fprintf(stdout, "try: curl -X PUT %s/api/jobs -d '{\"title\":\"hi\",\"command\":\"echo hi\"}'\n", url)
+	fmt.Fprintf(stdout, "try: %s\n", firstJob(url, adminFile))
 	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		err = nil

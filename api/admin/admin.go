@@ -1,0 +1,190 @@
+// Package admin serves Croft's access API: tokens (admin only) and
+// projects (created and deleted by admins, listed by anyone who reads).
+// A token's secret is drawn here, on the leader, shown once in the reply
+// of its creation, and never stored: the state keeps its SHA-256.
+package admin
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/raftstore"
+)
+
+// Store is what the access API needs from the coordinator; requests reach
+// it on the leader only.
+type Store interface {
+	Apply(ctx context.Context, cmd raftstore.Command) (any, error)
+	State() *raftstore.State
+}
+
+// Handler serves the access API.
+type Handler struct {
+	store Store
+	now   func() time.Time
+}
+
+// New returns the access API's handler.
+func New(store Store) *Handler { return &Handler{store: store, now: time.Now} }
+
+// maxBody bounds a request body of the access API.
+const maxBody = 64 << 10
+
+// Register mounts the routes.
+func (h *Handler) Register(m auth.Mount) {
+	m.Abort = apierr.Abort
+	m.Handle(http.MethodPost, client.PathTokens, auth.PermAdmin, h.createToken)
+	m.Handle(http.MethodGet, client.PathTokens, auth.PermAdmin, h.listTokens)
+	m.Handle(http.MethodDelete, client.PathTokens+"/:id", auth.PermAdmin, h.revokeToken)
+	m.Handle(http.MethodPost, client.PathProjects, auth.PermAdmin, h.createProject)
+	m.Handle(http.MethodGet, client.PathProjects, auth.PermRead, h.listProjects)
+	m.Handle(http.MethodDelete, client.PathProjects+"/:name", auth.PermAdmin, h.deleteProject)
+}
+
+func decode(c *gin.Context, v any) error {
+	body, err := apierr.ReadBody(c, maxBody)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return apierr.Bad("malformed JSON: %v", err)
+	}
+	return nil
+}
+
+// CreateToken draws a secret and an id for a token described by req,
+// proposes it (only the secret's hash goes to the state) and returns it
+// with its secret. The coordinator uses it too, for the bootstrap token.
+func CreateToken(ctx context.Context, store Store, now time.Time, req client.TokenRequest, by string) (client.Token, error) {
+	if len(req.Projects) == 0 && req.Role != raftstore.RoleAdmin {
+		req.Projects = []string{raftstore.DefaultProject}
+	}
+	secret, err := auth.NewSecret()
+	if err != nil {
+		return client.Token{}, err
+	}
+	id, err := auth.NewID()
+	if err != nil {
+		return client.Token{}, err
+	}
+	t := raftstore.Token{ID: id, Name: req.Name, Role: req.Role, Projects: req.Projects, Workers: req.Workers,
+		Hash: auth.Hash(secret), CreatedBy: by}
+	if err := raftstore.CheckToken(&t); err != nil {
+		return client.Token{}, err
+	}
+	if _, err := store.Apply(ctx, &raftstore.TokenCreate{Now: now.UnixNano(), Token: t}); err != nil {
+		return client.Token{}, err
+	}
+	t.Created = now.UnixNano()
+	out := renderToken(&t)
+	out.Secret = secret
+	return out, nil
+}
+
+func renderToken(t *raftstore.Token) client.Token {
+	return client.Token{ID: t.ID, Name: t.Name, Role: t.Role, Projects: nonNil(t.Projects), Workers: t.Workers,
+		Created: time.Unix(0, t.Created).UTC(), CreatedBy: t.CreatedBy}
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
+}
+
+func (h *Handler) createToken(c *gin.Context) {
+	var req client.TokenRequest
+	if err := decode(c, &req); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	t, err := CreateToken(c, h.store, h.now(), req, auth.From(c).Name)
+	if err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, t)
+}
+
+func (h *Handler) listTokens(c *gin.Context) {
+	ts := h.store.State().Tokens()
+	out := make([]client.Token, 0, len(ts))
+	for i := range ts {
+		out = append(out, renderToken(&ts[i]))
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// revokeToken revokes a token named by its id or, failing that, its name.
+func (h *Handler) revokeToken(c *gin.Context) {
+	key := c.Param("id")
+	st := h.store.State()
+	t, ok := st.TokenByID(key)
+	if !ok {
+		for _, o := range st.Tokens() {
+			if o.Name == key {
+				t, ok = o, true
+			}
+		}
+	}
+	if !ok {
+		apierr.Abort(c, apierr.NotFound("token %q", key))
+		return
+	}
+	if _, err := h.store.Apply(c, &raftstore.TokenRevoke{Now: h.now().UnixNano(), ID: t.ID}); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, renderToken(&t))
+}
+
+func renderProject(p raftstore.ProjectInfo) client.Project {
+	return client.Project{Name: p.Name, Created: time.Unix(0, p.Created).UTC(), Jobs: p.Jobs}
+}
+
+func (h *Handler) createProject(c *gin.Context) {
+	var req client.ProjectRequest
+	if err := decode(c, &req); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	if err := raftstore.ValidProjectName(req.Name); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	now := h.now()
+	if _, err := h.store.Apply(c, &raftstore.ProjectCreate{Now: now.UnixNano(), Name: req.Name}); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, client.Project{Name: req.Name, Created: now.UTC()})
+}
+
+// listProjects lists the projects the token may read.
+func (h *Handler) listProjects(c *gin.Context) {
+	p := auth.From(c)
+	out := []client.Project{}
+	for _, pr := range h.store.State().Projects() {
+		if p.CanRead(pr.Name) {
+			out = append(out, renderProject(pr))
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+func (h *Handler) deleteProject(c *gin.Context) {
+	name := c.Param("name")
+	if _, err := h.store.Apply(c, &raftstore.ProjectDelete{Now: h.now().UnixNano(), Name: name}); err != nil {
+		apierr.Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{})
+}

@@ -1,0 +1,187 @@
+package raftstore
+
+import (
+	"fmt"
+	"strings"
+)
+
+// Limits of what one job, worker or request may hold. They bound the
+// memory, snapshot size and reply size that one request can cause, whatever
+// the farm's size. The API edge checks them before it proposes anything
+// (CheckSpec, CheckPatch...), so a client learns which field is at fault
+// (413 for a size, 400 for a forbidden byte). They are documented in
+// docs/SECURITY.md; change them together.
+const (
+	MaxTitleBytes       = 4 << 10  // title, dir, url
+	MaxCommandBytes     = 64 << 10 // command
+	MaxEnvironmentBytes = 64 << 10 // environment, all of it
+	MaxNameBytes        = 255      // user, worker names
+	MaxAffinityBytes    = 4 << 10  // a job's or a worker's affinity lines
+	MaxAffinityName     = 64       // one affinity name
+	MaxPatternBytes     = 256      // progress_pattern
+	MaxDependencies     = 10_000   // dependencies of one job
+	// MaxTimeout is the longest timeout, in seconds (about 68 years): its
+	// nanoseconds fit an int64 with room to add a start time.
+	MaxTimeout = 1<<31 - 1
+	// MaxRetry is the most retries a job may ask for.
+	MaxRetry = 10_000
+	// MaxWorkers bounds the workers of a farm: a registration past it is
+	// refused (a forged or runaway agent cannot grow the state forever).
+	MaxWorkers = 100_000
+)
+
+// checkText checks one string field: its length, and no NUL byte (commands
+// and environments reach execve, which cannot carry one; a NUL would fail
+// every retry of the job).
+func checkText(field, v string, maxBytes int) error {
+	if len(v) > maxBytes {
+		return fmt.Errorf("%w: %s is %d bytes, the limit is %d", ErrTooLarge, field, len(v), maxBytes)
+	}
+	if strings.IndexByte(v, 0) >= 0 {
+		return fmt.Errorf("%w: %s contains a NUL byte", ErrInvalid, field)
+	}
+	return nil
+}
+
+// CheckName checks a worker, user or other one-line name.
+func CheckName(field, v string) error {
+	if err := checkText(field, v, MaxNameBytes); err != nil {
+		return err
+	}
+	if strings.ContainsAny(v, "\r\n") {
+		return fmt.Errorf("%w: %s must be one line", ErrInvalid, field)
+	}
+	return nil
+}
+
+// CheckAffinity checks affinity lines: their size and each name's.
+func CheckAffinity(field, aff string) error {
+	if err := checkText(field, aff, MaxAffinityBytes); err != nil {
+		return err
+	}
+	for _, line := range strings.Split(aff, "\n") {
+		for _, name := range strings.Split(line, ",") {
+			if n := strings.TrimSpace(name); len(n) > MaxAffinityName {
+				return fmt.Errorf("%w: %s: affinity name %q is %d bytes, the limit is %d", ErrTooLarge, field, truncate(n, 40), len(n), MaxAffinityName)
+			}
+		}
+	}
+	return nil
+}
+
+// checkTimeout checks a timeout in seconds.
+func checkTimeout(t int64) error {
+	if t < 0 || t > MaxTimeout {
+		return fmt.Errorf("%w: timeout %d is outside 0..%d seconds", ErrInvalid, t, MaxTimeout)
+	}
+	return nil
+}
+
+func checkRetry(n int) error {
+	if n < 0 || n > MaxRetry {
+		return fmt.Errorf("%w: retry %d is outside 0..%d", ErrInvalid, n, MaxRetry)
+	}
+	return nil
+}
+
+func checkDeps(deps []int64) error {
+	if len(deps) > MaxDependencies {
+		return fmt.Errorf("%w: %d dependencies, the limit is %d", ErrTooLarge, len(deps), MaxDependencies)
+	}
+	for _, d := range deps {
+		if d <= 0 {
+			return fmt.Errorf("%w: dependency %d is not a job id", ErrInvalid, d)
+		}
+	}
+	return nil
+}
+
+// CheckSpec checks a new job's fields against the limits.
+func CheckSpec(s *JobSpec) error {
+	for _, f := range []struct {
+		name, v string
+		max     int
+	}{
+		{"title", s.Title, MaxTitleBytes},
+		{"command", s.Command, MaxCommandBytes},
+		{"dir", s.Dir, MaxTitleBytes},
+		{"environment", s.Environment, MaxEnvironmentBytes},
+		{"url", s.URL, MaxTitleBytes},
+		{"progress_pattern", s.ProgressPattern, MaxPatternBytes},
+	} {
+		if err := checkText(f.name, f.v, f.max); err != nil {
+			return err
+		}
+	}
+	if err := CheckName("user", s.User); err != nil {
+		return err
+	}
+	if err := CheckAffinity("affinity", s.Affinity); err != nil {
+		return err
+	}
+	if s.Project != "" {
+		if err := ValidProjectName(s.Project); err != nil {
+			return err
+		}
+	}
+	if err := checkTimeout(s.Timeout); err != nil {
+		return err
+	}
+	if err := checkRetry(s.Retry); err != nil {
+		return err
+	}
+	if s.Parent < 0 {
+		return fmt.Errorf("%w: parent %d is not a job id", ErrInvalid, s.Parent)
+	}
+	return checkDeps(s.Dependencies)
+}
+
+// CheckPatch checks a job edit's fields against the limits.
+func CheckPatch(p *JobPatch) error {
+	for _, f := range []struct {
+		name string
+		v    *string
+		max  int
+	}{
+		{"title", p.Title, MaxTitleBytes},
+		{"command", p.Command, MaxCommandBytes},
+		{"dir", p.Dir, MaxTitleBytes},
+		{"environment", p.Environment, MaxEnvironmentBytes},
+		{"url", p.URL, MaxTitleBytes},
+		{"progress_pattern", p.ProgressPattern, MaxPatternBytes},
+		{"state", p.State, MaxNameBytes},
+	} {
+		if f.v != nil {
+			if err := checkText(f.name, *f.v, f.max); err != nil {
+				return err
+			}
+		}
+	}
+	if p.User != nil {
+		if err := CheckName("user", *p.User); err != nil {
+			return err
+		}
+	}
+	if p.Affinity != nil {
+		if err := CheckAffinity("affinity", *p.Affinity); err != nil {
+			return err
+		}
+	}
+	if p.Timeout != nil {
+		if err := checkTimeout(*p.Timeout); err != nil {
+			return err
+		}
+	}
+	if p.Retry != nil {
+		if err := checkRetry(*p.Retry); err != nil {
+			return err
+		}
+	}
+	if p.Parent != nil && *p.Parent < 0 {
+		return fmt.Errorf("%w: parent %d is not a job id", ErrInvalid, *p.Parent)
+	}
+	if p.Dependencies != nil {
+		return checkDeps(*p.Dependencies)
+	}
+	return nil
+}
