@@ -46,30 +46,30 @@ type State struct {
 	workerOrder *btree.BTreeG[string] // worker names
 	jobEvents   map[int64][]int64     // a job's events, to delete them with it
 	dependents  map[int64]map[int64]struct{}
-	ready      *readyIndex
-	notify     chan struct{} // closed when runnable work may have appeared
-	readyGrew  bool
+	ready       *readyIndex
+	notify      chan struct{} // closed when runnable work may have appeared
+	readyGrew   bool
 }
 
 // NewState returns an empty state.
 func NewState() *State {
 	return &State{
-		jobs:       make(map[int64]*Job),
-		root:       &Job{State: StateWaiting},
-		logs:       make(map[int64][]byte),
-		workers:    make(map[string]*Worker),
-		eventByID:  make(map[int64]*Event),
+		jobs:        make(map[int64]*Job),
+		root:        &Job{State: StateWaiting},
+		logs:        make(map[int64][]byte),
+		workers:     make(map[string]*Worker),
+		eventByID:   make(map[int64]*Event),
 		jobOrder:    btree.NewOrderedG[int64](32),
 		eventOrder:  btree.NewOrderedG[int64](32),
 		workerOrder: btree.NewOrderedG[string](32),
 		jobEvents:   make(map[int64][]int64),
-		nodes:      make(map[string]NodeMeta),
-		tokens:     make(map[string]*Token),
-		tokenByID:  make(map[string]*Token),
-		projects:   map[string]*Project{DefaultProject: {Name: DefaultProject}},
-		dependents: make(map[int64]map[int64]struct{}),
-		ready:      newReadyIndex(),
-		notify:     make(chan struct{}),
+		nodes:       make(map[string]NodeMeta),
+		tokens:      make(map[string]*Token),
+		tokenByID:   make(map[string]*Token),
+		projects:    map[string]*Project{DefaultProject: {Name: DefaultProject}},
+		dependents:  make(map[int64]map[int64]struct{}),
+		ready:       newReadyIndex(),
+		notify:      make(chan struct{}),
 	}
 }
 
