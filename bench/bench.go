@@ -16,6 +16,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/internal/localcluster"
 )
 
@@ -26,6 +27,8 @@ type Config struct {
 	// Coordinators, if set, are the URLs of an existing cluster: scenarios
 	// that need to kill or restart coordinators are skipped.
 	Coordinators []string
+	// Token is an admin token of the existing cluster.
+	Token string
 	// Dir holds the data and logs of the clusters bench starts.
 	Dir string
 	// Scenarios to run (nil: all), by name.
@@ -110,6 +113,12 @@ type runner struct {
 	cfg     Config
 	cluster *localcluster.Cluster // nil with an existing cluster
 	urls    []string
+	token   string // an admin token of the cluster
+}
+
+// client returns a client of urls with the cluster's admin token.
+func (r *runner) client(urls ...string) *client.Client {
+	return client.NewWith(client.Options{Token: r.token}, urls...)
 }
 
 func (r *runner) logf(format string, args ...any) {
@@ -135,7 +144,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 		if len(want) > 0 && !want[sc.name] {
 			continue
 		}
-		r := &runner{cfg: cfg, urls: cfg.Coordinators}
+		r := &runner{cfg: cfg, urls: cfg.Coordinators, token: cfg.Token}
 		if len(cfg.Coordinators) > 0 && sc.needsOwnCluster {
 			all = append(all, Result{Scenario: sc.name, Metric: "skipped", Note: "needs a cluster bench starts itself"})
 			continue
@@ -152,7 +161,7 @@ func Run(ctx context.Context, cfg Config) ([]Result, error) {
 					return nil, err
 				}
 				defer c.Close()
-				r.cluster, r.urls = c, c.URLs()
+				r.cluster, r.urls, r.token = c, c.URLs(), c.Token
 			}
 			r.logf("scenario %s", sc.name)
 			return sc.run(sctx, r)

@@ -48,7 +48,7 @@ func runScale(ctx context.Context, r *runner) ([]Result, error) {
 	out = append(out, res)
 
 	var snap SnapshotReply
-	if err := client.New(leader.URL).Do(ctx, http.MethodPost, "/cluster/snapshot", nil, &snap); err != nil {
+	if err := r.client(leader.URL).Do(ctx, http.MethodPost, "/cluster/snapshot", nil, &snap); err != nil {
 		return nil, fmt.Errorf("snapshot: %w", err)
 	}
 	out = append(out, atMost("scale", "snapshot time", snap.TookMS/1000, "s", 10),
@@ -73,7 +73,7 @@ func runScale(ctx context.Context, r *runner) ([]Result, error) {
 	if err := r.cluster.Restart(ctx, follower); err != nil {
 		return nil, err
 	}
-	fc := client.New(follower.URL)
+	fc := r.client(follower.URL)
 	for {
 		fs, err := fc.Status(ctx, follower.URL)
 		if err == nil && fs.FSMIndex >= st.FSMIndex {
@@ -102,7 +102,7 @@ func runFailover(ctx context.Context, r *runner) ([]Result, error) {
 				rest = append(rest, co.URL)
 			}
 		}
-		probe := client.New(rest...)
+		probe := r.client(rest...)
 		t0 := time.Now()
 		leader.Kill()
 		for {
@@ -126,7 +126,7 @@ func runFailover(ctx context.Context, r *runner) ([]Result, error) {
 		}
 		// The restarted node catches up before the next kill, so every kill
 		// leaves a full quorum of up-to-date members.
-		if err := caughtUp(ctx, leader); err != nil {
+		if err := r.caughtUp(ctx, leader); err != nil {
 			return nil, err
 		}
 	}
@@ -142,6 +142,6 @@ func runFailover(ctx context.Context, r *runner) ([]Result, error) {
 
 // caughtUp waits until co has applied everything its leader had applied
 // when it was asked.
-func caughtUp(ctx context.Context, co *localcluster.Coordinator) error {
-	return allCaughtUp(ctx, []string{co.URL})
+func (r *runner) caughtUp(ctx context.Context, co *localcluster.Coordinator) error {
+	return r.allCaughtUp(ctx, []string{co.URL})
 }

@@ -18,7 +18,7 @@ import (
 
 // leaderClient returns a client that talks straight to the leader.
 func (r *runner) leaderClient(ctx context.Context) (*client.Client, error) {
-	c := client.New(r.urls...)
+	c := r.client(r.urls...)
 	if _, err := c.WaitLeader(ctx); err != nil {
 		return nil, err
 	}
@@ -161,7 +161,7 @@ func (r *runner) compareNoBatch(ctx context.Context, n, conc int) (float64, erro
 		return 0, err
 	}
 	defer c.Close()
-	cl := client.New(c.URLs()...)
+	cl := c.Client()
 	if _, err := cl.WaitLeader(ctx); err != nil {
 		return 0, err
 	}
@@ -559,7 +559,7 @@ func runGrowth(ctx context.Context, r *runner) ([]Result, error) {
 	// processes collecting their garbage for a second or so, which is the
 	// fill's cost, not a dispatch's.
 	measure := func(name string) ([]time.Duration, error) {
-		if err := allCaughtUp(ctx, r.urls); err != nil {
+		if err := r.allCaughtUp(ctx, r.urls); err != nil {
 			return nil, err
 		}
 		if _, err := pullLatency(ctx, c, name+"-warm", growthWarmup); err != nil {
@@ -594,8 +594,8 @@ const growthWarmup = 50
 
 // allCaughtUp waits until every coordinator at urls has applied what the
 // leader had applied when it was first asked.
-func allCaughtUp(ctx context.Context, urls []string) error {
-	c := client.New(urls...)
+func (r *runner) allCaughtUp(ctx context.Context, urls []string) error {
+	c := r.client(urls...)
 	leader, err := c.WaitLeader(ctx)
 	if err != nil {
 		return err

@@ -244,7 +244,7 @@ func (r *run) clientFor(url string) *client.Client {
 	defer r.mu.Unlock()
 	c := r.clients[url]
 	if c == nil {
-		c = client.New(url)
+		c = r.cl.client(url)
 		r.clients[url] = c
 	}
 	return c
@@ -359,7 +359,7 @@ func (r *run) probe(killedAt time.Time, survivors []*coord) {
 		urls = append(urls, c.url())
 		ids = append(ids, c.id)
 	}
-	cli := client.New(urls...)
+	cli := r.cl.client(urls...)
 	for time.Since(killedAt) < probeBound {
 		r.mu.Lock()
 		r.nextProbe++
@@ -444,7 +444,7 @@ func (r *run) restartAll() {
 func (r *run) listJobs() ([]client.Job, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), submitTimeout)
 	defer cancel()
-	return client.New(r.cl.urls()...).Children(ctx, 0) // every job is a root
+	return r.cl.client(r.cl.urls()...).Children(ctx, 0) // every job is a root
 }
 
 // settle waits (bounded) until no job is waiting, pending or working, and
@@ -667,7 +667,7 @@ func (r *run) check(jobs []client.Job) *summary {
 // exactly-once checks are about runs, and a job requeued after its agent
 // died may keep only its last attempt's output.
 func (r *run) checkLogs(jobs []client.Job) []string {
-	cli := client.New(r.cl.urls()...)
+	cli := r.cl.client(r.cl.urls()...)
 	var out []string
 	for _, j := range jobs {
 		if j.State != "FINISHED" {

@@ -49,6 +49,12 @@ type cluster struct {
 	agents []*agentProc
 	hc     *http.Client // status reads, each sent to exactly the node asked
 	logf   func(format string, args ...any)
+	token  string // the admin token c1 created at bootstrap
+}
+
+// client returns a client of urls with the admin token.
+func (cl *cluster) client(urls ...string) *client.Client {
+	return client.NewWith(client.Options{Token: cl.token}, urls...)
 }
 
 func newCluster(t *testing.T, logf func(string, ...any)) *cluster {
@@ -127,12 +133,20 @@ func (cl *cluster) start(ctx context.Context, nCoords, nAgents, slots int) error
 			args = append(args, "--join", cl.coords[0].url())
 		}
 		cl.coords = append(cl.coords, c)
+		if i > 1 {
+			c.env = []string{"CROFT_TOKEN=" + cl.token}
+		}
 		u, err := c.start(args, "")
 		if err != nil {
 			return fmt.Errorf("start %s: %w", c.id, err)
 		}
 		c.httpAddr = strings.TrimPrefix(u, "http://")
 		cl.logf("started %s (pid %d) at %s", c.id, c.pid(), u)
+		if i == 1 {
+			if err := cl.waitToken(ctx, c.dataDir); err != nil {
+				return err
+			}
+		}
 	}
 	// Wait until every coordinator is a voter, and learn the Raft address
 	// each one got.
@@ -172,7 +186,7 @@ func (cl *cluster) start(ctx context.Context, nCoords, nAgents, slots int) error
 	}
 	for i := 1; i <= nAgents; i++ {
 		a := &agentProc{proc: cl.newProc(fmt.Sprintf("a%d", i)), name: fmt.Sprintf("chaos-a%d", i), slots: slots}
-		a.env = []string{cl.marker()}
+		a.env = []string{cl.marker(), "CROFT_TOKEN=" + cl.token}
 		a.dataDir = filepath.Join(cl.dir, "data", a.name)
 		cl.agents = append(cl.agents, a)
 		if err := cl.startAgent(a); err != nil {
@@ -190,6 +204,22 @@ func (cl *cluster) startAgent(a *agentProc) error {
 		return fmt.Errorf("start agent %s: %w", a.name, err)
 	}
 	return nil
+}
+
+// waitToken waits for the admin token the bootstrap coordinator writes
+// into its data directory.
+func (cl *cluster) waitToken(ctx context.Context, dataDir string) error {
+	for {
+		if b, err := os.ReadFile(filepath.Join(dataDir, "admin.token")); err == nil && len(b) > 0 {
+			cl.token = strings.TrimSpace(string(b))
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("no admin token in %s: %w", dataDir, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // restartCoord starts a coordinator again on its addresses and data dir.
@@ -225,6 +255,7 @@ func (cl *cluster) status(ctx context.Context, c *coord, digest bool) (client.Cl
 	if err != nil {
 		return st, err
 	}
+	req.Header.Set("Authorization", "Bearer "+cl.token)
 	resp, err := cl.hc.Do(req)
 	if err != nil {
 		return st, err

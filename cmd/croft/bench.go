@@ -21,6 +21,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	dir := fs.String("dir", "", "directory for the clusters' data and logs (default: a temporary directory, removed afterwards)")
 	quick := fs.Bool("quick", false, "small sizes, for a smoke run")
 	verbose := fs.Bool("v", false, "log progress to stderr")
+	var tokens tokenFlags
+	tokens.register(fs, "admin token of the --coordinator cluster (else --token-file, $CROFT_TOKEN)")
 	fs.IntVar(&cfg.SubmitJobs, "submit-jobs", cfg.SubmitJobs, "single-job creates in the submit scenario")
 	fs.IntVar(&cfg.SubmitClients, "submit-clients", cfg.SubmitClients, "concurrent clients in the submit scenario")
 	fs.IntVar(&cfg.GroupChildren, "group-children", cfg.GroupChildren, "children of the one-request group")
@@ -51,6 +53,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	cfg.Bin = bin
 	cfg.Coordinators = splitURLs(*coord)
+	if cfg.Token, err = tokens.resolve(""); err != nil {
+		return err
+	}
 	if *only != "" {
 		cfg.Scenarios = splitURLs(*only)
 	}

@@ -167,6 +167,32 @@ type Cluster struct {
 	CoordinatorArgs []string
 	// CoordinatorEnv is added to every coordinator's environment.
 	CoordinatorEnv []string
+	// Token is the admin token the bootstrap coordinator created; agents
+	// and the cluster's own clients use it.
+	Token string
+}
+
+// Client returns a client of urls (default: every coordinator) with the
+// cluster's admin token.
+func (c *Cluster) Client(urls ...string) *client.Client {
+	if len(urls) == 0 {
+		urls = c.URLs()
+	}
+	return client.NewWith(client.Options{Token: c.Token}, urls...)
+}
+
+// waitToken waits for the admin token a bootstrap writes into dataDir.
+func waitToken(ctx context.Context, dataDir string) (string, error) {
+	for {
+		if b, err := os.ReadFile(filepath.Join(dataDir, "admin.token")); err == nil && len(b) > 0 {
+			return strings.TrimSpace(string(b)), nil
+		}
+		select {
+		case <-ctx.Done():
+			return "", fmt.Errorf("no admin token in %s: %w", dataDir, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // CoordinatorProcs is the GOMAXPROCS each of n coordinators sharing this
@@ -204,6 +230,11 @@ func Start(ctx context.Context, bin, dir string, n int, extra ...string) (*Clust
 			args = append(args, "--join", c.Coords[0].URL)
 		}
 		co.Args = append(args, extra...)
+		if i > 1 {
+			// The token goes in the environment, not on a command line
+			// anyone on the host can read.
+			co.Env = append(append([]string{}, co.Env...), "CROFT_TOKEN="+c.Token)
+		}
 		u, err := co.start(ctx, true)
 		if err != nil {
 			c.Close()
@@ -211,13 +242,19 @@ func Start(ctx context.Context, bin, dir string, n int, extra ...string) (*Clust
 		}
 		co.URL = u
 		c.Coords = append(c.Coords, co)
+		if i == 1 {
+			if c.Token, err = waitToken(ctx, co.DataDir); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
 	}
 	if err := c.WaitMembers(ctx, n); err != nil {
 		c.Close()
 		return nil, err
 	}
 	// Record each node's real addresses, so a restart can reuse them.
-	st, err := client.New(c.Coords[0].URL).Status(ctx, c.Coords[0].URL)
+	st, err := c.Client().Status(ctx, c.Coords[0].URL)
 	if err != nil {
 		c.Close()
 		return nil, err
@@ -273,7 +310,7 @@ func (c *Cluster) Leader(ctx context.Context) (*Coordinator, error) {
 // untilStatus asks the live coordinators for their status until one
 // satisfies ok, or ctx ends.
 func (c *Cluster) untilStatus(ctx context.Context, ok func(client.ClusterStatus) bool) (client.ClusterStatus, error) {
-	cl := client.New(c.URLs()...)
+	cl := c.Client()
 	for {
 		for _, co := range c.Coords {
 			if co.Pid() == 0 {
@@ -317,7 +354,7 @@ func (c *Cluster) Restart(ctx context.Context, co *Coordinator) error {
 
 // StartAgent starts a `croft agent` against every coordinator.
 func (c *Cluster) StartAgent(ctx context.Context, name string, extra ...string) (*Proc, error) {
-	p := &Proc{Name: name, Log: filepath.Join(c.Dir, name+".log"), bin: c.Bin}
+	p := &Proc{Name: name, Log: filepath.Join(c.Dir, name+".log"), bin: c.Bin, Env: []string{"CROFT_TOKEN=" + c.Token}}
 	p.Args = append([]string{"agent", "--coordinator", strings.Join(c.URLs(), ","), "--name", name,
 		"--data-dir", filepath.Join(c.Dir, "agent-"+name)}, extra...)
 	if _, err := p.start(ctx, false); err != nil {
