@@ -2,9 +2,11 @@ package coordinator
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -240,4 +242,105 @@ func TestJoinWrongRaftAddressNeverPromoted(t *testing.T) {
 	// The leader's own address cannot be moved.
 	leader = nodeTestLeader(t, all...)
 	memberJoin(t, n1, client.JoinRequest{NodeID: leader.id, RaftAddr: "127.0.0.1:1", HTTPAddr: "127.0.0.1:2"}, http.StatusBadRequest)
+}
+
+// memberWritePeers writes a peers.json file listing ms as voters.
+func memberWritePeers(t *testing.T, path string, ms ...*nodeTestMember) {
+	t.Helper()
+	type entry struct {
+		ID       string `json:"id"`
+		Address  string `json:"address"`
+		NonVoter bool   `json:"non_voter"`
+	}
+	var peers []entry
+	for _, m := range ms {
+		peers = append(peers, entry{ID: m.id, Address: m.raftAddr})
+	}
+	data, err := json.Marshal(peers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestRecoverLostQuorum loses two of three coordinators for good and
+// brings the survivor back as a one-node cluster from a peers file, as
+// `croft coordinator --recover` does.
+func TestRecoverLostQuorum(t *testing.T) {
+	ms := clusterOpsStart(t, 3, nil)
+	leader := nodeTestLeader(t, ms...)
+	acked := map[int64]string{}
+	for i := range 20 {
+		title := fmt.Sprint("before the loss ", i)
+		acked[nodeTestCreate(t, leader, title)] = title
+	}
+	survivor := nodeTestFollower(ms, leader)
+	nodeTestHasJobs(t, survivor, acked)
+	for _, m := range ms {
+		m.stop() // the others for good; the survivor to recover it
+	}
+
+	peers := filepath.Join(t.TempDir(), "peers.json")
+	recoverCfg := func(c *Config) {
+		c.Recover = peers
+		c.Bootstrap, c.Join = false, nil
+	}
+	// Refusals: the survivor must be listed at its own Raft address,
+	// and recovery excludes bootstrap and join.
+	for _, tc := range []struct {
+		what  string
+		peers []*nodeTestMember
+		cfg   Config
+	}{
+		{"bootstrap", []*nodeTestMember{survivor}, Config{Bootstrap: true}},
+		{"join", []*nodeTestMember{survivor}, Config{Join: []string{"http://127.0.0.1:1"}}},
+		{"a file without this node", []*nodeTestMember{{id: "other", raftAddr: "127.0.0.1:1"}}, Config{}},
+		{"another raft address", []*nodeTestMember{survivor}, Config{}},
+	} {
+		memberWritePeers(t, peers, tc.peers...)
+		cfg := tc.cfg
+		cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Recover = survivor.id, survivor.dir, "127.0.0.1:0", peers
+		cfg.Logger = nodeTestLogger()
+		if n, err := NewNode(cfg, nil); !errors.Is(err, ErrInvalidConfig) {
+			if n != nil {
+				n.Shutdown()
+			}
+			t.Fatalf("recover with %s: %v, want ErrInvalidConfig", tc.what, err)
+		}
+	}
+	if _, err := os.Stat(peers); err != nil {
+		t.Fatalf("a refused recovery touched the peers file: %v", err)
+	}
+
+	memberWritePeers(t, peers, survivor)
+	r := nodeTestStartWith(t, t, survivor.id, survivor.dir, survivor.raftAddr, false, nil, recoverCfg)
+	nodeTestLeader(t, r)
+	nodeTestVoters(t, r, survivor.id)
+	nodeTestHasJobs(t, r, acked)
+	acked[nodeTestCreate(t, r, "after recovery")] = "after recovery"
+	if _, err := os.Stat(peers); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("peers file after recovery: %v, want it renamed", err)
+	}
+	if _, err := os.Stat(peers + ".recovered"); err != nil {
+		t.Fatalf("renamed peers file: %v", err)
+	}
+
+	// Restarting with the same flags starts normally, and so does a
+	// restart without them.
+	r.stop()
+	r = nodeTestStartWith(t, t, survivor.id, survivor.dir, survivor.raftAddr, false, nil, recoverCfg)
+	nodeTestLeader(t, r)
+	acked[nodeTestCreate(t, r, "after a restart with --recover")] = "after a restart with --recover"
+	r.stop()
+	r = nodeTestStart(t, t, survivor.id, survivor.dir, survivor.raftAddr, false, nil)
+	nodeTestLeader(t, r)
+	nodeTestVoters(t, r, survivor.id)
+	nodeTestHasJobs(t, r, acked)
+
+	// The recovered cluster grows again the normal way.
+	n4 := nodeTestStart(t, t, "n4", filepath.Join(t.TempDir(), "n4"), "", false, []string{r.url})
+	nodeTestVoters(t, r, sortedIDs([]string{survivor.id, "n4"})...)
+	nodeTestHasJobs(t, n4, acked)
 }

@@ -37,7 +37,7 @@ var (
 	// command after it could apply it twice.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
 	// ErrInvalidConfig means NewNode was given a Config it refuses (missing
-	// fields, exclusive options).
+	// fields, exclusive options, a recovery file that does not fit).
 	ErrInvalidConfig = errors.New("invalid coordinator configuration")
 )
 
@@ -87,6 +87,14 @@ type Config struct {
 	// asks them (POST /cluster/join) to add it, until that succeeds. It
 	// joins as a non-voter; the leader promotes it once it has caught up.
 	Join []string
+	// Recover is the path of a peers file (raft's peers.json format:
+	// [{"id":..,"address":..,"non_voter":false}, ...]) that replaces the
+	// Raft configuration before Raft starts: the way out of a lost quorum
+	// (docs/OPERATIONS.md). It needs existing Raft state, must list this
+	// node at its RaftAddr, and excludes Bootstrap and Join. After a
+	// successful recovery the file is renamed to Recover+".recovered", so a
+	// restart with the same flags starts normally (with a warning).
+	Recover string
 
 	// Raft timing; zero means the Default* production values.
 	HeartbeatTimeout   time.Duration
@@ -160,6 +168,11 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		// Every node of a templated deployment bootstrapping its own
 		// cluster would be a split brain: refuse the ambiguity.
 		return nil, fmt.Errorf("coordinator: %w: Bootstrap and Join are exclusive", ErrInvalidConfig)
+	}
+	if cfg.Recover != "" && (cfg.Bootstrap || len(cfg.Join) > 0) {
+		// Recovery rewrites an existing cluster's membership; starting or
+		// joining one at the same time is a mistake either way.
+		return nil, fmt.Errorf("coordinator: %w: Recover excludes Bootstrap and Join", ErrInvalidConfig)
 	}
 	if fsm == nil {
 		fsm = raftstore.NewFSM()
@@ -237,6 +250,13 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		progress.Close()
 		store.Close()
 		return nil, fmt.Errorf("coordinator: read raft state: %w", err)
+	}
+	if cfg.Recover != "" {
+		if err := n.nodeRecover(rc, store, snaps, trans, hasState); err != nil {
+			progress.Close()
+			store.Close()
+			return nil, err
+		}
 	}
 	r, err := raft.NewRaft(rc, fsm, newLogCache(store, nodeLogCacheBytes), store, snaps, trans)
 	if err != nil {
