@@ -122,8 +122,7 @@ type ClusterMember struct {
 	CaughtUp *bool `json:"caught_up,omitempty"`
 	// LastContactMS is, in the leader's view, how many milliseconds ago
 	// the member last answered an AppendEntries (heartbeats included);
-	// absent when it never has since this node became leader or the
-	// member's address changed.
+	// absent when this node never heard from it at its current address.
 	LastContactMS *int64 `json:"last_contact_ms,omitempty"`
 	// LastLog is, in the leader's view, the member's last log index as of
 	// that contact.
