@@ -36,6 +36,9 @@ var (
 	// may still be applied by the next leader. Retrying a non-idempotent
 	// command after it could apply it twice.
 	ErrOutcomeUnknown = errors.New("outcome unknown")
+	// ErrInvalidConfig means NewNode was given a Config it refuses (missing
+	// fields, exclusive options, a recovery file that does not fit).
+	ErrInvalidConfig = errors.New("invalid coordinator configuration")
 )
 
 // Production Raft timing, used when the Config leaves a value at zero.
@@ -48,6 +51,9 @@ const (
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultTrailingLogs       = 10240
 	DefaultLeaderWait         = 5 * time.Second
+	// DefaultStabilizationTime is how long a joined non-voter must stay
+	// caught up before the leader promotes it to voter.
+	DefaultStabilizationTime = 2 * time.Second
 )
 
 // Group commit limits: one Raft entry carries at most this many commands or
@@ -78,10 +84,19 @@ type Config struct {
 	// no Raft state yet. It excludes Join.
 	Bootstrap bool
 	// Join lists HTTP URLs of existing members. A node without Raft state
-	// asks them (POST /cluster/join) to add it, until that succeeds.
+	// asks them (POST /cluster/join) to add it, until that succeeds. It
+	// joins as a non-voter; the leader promotes it once it has caught up.
 	Join []string
 	// JoinToken is the admin token the join request carries.
 	JoinToken string
+	// Recover is the path of a peers file (raft's peers.json format:
+	// [{"id":..,"address":..,"non_voter":false}, ...]) that replaces the
+	// Raft configuration before Raft starts: the way out of a lost quorum
+	// (docs/OPERATIONS.md). It needs existing Raft state, must list this
+	// node at its RaftAddr, and excludes Bootstrap and Join. After a
+	// successful recovery the file is renamed to Recover+".recovered", so a
+	// restart with the same flags starts normally (with a warning).
+	Recover string
 
 	// Raft timing; zero means the Default* production values.
 	HeartbeatTimeout   time.Duration
@@ -91,6 +106,11 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+
+	// StabilizationTime is how long a non-voter must stay caught up with
+	// the leader before it is promoted to voter; zero means
+	// DefaultStabilizationTime.
+	StabilizationTime time.Duration
 
 	// LeaderWait bounds how long a request waits for a leader before 503.
 	LeaderWait time.Duration
@@ -111,6 +131,9 @@ type Node struct {
 	raft     *raft.Raft
 	store    *raftboltdb.BoltStore
 	raftAddr string
+	// progress records followers' replies to the leader's AppendEntries:
+	// the catch-up measure behind promotions and the status.
+	progress *progressTransport
 
 	applyCh  chan *nodeApplyReq
 	observer *raft.Observer
@@ -141,12 +164,17 @@ type Node struct {
 // cluster from its log and snapshots.
 func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
-		return nil, errors.New("coordinator: NodeID, DataDir and RaftAddr are required")
+		return nil, fmt.Errorf("coordinator: %w: NodeID, DataDir and RaftAddr are required", ErrInvalidConfig)
 	}
 	if cfg.Bootstrap && len(cfg.Join) > 0 {
 		// Every node of a templated deployment bootstrapping its own
 		// cluster would be a split brain: refuse the ambiguity.
-		return nil, errors.New("coordinator: Bootstrap and Join are exclusive")
+		return nil, fmt.Errorf("coordinator: %w: Bootstrap and Join are exclusive", ErrInvalidConfig)
+	}
+	if cfg.Recover != "" && (cfg.Bootstrap || len(cfg.Join) > 0) {
+		// Recovery rewrites an existing cluster's membership; starting or
+		// joining one at the same time is a mistake either way.
+		return nil, fmt.Errorf("coordinator: %w: Recover excludes Bootstrap and Join", ErrInvalidConfig)
 	}
 	if fsm == nil {
 		fsm = raftstore.NewFSM()
@@ -192,11 +220,15 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog)
+	tcp, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: raft transport: %w", err)
 	}
+	// Whatever transport is built above, Raft talks through the progress
+	// wrapper, which measures how far each follower has caught up.
+	progress, trans := newProgressTransport(tcp)
+	n.progress = progress
 	n.raftAddr = string(trans.LocalAddr())
 
 	rc := raft.DefaultConfig()
@@ -210,24 +242,32 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	rc.TrailingLogs = cfg.TrailingLogs
 	rc.Logger = hlog
 	if err := raft.ValidateConfig(rc); err != nil {
-		trans.Close()
+		progress.Close()
 		store.Close()
 		return nil, fmt.Errorf("coordinator: raft config: %w", err)
 	}
 
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
-		trans.Close()
+		progress.Close()
 		store.Close()
 		return nil, fmt.Errorf("coordinator: read raft state: %w", err)
 	}
+	if cfg.Recover != "" {
+		if err := n.nodeRecover(rc, store, snaps, trans, hasState); err != nil {
+			progress.Close()
+			store.Close()
+			return nil, err
+		}
+	}
 	r, err := raft.NewRaft(rc, fsm, newLogCache(store, nodeLogCacheBytes), store, snaps, trans)
 	if err != nil {
-		trans.Close()
+		progress.Close()
 		store.Close()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	n.raft = r
+	progress.setCommitIndex(r.CommitIndex)
 
 	if !hasState && cfg.Bootstrap {
 		f := r.BootstrapCluster(raft.Configuration{Servers: []raft.Server{{
@@ -250,10 +290,11 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	})
 	r.RegisterObserver(n.observer)
 
-	n.wg.Add(3)
+	n.wg.Add(4)
 	go n.nodeCommitLoop()
 	go n.nodeLeaderLoop()
 	go n.nodeObserveLoop(obsCh)
+	go n.nodePromoteLoop()
 	if !hasState && len(cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.nodeJoinLoop(cfg.Join)
@@ -274,6 +315,7 @@ func nodeDefaults(cfg *Config) {
 	setDur(&cfg.CommitTimeout, DefaultCommitTimeout)
 	setDur(&cfg.SnapshotInterval, DefaultSnapshotInterval)
 	setDur(&cfg.LeaderWait, DefaultLeaderWait)
+	setDur(&cfg.StabilizationTime, DefaultStabilizationTime)
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = DefaultSnapshotThreshold
 	}
@@ -714,10 +756,16 @@ func nodeWaitFuture(ctx context.Context, f raft.Future) error {
 // ---------------------------------------------------------------------------
 // Membership
 
-// Join adds a coordinator as a voter and records its addresses. It runs on
-// the ready leader only (ErrNotLeader otherwise). Joining again with the same
-// addresses is a no-op; a new Raft address for a known id replaces the old
-// one; a Raft address used by another id is refused (remove that one first).
+// Join adds a coordinator as a non-voter and records its addresses; the
+// leader's promotion loop makes it a voter once it has caught up (see
+// nodePromoteLoop), so a wrong or unreachable address can never cost the
+// quorum. It runs on the ready leader only (ErrNotLeader otherwise).
+//
+// Joining again with the same addresses is a no-op (a voter stays a
+// voter). A known id with a new Raft address is moved: a voter is demoted
+// first and moved as a non-voter, to be promoted again once caught up
+// there. The leader's own address cannot be moved, and a Raft address used
+// by another id is refused (remove that one first).
 func (n *Node) Join(ctx context.Context, req client.JoinRequest) error {
 	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
 		return fmt.Errorf("%w: node_id, raft_addr and http_addr are required", raftstore.ErrInvalid)
@@ -729,23 +777,39 @@ func (n *Node) Join(ctx context.Context, req client.JoinRequest) error {
 	if err := cf.Error(); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
 	}
-	add := true
+	id, addr := raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr)
+	var known *raft.Server
 	for _, s := range cf.Configuration().Servers {
 		switch {
-		case string(s.ID) == req.NodeID:
-			if string(s.Address) == req.RaftAddr && s.Suffrage == raft.Voter {
-				add = false
-			}
-		case string(s.Address) == req.RaftAddr:
+		case s.ID == id:
+			known = &s
+		case s.Address == addr:
 			return fmt.Errorf("%w: raft address %s belongs to node %s: remove it first", raftstore.ErrInvalid, req.RaftAddr, s.ID)
 		}
 	}
-	if add {
-		f := n.raft.AddVoter(raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr), 0, 0)
-		if err := nodeWaitFuture(ctx, f); err != nil {
-			return fmt.Errorf("add voter %s: %w", req.NodeID, err)
+	// Each change is conditional on the configuration read above, so two
+	// concurrent joins cannot both take one address.
+	prev := cf.Index()
+	switch {
+	case known != nil && known.Address == addr:
+		// Already there; a non-voter is the promotion loop's business.
+	case known != nil && string(known.ID) == n.cfg.NodeID:
+		return fmt.Errorf("%w: node %s is the leader, at raft address %s", raftstore.ErrInvalid, req.NodeID, known.Address)
+	case known != nil && known.Suffrage == raft.Voter:
+		// A voter at an address nobody answers on would count against
+		// the quorum: move it as a non-voter.
+		if err := nodeWaitFuture(ctx, n.raft.DemoteVoter(id, prev, 0)); err != nil {
+			return fmt.Errorf("demote %s to move it: %w", req.NodeID, err)
 		}
-		n.log.Info("added voter", "id", req.NodeID, "raft_addr", req.RaftAddr, "http_addr", req.HTTPAddr)
+		if err := nodeWaitFuture(ctx, n.raft.AddNonvoter(id, addr, 0, 0)); err != nil {
+			return fmt.Errorf("move non-voter %s: %w", req.NodeID, err)
+		}
+		n.log.Info("moved a voter as a non-voter", "id", req.NodeID, "from", known.Address, "raft_addr", req.RaftAddr, "http_addr", req.HTTPAddr)
+	default:
+		if err := nodeWaitFuture(ctx, n.raft.AddNonvoter(id, addr, prev, 0)); err != nil {
+			return fmt.Errorf("add non-voter %s: %w", req.NodeID, err)
+		}
+		n.log.Info("added a non-voter; it is promoted once caught up", "id", req.NodeID, "raft_addr", req.RaftAddr, "http_addr", req.HTTPAddr)
 	}
 	meta := raftstore.NodeMeta{ID: req.NodeID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}
 	if have, ok := n.fsm.State().Node(meta.ID); ok && have == meta {
@@ -809,7 +873,9 @@ func (n *Node) nodeJoinLoop(urls []string) {
 		err := c.Join(ctx, req)
 		cancel()
 		if err == nil {
-			n.log.Info("joined the cluster", "via", strings.Join(urls, ","), "attempts", attempt)
+			// Promotion to voter is the leader's job, once this node
+			// has caught up.
+			n.log.Info("joined the cluster as a non-voter", "via", strings.Join(urls, ","), "attempts", attempt)
 			return
 		}
 		if n.baseCtx.Err() != nil {
@@ -849,6 +915,8 @@ func (n *Node) Status() client.ClusterStatus {
 			s.LeaderHTTP = m.HTTPAddr
 		}
 	}
+	leading := n.raft.State() == raft.Leader
+	now := time.Now()
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, srv := range cf.Configuration().Servers {
 			m := client.ClusterMember{
@@ -859,6 +927,17 @@ func (n *Node) Status() client.ClusterStatus {
 			}
 			if meta, ok := st.Node(m.ID); ok {
 				m.HTTPAddr = meta.HTTPAddr
+			}
+			if leading && string(srv.ID) != n.cfg.NodeID {
+				// Only the leader hears from the others.
+				p, ok := n.progress.progress(srv.ID)
+				caught := n.caughtUp(p, ok, srv.Address, now)
+				m.CaughtUp = &caught
+				if ok && p.Addr == srv.Address {
+					ms := now.Sub(p.At).Milliseconds()
+					m.LastContactMS = &ms
+					m.LastLog = p.LastLog
+				}
 			}
 			s.Members = append(s.Members, m)
 		}

@@ -30,6 +30,9 @@ const (
 	nodeTestHeartbeat = 400 * time.Millisecond
 	nodeTestLease     = 200 * time.Millisecond
 	nodeTestWait      = 4 * time.Second // LeaderWait
+	// nodeTestStabilization is how long a joined non-voter stays caught up
+	// before it is promoted.
+	nodeTestStabilization = 250 * time.Millisecond
 )
 
 // nodeTestMember is one coordinator of a test cluster: a Node plus a gin
@@ -88,7 +91,8 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 		Bootstrap: bootstrap, Join: join,
 		HeartbeatTimeout: nodeTestHeartbeat, ElectionTimeout: nodeTestHeartbeat,
 		LeaderLeaseTimeout: nodeTestLease, CommitTimeout: 10 * time.Millisecond,
-		LeaderWait: nodeTestWait, Logger: nodeTestLogger().With("test", t.Name()),
+		StabilizationTime: nodeTestStabilization,
+		LeaderWait:        nodeTestWait, Logger: nodeTestLogger().With("test", t.Name()),
 	}
 	if tune != nil {
 		tune(&cfg)
@@ -653,11 +657,11 @@ func TestNodeLoneLeaderSteppingDown(t *testing.T) {
 
 // TestNodeConfig checks the refusals of NewNode.
 func TestNodeConfig(t *testing.T) {
-	if _, err := NewNode(Config{NodeID: "x"}, nil); err == nil {
-		t.Fatal("missing DataDir and RaftAddr accepted")
+	if _, err := NewNode(Config{NodeID: "x"}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("missing DataDir and RaftAddr: %v", err)
 	}
-	if _, err := NewNode(Config{NodeID: "x", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Bootstrap: true, Join: []string{"http://127.0.0.1:1"}}, nil); err == nil {
-		t.Fatal("Bootstrap with Join accepted")
+	if _, err := NewNode(Config{NodeID: "x", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Bootstrap: true, Join: []string{"http://127.0.0.1:1"}}, nil); !errors.Is(err, ErrInvalidConfig) {
+		t.Fatalf("Bootstrap with Join: %v", err)
 	}
 }
 

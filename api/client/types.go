@@ -116,8 +116,23 @@ type ClusterMember struct {
 	ID       string `json:"id"`
 	RaftAddr string `json:"raft_addr"`
 	HTTPAddr string `json:"http_addr"`
+	// Suffrage is "Voter" or "Nonvoter". A coordinator joins as a
+	// non-voter and the leader promotes it once it has caught up.
 	Suffrage string `json:"suffrage"`
 	Leader   bool   `json:"leader"`
+	// CaughtUp is set in the leader's view only, for every member but the
+	// leader: the member answered the leader's replication recently and
+	// its log reaches the leader's commit index (within a few entries). A
+	// non-voter is promoted after staying caught up for the
+	// stabilization time; one that never is stays a non-voter.
+	CaughtUp *bool `json:"caught_up,omitempty"`
+	// LastContactMS is, in the leader's view, how many milliseconds ago
+	// the member last answered an AppendEntries (heartbeats included);
+	// absent when this node never heard from it at its current address.
+	LastContactMS *int64 `json:"last_contact_ms,omitempty"`
+	// LastLog is, in the leader's view, the member's last log index as of
+	// that contact.
+	LastLog uint64 `json:"last_log,omitempty"`
 }
 
 // ClusterStatus is the reply of GET /cluster/status, served by the node asked.
@@ -142,7 +157,8 @@ type ClusterStatus struct {
 	Insecure bool `json:"insecure,omitempty"`
 }
 
-// JoinRequest asks the cluster to add a coordinator as a voter.
+// JoinRequest asks the cluster to add a coordinator. It joins as a
+// non-voter; the leader promotes it to voter once it has caught up.
 type JoinRequest struct {
 	NodeID   string `json:"node_id"`
 	RaftAddr string `json:"raft_addr"`

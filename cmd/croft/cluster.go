@@ -95,7 +95,7 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := c.Join(ctx, join); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "%s joined\n", join.NodeID)
+		fmt.Fprintf(stdout, "%s joined as a non-voter; the leader promotes it once it has caught up (see croft cluster status)\n", join.NodeID)
 	case "remove":
 		if removeID == "" {
 			return fmt.Errorf("%w: remove needs --node-id", errUsage)
@@ -115,15 +115,30 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 		fmt.Fprintln(w, "ACCESS CONTROL IS OFF (--insecure)")
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRAFT\tHTTP\tSUFFRAGE\tLEADER")
+	fmt.Fprintln(tw, "ID\tRAFT\tHTTP\tSUFFRAGE\tLEADER\tCAUGHT-UP\tCONTACT")
 	for _, m := range st.Members {
 		leader := ""
 		if m.Leader {
 			leader = "*"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.ID, m.RaftAddr, m.HTTPAddr, m.Suffrage, leader)
+		// Only the leader knows the others' progress: "-" elsewhere.
+		caught, contact := "-", "-"
+		if m.CaughtUp != nil {
+			caught = "no"
+			if *m.CaughtUp {
+				caught = "yes"
+			}
+			contact = "never"
+		}
+		if m.LastContactMS != nil {
+			contact = (time.Duration(*m.LastContactMS) * time.Millisecond).String() + " ago"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.RaftAddr, m.HTTPAddr, m.Suffrage, leader, caught, contact)
 	}
 	tw.Flush()
+	if st.State != "Leader" {
+		fmt.Fprintln(w, "(caught-up and contact are known to the leader only: ask it with --coordinator)")
+	}
 }
 
 // runToken serves "croft token create|list|revoke".

@@ -177,6 +177,17 @@ func adminClient(t testing.TB, dataDir string, urls ...string) *client.Client {
 	return client.NewWith(client.Options{Token: adminToken(t, dataDir)}, urls...)
 }
 
+// countVoters counts the voters in a status.
+func countVoters(st client.ClusterStatus) int {
+	n := 0
+	for _, m := range st.Members {
+		if m.Suffrage == "Voter" {
+			n++
+		}
+	}
+	return n
+}
+
 func TestDevRunsAJobEndToEnd(t *testing.T) {
 	dir := t.TempDir()
 	dev := start(t, "dev", "--data-dir", filepath.Join(dir, "data"), "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
@@ -290,12 +301,12 @@ func TestClusterSurvivesKillOfLeader(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
-	// Wait until all three are voters.
+	// Wait until all three are voters (joiners are promoted once caught up).
 	var st client.ClusterStatus
 	for {
 		var err error
 		st, err = c.Status(ctx, nodes["c1"].url)
-		if err == nil && len(st.Members) == 3 && st.LeaderID != "" {
+		if err == nil && countVoters(st) == 3 && st.LeaderID != "" {
 			break
 		}
 		if ctx.Err() != nil {

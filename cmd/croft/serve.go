@@ -54,6 +54,7 @@ func devAgentToken(ctx context.Context, srv *coordinator.Server, file, name stri
 // coordinatorFlags are shared by "croft coordinator" and "croft dev".
 type coordinatorFlags struct {
 	nodeID, dataDir, httpAddr, raftAddr, join string
+	recover                                   string
 	bootstrap                                 bool
 	workerTTL                                 time.Duration
 	maxBatch                                  int
@@ -214,6 +215,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 			Bootstrap: f.bootstrap,
 			Join:      splitURLs(f.join),
 			JoinToken: joinToken,
+			Recover:   f.recover,
 			MaxBatch:  f.maxBatch,
 			Logger:    logger,
 		},
@@ -245,8 +247,12 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 	f.register(fs, "croft-data")
 	fs.BoolVar(&f.bootstrap, "bootstrap", false, "start a new cluster with this node (first start only)")
 	fs.StringVar(&f.join, "join", "", "join an existing cluster through any member's HTTP URL (comma-separated list)")
+	fs.StringVar(&f.recover, "recover", "", "lost quorum: replace the cluster membership with the peers.json `FILE` before starting (renamed to FILE.recovered once applied; see docs/OPERATIONS.md)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if f.recover != "" && (f.bootstrap || f.join != "") {
+		return fmt.Errorf("%w: --recover excludes --bootstrap and --join", errUsage)
 	}
 	srv, addr, err := startCoordinator(&f, logger, stdout)
 	if err != nil {

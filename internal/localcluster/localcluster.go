@@ -281,7 +281,14 @@ func (c *Cluster) URLs() []string {
 // WaitMembers waits until some coordinator reports n voters and a leader.
 func (c *Cluster) WaitMembers(ctx context.Context, n int) error {
 	_, err := c.untilStatus(ctx, func(st client.ClusterStatus) bool {
-		return st.LeaderID != "" && len(st.Members) == n
+		// A joiner is a non-voter until the leader promotes it.
+		voters := 0
+		for _, m := range st.Members {
+			if m.Suffrage == "Voter" {
+				voters++
+			}
+		}
+		return st.LeaderID != "" && len(st.Members) == n && voters == n
 	})
 	if err != nil {
 		return fmt.Errorf("cluster of %d did not form: %w", n, err)
