@@ -610,7 +610,9 @@ func (a *Agent) supervisor(s *supervisor) *supervisor {
 func (a *Agent) begin(worker, dir string, as client.Assignment, sup *supervisor) *attempt {
 	j := &journal{Assignment: as, Worker: worker, Started: time.Now().UnixNano()}
 	at := &attempt{dir: dir, j: j, log: a.attemptLog(j)}
-	at.log.Info("attempt starting", "title", as.Title, "command", as.Command, "dir", as.Dir)
+	// The command (and any secret in it) only at debug level.
+	at.log.Info("attempt starting", "title", as.Title, "dir", as.Dir)
+	at.log.Debug("attempt command", "command", as.Command)
 	at.p = a.run.start(at.dir, j, sup)
 	a.track(at)
 	return at

@@ -77,6 +77,10 @@ type journal struct {
 	// skips.
 	Acked   int64 `json:"acked"`
 	Dropped int64 `json:"dropped"`
+	// LogFull: the coordinator said the job's log reached the farm's
+	// cap; no more output is sent for this attempt (it stays in the
+	// spool), only the result.
+	LogFull bool `json:"log_full,omitempty"`
 }
 
 // result is how an attempt ended. The supervisor writes it to its slot's

@@ -84,12 +84,22 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 			log.Error("output unreadable, sending the result only", "err", err)
 			break
 		}
+		if j.LogFull {
+			// The log is full: read on (the progress is parsed from
+			// the output) but send nothing until the result.
+			j.Acked = ch.offset + int64(len(ch.data))
+			continue
+		}
 		req := base
 		// The coordinator's log lacks what was dropped: shift the offsets
 		// so they still follow what it has (and stay stable on retry).
 		req.LogOffset, req.Log, req.Progress = ch.offset-j.Dropped, ch.data, ch.progress
-		switch _, err := a.deliver(ctx, log, req); {
+		switch resp, err := a.deliver(ctx, log, req); {
 		case err == nil:
+			if resp.LogFull {
+				log.Warn("the job's output reached the farm's cap: no more is sent (the job runs on; the rest stays in the agent's spool until the attempt ends)")
+				j.LogFull = true
+			}
 		case errors.Is(err, errRejected):
 			log.Error("log chunk refused, dropped", "offset", ch.offset, "bytes", len(ch.data), "err", err)
 			j.Dropped += int64(len(ch.data))
@@ -116,6 +126,9 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 	}
 	req := base
 	req.LogOffset, req.Progress = j.Acked-j.Dropped, progress.latest()
+	if j.LogFull {
+		req.LogOffset = 0 // the result carries no output: its offset is not checked
+	}
 	req.Done, req.ExitCode, req.TimedOut, req.Lost = true, res.ExitCode, res.TimedOut, res.Lost
 	req.Next = next && !res.Lost && a.silence() <= a.cfg.LeaseTimeout
 	resp, err := a.deliver(ctx, log, req)

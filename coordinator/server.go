@@ -54,6 +54,8 @@ type ServerConfig struct {
 	// OnAdminToken is told the bootstrap admin token once it exists
 	// (Secret set only when it was just created).
 	OnAdminToken func(client.Token)
+	// Retention bounds the attempt records and lost workers kept.
+	Retention Retention
 }
 
 // Server is a coordinator: a Raft node, the REST API and, while leader, the
@@ -83,6 +85,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.SweepInterval <= 0 {
 		cfg.SweepInterval = 500 * time.Millisecond
 	}
+	cfg.Retention.defaults()
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = slog.Default()
 	}
@@ -126,8 +129,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
 	})
 	s.engine = e
-	s.wg.Add(1)
+	s.wg.Add(2)
 	go s.sweep()
+	go s.retain()
 	if cfg.BootstrapToken {
 		s.wg.Add(1)
 		go s.bootstrapToken()

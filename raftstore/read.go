@@ -271,6 +271,17 @@ func (s *State) EventsAfter(after int64, n int, keep func(*Event) bool) (page []
 	return page, next, more
 }
 
+// OldestEventStart returns the start time of the oldest event kept.
+func (s *State) OldestEventStart() (int64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id, ok := s.eventOrder.Min()
+	if !ok {
+		return 0, false
+	}
+	return s.eventByID[id].Start, true
+}
+
 // EventCount returns the number of events kept.
 func (s *State) EventCount() int {
 	s.mu.RLock()

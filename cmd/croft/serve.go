@@ -63,6 +63,7 @@ type coordinatorFlags struct {
 	trustNets, trustRoles                     string
 	tokens                                    tokenFlags
 	limits                                    coalition.Limits
+	retention                                 coordinator.Retention
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -81,6 +82,9 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.IntVar(&f.limits.MaxJobsPerRequest, "max-jobs-per-request", coalition.DefaultLimits.MaxJobsPerRequest, "most jobs one create makes (a group and its children)")
 	fs.IntVar(&f.limits.MaxProjectJobs, "max-jobs-per-project", coalition.DefaultLimits.MaxProjectJobs, "most jobs a project holds (0: no limit)")
 	fs.Int64Var(&f.limits.MaxJobOutput, "max-job-output", coalition.DefaultLimits.MaxJobOutput, "most output bytes kept of one job (its log; at most 64 MiB)")
+	fs.DurationVar(&f.retention.EventMaxAge, "event-max-age", coordinator.DefaultEventMaxAge, "forget attempt records (events) older than this (negative: never)")
+	fs.IntVar(&f.retention.EventMaxCount, "event-max-count", coordinator.DefaultEventMaxCount, "keep at most this many attempt records, the newest (negative: no limit)")
+	fs.DurationVar(&f.retention.WorkerExpiry, "worker-expiry", coordinator.DefaultWorkerExpiry, "forget workers lost (silent) for this long (negative: never)")
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
 }
 
@@ -223,6 +227,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 		Pprof:          f.pprof,
 		Auth:           authCfg,
 		Limits:         f.limits,
+		Retention:      f.retention,
 		BootstrapToken: f.bootstrap && !f.insecure,
 		AdminTokenFile: filepath.Join(f.dataDir, AdminTokenFile),
 		OnAdminToken: func(t client.Token) {
