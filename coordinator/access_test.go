@@ -1,0 +1,374 @@
+package coordinator
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/raftstore"
+)
+
+// secureServer is a coordinator with access control on, its bootstrap
+// admin token, projects a and b, a token per role and a job in each
+// project.
+type secureServer struct {
+	*serverTest
+	secrets map[string]string // token name -> secret
+	jobA    int64             // in project a
+	jobB    int64             // in project b
+}
+
+func startSecure(t *testing.T) *secureServer {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "admin.token")
+	var made client.Token
+	got := make(chan struct{})
+	st := startServerWith(t, ServerConfig{WorkerTTL: time.Hour, Pprof: true, BootstrapToken: true, AdminTokenFile: file,
+		OnAdminToken: func(t client.Token) { made = t; close(got) }})
+	select {
+	case <-got:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no bootstrap admin token")
+	}
+	b, err := os.ReadFile(file)
+	if err != nil || strings.TrimSpace(string(b)) != made.Secret || made.Role != raftstore.RoleAdmin {
+		t.Fatalf("admin token file %q (%v), token %+v", b, err, made)
+	}
+	if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("admin token file mode %v", fi.Mode())
+	}
+	s := &secureServer{serverTest: st, secrets: map[string]string{"admin": made.Secret}}
+	admin := s.as("admin")
+	ctx := st.ctx(t)
+	for _, p := range []string{"a", "b"} {
+		if err := admin.Do(ctx, http.MethodPost, client.PathProjects, client.ProjectRequest{Name: p}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, req := range []client.TokenRequest{
+		{Name: "user-a", Role: raftstore.RoleUser, Projects: []string{"a"}},
+		{Name: "user-all", Role: raftstore.RoleUser, Projects: []string{"*"}},
+		{Name: "read-a", Role: raftstore.RoleRead, Projects: []string{"a"}},
+		{Name: "agent-w1", Role: raftstore.RoleAgent, Projects: []string{"*"}, Workers: []string{"w1"}},
+	} {
+		var tok client.Token
+		if err := admin.Do(ctx, http.MethodPost, client.PathTokens, req, &tok); err != nil || tok.Secret == "" {
+			t.Fatalf("create token %s: %+v %v", req.Name, tok, err)
+		}
+		s.secrets[req.Name] = tok.Secret
+	}
+	if s.jobA, err = s.as("user-a").CreateJob(ctx, client.NewJob{Title: "in a", Command: "true", Project: "a", State: "PAUSED"}); err != nil {
+		t.Fatal(err)
+	}
+	if s.jobB, err = admin.CreateJob(ctx, client.NewJob{Title: "in b", Command: "true", Project: "b", State: "PAUSED"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.as("agent-w1").Register(ctx, client.RegisterRequest{Name: "w1"}); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// as is a client with the named token ("" for none).
+func (s *secureServer) as(name string) *client.Client {
+	return client.NewWith(client.Options{Token: s.secrets[name]}, s.url)
+}
+
+// raw sends one request with the named token and returns its status.
+func (s *secureServer) raw(t *testing.T, token, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.url+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+s.secrets[token])
+	}
+	if strings.HasPrefix(path, "/workers/") {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, string(b)
+}
+
+// routeCase says how to call a route: the path and body a token with the
+// right gets (with {a} for a job of project a, {x} for no job), and, for
+// routes about one job, the path and body aimed at project b's job, which
+// user-a may not touch.
+type routeCase struct {
+	perm                 auth.Perm // the rule the route must have
+	path, body           string
+	otherPath, otherBody string
+}
+
+// routeCases has one entry per route of the server, by "METHOD path" as
+// mounted (Coalition's services are under their table's paths), with the
+// rule it must have. A route without an entry, or with another rule,
+// fails TestEveryRouteHasARule: a new route comes with its access test, and
+// a rule is not loosened by accident.
+var routeCases = map[string]routeCase{
+	"GET /cluster/status":               {perm: auth.PermAuthenticated, path: "/cluster/status"},
+	"POST /cluster/snapshot":            {perm: auth.PermAdmin, path: "/cluster/snapshot"},
+	"POST /cluster/join":                {perm: auth.PermAdmin, path: "/cluster/join", body: `{}`},
+	"POST /cluster/remove":              {perm: auth.PermAdmin, path: "/cluster/remove", body: `{"node_id":"nobody"}`},
+	"ANY /debug/pprof/*any":             {perm: auth.PermAdmin, path: "/debug/pprof/cmdline"},
+	"POST " + client.PathTokens:         {perm: auth.PermAdmin, path: client.PathTokens, body: `{"name":"made-in-test","role":"read"}`},
+	"GET " + client.PathTokens:          {perm: auth.PermAdmin, path: client.PathTokens},
+	"DELETE " + client.PathTokens:       {perm: auth.PermAdmin, path: client.PathTokens + "/no-such-token"},
+	"POST " + client.PathProjects:       {perm: auth.PermAdmin, path: client.PathProjects, body: `{"name":"made-in-test"}`},
+	"GET " + client.PathProjects:        {perm: auth.PermRead, path: client.PathProjects},
+	"DELETE " + client.PathProjects:     {perm: auth.PermAdmin, path: client.PathProjects + "/no-such-project"},
+	"POST " + client.PathRegister:       {perm: auth.PermAgent, path: client.PathRegister, body: `{"name":"w1"}`, otherBody: `{"name":"w2"}`},
+	"POST " + client.PathHeartbeat:      {perm: auth.PermAgent, path: client.PathHeartbeat, body: `{"name":"w1"}`, otherBody: `{"name":"w2"}`},
+	"POST " + client.PathPull:           {perm: auth.PermAgent, path: client.PathPull, body: `{"name":"w1","wait_ms":0}`, otherBody: `{"name":"w2"}`},
+	"POST " + client.PathReport:         {perm: auth.PermAgent, path: client.PathReport, body: `{"name":"w1","attempt_id":99999}`, otherBody: `{"name":"w2","attempt_id":1}`},
+	"ANY /workers/*path":                {perm: auth.PermAgent, path: "/workers/pickjob", body: "hostname=w1", otherBody: "hostname=w2"},
+	"GET jobs":                          {perm: auth.PermRead, path: "/api/jobs"},
+	"PUT jobs":                          {perm: auth.PermWrite, path: "/api/jobs", body: `{"title":"t","project":"a","state":"PAUSED"}`, otherBody: `{"title":"t","project":"b"}`},
+	"POST jobs":                         {perm: auth.PermWrite, path: "/api/jobs", body: `{"{a}":{"title":"renamed"}}`, otherBody: `{"{b}":{"title":"renamed"}}`},
+	"DELETE jobs":                       {perm: auth.PermWrite, path: "/api/jobs", body: `[{x}]`, otherBody: `[{b}]`},
+	"GET jobs/where":                    {perm: auth.PermRead, path: "/api/jobs/where/?where_clause=1"},
+	"GET jobs/count/where":              {perm: auth.PermRead, path: "/api/jobs/count/where/?where_clause=1"},
+	"GET jobs/:filter":                  {perm: auth.PermRead, path: "/api/jobs/users/"},
+	"GET jobs/:id":                      {perm: auth.PermRead, path: "/api/jobs/{a}", otherPath: "/api/jobs/{b}"},
+	"GET jobs/:id/children":             {perm: auth.PermRead, path: "/api/jobs/{a}/children", otherPath: "/api/jobs/{b}/children"},
+	"GET jobs/:id/dependencies":         {perm: auth.PermRead, path: "/api/jobs/{a}/dependencies", otherPath: "/api/jobs/{b}/dependencies"},
+	"POST jobs/:id/dependencies":        {perm: auth.PermWrite, path: "/api/jobs/{a}/dependencies", body: `[]`, otherPath: "/api/jobs/{b}/dependencies", otherBody: `[]`},
+	"GET jobs/:id/childrendependencies": {perm: auth.PermRead, path: "/api/jobs/{a}/childrendependencies", otherPath: "/api/jobs/{b}/childrendependencies"},
+	"GET jobs/:id/log":                  {perm: auth.PermRead, path: "/api/jobs/{a}/log", otherPath: "/api/jobs/{b}/log"},
+	"POST resetjobs":                    {perm: auth.PermWrite, path: "/api/resetjobs", body: `[{x}]`, otherBody: `[{b}]`},
+	"POST reseterrorjobs":               {perm: auth.PermWrite, path: "/api/reseterrorjobs", body: `[{x}]`, otherBody: `[{b}]`},
+	"POST startjobs":                    {perm: auth.PermWrite, path: "/api/startjobs", body: `[{x}]`, otherBody: `[{b}]`},
+	"POST pausejobs":                    {perm: auth.PermWrite, path: "/api/pausejobs", body: `[{a}]`, otherBody: `[{b}]`},
+	"GET workers":                       {perm: auth.PermRead, path: "/api/workers"},
+	"POST workers":                      {perm: auth.PermAdmin, path: "/api/workers", body: `{"nobody":{"active":1}}`},
+	"DELETE workers":                    {perm: auth.PermAdmin, path: "/api/workers", body: `["nobody"]`},
+	"POST startworkers":                 {perm: auth.PermAdmin, path: "/api/startworkers", body: `["nobody"]`},
+	"POST stopworkers":                  {perm: auth.PermAdmin, path: "/api/stopworkers", body: `["nobody"]`},
+	"GET events":                        {perm: auth.PermRead, path: "/api/events?howlong=60"},
+	"GET affinities":                    {perm: auth.PermRead, path: "/api/affinities"},
+	"POST affinities":                   {perm: auth.PermAdmin, path: "/api/affinities", body: `{"2":"test"}`},
+	"GET addjob":                        {perm: auth.PermWrite, path: "/xmlrpc/addjob?title=t&state=PAUSED&project=a", otherPath: "/xmlrpc/addjob?title=t&project=b"},
+	"POST addjob":                       {perm: auth.PermWrite, path: "/xmlrpc/addjob?title=t&state=PAUSED&project=a", otherPath: "/xmlrpc/addjob?title=t&project=b"},
+}
+
+// Who has and who lacks each rule.
+var (
+	allowedBy = map[auth.Perm]string{
+		auth.PermAuthenticated: "agent-w1", auth.PermRead: "read-a", auth.PermWrite: "user-a",
+		auth.PermAdmin: "admin", auth.PermAgent: "agent-w1",
+	}
+	deniedTo = map[auth.Perm]string{
+		auth.PermRead: "agent-w1", auth.PermWrite: "read-a", auth.PermAdmin: "user-all", auth.PermAgent: "user-all",
+	}
+)
+
+// TestEveryRouteHasARule walks every route the server mounted (and every
+// service of Coalition's table): without a token it is 401; with a token
+// that lacks its rule, 403; aimed at another project's job or another
+// worker's name, 403; with the right token, anything but 401 and 403.
+func TestEveryRouteHasARule(t *testing.T) {
+	s := startSecure(t)
+	fill := func(v string) string {
+		r := strings.NewReplacer("{a}", strconv.FormatInt(s.jobA, 10), "{b}", strconv.FormatInt(s.jobB, 10), "{x}", "999999")
+		return r.Replace(v)
+	}
+	type check struct {
+		name                 string
+		perm                 auth.Perm
+		method, path, body   string
+		otherPath, otherBody string
+	}
+	var checks []check
+	seen := map[string]bool{}
+	for _, r := range s.srv.Routes() {
+		if r.Perm == 0 {
+			t.Errorf("route %s %s has no rule", r.Method, r.Path)
+		}
+		key := r.Method + " " + strings.TrimSuffix(r.Path, "/:id")
+		key = strings.TrimSuffix(key, "/:name")
+		if strings.HasPrefix(r.Path, "/api/") || strings.HasPrefix(r.Path, "/xmlrpc/") {
+			// Coalition's catch-alls: their services are checked below.
+			seen[key] = true
+			continue
+		}
+		c, ok := routeCases[key]
+		if !ok {
+			t.Errorf("route %q has no case in routeCases: add one", key)
+			continue
+		}
+		seen[key] = true
+		if r.Perm != c.perm {
+			t.Errorf("route %q has rule %s, want %s", key, r.Perm, c.perm)
+		}
+		method := r.Method
+		if method == "ANY" {
+			method = http.MethodPost
+			if strings.HasPrefix(r.Path, "/debug/") {
+				method = http.MethodGet
+			}
+		}
+		checks = append(checks, check{key, r.Perm, method, c.path, c.body, c.otherPath, c.otherBody})
+	}
+	for _, r := range coalition.Routes() {
+		key := r.Method + " " + r.Path
+		c, ok := routeCases[key]
+		if !ok {
+			t.Errorf("Coalition service %q has no case in routeCases: add one", key)
+			continue
+		}
+		seen[key] = true
+		if r.Perm != c.perm {
+			t.Errorf("Coalition service %q has rule %s, want %s", key, r.Perm, c.perm)
+		}
+		checks = append(checks, check{key, r.Perm, r.Method, c.path, c.body, c.otherPath, c.otherBody})
+	}
+	for key := range routeCases {
+		if !seen[key] {
+			t.Errorf("routeCases has %q, which is no route", key)
+		}
+	}
+	if len(checks) != len(routeCases) {
+		t.Fatalf("%d routes checked, %d cases", len(checks), len(routeCases))
+	}
+	for _, c := range checks {
+		path, body := fill(c.path), fill(c.body)
+		if code, out := s.raw(t, "", c.method, path, body); code != http.StatusUnauthorized {
+			t.Errorf("%s without a token: %d %s, want 401", c.name, code, out)
+		}
+		if denied, ok := deniedTo[c.perm]; ok {
+			if code, out := s.raw(t, denied, c.method, path, body); code != http.StatusForbidden {
+				t.Errorf("%s as %s: %d %s, want 403", c.name, denied, code, out)
+			}
+		}
+		right := allowedBy[c.perm]
+		if c.otherPath != "" || c.otherBody != "" {
+			op, ob := fill(c.otherPath), fill(c.otherBody)
+			if op == "" {
+				op = path
+			}
+			if code, out := s.raw(t, right, c.method, op, ob); code != http.StatusForbidden {
+				t.Errorf("%s as %s aimed at another project or worker (%s %s): %d %s, want 403", c.name, right, op, ob, code, out)
+			}
+		}
+		if code, out := s.raw(t, right, c.method, path, body); code == http.StatusUnauthorized || code == http.StatusForbidden {
+			t.Errorf("%s as %s: %d %s, want it allowed", c.name, right, code, out)
+		}
+	}
+}
+
+func TestTokensLifecycle(t *testing.T) {
+	s := startSecure(t)
+	ctx := s.ctx(t)
+	admin := s.as("admin")
+	var list []client.Token
+	if err := admin.Do(ctx, http.MethodGet, client.PathTokens, nil, &list); err != nil || len(list) != 5 {
+		t.Fatalf("tokens %+v %v", list, err)
+	}
+	for _, tok := range list {
+		if tok.Secret != "" {
+			t.Fatalf("a listed token shows its secret: %+v", tok)
+		}
+	}
+	// Revocation takes effect at once.
+	user := s.as("user-a")
+	if _, err := user.Children(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := admin.Do(ctx, http.MethodDelete, client.PathTokens+"/user-a", nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := user.Children(ctx, 0); !client.IsStatus(err, http.StatusUnauthorized) {
+		t.Fatalf("a revoked token: %v, want 401", err)
+	}
+	// Status says whether access control is on.
+	st, err := s.as("read-a").Status(ctx, "")
+	if err != nil || st.Insecure {
+		t.Fatalf("status %+v %v", st, err)
+	}
+	// No token secret is anywhere in the replicated state.
+	snap := &strings.Builder{}
+	if err := s.srv.Node().FSM().State().WriteSnapshot(writerOf(snap)); err != nil {
+		t.Fatal(err)
+	}
+	for name, secret := range s.secrets {
+		if strings.Contains(snap.String(), secret) {
+			t.Fatalf("the secret of %s is in the snapshot", name)
+		}
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
+
+func writerOf(b *strings.Builder) io.Writer {
+	return writerFunc(func(p []byte) (int, error) { return b.Write(p) })
+}
+
+func TestReportsOnlyFromTheWorkerThatHoldsTheAttempt(t *testing.T) {
+	s := startSecure(t)
+	ctx := s.ctx(t)
+	admin := s.as("admin")
+	if err := admin.Do(ctx, http.MethodPost, client.PathTokens, client.TokenRequest{Name: "agent-w2", Role: raftstore.RoleAgent, Projects: []string{"*"}, Workers: []string{"w2"}}, nil); err != nil {
+		t.Fatal(err)
+	}
+	id, err := admin.CreateJob(ctx, client.NewJob{Title: "victim", Command: "sleep 100", Project: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := s.as("agent-w1").Pull(ctx, client.PullRequest{Name: "w1"})
+	if err != nil || a == nil || a.JobID != id {
+		t.Fatalf("pull %+v %v", a, err)
+	}
+	// A token bound to w1 forging a report under another name, and any
+	// token not bound to w1, are refused: nobody else can finish, fail or
+	// fill w1's job.
+	for _, who := range []string{"user-all", "read-a"} {
+		if _, err := s.as(who).Report(ctx, client.ReportRequest{Name: "w1", AttemptID: a.AttemptID, JobID: id, Done: true, ExitCode: 1}); !client.IsStatus(err, http.StatusForbidden) {
+			t.Fatalf("report by %s: %v, want 403", who, err)
+		}
+	}
+	if _, err := s.as("agent-w1").Report(ctx, client.ReportRequest{Name: "w2", AttemptID: a.AttemptID, JobID: id, Done: true}); !client.IsStatus(err, http.StatusForbidden) {
+		t.Fatalf("report under another name: %v, want 403", err)
+	}
+	if j, _ := admin.Job(ctx, id); j.State != "WORKING" {
+		t.Fatalf("job after forged reports: %+v", j)
+	}
+	if r, err := s.as("agent-w1").Report(ctx, client.ReportRequest{Name: "w1", AttemptID: a.AttemptID, JobID: id, Done: true}); err != nil || !r.Accepted {
+		t.Fatalf("the holder's report: %+v %v", r, err)
+	}
+}
+
+func TestTrustedNetworkAndInsecure(t *testing.T) {
+	s := startServerWith(t, ServerConfig{WorkerTTL: time.Hour, Auth: auth.Config{Insecure: true}})
+	ctx := s.ctx(t)
+	st, err := client.New(s.url).Status(ctx, "")
+	if err != nil || !st.Insecure {
+		t.Fatalf("insecure status %+v %v", st, err)
+	}
+	_, loop, _ := net.ParseCIDR("127.0.0.0/8")
+	tr := startServerWith(t, ServerConfig{WorkerTTL: time.Hour, Auth: auth.Config{TrustNets: []*net.IPNet{loop}, TrustRoles: []string{raftstore.RoleAgent}}})
+	c := client.New(tr.url)
+	if err := c.Register(context.Background(), client.RegisterRequest{Name: "legacy"}); err != nil {
+		t.Fatalf("a tokenless agent from a trusted network: %v", err)
+	}
+	if _, err := c.Children(ctx, 0); !client.IsStatus(err, http.StatusForbidden) {
+		t.Fatalf("a tokenless read from a network trusted as agent: %v, want 403", err)
+	}
+}
