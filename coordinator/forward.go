@@ -82,6 +82,11 @@ func (n *Node) nodeForward(c *gin.Context) {
 			if body == nil {
 				var err error
 				if body, err = nodeReadBody(c.Request); err != nil {
+					var mb *http.MaxBytesError
+					if errors.As(err, &mb) {
+						nodeAbortJSON(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over the limit of %d bytes", mb.Limit))
+						return
+					}
 					nodeAbortJSON(c, http.StatusBadRequest, "read request body: "+err.Error())
 					return
 				}

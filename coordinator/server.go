@@ -111,6 +111,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	// Client addresses come from auth.ClientIP, which trusts only the
 	// coordinators' X-Forwarded-For; gin's own would trust anyone's.
 	_ = e.SetTrustedProxies(nil)
+	e.Use(bodyLimit(cfg.Limits.MaxBody))
 	st := &store{node: node, offers: s.offers}
 	s.store = st
 	s.auth = auth.New(cfg.Auth, func() auth.Tokens { return node.FSM().State() }, s.isPeer)
@@ -137,6 +138,25 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		go s.bootstrapToken()
 	}
 	return s, nil
+}
+
+// bodyLimit refuses, before any work (a follower would otherwise read it
+// to forward it), a body longer than max: at once by its Content-Length,
+// or when reading passes max (413 either way).
+func bodyLimit(max int64) gin.HandlerFunc {
+	if max <= 0 {
+		max = coalition.DefaultLimits.MaxBody
+	}
+	return func(c *gin.Context) {
+		if c.Request.ContentLength > max {
+			apierr.Abort(c, fmt.Errorf("%w: the body is %d bytes, the limit is %d", raftstore.ErrTooLarge, c.Request.ContentLength, max))
+			return
+		}
+		if c.Request.Body != nil {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, max)
+		}
+		c.Next()
+	}
 }
 
 // Routes returns every route the server mounted, with its rule.

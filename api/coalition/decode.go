@@ -374,6 +374,9 @@ func parseWorkerAttrs(name string, m map[string]json.RawMessage) (raftstore.Work
 		switch k {
 		case "affinity":
 			s, err := asString(k, raw)
+			if err == nil {
+				err = raftstore.CheckAffinity("worker "+name+" affinity", s)
+			}
 			if err != nil {
 				return p, err
 			}

@@ -75,10 +75,15 @@ func (h *Handler) serveWorkers(c *gin.Context) {
 		Abort(c, apierr.Forbidden("token %q may not act as worker %q", p.Name, host))
 		return
 	}
-	h.pings.Seen(host, pingFromArgs(args, h.stamp()))
+	// Only workers that exist (or that this pick creates) are tracked:
+	// a stream of made-up names must not grow the leader's memory.
+	ping := pingFromArgs(args, h.stamp())
+	if _, ok := h.store.State().Worker(host); ok {
+		h.pings.Seen(host, ping)
+	}
 	switch path {
 	case "pickjob":
-		err = h.pickJob(c, host, p)
+		err = h.pickJob(c, host, p, ping)
 	case "heartbeat":
 		err = h.workerHeartbeat(c, host, args)
 	case "endjob":
@@ -106,15 +111,16 @@ const maxLoadBytes = 4 << 10
 // pickJob proposes a Pick only when it can change something (WorkFor): an
 // idle farm polling every 2 s writes nothing to the Raft log. A worker the
 // pick creates serves the projects of the token it came with.
-func (h *Handler) pickJob(c *gin.Context, host string, p *auth.Principal) error {
+func (h *Handler) pickJob(c *gin.Context, host string, p *auth.Principal, ping liveness.Ping) error {
 	if work, _ := h.store.State().WorkFor(host); !work {
 		text(c, noJob)
 		return nil
 	}
-	res, err := h.store.Apply(c, &raftstore.Pick{Now: h.stamp(), Worker: host, IP: auth.ClientIPOf(c), Projects: p.WorkerProjects()})
+	res, err := h.store.Apply(c, &raftstore.Pick{Now: ping.Time, Worker: host, IP: auth.ClientIPOf(c), Projects: p.WorkerProjects()})
 	if err != nil {
 		return err
 	}
+	h.pings.Seen(host, ping)
 	a, _ := res.(*raftstore.Assignment)
 	if a == nil {
 		text(c, noJob)
