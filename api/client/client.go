@@ -97,6 +97,14 @@ func normalize(u string) string {
 	return u
 }
 
+// sameScheme makes a base URL of a coordinator's host:port with the scheme
+// of base, the URL that named it: a cluster's coordinators all speak HTTPS
+// or all plain HTTP, and status replies carry host:port only.
+func sameScheme(hostport, base string) string {
+	scheme, _, _ := strings.Cut(base, "://")
+	return scheme + "://" + strings.TrimRight(hostport, "/")
+}
+
 // URLs returns the coordinator URLs the client was given.
 func (c *Client) URLs() []string { return append([]string(nil), c.urls...) }
 
@@ -138,7 +146,7 @@ func (c *Client) FindLeader(ctx context.Context) (string, error) {
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			return u, nil // the leader listens on all interfaces: use what we were given
 		}
-		base := normalize(leader)
+		base := sameScheme(leader, u)
 		c.mu.Lock()
 		c.leader = base
 		c.mu.Unlock()
@@ -169,7 +177,7 @@ func (c *Client) learnLeader(ctx context.Context) {
 	if leader == "" {
 		return
 	}
-	if lead := normalize(leader); slices.Contains(c.urls, lead) {
+	if lead := sameScheme(leader, base); slices.Contains(c.urls, lead) {
 		c.mu.Lock()
 		if c.leader == "" {
 			c.leader = lead
