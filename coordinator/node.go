@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -78,8 +79,26 @@ type Config struct {
 	// no Raft state yet. It excludes Join.
 	Bootstrap bool
 	// Join lists HTTP URLs of existing members. A node without Raft state
-	// asks them (POST /cluster/join) to add it, until that succeeds.
+	// asks them (POST /cluster/join) to add it, until that succeeds. A bare
+	// host:port gets this node's scheme; an explicit scheme must match it.
 	Join []string
+
+	// TLS, when set, makes the cluster's HTTP API HTTPS as seen from this
+	// node: it forwards to the leader and joins over https, verifying the
+	// other coordinators' certificates with this configuration (RootCAs:
+	// the farm's CA; nil RootCAs: the system's roots). Serving HTTPS is the
+	// Server's part (ServerConfig.HTTPTLS). A cluster is all-HTTPS or
+	// all-plain: NodeMeta records host:port only, and each node uses its
+	// own scheme to reach the others. nil: plain HTTP.
+	TLS *tls.Config
+	// RaftTLS, when set, runs Raft over mutual TLS: this node presents its
+	// certificate (Certificates) and verifies its peers' against the CA,
+	// which must be set as both RootCAs and ClientCAs (tlsconfig.Mutual
+	// builds it). Raft addresses are advertised as IP:port, so each
+	// coordinator's certificate needs an IP SAN for its Raft IP. A node
+	// joining is added only once it proved such a certificate. nil: plain
+	// TCP, unauthenticated (a warning is logged unless RaftAddr is loopback).
+	RaftTLS *tls.Config
 
 	// Raft timing; zero means the Default* production values.
 	HeartbeatTimeout   time.Duration
@@ -109,6 +128,7 @@ type Node struct {
 	raft     *raft.Raft
 	store    *raftboltdb.BoltStore
 	raftAddr string
+	raftTLS  *raftTLSLayer // nil without Config.RaftTLS
 
 	applyCh  chan *nodeApplyReq
 	observer *raft.Observer
@@ -146,6 +166,11 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		// cluster would be a split brain: refuse the ambiguity.
 		return nil, errors.New("coordinator: Bootstrap and Join are exclusive")
 	}
+	join, err := nodeJoinURLs(cfg.Join, cfg.TLS != nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Join = join
 	if fsm == nil {
 		fsm = raftstore.NewFSM()
 	}
@@ -163,6 +188,8 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		proxy: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     cfg.TLS.Clone(), // nil stays nil
+			TLSHandshakeTimeout: 5 * time.Second,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 			// No ResponseHeaderTimeout: agents long-poll through the proxy.
@@ -190,12 +217,12 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog)
+	trans, raftTLS, err := nodeRaftTransport(cfg, hlog, n.log)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: raft transport: %w", err)
 	}
-	n.raftAddr = string(trans.LocalAddr())
+	n.raftAddr, n.raftTLS = string(trans.LocalAddr()), raftTLS
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -739,6 +766,14 @@ func (n *Node) Join(ctx context.Context, req client.JoinRequest) error {
 		}
 	}
 	if add {
+		if n.raftTLS != nil {
+			// A voter that cannot be reached over verified TLS would only
+			// count against the quorum: refuse it before it is added.
+			if err := n.raftTLS.verifyPeer(ctx, req.RaftAddr); err != nil {
+				n.log.Warn("refused a join: raft address not verified", "id", req.NodeID, "raft_addr", req.RaftAddr, "err", err)
+				return fmt.Errorf("%w: %w: node %s at %s: %w", raftstore.ErrInvalid, ErrPeerUnverified, req.NodeID, req.RaftAddr, err)
+			}
+		}
 		f := n.raft.AddVoter(raft.ServerID(req.NodeID), raft.ServerAddress(req.RaftAddr), 0, 0)
 		if err := nodeWaitFuture(ctx, f); err != nil {
 			return fmt.Errorf("add voter %s: %w", req.NodeID, err)
@@ -799,7 +834,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 // (the client follows the leader) or the node shuts down.
 func (n *Node) nodeJoinLoop(urls []string) {
 	defer n.wg.Done()
-	c := client.New(urls...)
+	c := client.NewWith(client.Options{TLS: n.cfg.TLS}, urls...)
 	req := client.JoinRequest{NodeID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
