@@ -238,6 +238,13 @@ func retryable(err error, idempotent bool) bool {
 	return idempotent
 }
 
+// tlsRefused reports whether err is a TLS failure that retrying does not
+// cure: the server's certificate did not verify.
+func tlsRefused(err error) bool {
+	var ve *tls.CertificateVerificationError
+	return errors.As(err, &ve)
+}
+
 // idempotent reports whether sending a request twice has the effect of
 // sending it once: reads, the agent protocol (attempt ids and log offsets
 // make reports idempotent) and membership changes. Coalition writes are
@@ -264,6 +271,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	c.learnLeader(ctx)
 	backoff := 20 * time.Millisecond
 	var last error
+	tlsRefusals := 0 // in a row
 	for attempt := 0; ; attempt++ {
 		base := c.target()
 		if base == "" {
@@ -275,6 +283,15 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		last = err
 		c.failed(base)
+		if tlsRefused(err) {
+			// Asking again will not make a certificate trusted: once every
+			// coordinator refused, say so instead of retrying until ctx ends.
+			if tlsRefusals++; tlsRefusals >= len(c.urls) {
+				return err
+			}
+		} else {
+			tlsRefusals = 0
+		}
 		if attempt > 0 && attempt%len(c.urls) == 0 {
 			_, _ = c.FindLeader(ctx)
 		}
