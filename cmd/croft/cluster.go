@@ -21,6 +21,7 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("croft cluster "+verb, flag.ContinueOnError)
 	coord := fs.String("coordinator", "http://127.0.0.1:19211", "any coordinator's URL (comma-separated list accepted)")
 	asJSON := fs.Bool("json", false, "print the raw JSON (status)")
+	caFile := fs.String("ca-cert", "", "the farm's CA (PEM) that verifies https:// coordinators (default: the system's roots)")
 	var join client.JoinRequest
 	var removeID string
 	switch verb {
@@ -37,7 +38,11 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := parse(fs, args[1:]); err != nil {
 		return err
 	}
-	c := client.New(*coord)
+	conf, err := clientTLS(*caFile)
+	if err != nil {
+		return err
+	}
+	c := client.NewWith(client.Options{TLS: conf}, *coord)
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	switch verb {

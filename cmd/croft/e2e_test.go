@@ -40,7 +40,7 @@ type proc struct {
 	mu   sync.Mutex
 }
 
-var urlLine = regexp.MustCompile(`http://127\.0\.0\.1:\d+`)
+var urlLine = regexp.MustCompile(`https?://127\.0\.0\.1:\d+`)
 
 // start runs the binary and waits for the line that announces its URL.
 func start(t testing.TB, args ...string) *proc {

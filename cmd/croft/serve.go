@@ -24,6 +24,7 @@ type coordinatorFlags struct {
 	workerTTL                                 time.Duration
 	maxBatch                                  int
 	pprof                                     bool
+	tls                                       tlsFlags
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -35,6 +36,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.DurationVar(&f.workerTTL, "worker-ttl", 15*time.Second, "silence after which a worker is marked lost and its job requeued")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP address")
 	fs.IntVar(&f.maxBatch, "max-batch", 0, "most commands group-committed in one Raft entry (0: default 512; 1: group commit off)")
+	f.tls.register(fs)
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
@@ -58,11 +60,15 @@ func splitURLs(s string) []string {
 	return out
 }
 
-// startCoordinator opens the node, starts serving HTTP and returns the
-// server and the address it listens on.
+// startCoordinator opens the node, starts serving HTTP (or HTTPS) and
+// returns the server and its base URL.
 func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Server, string, error) {
 	if f.nodeID == "" {
 		return nil, "", fmt.Errorf("%w: --node-id is empty", errUsage)
+	}
+	var tlsCfg coordinator.ServerConfig
+	if err := f.tls.configure(&tlsCfg); err != nil {
+		return nil, "", err
 	}
 	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
 		return nil, "", err
@@ -81,9 +87,12 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Se
 			Join:      splitURLs(f.join),
 			MaxBatch:  f.maxBatch,
 			Logger:    logger,
+			TLS:       tlsCfg.Node.TLS,
+			RaftTLS:   tlsCfg.Node.RaftTLS,
 		},
 		WorkerTTL: f.workerTTL,
 		Pprof:     f.pprof,
+		HTTPTLS:   tlsCfg.HTTPTLS,
 	})
 	if err != nil {
 		ln.Close()
@@ -94,7 +103,11 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger) (*coordinator.Se
 			logger.Error("http server", "err", err)
 		}
 	}()
-	return srv, ln.Addr().String(), nil
+	scheme := "http"
+	if f.tls.https() {
+		scheme = "https"
+	}
+	return srv, scheme + "://" + ln.Addr().String(), nil
 }
 
 func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
@@ -106,11 +119,11 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	srv, addr, err := startCoordinator(&f, logger)
+	srv, url, err := startCoordinator(&f, logger)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "croft coordinator %s serving http://%s (raft %s, data %s)\n", f.nodeID, addr, f.raftAddr, f.dataDir)
+	fmt.Fprintf(stdout, "croft coordinator %s serving %s (raft %s, data %s)\n", f.nodeID, url, f.raftAddr, f.dataDir)
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return srv.Close()
@@ -120,6 +133,7 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 type agentFlags struct {
 	coordinators, name, affinity, dataDir string
 	slots                                 int
+	caFile                                string // --ca-cert of "croft agent"; dev uses its coordinator's
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, dataFlag, defDataDir string) {
@@ -151,11 +165,17 @@ func runAgent(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("croft agent", flag.ContinueOnError)
 	var f agentFlags
 	fs.StringVar(&f.coordinators, "coordinator", "http://127.0.0.1:19211", "coordinator URLs, comma-separated (any member; the agent follows the leader)")
+	fs.StringVar(&f.caFile, "ca-cert", "", "the farm's CA (PEM) that verifies https:// coordinators (default: the system's roots)")
 	f.register(fs, "data-dir", "croft-agent")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
-	a, err := agent.New(f.config(logger, setFlags(fs)))
+	cfg := f.config(logger, setFlags(fs))
+	var err error
+	if cfg.TLS, err = clientTLS(f.caFile); err != nil {
+		return err
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -179,20 +199,26 @@ func runDev(ctx context.Context, args []string, stdout io.Writer, logger *slog.L
 	if af.dataDir == "" {
 		af.dataDir = filepath.Join(cf.dataDir, "agent")
 	}
-	srv, addr, err := startCoordinator(&cf, logger)
+	srv, url, err := startCoordinator(&cf, logger)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	url := "http://" + addr
 	af.coordinators = url
 	cfg := af.config(logger, setFlags(fs))
+	if cfg.TLS, err = clientTLS(cf.tls.ca); err != nil {
+		return err
+	}
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
+	curl := "curl"
+	if cf.tls.ca != "" {
+		curl += " --cacert " + cf.tls.ca
+	}
 	fmt.Fprintf(stdout, "croft dev farm: coordinator and agent running, API at %s (data in %s)\n", url, cf.dataDir)
-	fmt.Fprintf(stdout, "try: curl -X PUT %s/api/jobs -d '{\"title\":\"hi\",\"command\":\"echo hi\"}'\n", url)
+	fmt.Fprintf(stdout, "try: %s -X PUT %s/api/jobs -d '{\"title\":\"hi\",\"command\":\"echo hi\"}'\n", curl, url)
 	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		err = nil
