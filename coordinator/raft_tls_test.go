@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/client"
@@ -343,5 +345,38 @@ func TestJoinURLMustMatchTheScheme(t *testing.T) {
 	got, err := nodeJoinURLs([]string{"127.0.0.1:1", "https://h:2"}, true)
 	if err != nil || strings.Join(got, " ") != "https://127.0.0.1:1 https://h:2" {
 		t.Fatalf("nodeJoinURLs = %v, %v", got, err)
+	}
+}
+
+func TestRaftWarnsWithoutTLSOffLoopback(t *testing.T) {
+	for addr, want := range map[string]bool{"127.0.0.1:1": true, "[::1]:1": true, "10.0.0.1:1": false, "0.0.0.0:1": false, "bad": false} {
+		if got := raftAddrLoopback(addr); got != want {
+			t.Errorf("raftAddrLoopback(%q) = %v", addr, got)
+		}
+	}
+	// On a machine with a non-loopback address, binding Raft there
+	// without TLS warns.
+	var ip net.IP
+	addrs, _ := net.InterfaceAddrs()
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && !n.IP.IsLoopback() && n.IP.To4() != nil {
+			ip = n.IP
+			break
+		}
+	}
+	if ip == nil {
+		t.Skip("no non-loopback IPv4 address here to bind Raft to")
+	}
+	var logs strings.Builder
+	logger := slog.New(slog.NewTextHandler(&logs, nil)) // logged synchronously
+	for _, host := range []string{"127.0.0.1", ip.String()} {
+		trans, _, err := nodeRaftTransport(Config{RaftAddr: net.JoinHostPort(host, "0")}, hclog.NewNullLogger(), logger)
+		if err != nil {
+			t.Fatal(err)
+		}
+		trans.Close()
+	}
+	if n := strings.Count(logs.String(), "Raft traffic is unauthenticated"); n != 1 {
+		t.Fatalf("%d warnings, want 1 (for %s only):\n%s", n, ip, logs.String())
 	}
 }
