@@ -6,7 +6,8 @@ import (
 	"strings"
 )
 
-// ErrSchemeMismatch means a join URL's scheme is not the cluster's: a
+// ErrSchemeMismatch means a join URL's scheme is not the cluster's, or a
+// Server would serve one scheme and reach its peers with the other: a
 // cluster's HTTP API is all-HTTPS or all-plain (see Config.TLS).
 var ErrSchemeMismatch = errors.New("URL scheme does not match the cluster's")
 

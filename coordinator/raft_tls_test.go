@@ -342,6 +342,12 @@ func TestJoinURLMustMatchTheScheme(t *testing.T) {
 			t.Errorf("join %s with TLS %v: %v, want ErrSchemeMismatch", c.join, c.tls != nil, err)
 		}
 	}
+	for _, sc := range []ServerConfig{{HTTPTLS: farm.Client()}, {Node: Config{TLS: farm.Client()}}} {
+		sc.Node.NodeID, sc.Node.DataDir, sc.Node.RaftAddr = "x", t.TempDir(), "127.0.0.1:0"
+		if _, err := NewServer(sc); !errors.Is(err, ErrSchemeMismatch) {
+			t.Errorf("NewServer with HTTPTLS %v, Node.TLS %v: %v, want ErrSchemeMismatch", sc.HTTPTLS != nil, sc.Node.TLS != nil, err)
+		}
+	}
 	got, err := nodeJoinURLs([]string{"127.0.0.1:1", "https://h:2"}, true)
 	if err != nil || strings.Join(got, " ") != "https://127.0.0.1:1 https://h:2" {
 		t.Fatalf("nodeJoinURLs = %v, %v", got, err)

@@ -70,6 +70,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = slog.Default()
 	}
+	if (cfg.HTTPTLS == nil) != (cfg.Node.TLS == nil) {
+		// Serving one scheme while reaching the others with the other
+		// breaks forwarding: the cluster is all-HTTPS or all-plain.
+		return nil, fmt.Errorf("coordinator: HTTPTLS and Node.TLS go together: %w", ErrSchemeMismatch)
+	}
 	node, err := NewNode(cfg.Node, raftstore.NewFSM())
 	if err != nil {
 		return nil, err
