@@ -163,7 +163,7 @@ func (n *Node) nodeLeaderHTTP() (addr, why string) {
 func (n *Node) nodeProxy(c *gin.Context, target string, hops int, body *nodeBody) (delivered bool, err error) {
 	var proxyErr error
 	var wrote atomic.Bool
-	u := &url.URL{Scheme: "http", Host: target}
+	u := &url.URL{Scheme: n.httpScheme(), Host: target}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u) // keeps the path and query

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,6 +87,8 @@ type Config struct {
 	// Join lists HTTP URLs of existing members. A node without Raft state
 	// asks them (POST /cluster/join) to add it, until that succeeds. It
 	// joins as a non-voter; the leader promotes it once it has caught up.
+	// A bare host:port gets this node's scheme; an explicit scheme must
+	// match it.
 	Join []string
 	// JoinToken is the admin token the join request carries.
 	JoinToken string
@@ -97,6 +100,23 @@ type Config struct {
 	// successful recovery the file is renamed to Recover+".recovered", so a
 	// restart with the same flags starts normally (with a warning).
 	Recover string
+
+	// TLS, when set, makes the cluster's HTTP API HTTPS as seen from this
+	// node: it forwards to the leader and joins over https, verifying the
+	// other coordinators' certificates with this configuration (RootCAs:
+	// the farm's CA; nil RootCAs: the system's roots). Serving HTTPS is the
+	// Server's part (ServerConfig.HTTPTLS). A cluster is all-HTTPS or
+	// all-plain: NodeMeta records host:port only, and each node uses its
+	// own scheme to reach the others. nil: plain HTTP.
+	TLS *tls.Config
+	// RaftTLS, when set, runs Raft over mutual TLS: this node presents its
+	// certificate (Certificates) and verifies its peers' against the CA,
+	// which must be set as both RootCAs and ClientCAs (tlsconfig.Mutual
+	// builds it). Raft addresses are advertised as IP:port, so each
+	// coordinator's certificate needs an IP SAN for its Raft IP. A node
+	// joining is added only once it proved such a certificate. nil: plain
+	// TCP, unauthenticated (a warning is logged unless RaftAddr is loopback).
+	RaftTLS *tls.Config
 
 	// Raft timing; zero means the Default* production values.
 	HeartbeatTimeout   time.Duration
@@ -134,6 +154,7 @@ type Node struct {
 	// progress records followers' replies to the leader's AppendEntries:
 	// the catch-up measure behind promotions and the status.
 	progress *progressTransport
+	raftTLS  *raftTLSLayer // nil without Config.RaftTLS
 
 	applyCh  chan *nodeApplyReq
 	observer *raft.Observer
@@ -176,6 +197,11 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		// joining one at the same time is a mistake either way.
 		return nil, fmt.Errorf("coordinator: %w: Recover excludes Bootstrap and Join", ErrInvalidConfig)
 	}
+	join, err := nodeJoinURLs(cfg.Join, cfg.TLS != nil)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Join = join
 	if fsm == nil {
 		fsm = raftstore.NewFSM()
 	}
@@ -193,6 +219,8 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		proxy: &http.Transport{
 			Proxy:               nil,
 			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     cfg.TLS.Clone(), // nil stays nil
+			TLSHandshakeTimeout: 5 * time.Second,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
 			// No ResponseHeaderTimeout: agents long-poll through the proxy.
@@ -220,16 +248,16 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
 	}
-	tcp, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, nil, 3, 10*time.Second, hlog)
+	inner, raftTLS, err := nodeRaftTransport(cfg, hlog, n.log)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: raft transport: %w", err)
 	}
 	// Whatever transport is built above, Raft talks through the progress
 	// wrapper, which measures how far each follower has caught up.
-	progress, trans := newProgressTransport(tcp)
+	progress, trans := newProgressTransport(inner)
 	n.progress = progress
-	n.raftAddr = string(trans.LocalAddr())
+	n.raftAddr, n.raftTLS = string(trans.LocalAddr()), raftTLS
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -787,6 +815,14 @@ func (n *Node) Join(ctx context.Context, req client.JoinRequest) error {
 			return fmt.Errorf("%w: raft address %s belongs to node %s: remove it first", raftstore.ErrInvalid, req.RaftAddr, s.ID)
 		}
 	}
+	if n.raftTLS != nil && (known == nil || known.Address != addr) {
+		// A member that cannot be reached over verified TLS would never
+		// catch up: refuse it before it is added.
+		if err := n.raftTLS.verifyPeer(ctx, req.RaftAddr); err != nil {
+			n.log.Warn("refused a join: raft address not verified", "id", req.NodeID, "raft_addr", req.RaftAddr, "err", err)
+			return fmt.Errorf("%w: %w: node %s at %s: %w", raftstore.ErrInvalid, ErrPeerUnverified, req.NodeID, req.RaftAddr, err)
+		}
+	}
 	// Each change is conditional on the configuration read above, so two
 	// concurrent joins cannot both take one address.
 	prev := cf.Index()
@@ -865,7 +901,7 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 // (the client follows the leader) or the node shuts down.
 func (n *Node) nodeJoinLoop(urls []string) {
 	defer n.wg.Done()
-	c := client.NewWith(client.Options{Token: n.cfg.JoinToken}, urls...)
+	c := client.NewWith(client.Options{Token: n.cfg.JoinToken, TLS: n.cfg.TLS}, urls...)
 	req := client.JoinRequest{NodeID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {

@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -35,6 +36,12 @@ type ServerConfig struct {
 	// SweepInterval is how often the leader looks for timed-out jobs and
 	// silent workers (default 500 ms).
 	SweepInterval time.Duration
+	// HTTPTLS, when set, makes Serve speak HTTPS with this configuration
+	// (Certificates: this coordinator's certificate, valid for the IP of its
+	// HTTP address, which the other coordinators dial, and for the names
+	// clients use). Set Node.TLS with it: the cluster is then HTTPS
+	// throughout. nil: plain HTTP.
+	HTTPTLS *tls.Config
 	// Pprof mounts Go's profiler at /debug/pprof/ (off by default: it
 	// exposes internals and can cost CPU). It needs an admin token.
 	Pprof bool
@@ -89,6 +96,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = slog.Default()
 	}
+	if (cfg.HTTPTLS == nil) != (cfg.Node.TLS == nil) {
+		// Serving one scheme while reaching the others with the other
+		// breaks forwarding: the cluster is all-HTTPS or all-plain.
+		return nil, fmt.Errorf("coordinator: HTTPTLS and Node.TLS go together: %w", ErrSchemeMismatch)
+	}
 	node, err := NewNode(cfg.Node, raftstore.NewFSM())
 	if err != nil {
 		return nil, err
@@ -130,6 +142,10 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
 	})
 	s.engine = e
+	// Made here, not in Serve, so Close never races with Serve over it.
+	// ReadHeaderTimeout also bounds the TLS handshake.
+	s.httpSrv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, TLSConfig: cfg.HTTPTLS,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)} // e.g. refused TLS handshakes
 	s.wg.Add(2)
 	go s.sweep()
 	go s.retain()
@@ -269,10 +285,15 @@ func (s *Server) Node() *Node { return s.node }
 // Handler returns the HTTP handler of the API.
 func (s *Server) Handler() http.Handler { return s.engine }
 
-// Serve accepts API requests on ln until Close.
+// Serve accepts API requests on ln until Close: HTTPS when
+// ServerConfig.HTTPTLS is set.
 func (s *Server) Serve(ln net.Listener) error {
-	s.httpSrv = &http.Server{Handler: s.engine, ReadHeaderTimeout: 10 * time.Second}
-	err := s.httpSrv.Serve(ln)
+	var err error
+	if s.cfg.HTTPTLS != nil {
+		err = s.httpSrv.ServeTLS(ln, "", "") // the certificate is in TLSConfig
+	} else {
+		err = s.httpSrv.Serve(ln)
+	}
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -291,12 +312,10 @@ func (s *Server) Close() error {
 	close(s.stop)
 	s.wg.Wait()
 	_ = s.node.TransferLeadership()
-	if s.httpSrv != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		_ = s.httpSrv.Shutdown(ctx)
-		cancel()
-		_ = s.httpSrv.Close()
-	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	_ = s.httpSrv.Shutdown(ctx)
+	cancel()
+	_ = s.httpSrv.Close()
 	return s.node.Shutdown()
 }
 

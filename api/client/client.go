@@ -97,6 +97,14 @@ func normalize(u string) string {
 	return u
 }
 
+// sameScheme makes a base URL of a coordinator's host:port with the scheme
+// of base, the URL that named it: a cluster's coordinators all speak HTTPS
+// or all plain HTTP, and status replies carry host:port only.
+func sameScheme(hostport, base string) string {
+	scheme, _, _ := strings.Cut(base, "://")
+	return scheme + "://" + strings.TrimRight(hostport, "/")
+}
+
 // URLs returns the coordinator URLs the client was given.
 func (c *Client) URLs() []string { return append([]string(nil), c.urls...) }
 
@@ -138,7 +146,7 @@ func (c *Client) FindLeader(ctx context.Context) (string, error) {
 		if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
 			return u, nil // the leader listens on all interfaces: use what we were given
 		}
-		base := normalize(leader)
+		base := sameScheme(leader, u)
 		c.mu.Lock()
 		c.leader = base
 		c.mu.Unlock()
@@ -169,7 +177,7 @@ func (c *Client) learnLeader(ctx context.Context) {
 	if leader == "" {
 		return
 	}
-	if lead := normalize(leader); slices.Contains(c.urls, lead) {
+	if lead := sameScheme(leader, base); slices.Contains(c.urls, lead) {
 		c.mu.Lock()
 		if c.leader == "" {
 			c.leader = lead
@@ -230,6 +238,13 @@ func retryable(err error, idempotent bool) bool {
 	return idempotent
 }
 
+// tlsRefused reports whether err is a TLS failure that retrying does not
+// cure: the server's certificate did not verify.
+func tlsRefused(err error) bool {
+	var ve *tls.CertificateVerificationError
+	return errors.As(err, &ve)
+}
+
 // idempotent reports whether sending a request twice has the effect of
 // sending it once: reads, the agent protocol (attempt ids and log offsets
 // make reports idempotent) and membership changes. Coalition writes are
@@ -256,6 +271,7 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	c.learnLeader(ctx)
 	backoff := 20 * time.Millisecond
 	var last error
+	tlsRefusals := 0 // in a row
 	for attempt := 0; ; attempt++ {
 		base := c.target()
 		if base == "" {
@@ -267,6 +283,15 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 		}
 		last = err
 		c.failed(base)
+		if tlsRefused(err) {
+			// Asking again will not make a certificate trusted: once every
+			// coordinator refused, say so instead of retrying until ctx ends.
+			if tlsRefusals++; tlsRefusals >= len(c.urls) {
+				return err
+			}
+		} else {
+			tlsRefusals = 0
+		}
 		if attempt > 0 && attempt%len(c.urls) == 0 {
 			_, _ = c.FindLeader(ctx)
 		}

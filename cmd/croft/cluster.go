@@ -20,6 +20,7 @@ import (
 type cliFlags struct {
 	coordinator string
 	dataDir     string
+	caFile      string
 	asJSON      bool
 	tokens      tokenFlags
 }
@@ -28,6 +29,7 @@ func (f *cliFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.coordinator, "coordinator", "http://127.0.0.1:19211", "any coordinator's URL (comma-separated list accepted)")
 	fs.StringVar(&f.dataDir, "data-dir", "", "a coordinator's data directory: its admin.token is used when no other token is given")
 	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
+	fs.StringVar(&f.caFile, "ca-cert", "", "the farm's CA (PEM) that verifies https:// coordinators (default: the system's roots)")
 	f.tokens.register(fs, "token (else --token-file, $CROFT_TOKEN, or --data-dir's admin.token)")
 }
 
@@ -36,7 +38,11 @@ func (f *cliFlags) client() (*client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	return client.NewWith(client.Options{Token: token}, f.coordinator), nil
+	conf, err := clientTLS(f.caFile)
+	if err != nil {
+		return nil, err
+	}
+	return client.NewWith(client.Options{Token: token, TLS: conf}, f.coordinator), nil
 }
 
 // printJSON writes v indented.

@@ -64,6 +64,7 @@ type coordinatorFlags struct {
 	tokens                                    tokenFlags
 	limits                                    coalition.Limits
 	retention                                 coordinator.Retention
+	tls                                       tlsFlags
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -86,6 +87,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.IntVar(&f.retention.EventMaxCount, "event-max-count", coordinator.DefaultEventMaxCount, "keep at most this many attempt records, the newest (negative: no limit)")
 	fs.DurationVar(&f.retention.WorkerExpiry, "worker-expiry", coordinator.DefaultWorkerExpiry, "forget workers lost (silent) for this long (negative: never)")
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
+	f.tls.register(fs)
 }
 
 // auth turns the access flags into the coordinator's configuration.
@@ -189,11 +191,15 @@ func splitURLs(s string) []string {
 	return out
 }
 
-// startCoordinator opens the node, starts serving HTTP and returns the
-// server and the address it listens on.
+// startCoordinator opens the node, starts serving HTTP (or HTTPS) and
+// returns the server and its base URL.
 func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer) (*coordinator.Server, string, error) {
 	if f.nodeID == "" {
 		return nil, "", fmt.Errorf("%w: --node-id is empty", errUsage)
+	}
+	var tlsCfg coordinator.ServerConfig
+	if err := f.tls.configure(&tlsCfg); err != nil {
+		return nil, "", err
 	}
 	if err := os.MkdirAll(f.dataDir, 0o755); err != nil {
 		return nil, "", err
@@ -222,16 +228,19 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 			Recover:   f.recover,
 			MaxBatch:  f.maxBatch,
 			Logger:    logger,
+			TLS:       tlsCfg.Node.TLS,
+			RaftTLS:   tlsCfg.Node.RaftTLS,
 		},
 		WorkerTTL:      f.workerTTL,
 		Pprof:          f.pprof,
+		HTTPTLS:        tlsCfg.HTTPTLS,
 		Auth:           authCfg,
 		Limits:         f.limits,
 		Retention:      f.retention,
 		BootstrapToken: f.bootstrap && !f.insecure,
 		AdminTokenFile: filepath.Join(f.dataDir, AdminTokenFile),
 		OnAdminToken: func(t client.Token) {
-			printAdminToken(stdout, t.Secret, "http://"+ln.Addr().String(), filepath.Join(f.dataDir, AdminTokenFile))
+			printAdminToken(stdout, t.Secret, f.tls.curl(), f.tls.scheme()+"://"+ln.Addr().String(), filepath.Join(f.dataDir, AdminTokenFile))
 		},
 	})
 	if err != nil {
@@ -243,7 +252,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 			logger.Error("http server", "err", err)
 		}
 	}()
-	return srv, ln.Addr().String(), nil
+	return srv, f.tls.scheme() + "://" + ln.Addr().String(), nil
 }
 
 func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
@@ -259,11 +268,11 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 	if f.recover != "" && (f.bootstrap || f.join != "") {
 		return fmt.Errorf("%w: --recover excludes --bootstrap and --join", errUsage)
 	}
-	srv, addr, err := startCoordinator(&f, logger, stdout)
+	srv, url, err := startCoordinator(&f, logger, stdout)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "croft coordinator %s serving http://%s (raft %s, data %s)\n", f.nodeID, addr, f.raftAddr, f.dataDir)
+	fmt.Fprintf(stdout, "croft coordinator %s serving %s (raft %s, data %s)\n", f.nodeID, url, f.raftAddr, f.dataDir)
 	<-ctx.Done()
 	logger.Info("shutting down")
 	return srv.Close()
@@ -271,25 +280,25 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 
 // printAdminToken shows a new admin token, the one time it exists in
 // clear outside its file, with a first job to paste.
-func printAdminToken(w io.Writer, secret, url, file string) {
+func printAdminToken(w io.Writer, secret, curl, url, file string) {
 	if abs, err := filepath.Abs(file); err == nil {
 		file = abs
 	}
 	fmt.Fprintf(w, "croft: created the admin token; it is shown this once and kept in %s (mode 0600):\n    %s\n", file, secret)
-	fmt.Fprintf(w, "croft: a first job:\n    %s\n", firstJob(url, file))
+	fmt.Fprintf(w, "croft: a first job:\n    %s\n", firstJob(curl, url, file))
 }
 
-// firstJob is a curl line that submits a job with the admin token of file
-// (or none, for an insecure farm).
-func firstJob(url, file string) string {
+// firstJob is a curl line (curl, with its options) that submits a job with
+// the admin token of file (or none, for an insecure farm).
+func firstJob(curl, url, file string) string {
 	body := `-d '{"title":"hi","command":"echo hi"}'`
 	if file == "" {
-		return fmt.Sprintf("curl -X PUT %s/api/jobs %s", url, body)
+		return fmt.Sprintf("%s -X PUT %s/api/jobs %s", curl, url, body)
 	}
 	if abs, err := filepath.Abs(file); err == nil {
 		file = abs
 	}
-	return fmt.Sprintf(`curl -H "Authorization: Bearer $(cat %s)" -X PUT %s/api/jobs %s`, file, url, body)
+	return fmt.Sprintf(`%s -H "Authorization: Bearer $(cat %s)" -X PUT %s/api/jobs %s`, curl, file, url, body)
 }
 
 // agentFlags are shared by "croft agent" and "croft dev".
@@ -297,6 +306,7 @@ type agentFlags struct {
 	coordinators, name, affinity, dataDir string
 	slots                                 int
 	tokens                                tokenFlags
+	caFile                                string // --ca-cert of "croft agent"; dev uses its coordinator's
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, dataFlag, defDataDir string) {
@@ -329,6 +339,7 @@ func runAgent(ctx context.Context, args []string, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("croft agent", flag.ContinueOnError)
 	var f agentFlags
 	fs.StringVar(&f.coordinators, "coordinator", "http://127.0.0.1:19211", "coordinator URLs, comma-separated (any member; the agent follows the leader)")
+	fs.StringVar(&f.caFile, "ca-cert", "", "the farm's CA (PEM) that verifies https:// coordinators (default: the system's roots)")
 	f.register(fs, "data-dir", "croft-agent")
 	f.tokens.register(fs, "agent token, bound to this agent's worker names (else --token-file, $CROFT_TOKEN)")
 	if err := parse(fs, args); err != nil {
@@ -341,7 +352,11 @@ func runAgent(ctx context.Context, args []string, logger *slog.Logger) error {
 	if token == "" {
 		logger.Warn("no token (--token, --token-file or $CROFT_TOKEN): only a coordinator with --insecure or --trust-network will take this agent")
 	}
-	a, err := agent.New(f.config(logger, setFlags(fs), token))
+	cfg := f.config(logger, setFlags(fs), token)
+	if cfg.TLS, err = clientTLS(f.caFile); err != nil {
+		return err
+	}
+	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
@@ -365,14 +380,16 @@ func runDev(ctx context.Context, args []string, stdout io.Writer, logger *slog.L
 	if af.dataDir == "" {
 		af.dataDir = filepath.Join(cf.dataDir, "agent")
 	}
-	srv, addr, err := startCoordinator(&cf, logger, stdout)
+	srv, url, err := startCoordinator(&cf, logger, stdout)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
-	url := "http://" + addr
 	af.coordinators = url
 	cfg := af.config(logger, setFlags(fs), "")
+	if cfg.TLS, err = clientTLS(cf.tls.ca); err != nil {
+		return err
+	}
 	if cfg.Name == "" {
 		if cfg.Name, err = os.Hostname(); err != nil {
 			return err
@@ -397,7 +414,7 @@ func runDev(ctx context.Context, args []string, stdout io.Writer, logger *slog.L
 		return err
 	}
 	fmt.Fprintf(stdout, "croft dev farm: coordinator and agent running, API at %s (data in %s)\n", url, cf.dataDir)
-	fmt.Fprintf(stdout, "try: %s\n", firstJob(url, adminFile))
+	fmt.Fprintf(stdout, "try: %s\n", firstJob(cf.tls.curl(), url, adminFile))
 	err = a.Run(ctx)
 	if errors.Is(err, context.Canceled) {
 		err = nil
