@@ -49,6 +49,7 @@ func (s *State) applyOne(cmd Command) (res any) {
 			res = fmt.Errorf("%w: %T panicked: %v", ErrInternal, cmd, r)
 		}
 	}()
+	s.wakeNesting = 0 // a recovered panic may have left it raised
 	switch c := cmd.(type) {
 	case *NodeMeta:
 		s.nodes[c.ID] = *c
@@ -460,19 +461,23 @@ func (s *State) pauseJob(j *Job, now int64) {
 }
 
 // stopPausedWork ends the attempts running under a paused subtree; the
-// agents are told to kill them on their next report or heartbeat.
+// agents are told to kill them on their next report or heartbeat. Like every
+// walk of a subtree in Apply, it uses an explicit stack (see refreshH).
 func (s *State) stopPausedWork(j *Job, now int64) {
-	if j.IsGroup() {
-		if j.TotalWorking == 0 && j.State != StateWorking {
-			return
+	stack := []*Job{j}
+	for budget := len(s.jobs) + 1; len(stack) > 0 && budget > 0; budget-- {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if x.IsGroup() {
+			if x.TotalWorking == 0 && x.State != StateWorking {
+				continue
+			}
+			stack = s.pushChildren(stack, x)
+			continue
 		}
-		for _, c := range j.Children {
-			s.stopPausedWork(s.jobs[c], now)
+		if x.State == StateWorking && x.HPaused {
+			s.endAttempt(x, StateWaiting, "job paused", now)
 		}
-		return
-	}
-	if j.State == StateWorking && j.HPaused {
-		s.endAttempt(j, StateWaiting, "job paused", now)
 	}
 }
 
@@ -527,21 +532,39 @@ func (s *State) deleteJobs(c *JobDelete) error {
 }
 
 // removeSubtree takes j and its descendants out of the state, ending their
-// attempts, and appends their ids to gone.
+// attempts, and appends their ids to gone: children before their parent, in
+// ascending id order.
 func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
-	for _, c := range j.Children {
-		s.removeSubtree(s.jobs[c], now, gone)
+	type frame struct {
+		j    *Job
+		next int // index of the next child to visit
 	}
-	if j.State == StateWorking && !j.IsGroup() {
-		s.freeWorker(j, StateWaiting, now)
+	stack := []frame{{j: j}}
+	budget := len(s.jobs) // a corrupt state with a cycle cannot loop
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next < len(top.j.Children) && budget > 0 {
+			c := s.jobs[top.j.Children[top.next]]
+			top.next++
+			if c != nil {
+				budget--
+				stack = append(stack, frame{j: c})
+			}
+			continue
+		}
+		x := top.j
+		stack = stack[:len(stack)-1]
+		if x.State == StateWorking && !x.IsGroup() {
+			s.freeWorker(x, StateWaiting, now)
+		}
+		if x.ready.in {
+			s.ready.remove(x.ready)
+		}
+		s.setDepsRaw(x, nil)
+		delete(s.jobs, x.ID)
+		delete(s.logs, x.ID)
+		*gone = append(*gone, x.ID)
 	}
-	if j.ready.in {
-		s.ready.remove(j.ready)
-	}
-	s.setDepsRaw(j, nil)
-	delete(s.jobs, j.ID)
-	delete(s.logs, j.ID)
-	*gone = append(*gone, j.ID)
 }
 
 func (s *State) jobAction(c *JobAction) error {
@@ -572,23 +595,42 @@ func (s *State) jobAction(c *JobAction) error {
 }
 
 // resetJob puts a subtree back to WAITING (or PENDING); onlyErrors limits it
-// to jobs in ERROR. run_done is kept, as in Coalition.
+// to jobs in ERROR. run_done is kept, as in Coalition. A group is updated
+// after its children (post-order), with an explicit stack (see refreshH).
 func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
-	if j.IsGroup() {
-		if onlyErrors && j.TotalErrors == 0 && j.State != StateError {
-			return
-		}
-		for _, c := range j.Children {
-			s.resetJob(s.jobs[c], onlyErrors, now)
-		}
-		before, old := contribution(j), j.State
-		s.recomputeGroupStart(j)
-		if j.Total == 0 {
-			j.State = s.depState(j)
-		}
-		s.changed(j, before, old, now)
-		return
+	type frame struct {
+		j    *Job
+		post bool // the children are done: update the group itself
 	}
+	stack := []frame{{j: j}}
+	for budget := 2*len(s.jobs) + 2; len(stack) > 0 && budget > 0; budget-- {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		x := f.j
+		switch {
+		case !x.IsGroup():
+			s.resetLeaf(x, onlyErrors, now)
+		case f.post:
+			before, old := contribution(x), x.State
+			s.recomputeGroupStart(x)
+			if x.Total == 0 {
+				x.State = s.depState(x)
+			}
+			s.changed(x, before, old, now)
+		case onlyErrors && x.TotalErrors == 0 && x.State != StateError:
+		default:
+			stack = append(stack, frame{j: x, post: true})
+			for i := len(x.Children) - 1; i >= 0; i-- {
+				if c := s.jobs[x.Children[i]]; c != nil {
+					stack = append(stack, frame{j: c})
+				}
+			}
+		}
+	}
+}
+
+// resetLeaf is resetJob for a job with a command.
+func (s *State) resetLeaf(j *Job, onlyErrors bool, now int64) {
 	if onlyErrors && j.State != StateError {
 		return
 	}
