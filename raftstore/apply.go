@@ -113,29 +113,11 @@ func errOrNil(err error) any {
 
 func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 	// Check everything first: a create is all or nothing.
+	if err := s.checkCreateStructure(c.Jobs); err != nil {
+		return nil, err
+	}
 	newNames := map[string]bool{}
-	for i, spec := range c.Jobs {
-		if spec.ParentRef != 0 {
-			if spec.ParentRef < 0 || spec.ParentRef > i {
-				return nil, invalid("job %d: parent_ref %d must name an earlier job of the same request", i, spec.ParentRef)
-			}
-			if c.Jobs[spec.ParentRef-1].Command != "" {
-				return nil, invalid("job %d: parent_ref %d is not a group (it has a command)", i, spec.ParentRef)
-			}
-		} else {
-			p := s.node(spec.Parent)
-			if p == nil {
-				return nil, notFound("job %d: parent %d", i, spec.Parent)
-			}
-			if !p.IsGroup() {
-				return nil, invalid("parent %d is not a group (it has a command)", spec.Parent)
-			}
-		}
-		for _, d := range spec.Dependencies {
-			if s.jobs[d] == nil {
-				return nil, notFound("dependency %d", d)
-			}
-		}
+	for _, spec := range c.Jobs {
 		if spec.Affinity != "" {
 			if err := s.unknownAffinities(spec.Affinity, newNames); err != nil {
 				return nil, err
@@ -222,89 +204,13 @@ func (s *State) setDepsRaw(j *Job, deps []int64) {
 	}
 }
 
-// checkDeps refuses unknown ids, self, ancestor and descendant dependencies
-// and cycles: each would leave a job blocked forever.
-func (s *State) checkDeps(j *Job, deps []int64) error {
-	for _, d := range deps {
-		dj := s.jobs[d]
-		if dj == nil {
-			return notFound("dependency %d", d)
-		}
-		if d == j.ID {
-			return invalid("job %d cannot depend on itself", d)
-		}
-		if s.isAncestor(d, j) || s.isAncestor(j.ID, dj) {
-			return invalid("job %d cannot depend on its own ancestor or descendant %d", j.ID, d)
-		}
-		if s.reaches(d, j.ID) {
-			return invalid("dependency %d -> %d would make a cycle", j.ID, d)
-		}
-	}
-	return nil
-}
-
-// checkMove refuses a move that would put a job and one of its dependencies
-// in the same ancestor line (a group waiting for its own descendant, or a
-// job waiting for its own group): the same rule as checkDeps.
-func (s *State) checkMove(j *Job, parent int64) error {
-	subtree := map[int64]bool{}
-	var order []int64 // walk order, so the error is the same on every node
-	var walk func(x *Job)
-	walk = func(x *Job) {
-		subtree[x.ID] = true
-		order = append(order, x.ID)
-		for _, c := range x.Children {
-			walk(s.jobs[c])
-		}
-	}
-	walk(j)
-	ancestors := map[int64]bool{}
-	for a := parent; a != 0; a = s.jobs[a].Parent {
-		ancestors[a] = true
-		for _, d := range s.jobs[a].Dependencies {
-			if subtree[d] {
-				return invalid("job %d cannot move under %d: %d depends on %d", j.ID, parent, a, d)
-			}
-		}
-	}
-	for _, id := range order {
-		for _, d := range s.jobs[id].Dependencies {
-			if ancestors[d] {
-				return invalid("job %d cannot move under %d: %d depends on %d", j.ID, parent, id, d)
-			}
-		}
-	}
-	return nil
-}
-
-// reaches reports whether from depends, directly or not, on target.
-func (s *State) reaches(from, target int64) bool {
-	seen := map[int64]bool{}
-	stack := []int64{from}
-	for len(stack) > 0 {
-		id := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if id == target {
-			return true
-		}
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if j := s.jobs[id]; j != nil {
-			stack = append(stack, j.Dependencies...)
-		}
-	}
-	return false
-}
-
 func (s *State) setDeps(c *JobSetDeps) error {
 	j := s.jobs[c.ID]
 	if j == nil {
 		return notFound("job %d", c.ID)
 	}
 	deps := uniq(c.Deps)
-	if err := s.checkDeps(j, deps); err != nil {
+	if err := s.checkDepsStructure(j.ID, deps); err != nil {
 		return err
 	}
 	s.setDepsRaw(j, deps)
@@ -317,52 +223,89 @@ var validEditStates = map[string]bool{
 }
 
 func (s *State) editJobs(c *JobEdit) error {
+	// Parents, commands, dependencies and depth are checked on the state
+	// after the whole edit (structure.go); the rest edit by edit.
+	o, err := s.checkEditStructure(c.Edits)
+	if err != nil {
+		return err
+	}
+	var newNames map[string]bool
 	for _, e := range c.Edits {
-		j := s.jobs[e.ID]
-		if j == nil {
-			return notFound("job %d", e.ID)
-		}
 		p := e.Patch
-		if p.Parent != nil {
-			np := s.node(*p.Parent)
-			switch {
-			case np == nil:
-				return notFound("parent %d", *p.Parent)
-			case !np.IsGroup():
-				return invalid("parent %d is not a group (it has a command)", *p.Parent)
-			case *p.Parent == j.ID || (*p.Parent != 0 && s.isAncestor(j.ID, np)):
-				return invalid("job %d cannot move under itself", j.ID)
-			}
-			if err := s.checkMove(j, *p.Parent); err != nil {
-				return err
-			}
-		}
-		if p.Command != nil && *p.Command != "" && len(j.Children) > 0 {
-			return invalid("job %d has children and cannot get a command", j.ID)
-		}
 		if p.State != nil {
 			if !validEditStates[*p.State] {
 				return invalid("state %q cannot be set (use WAITING, PAUSED, FINISHED or ERROR)", *p.State)
 			}
-			if (*p.State == StateFinished || *p.State == StateError) && j.IsGroup() {
-				return invalid("the state of group %d derives from its children", j.ID)
+			if (*p.State == StateFinished || *p.State == StateError) && o.isGroup(e.ID) {
+				return invalid("the state of group %d derives from its children", e.ID)
 			}
 		}
 		if p.Affinity != nil {
-			if _, err := s.affinityMask(*p.Affinity, true); err != nil {
-				return err
+			// Counted across the edits: each may name new affinities.
+			if newNames == nil {
+				newNames = map[string]bool{}
 			}
-		}
-		if p.Dependencies != nil {
-			if err := s.checkDeps(j, uniq(*p.Dependencies)); err != nil {
+			if err := s.unknownAffinities(*p.Affinity, newNames); err != nil {
 				return err
 			}
 		}
 	}
+	if len(newNames) > s.freeAffinities() {
+		return invalid("%d new affinity names, only %d of %d affinity ids are free", len(newNames), s.freeAffinities(), MaxAffinityID)
+	}
+	// Jobs that become groups drop their command (and running attempt)
+	// first, and jobs that become leaves get theirs after the moves: no
+	// job ever holds children and a command at once, even in between.
+	for _, id := range o.commanded {
+		if o.becomesGroup(id) {
+			s.becomeGroup(s.jobs[id], c.Now)
+		}
+	}
+	s.applyMoves(o, c.Now)
 	for _, e := range c.Edits {
 		s.editJob(s.jobs[e.ID], e.Patch, c.Now)
 	}
 	return nil
+}
+
+// becomeGroup clears a leaf's command. A running attempt ends first (the
+// job is requeued, as for a lost worker): a group never runs.
+func (s *State) becomeGroup(j *Job, now int64) {
+	if j.State == StateWorking {
+		s.endAttempt(j, StateWaiting, "the job became a group (its command was cleared)", now)
+	}
+	before, old := contribution(j), j.State
+	j.Command = ""
+	s.changed(j, before, old, now)
+}
+
+// applyMoves re-parents the moved jobs of a validated edit. The final tree
+// has no cycle, but moving the jobs one by one in command order could make
+// one in between (swap a parent and its child: the parent goes first, under
+// its child). A move whose target is, at that moment, inside the moved
+// subtree parks the job at the root instead; parked jobs go to their final
+// parents last. Then every parent link in place is a link of the final
+// tree, so no step can close a cycle.
+func (s *State) applyMoves(o *overlay, now int64) {
+	var parked []int64
+	for _, id := range o.movers {
+		j, target := s.jobs[id], o.parent[id]
+		if target == id || target != 0 && s.isAncestor(id, s.jobs[target]) {
+			if j.Parent != 0 {
+				s.move(j, 0, now)
+			}
+			parked = append(parked, id)
+			continue
+		}
+		s.move(j, target, now)
+	}
+	for _, id := range parked {
+		j, target := s.jobs[id], o.parent[id]
+		if target == id || target != 0 && s.isAncestor(id, s.jobs[target]) {
+			continue // cannot happen after checkCycles; never make a cycle
+		}
+		s.move(j, target, now)
+	}
 }
 
 func (s *State) editJob(j *Job, p JobPatch, now int64) {
@@ -395,9 +338,7 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		j.AffinityBits, _ = s.affinityMask(*p.Affinity, false)
 	}
 	s.changed(j, before, old, now)
-	if p.Parent != nil && *p.Parent != j.Parent {
-		s.move(j, *p.Parent, now)
-	}
+	// The parent is already in place: editJobs moved it (applyMoves).
 	if p.Dependencies != nil {
 		s.setDepsRaw(j, uniq(*p.Dependencies))
 		s.evalDeps(j, now)
