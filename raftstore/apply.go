@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strings"
@@ -928,11 +929,12 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if len(c.Log) > 0 {
 		text := c.Log
 		if c.LogOffset >= 0 {
-			end := c.LogOffset + int64(len(text))
+			// Past this first case the offset is at most AttemptLog, so
+			// the sum below cannot overflow whatever the entry holds.
 			switch {
 			case c.LogOffset > j.AttemptLog:
 				return ReportResult{}, invalid("log offset %d is past the %d bytes received", c.LogOffset, j.AttemptLog)
-			case end <= j.AttemptLog:
+			case c.LogOffset+int64(len(text)) <= j.AttemptLog:
 				text, dup = nil, true
 			default:
 				text = text[j.AttemptLog-c.LogOffset:]
@@ -980,7 +982,7 @@ func (s *State) reportPick(c *ReportPick) (ReportPickResult, error) {
 func (s *State) timeoutJobs(c *JobTimeout) {
 	for _, a := range c.Attempts {
 		j := s.jobOfAttempt(a)
-		if j == nil || j.Timeout <= 0 || c.Now-j.StartTime <= j.Timeout*1e9 {
+		if j == nil || !overdue(c.Now, j.StartTime, j.Timeout) {
 			continue
 		}
 		worker := s.workers[j.Worker]
@@ -989,6 +991,20 @@ func (s *State) timeoutJobs(c *JobTimeout) {
 			worker.State = WorkerTimeout
 		}
 	}
+}
+
+// overdue reports whether an attempt started at start (unix nanoseconds)
+// has run for more than timeout seconds at now. An entry may hold any
+// values: Timeout*1e9 and now-start must not overflow into a wrong answer.
+func overdue(now, start, timeout int64) bool {
+	if timeout <= 0 || now <= start {
+		return false
+	}
+	elapsed := uint64(now) - uint64(start) // exact: now > start
+	if uint64(timeout) > math.MaxUint64/uint64(1e9) {
+		return false // longer than any elapsed time an int64 can hold
+	}
+	return elapsed > uint64(timeout)*1e9
 }
 
 func (s *State) loseWorkers(c *WorkerLost) {

@@ -325,6 +325,39 @@ func TestSetDepsStructureRules(t *testing.T) {
 	h.mustHold()
 }
 
+func TestTimeoutArithmeticCannotOverflow(t *testing.T) {
+	h := newHarness(t)
+	for _, timeout := range []int64{math.MaxInt64, math.MaxInt64 / int64(1e9), 1 << 40} {
+		id := h.create(JobSpec{Command: "x", Timeout: timeout})[0]
+		a := h.pick("w")
+		for _, now := range []int64{math.MaxInt64, math.MinInt64, h.now + 1e9} {
+			h.ok(&JobTimeout{Now: now, Attempts: []int64{a.AttemptID}})
+			h.wantState(id, StateWorking)
+		}
+		h.finish(a, "w", 0)
+	}
+	if !overdue(10e9+1, 0, 10) || overdue(10e9, 0, 10) || overdue(math.MaxInt64, math.MinInt64, math.MaxInt64) {
+		t.Fatal("overdue")
+	}
+	if !overdue(math.MaxInt64, math.MinInt64, 1) {
+		t.Fatal("the widest span is overdue for a one-second timeout")
+	}
+}
+
+func TestReportOffsetsCannotOverflow(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(JobSpec{Command: "x"})[0]
+	a := h.pick("w")
+	h.ok(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, LogOffset: 0, Log: []byte("abc")})
+	h.fails(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, LogOffset: math.MaxInt64, Log: []byte("d")}, ErrInvalid)
+	// Any negative offset means "append", not only -1.
+	h.ok(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, LogOffset: math.MinInt64, Log: []byte("d")})
+	if log, _ := h.st().Log(id); log != "abcd" {
+		t.Fatalf("log %q", log)
+	}
+	h.mustHold()
+}
+
 func TestErrorsAreWrappedSentinels(t *testing.T) {
 	h := newHarness(t)
 	f := newFixture(h)
