@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -16,9 +17,13 @@ import (
 func checkInvariants(s *State) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	reached := 0
 	var walk func(id int64) (contrib, error)
 	walk = func(id int64) (contrib, error) {
 		j := s.jobs[id]
+		if reached++; reached > len(s.jobs) {
+			return contrib{}, fmt.Errorf("the tree reaches more jobs than there are: a cycle through %d", id)
+		}
 		var sum contrib
 		var fin, errs, work int
 		var start int64
@@ -100,6 +105,11 @@ func checkInvariants(s *State) error {
 			return err
 		}
 	}
+	// Every job hangs from the root exactly once: no parent cycle, no
+	// orphan.
+	if reached != len(s.jobs) {
+		return fmt.Errorf("%d of %d jobs are reachable from the root", reached, len(s.jobs))
+	}
 	indexed := 0
 	for _, b := range s.ready.buckets {
 		indexed += b.Len()
@@ -113,10 +123,78 @@ func checkInvariants(s *State) error {
 	if indexed != runnable {
 		return fmt.Errorf("index holds %d jobs, %d are runnable", indexed, runnable)
 	}
+	if err := checkGraph(s); err != nil {
+		return err
+	}
 	for name, w := range s.workers {
 		if w.CurrentEvent != 0 {
 			if j := s.jobOfAttempt(w.CurrentEvent); j == nil || j.Worker != name {
 				return fmt.Errorf("worker %s runs attempt %d whose job is not WORKING on it", name, w.CurrentEvent)
+			}
+		}
+	}
+	return nil
+}
+
+// checkGraph checks the rules that structural validation keeps: only groups
+// have children, every dependency exists and is in the reverse index, no job
+// depends on itself, its ancestor or its descendant, and the dependency
+// graph has no cycle. The caller holds the read lock.
+func checkGraph(s *State) error {
+	ids := sortedJobIDs(s.jobs)
+	for _, id := range ids {
+		j := s.jobs[id]
+		if !j.IsGroup() && len(j.Children) > 0 {
+			return fmt.Errorf("job %d has a command and children %v", id, j.Children)
+		}
+		for _, d := range j.Dependencies {
+			dj := s.jobs[d]
+			if dj == nil {
+				return fmt.Errorf("job %d depends on missing job %d", id, d)
+			}
+			if _, ok := s.dependents[d][id]; !ok {
+				return fmt.Errorf("job %d depends on %d, missing from the reverse index", id, d)
+			}
+			if d == id || s.isAncestor(d, j) || s.isAncestor(id, dj) {
+				return fmt.Errorf("job %d depends on %d, itself or in its own line", id, d)
+			}
+		}
+	}
+	for d, m := range s.dependents {
+		for id := range m {
+			if j := s.jobs[id]; j == nil || !slices.Contains(j.Dependencies, d) {
+				return fmt.Errorf("the reverse index says %d depends on %d", id, d)
+			}
+		}
+	}
+	// Depth-first search with colours: grey on the stack, black done.
+	colour := make(map[int64]int, len(ids))
+	for _, root := range ids {
+		if colour[root] != 0 {
+			continue
+		}
+		type frame struct {
+			id   int64
+			next int
+		}
+		stack := []frame{{id: root}}
+		colour[root] = 1
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			deps := s.jobs[top.id].Dependencies
+			if top.next == len(deps) {
+				colour[top.id] = 2
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			d := deps[top.next]
+			top.next++
+			switch colour[d] {
+			case 1:
+				return fmt.Errorf("dependency cycle through %d -> %d", top.id, d)
+			case 0:
+				colour[d] = 1
+				stack = append(stack, frame{id: d})
 			}
 		}
 	}
