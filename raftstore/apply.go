@@ -270,13 +270,16 @@ func (s *State) editJobs(c *JobEdit) error {
 }
 
 // becomeGroup clears a leaf's command. A running attempt ends first (the
-// job is requeued, as for a lost worker): a group never runs.
+// job is requeued, as for a lost worker): a group never runs. Its own run
+// time goes too: a group's duration and start are its children's, and a
+// leftover would stay in the sums once children arrive.
 func (s *State) becomeGroup(j *Job, now int64) {
 	if j.State == StateWorking {
 		s.endAttempt(j, StateWaiting, "the job became a group (its command was cleared)", now)
 	}
 	before, old := contribution(j), j.State
 	j.Command = ""
+	j.Duration, j.StartTime = 0, 0
 	s.changed(j, before, old, now)
 }
 

@@ -676,6 +676,9 @@ var fuzzSeedPrograms = map[string][]byte{
 	// A chain as deep as allowed and a chain of three at the root, moved
 	// under depth 62 (refused: its bottom would be at 65), then under 61.
 	"depth-limit-move": {opChain, 0, MaxDepth - 1, 0, opChain, 0, 2, 0, opEdit, 0, 65, 1, 62, opEdit, 0, 65, 1, 61, opPick, 0},
+	// A job finishes after 5 s, loses its command and gets a child: the
+	// group's duration must be its children's (it kept the 5 s).
+	"finished-leaf-becomes-group": cat(fuzzLeaves(1), []byte{opPick, 0, opTick, 5, opReport, 0, 0, 0, 0, 0, 0, 1, opEdit, 0, 1, 2, 0, opCreate, 0, 1, 1, 1, 0, 0, 0}),
 	// Work in flight, then a command cleared, a pause and a timeout.
 	"running-then-edited": cat(fuzzLeaves(2), []byte{opPick, 0, opPick, 1, opEdit, 0, 1, 2, 0, opTick, 200, opTimeout, 0, opReport, 1, 1, 0, 1, 3, 0, 1}),
 }

@@ -207,6 +207,20 @@ func TestEditClearingTheCommandOfARunningJob(t *testing.T) {
 	h.fails(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, Done: true}, ErrStaleAttempt)
 }
 
+func TestFinishedJobBecomesGroup(t *testing.T) {
+	h := newHarness(t)
+	id := h.create(JobSpec{Command: "render"})[0]
+	a := h.pick("w")
+	h.tick(5)
+	h.finish(a, "w", 0)
+	h.ok(h.edit(JobEditItem{ID: id, Patch: JobPatch{Command: ptr("")}}))
+	h.create(JobSpec{Parent: id, Command: "x"})
+	h.mustHold() // the group's duration is its child's, not the 5 s it ran
+	if d := h.job(id).Duration; d != 0 {
+		t.Fatalf("group duration %d", d)
+	}
+}
+
 // chain creates n nested groups under parent in one command and returns
 // their ids, outermost first.
 func (h *harness) chain(parent int64, n int) []int64 {
