@@ -215,7 +215,9 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 	worker := func() string { return fmt.Sprintf("w%d", r.Intn(3)) }
 	affs := []string{"", "", "linux", "gpu", "linux,gpu"}
 	now := h.now
-	switch k := r.Intn(20); {
+	switch k := r.Intn(23); {
+	case k >= 20:
+		return randomBatchEdit(r, h, id, ids)
 	case k < 5:
 		var parent int64
 		if r.Intn(2) == 0 {
@@ -296,6 +298,65 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 	default:
 		return &WorkerLost{Now: now, Names: []string{worker()}}
 	}
+}
+
+// randomBatchEdit builds a JobEdit of several edits that move jobs, change
+// dependencies and commands together: swaps of a group and its child,
+// moves into subtrees that move away, dependency changes that are cycles
+// only half-way through, and now and then a job edited twice.
+func randomBatchEdit(r *rand.Rand, h *harness, id func() int64, ids func() []int64) *JobEdit {
+	c := &JobEdit{Now: h.now}
+	if r.Intn(3) == 0 {
+		// A swap: a job goes under its child, the child takes its place.
+		jid := id()
+		if j, ok := h.st().Job(jid); ok && len(j.Children) > 0 {
+			kid := j.Children[r.Intn(len(j.Children))]
+			c.Edits = append(c.Edits,
+				JobEditItem{ID: jid, Patch: JobPatch{Parent: &kid}},
+				JobEditItem{ID: kid, Patch: JobPatch{Parent: &j.Parent}})
+			if r.Intn(2) == 0 {
+				c.Edits[0], c.Edits[1] = c.Edits[1], c.Edits[0]
+			}
+		}
+	}
+	used := map[int64]bool{}
+	for _, e := range c.Edits {
+		used[e.ID] = true
+	}
+	for n := 1 + r.Intn(3); n > 0; n-- {
+		jid := id()
+		if used[jid] && r.Intn(4) > 0 {
+			jid = id() // mostly distinct: a job edited twice is refused
+		}
+		used[jid] = true
+		var p JobPatch
+		switch r.Intn(5) {
+		case 0:
+			parent := id()
+			if r.Intn(4) == 0 {
+				parent = 0
+			}
+			p.Parent = &parent
+		case 1:
+			deps := ids()
+			if r.Intn(3) == 0 {
+				deps = nil
+			}
+			p.Dependencies = &deps
+		case 2:
+			cmd := []string{"", "x"}[r.Intn(2)]
+			p.Command = &cmd
+		case 3:
+			parent, deps := id(), ids()
+			p.Parent, p.Dependencies = &parent, &deps
+		default:
+			paused := r.Intn(2) == 0
+			deps := ids()
+			p.Paused, p.Dependencies = &paused, &deps
+		}
+		c.Edits = append(c.Edits, JobEditItem{ID: jid, Patch: p})
+	}
+	return c
 }
 
 // TestRandomWalkKeepsInvariants applies random command sequences and checks
