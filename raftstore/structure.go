@@ -157,6 +157,9 @@ func (o *overlay) isAncestor(a, id int64) bool {
 // and returns false if the line runs into itself (a parent cycle) or into a
 // missing job.
 func (o *overlay) finalDepth(id int64) (int, bool) {
+	if d, ok := o.depth[id]; ok {
+		return d, true
+	}
 	if o.depth == nil {
 		o.depth = make(map[int64]int)
 	}
@@ -317,7 +320,7 @@ func (o *overlay) checkCommands() error {
 func (o *overlay) checkCycles() error {
 	for _, m := range o.movers {
 		if _, ok := o.finalDepth(m); !ok {
-			return invalid("job %d cannot move under %d: it would be its own ancestor", m, o.parent[m])
+			return invalid("job %d cannot move under %d: the parents would form a cycle", m, o.parent[m])
 		}
 	}
 	return nil
