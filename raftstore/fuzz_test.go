@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"math/rand"
 	"os"
 	"path/filepath"
 	"slices"
@@ -59,6 +60,7 @@ const (
 	opSnapshot          // snapshot, restore, compare
 	opNode              // add or remove a coordinator's metadata
 	opOddNow            // 8 bytes: the Now of the next command
+	opWalk              // 8-byte seed, count: that many commands of the random walk (randomCommand)
 	opCount
 )
 
@@ -187,7 +189,7 @@ func (p *fuzzProgram) step(op byte) {
 		var entries [][]byte
 		for range 1 + p.byte()%4 {
 			op := p.byte() % opCount
-			if op == opRaw || op == opBatch || op == opSnapshot || op == opTick || op == opOddNow {
+			if op == opRaw || op == opBatch || op == opSnapshot || op == opTick || op == opOddNow || op == opWalk {
 				op = opPick
 			}
 			if cmd := p.command(op); cmd != nil {
@@ -214,6 +216,19 @@ func (p *fuzzProgram) step(op byte) {
 		p.oddNow = &n
 	case opSnapshot:
 		p.roundTrip()
+	case opWalk:
+		// Deep states are hard to reach byte by byte: a stretch of the
+		// random walk gets there, and the ops around it poke at them.
+		r := rand.New(rand.NewSource(p.int64()))
+		for n := p.byte() % 64; n > 0; n-- {
+			p.a.tick(int64(r.Intn(2)))
+			p.b.now = p.a.now
+			buf, err := Encode(randomCommand(r, p.a))
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			p.applyRaw(buf)
+		}
 	default:
 		if cmd := p.command(op); cmd != nil {
 			buf, err := Encode(cmd)
@@ -679,6 +694,8 @@ var fuzzSeedPrograms = map[string][]byte{
 	// A job finishes after 5 s, loses its command and gets a child: the
 	// group's duration must be its children's (it kept the 5 s).
 	"finished-leaf-becomes-group": cat(fuzzLeaves(1), []byte{opPick, 0, opTick, 5, opReport, 0, 0, 0, 0, 0, 0, 1, opEdit, 0, 1, 2, 0, opCreate, 0, 1, 1, 1, 0, 0, 0}),
+	// Stretches of the random walk with targeted edits in between.
+	"walk-then-swap": {opWalk, 0, 0, 0, 0, 0, 0, 0, 7, 63, opEdit, 1, 3, 1, 4, 4, 1, 0, opWalk, 0, 0, 0, 0, 0, 0, 0, 8, 63, opSnapshot, opEdit, 2, 5, 5, 2, 6, 5, 1, 7, 9, 6, 4, 2, 5, 6},
 	// Work in flight, then a command cleared, a pause and a timeout.
 	"running-then-edited": cat(fuzzLeaves(2), []byte{opPick, 0, opPick, 1, opEdit, 0, 1, 2, 0, opTick, 200, opTimeout, 0, opReport, 1, 1, 0, 1, 3, 0, 1}),
 }
