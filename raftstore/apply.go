@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 	"strings"
@@ -49,6 +50,7 @@ func (s *State) applyOne(cmd Command) (res any) {
 			res = fmt.Errorf("%w: %T panicked: %v", ErrInternal, cmd, r)
 		}
 	}()
+	s.wakeNesting = 0 // a recovered panic may have left it raised
 	switch c := cmd.(type) {
 	case *NodeMeta:
 		s.nodes[c.ID] = *c
@@ -126,30 +128,22 @@ func errOrNil(err error) any {
 
 func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 	// Check everything first: a create is all or nothing.
+	if err := s.checkCreateStructure(c.Jobs); err != nil {
+		return nil, err
+	}
 	newNames := map[string]bool{}
 	projects := make([]string, len(c.Jobs)) // each job's project
 	added := map[string]int{}               // new jobs per project
 	for i, spec := range c.Jobs {
-		var parentProject string // "" for a root job
-		if spec.ParentRef != 0 {
-			if spec.ParentRef < 0 || spec.ParentRef > i {
-				return nil, invalid("job %d: parent_ref %d must name an earlier job of the same request", i, spec.ParentRef)
-			}
-			if c.Jobs[spec.ParentRef-1].Command != "" {
-				return nil, invalid("job %d: parent_ref %d is not a group (it has a command)", i, spec.ParentRef)
-			}
+		// The structure (parents, ParentRef, dependencies) was checked
+		// above; here the projects: a child is in its parent's, and a
+		// job depends only on jobs of its own.
+		parentProject := "" // a root job's
+		switch {
+		case spec.ParentRef != 0:
 			parentProject = projects[spec.ParentRef-1]
-		} else {
-			p := s.node(spec.Parent)
-			if p == nil {
-				return nil, notFound("job %d: parent %d", i, spec.Parent)
-			}
-			if !p.IsGroup() {
-				return nil, invalid("parent %d is not a group (it has a command)", spec.Parent)
-			}
-			if spec.Parent != 0 {
-				parentProject = p.Project
-			}
+		case spec.Parent != 0:
+			parentProject = s.jobs[spec.Parent].Project
 		}
 		project := spec.Project
 		switch {
@@ -166,11 +160,7 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 		projects[i] = project
 		added[project]++
 		for _, d := range spec.Dependencies {
-			dj := s.jobs[d]
-			if dj == nil {
-				return nil, notFound("dependency %d", d)
-			}
-			if dj.Project != project {
+			if dj := s.jobs[d]; dj.Project != project {
 				return nil, invalid("job %d: dependency %d is in project %q, not %q", i, d, dj.Project, project)
 			}
 		}
@@ -268,92 +258,13 @@ func (s *State) setDepsRaw(j *Job, deps []int64) {
 	}
 }
 
-// checkDeps refuses unknown ids, self, ancestor and descendant dependencies
-// and cycles: each would leave a job blocked forever.
-func (s *State) checkDeps(j *Job, deps []int64) error {
-	for _, d := range deps {
-		dj := s.jobs[d]
-		if dj == nil {
-			return notFound("dependency %d", d)
-		}
-		if d == j.ID {
-			return invalid("job %d cannot depend on itself", d)
-		}
-		if dj.Project != j.Project {
-			return invalid("job %d cannot depend on %d: it is in project %q, not %q", j.ID, d, dj.Project, j.Project)
-		}
-		if s.isAncestor(d, j) || s.isAncestor(j.ID, dj) {
-			return invalid("job %d cannot depend on its own ancestor or descendant %d", j.ID, d)
-		}
-		if s.reaches(d, j.ID) {
-			return invalid("dependency %d -> %d would make a cycle", j.ID, d)
-		}
-	}
-	return nil
-}
-
-// checkMove refuses a move that would put a job and one of its dependencies
-// in the same ancestor line (a group waiting for its own descendant, or a
-// job waiting for its own group): the same rule as checkDeps.
-func (s *State) checkMove(j *Job, parent int64) error {
-	subtree := map[int64]bool{}
-	var order []int64 // walk order, so the error is the same on every node
-	var walk func(x *Job)
-	walk = func(x *Job) {
-		subtree[x.ID] = true
-		order = append(order, x.ID)
-		for _, c := range x.Children {
-			walk(s.jobs[c])
-		}
-	}
-	walk(j)
-	ancestors := map[int64]bool{}
-	for a := parent; a != 0; a = s.jobs[a].Parent {
-		ancestors[a] = true
-		for _, d := range s.jobs[a].Dependencies {
-			if subtree[d] {
-				return invalid("job %d cannot move under %d: %d depends on %d", j.ID, parent, a, d)
-			}
-		}
-	}
-	for _, id := range order {
-		for _, d := range s.jobs[id].Dependencies {
-			if ancestors[d] {
-				return invalid("job %d cannot move under %d: %d depends on %d", j.ID, parent, id, d)
-			}
-		}
-	}
-	return nil
-}
-
-// reaches reports whether from depends, directly or not, on target.
-func (s *State) reaches(from, target int64) bool {
-	seen := map[int64]bool{}
-	stack := []int64{from}
-	for len(stack) > 0 {
-		id := stack[len(stack)-1]
-		stack = stack[:len(stack)-1]
-		if id == target {
-			return true
-		}
-		if seen[id] {
-			continue
-		}
-		seen[id] = true
-		if j := s.jobs[id]; j != nil {
-			stack = append(stack, j.Dependencies...)
-		}
-	}
-	return false
-}
-
 func (s *State) setDeps(c *JobSetDeps) error {
 	j := s.jobs[c.ID]
 	if j == nil {
 		return notFound("job %d", c.ID)
 	}
 	deps := uniq(c.Deps)
-	if err := s.checkDeps(j, deps); err != nil {
+	if err := s.checkDepsStructure(j.ID, deps); err != nil {
 		return err
 	}
 	s.setDepsRaw(j, deps)
@@ -366,54 +277,92 @@ var validEditStates = map[string]bool{
 }
 
 func (s *State) editJobs(c *JobEdit) error {
+	// Parents, commands, dependencies and depth are checked on the state
+	// after the whole edit (structure.go); the rest edit by edit.
+	o, err := s.checkEditStructure(c.Edits)
+	if err != nil {
+		return err
+	}
+	var newNames map[string]bool
 	for _, e := range c.Edits {
-		j := s.jobs[e.ID]
-		if j == nil {
-			return notFound("job %d", e.ID)
-		}
 		p := e.Patch
-		if p.Parent != nil {
-			np := s.node(*p.Parent)
-			switch {
-			case np == nil:
-				return notFound("parent %d", *p.Parent)
-			case !np.IsGroup():
-				return invalid("parent %d is not a group (it has a command)", *p.Parent)
-			case *p.Parent == j.ID || (*p.Parent != 0 && s.isAncestor(j.ID, np)):
-				return invalid("job %d cannot move under itself", j.ID)
-			case *p.Parent != 0 && np.Project != j.Project:
-				return invalid("job %d cannot move under %d: it is in project %q, not %q", j.ID, *p.Parent, np.Project, j.Project)
-			}
-			if err := s.checkMove(j, *p.Parent); err != nil {
-				return err
-			}
-		}
-		if p.Command != nil && *p.Command != "" && len(j.Children) > 0 {
-			return invalid("job %d has children and cannot get a command", j.ID)
-		}
 		if p.State != nil {
 			if !validEditStates[*p.State] {
 				return invalid("state %q cannot be set (use WAITING, PAUSED, FINISHED or ERROR)", *p.State)
 			}
-			if (*p.State == StateFinished || *p.State == StateError) && j.IsGroup() {
-				return invalid("the state of group %d derives from its children", j.ID)
+			if (*p.State == StateFinished || *p.State == StateError) && o.isGroup(e.ID) {
+				return invalid("the state of group %d derives from its children", e.ID)
 			}
 		}
 		if p.Affinity != nil {
-			if _, err := s.affinityMask(*p.Affinity, true); err != nil {
-				return err
+			// Counted across the edits: each may name new affinities.
+			if newNames == nil {
+				newNames = map[string]bool{}
 			}
-		}
-		if p.Dependencies != nil {
-			if err := s.checkDeps(j, uniq(*p.Dependencies)); err != nil {
+			if err := s.unknownAffinities(*p.Affinity, newNames); err != nil {
 				return err
 			}
 		}
 	}
+	if len(newNames) > s.freeAffinities() {
+		return invalid("%d new affinity names, only %d of %d affinity ids are free", len(newNames), s.freeAffinities(), MaxAffinityID)
+	}
+	// Jobs that become groups drop their command (and running attempt)
+	// first, and jobs that become leaves get theirs after the moves: no
+	// job ever holds children and a command at once, even in between.
+	for _, id := range o.commanded {
+		if o.becomesGroup(id) {
+			s.becomeGroup(s.jobs[id], c.Now)
+		}
+	}
+	s.applyMoves(o, c.Now)
 	for _, e := range c.Edits {
 		s.editJob(s.jobs[e.ID], e.Patch, c.Now)
 	}
 	return nil
+}
+
+// becomeGroup clears a leaf's command. A running attempt ends first (the
+// job is requeued, as for a lost worker): a group never runs. Its own run
+// time goes too: a group's duration and start are its children's, and a
+// leftover would stay in the sums once children arrive.
+func (s *State) becomeGroup(j *Job, now int64) {
+	if j.State == StateWorking {
+		s.endAttempt(j, StateWaiting, "the job became a group (its command was cleared)", now)
+	}
+	before, old := contribution(j), j.State
+	j.Command = ""
+	j.Duration, j.StartTime = 0, 0
+	s.changed(j, before, old, now)
+}
+
+// applyMoves re-parents the moved jobs of a validated edit. The final tree
+// has no cycle, but moving the jobs one by one in command order could make
+// one in between (swap a parent and its child: the parent goes first, under
+// its child). A move whose target is, at that moment, inside the moved
+// subtree parks the job at the root instead; parked jobs go to their final
+// parents last. Then every parent link in place is a link of the final
+// tree, so no step can close a cycle.
+func (s *State) applyMoves(o *overlay, now int64) {
+	var parked []int64
+	for _, id := range o.movers {
+		j, target := s.jobs[id], o.parent[id]
+		if target == id || target != 0 && s.isAncestor(id, s.jobs[target]) {
+			if j.Parent != 0 {
+				s.move(j, 0, now)
+			}
+			parked = append(parked, id)
+			continue
+		}
+		s.move(j, target, now)
+	}
+	for _, id := range parked {
+		j, target := s.jobs[id], o.parent[id]
+		if target == id || target != 0 && s.isAncestor(id, s.jobs[target]) {
+			continue // cannot happen after checkCycles; never make a cycle
+		}
+		s.move(j, target, now)
+	}
 }
 
 func (s *State) editJob(j *Job, p JobPatch, now int64) {
@@ -446,9 +395,7 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		j.AffinityBits, _ = s.affinityMask(*p.Affinity, false)
 	}
 	s.changed(j, before, old, now)
-	if p.Parent != nil && *p.Parent != j.Parent {
-		s.move(j, *p.Parent, now)
-	}
+	// The parent is already in place: editJobs moved it (applyMoves).
 	if p.Dependencies != nil {
 		s.setDepsRaw(j, uniq(*p.Dependencies))
 		s.evalDeps(j, now)
@@ -512,19 +459,23 @@ func (s *State) pauseJob(j *Job, now int64) {
 }
 
 // stopPausedWork ends the attempts running under a paused subtree; the
-// agents are told to kill them on their next report or heartbeat.
+// agents are told to kill them on their next report or heartbeat. Like every
+// walk of a subtree in Apply, it uses an explicit stack (see refreshH).
 func (s *State) stopPausedWork(j *Job, now int64) {
-	if j.IsGroup() {
-		if j.TotalWorking == 0 && j.State != StateWorking {
-			return
+	stack := []*Job{j}
+	for budget := len(s.jobs) + 1; len(stack) > 0 && budget > 0; budget-- {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if x.IsGroup() {
+			if x.TotalWorking == 0 && x.State != StateWorking {
+				continue
+			}
+			stack = s.pushChildren(stack, x)
+			continue
 		}
-		for _, c := range j.Children {
-			s.stopPausedWork(s.jobs[c], now)
+		if x.State == StateWorking && x.HPaused {
+			s.endAttempt(x, StateWaiting, "job paused", now)
 		}
-		return
-	}
-	if j.State == StateWorking && j.HPaused {
-		s.endAttempt(j, StateWaiting, "job paused", now)
 	}
 }
 
@@ -579,20 +530,38 @@ func (s *State) deleteJobs(c *JobDelete) error {
 }
 
 // removeSubtree takes j and its descendants out of the state, ending their
-// attempts, and appends their ids to gone.
+// attempts, and appends their ids to gone: children before their parent, in
+// ascending id order.
 func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
-	for _, c := range j.Children {
-		s.removeSubtree(s.jobs[c], now, gone)
+	type frame struct {
+		j    *Job
+		next int // index of the next child to visit
 	}
-	if j.State == StateWorking && !j.IsGroup() {
-		s.freeWorker(j, StateWaiting, now)
+	stack := []frame{{j: j}}
+	budget := len(s.jobs) // a corrupt state with a cycle cannot loop
+	for len(stack) > 0 {
+		top := &stack[len(stack)-1]
+		if top.next < len(top.j.Children) && budget > 0 {
+			c := s.jobs[top.j.Children[top.next]]
+			top.next++
+			if c != nil {
+				budget--
+				stack = append(stack, frame{j: c})
+			}
+			continue
+		}
+		x := top.j
+		stack = stack[:len(stack)-1]
+		if x.State == StateWorking && !x.IsGroup() {
+			s.freeWorker(x, StateWaiting, now)
+		}
+		if x.ready.in {
+			s.ready.remove(x.ready)
+		}
+		s.setDepsRaw(x, nil)
+		s.dropJob(x)
+		*gone = append(*gone, x.ID)
 	}
-	if j.ready.in {
-		s.ready.remove(j.ready)
-	}
-	s.setDepsRaw(j, nil)
-	s.dropJob(j)
-	*gone = append(*gone, j.ID)
 }
 
 func (s *State) jobAction(c *JobAction) error {
@@ -623,23 +592,42 @@ func (s *State) jobAction(c *JobAction) error {
 }
 
 // resetJob puts a subtree back to WAITING (or PENDING); onlyErrors limits it
-// to jobs in ERROR. run_done is kept, as in Coalition.
+// to jobs in ERROR. run_done is kept, as in Coalition. A group is updated
+// after its children (post-order), with an explicit stack (see refreshH).
 func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
-	if j.IsGroup() {
-		if onlyErrors && j.TotalErrors == 0 && j.State != StateError {
-			return
-		}
-		for _, c := range j.Children {
-			s.resetJob(s.jobs[c], onlyErrors, now)
-		}
-		before, old := contribution(j), j.State
-		s.recomputeGroupStart(j)
-		if j.Total == 0 {
-			j.State = s.depState(j)
-		}
-		s.changed(j, before, old, now)
-		return
+	type frame struct {
+		j    *Job
+		post bool // the children are done: update the group itself
 	}
+	stack := []frame{{j: j}}
+	for budget := 2*len(s.jobs) + 2; len(stack) > 0 && budget > 0; budget-- {
+		f := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		x := f.j
+		switch {
+		case !x.IsGroup():
+			s.resetLeaf(x, onlyErrors, now)
+		case f.post:
+			before, old := contribution(x), x.State
+			s.recomputeGroupStart(x)
+			if x.Total == 0 {
+				x.State = s.depState(x)
+			}
+			s.changed(x, before, old, now)
+		case onlyErrors && x.TotalErrors == 0 && x.State != StateError:
+		default:
+			stack = append(stack, frame{j: x, post: true})
+			for i := len(x.Children) - 1; i >= 0; i-- {
+				if c := s.jobs[x.Children[i]]; c != nil {
+					stack = append(stack, frame{j: c})
+				}
+			}
+		}
+	}
+}
+
+// resetLeaf is resetJob for a job with a command.
+func (s *State) resetLeaf(j *Job, onlyErrors bool, now int64) {
 	if onlyErrors && j.State != StateError {
 		return
 	}
@@ -1030,11 +1018,12 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if len(c.Log) > 0 {
 		text := c.Log
 		if c.LogOffset >= 0 {
-			end := c.LogOffset + int64(len(text))
+			// Past this first case the offset is at most AttemptLog, so
+			// the sum below cannot overflow whatever the entry holds.
 			switch {
 			case c.LogOffset > j.AttemptLog:
 				return ReportResult{}, invalid("log offset %d is past the %d bytes received", c.LogOffset, j.AttemptLog)
-			case end <= j.AttemptLog:
+			case c.LogOffset+int64(len(text)) <= j.AttemptLog:
 				text, dup = nil, true
 			default:
 				text = text[j.AttemptLog-c.LogOffset:]
@@ -1082,7 +1071,7 @@ func (s *State) reportPick(c *ReportPick) (ReportPickResult, error) {
 func (s *State) timeoutJobs(c *JobTimeout) {
 	for _, a := range c.Attempts {
 		j := s.jobOfAttempt(a)
-		if j == nil || j.Timeout <= 0 || c.Now-j.StartTime <= j.Timeout*1e9 {
+		if j == nil || !overdue(c.Now, j.StartTime, j.Timeout) {
 			continue
 		}
 		worker := s.workers[j.Worker]
@@ -1091,6 +1080,20 @@ func (s *State) timeoutJobs(c *JobTimeout) {
 			worker.State = WorkerTimeout
 		}
 	}
+}
+
+// overdue reports whether an attempt started at start (unix nanoseconds)
+// has run for more than timeout seconds at now. An entry may hold any
+// values: Timeout*1e9 and now-start must not overflow into a wrong answer.
+func overdue(now, start, timeout int64) bool {
+	if timeout <= 0 || now <= start {
+		return false
+	}
+	elapsed := uint64(now) - uint64(start) // exact: now > start
+	if uint64(timeout) > math.MaxUint64/uint64(1e9) {
+		return false // longer than any elapsed time an int64 can hold
+	}
+	return elapsed > uint64(timeout)*1e9
 }
 
 func (s *State) loseWorkers(c *WorkerLost) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/rand"
 	"os"
+	"slices"
 	"strconv"
 	"testing"
 )
@@ -16,9 +17,13 @@ import (
 func checkInvariants(s *State) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	reached := 0
 	var walk func(id int64) (contrib, error)
 	walk = func(id int64) (contrib, error) {
 		j := s.jobs[id]
+		if reached++; reached > len(s.jobs) {
+			return contrib{}, fmt.Errorf("the tree reaches more jobs than there are: a cycle through %d", id)
+		}
 		var sum contrib
 		var fin, errs, work int
 		var start int64
@@ -100,6 +105,11 @@ func checkInvariants(s *State) error {
 			return err
 		}
 	}
+	// Every job hangs from the root exactly once: no parent cycle, no
+	// orphan.
+	if reached != len(s.jobs) {
+		return fmt.Errorf("%d of %d jobs are reachable from the root", reached, len(s.jobs))
+	}
 	indexed := 0
 	for _, b := range s.ready.buckets {
 		indexed += b.Len()
@@ -113,10 +123,78 @@ func checkInvariants(s *State) error {
 	if indexed != runnable {
 		return fmt.Errorf("index holds %d jobs, %d are runnable", indexed, runnable)
 	}
+	if err := checkGraph(s); err != nil {
+		return err
+	}
 	for name, w := range s.workers {
 		if w.CurrentEvent != 0 {
 			if j := s.jobOfAttempt(w.CurrentEvent); j == nil || j.Worker != name {
 				return fmt.Errorf("worker %s runs attempt %d whose job is not WORKING on it", name, w.CurrentEvent)
+			}
+		}
+	}
+	return nil
+}
+
+// checkGraph checks the rules that structural validation keeps: only groups
+// have children, every dependency exists and is in the reverse index, no job
+// depends on itself, its ancestor or its descendant, and the dependency
+// graph has no cycle. The caller holds the read lock.
+func checkGraph(s *State) error {
+	ids := sortedJobIDs(s.jobs)
+	for _, id := range ids {
+		j := s.jobs[id]
+		if !j.IsGroup() && len(j.Children) > 0 {
+			return fmt.Errorf("job %d has a command and children %v", id, j.Children)
+		}
+		for _, d := range j.Dependencies {
+			dj := s.jobs[d]
+			if dj == nil {
+				return fmt.Errorf("job %d depends on missing job %d", id, d)
+			}
+			if _, ok := s.dependents[d][id]; !ok {
+				return fmt.Errorf("job %d depends on %d, missing from the reverse index", id, d)
+			}
+			if d == id || s.isAncestor(d, j) || s.isAncestor(id, dj) {
+				return fmt.Errorf("job %d depends on %d, itself or in its own line", id, d)
+			}
+		}
+	}
+	for d, m := range s.dependents {
+		for id := range m {
+			if j := s.jobs[id]; j == nil || !slices.Contains(j.Dependencies, d) {
+				return fmt.Errorf("the reverse index says %d depends on %d", id, d)
+			}
+		}
+	}
+	// Depth-first search with colours: grey on the stack, black done.
+	colour := make(map[int64]int, len(ids))
+	for _, root := range ids {
+		if colour[root] != 0 {
+			continue
+		}
+		type frame struct {
+			id   int64
+			next int
+		}
+		stack := []frame{{id: root}}
+		colour[root] = 1
+		for len(stack) > 0 {
+			top := &stack[len(stack)-1]
+			deps := s.jobs[top.id].Dependencies
+			if top.next == len(deps) {
+				colour[top.id] = 2
+				stack = stack[:len(stack)-1]
+				continue
+			}
+			d := deps[top.next]
+			top.next++
+			switch colour[d] {
+			case 1:
+				return fmt.Errorf("dependency cycle through %d -> %d", top.id, d)
+			case 0:
+				colour[d] = 1
+				stack = append(stack, frame{id: d})
 			}
 		}
 	}
@@ -137,7 +215,9 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 	worker := func() string { return fmt.Sprintf("w%d", r.Intn(3)) }
 	affs := []string{"", "", "linux", "gpu", "linux,gpu"}
 	now := h.now
-	switch k := r.Intn(20); {
+	switch k := r.Intn(23); {
+	case k >= 20:
+		return randomBatchEdit(r, h, id, ids)
 	case k < 5:
 		var parent int64
 		if r.Intn(2) == 0 {
@@ -218,6 +298,65 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 	default:
 		return &WorkerLost{Now: now, Names: []string{worker()}}
 	}
+}
+
+// randomBatchEdit builds a JobEdit of several edits that move jobs, change
+// dependencies and commands together: swaps of a group and its child,
+// moves into subtrees that move away, dependency changes that are cycles
+// only half-way through, and now and then a job edited twice.
+func randomBatchEdit(r *rand.Rand, h *harness, id func() int64, ids func() []int64) *JobEdit {
+	c := &JobEdit{Now: h.now}
+	if r.Intn(3) == 0 {
+		// A swap: a job goes under its child, the child takes its place.
+		jid := id()
+		if j, ok := h.st().Job(jid); ok && len(j.Children) > 0 {
+			kid := j.Children[r.Intn(len(j.Children))]
+			c.Edits = append(c.Edits,
+				JobEditItem{ID: jid, Patch: JobPatch{Parent: &kid}},
+				JobEditItem{ID: kid, Patch: JobPatch{Parent: &j.Parent}})
+			if r.Intn(2) == 0 {
+				c.Edits[0], c.Edits[1] = c.Edits[1], c.Edits[0]
+			}
+		}
+	}
+	used := map[int64]bool{}
+	for _, e := range c.Edits {
+		used[e.ID] = true
+	}
+	for n := 1 + r.Intn(3); n > 0; n-- {
+		jid := id()
+		if used[jid] && r.Intn(4) > 0 {
+			jid = id() // mostly distinct: a job edited twice is refused
+		}
+		used[jid] = true
+		var p JobPatch
+		switch r.Intn(5) {
+		case 0:
+			parent := id()
+			if r.Intn(4) == 0 {
+				parent = 0
+			}
+			p.Parent = &parent
+		case 1:
+			deps := ids()
+			if r.Intn(3) == 0 {
+				deps = nil
+			}
+			p.Dependencies = &deps
+		case 2:
+			cmd := []string{"", "x"}[r.Intn(2)]
+			p.Command = &cmd
+		case 3:
+			parent, deps := id(), ids()
+			p.Parent, p.Dependencies = &parent, &deps
+		default:
+			paused := r.Intn(2) == 0
+			deps := ids()
+			p.Paused, p.Dependencies = &paused, &deps
+		}
+		c.Edits = append(c.Edits, JobEditItem{ID: jid, Patch: p})
+	}
+	return c
 }
 
 // TestRandomWalkKeepsInvariants applies random command sequences and checks

@@ -49,6 +49,8 @@ type State struct {
 	ready       *readyIndex
 	notify      chan struct{} // closed when runnable work may have appeared
 	readyGrew   bool
+
+	wakeNesting int // wakeDependents calls in progress; see maxWakeNesting
 }
 
 // NewState returns an empty state.
@@ -174,9 +176,32 @@ func (s *State) reindex(j *Job) {
 // Hierarchy caches (h_*), counters and derived group state
 
 // refreshH recomputes the hierarchy caches of j from its parent, and of its
-// subtree when they changed (or when force is set).
+// subtree where they changed (everywhere when force is set). It walks with
+// an explicit stack, not recursion: a legacy tree may be deeper than
+// MaxDepth, and a Go stack overflow is fatal, beyond applyOne's recover.
 func (s *State) refreshH(j *Job, force bool) {
+	if !s.refreshOne(j) && !force || len(j.Children) == 0 {
+		return // the common case (a leaf) allocates nothing
+	}
+	stack := s.pushChildren(nil, j)
+	// A tree holds each job once: more visits than jobs means a corrupt
+	// state with a cycle, and the walk stops rather than loop.
+	for budget := len(s.jobs); len(stack) > 0 && budget > 0; budget-- {
+		x := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if s.refreshOne(x) || force {
+			stack = s.pushChildren(stack, x)
+		}
+	}
+}
+
+// refreshOne recomputes j's own caches from its parent's, and reindexes
+// it. It reports whether the caches changed.
+func (s *State) refreshOne(j *Job) bool {
 	p := s.node(j.Parent)
+	if p == nil {
+		p = s.root // only in a corrupt state: never dereference nil
+	}
 	depth := p.HDepth + 1
 	shift := 56 - 8*depth
 	if shift < 0 {
@@ -188,11 +213,18 @@ func (s *State) refreshH(j *Job, force bool) {
 	changed := haff != j.HAffinity || hprio != j.HPriority || hpaused != j.HPaused || depth != j.HDepth
 	j.HAffinity, j.HPriority, j.HPaused, j.HDepth = haff, hprio, hpaused, depth
 	s.reindex(j)
-	if changed || force {
-		for _, c := range j.Children {
-			s.refreshH(s.jobs[c], force)
+	return changed
+}
+
+// pushChildren appends j's children to a walk stack, last child first, so
+// that popping visits them in ascending id order.
+func (s *State) pushChildren(stack []*Job, j *Job) []*Job {
+	for i := len(j.Children) - 1; i >= 0; i-- {
+		if c := s.jobs[j.Children[i]]; c != nil {
+			stack = append(stack, c)
 		}
 	}
+	return stack
 }
 
 // contrib is what a job adds to its parent's counters.
@@ -266,30 +298,54 @@ func (s *State) groupState(g *Job) string {
 // updates the index, wakes dependents and carries counter deltas up the tree.
 // before and oldState are j's contribution and state before the change.
 func (s *State) changed(j *Job, before contrib, oldState string, now int64) {
-	if j.IsGroup() {
-		j.State = s.groupState(j)
-		if j.Total > 0 {
-			j.Progress = float64(j.TotalFinished) / float64(j.Total)
+	// A loop up the ancestor line, not recursion through carry: see
+	// refreshH. A line longer than the job count is a cycle (a corrupt
+	// state), where it stops.
+	for steps := 0; ; steps++ {
+		if j.IsGroup() {
+			j.State = s.groupState(j)
+			if j.Total > 0 {
+				j.Progress = float64(j.TotalFinished) / float64(j.Total)
+			}
 		}
+		if (oldState == StatePending) != (j.State == StatePending) {
+			s.refreshH(j, false)
+		} else {
+			s.reindex(j)
+		}
+		if (oldState == StateFinished) != (j.State == StateFinished) {
+			s.wakeDependents(j.ID, now)
+		}
+		if j.Parent == 0 || steps > len(s.jobs) {
+			return
+		}
+		p := s.jobs[j.Parent]
+		if p == nil {
+			return
+		}
+		pBefore, pOld := contribution(p), p.State
+		addDelta(p, before, contribution(j))
+		j, before, oldState = p, pBefore, pOld
 	}
-	if (oldState == StatePending) != (j.State == StatePending) {
-		s.refreshH(j, false)
-	} else {
-		s.reindex(j)
-	}
-	if (oldState == StateFinished) != (j.State == StateFinished) {
-		s.wakeDependents(j.ID, now)
-	}
-	s.carry(j.Parent, before, contribution(j), now)
 }
 
-// carry applies a child's counter delta to parent pid and recurses upward.
+// carry applies a child's counter delta to parent pid and to the ancestors
+// above it.
 func (s *State) carry(pid int64, before, after contrib, now int64) {
 	if pid == 0 {
 		return
 	}
 	p := s.jobs[pid]
+	if p == nil {
+		return
+	}
 	pBefore, pOld := contribution(p), p.State
+	addDelta(p, before, after)
+	s.changed(p, pBefore, pOld, now)
+}
+
+// addDelta applies to group p the change of one child's contribution.
+func addDelta(p *Job, before, after contrib) {
 	p.Total += after.leaves - before.leaves
 	p.TotalFinished += after.fin - before.fin
 	p.TotalErrors += after.errs - before.errs
@@ -301,16 +357,26 @@ func (s *State) carry(pid int64, before, after contrib, now int64) {
 	if after.start != 0 && (p.StartTime == 0 || after.start < p.StartTime) {
 		p.StartTime = after.start
 	}
-	s.changed(p, pBefore, pOld, now)
 }
+
+// maxWakeNesting bounds how deeply waking dependents may nest. Only a
+// FINISHED flip wakes dependents, and a woken job only moves between
+// WAITING and PENDING, which changes no counter above it: in a consistent
+// state a wake never nests in another. The bound guards a corrupt state.
+const maxWakeNesting = 16
 
 // wakeDependents re-evaluates the jobs that depend on id, in id order.
 func (s *State) wakeDependents(id int64, now int64) {
+	if len(s.dependents[id]) == 0 || s.wakeNesting >= maxWakeNesting {
+		return
+	}
+	s.wakeNesting++
 	for _, d := range sortedKeys(s.dependents[id]) {
 		if dj := s.jobs[d]; dj != nil {
 			s.evalDeps(dj, now)
 		}
 	}
+	s.wakeNesting--
 }
 
 // evalDeps moves a waiting or blocked job between WAITING and PENDING.
@@ -329,8 +395,8 @@ func (s *State) evalDeps(j *Job, now int64) {
 func (s *State) recomputeGroupStart(g *Job) {
 	var start int64
 	for _, c := range g.Children {
-		if st := s.jobs[c].StartTime; st != 0 && (start == 0 || st < start) {
-			start = st
+		if cj := s.jobs[c]; cj != nil && cj.StartTime != 0 && (start == 0 || cj.StartTime < start) {
+			start = cj.StartTime
 		}
 	}
 	g.StartTime = start
@@ -482,12 +548,20 @@ func without(ids []int64, id int64) []int64 {
 	return out
 }
 
-// isAncestor reports whether a is a (strict) ancestor of j.
+// isAncestor reports whether a is a (strict) ancestor of j. The walk up
+// stops after as many steps as there are jobs: only a corrupt state with a
+// parent cycle gets that far.
 func (s *State) isAncestor(a int64, j *Job) bool {
-	for p := j.Parent; p != 0; p = s.jobs[p].Parent {
+	p := j.Parent
+	for steps := 0; p != 0 && steps <= len(s.jobs); steps++ {
 		if p == a {
 			return true
 		}
+		pj := s.jobs[p]
+		if pj == nil {
+			return false
+		}
+		p = pj.Parent
 	}
 	return false
 }

@@ -462,3 +462,16 @@ func TestCreateGroupWithChildrenInOneRequest(t *testing.T) {
 		}
 	}
 }
+
+func TestCountElements(t *testing.T) {
+	for raw, want := range map[string]int{
+		`[]`: 0, ` [ ] `: 0, `[{}]`: 1, `[1,2,3]`: 3, `[{"a":[1,2]},{"b":"x,]"}]`: 2, `["\",",{}]`: 2, `[[],[[]]]`: 2,
+	} {
+		if got := countElements([]byte(raw), 100); got != want {
+			t.Errorf("countElements(%s) = %d, want %d", raw, got, want)
+		}
+	}
+	if got := countElements([]byte(`[1,2,3,4,5,6]`), 3); got <= 3 {
+		t.Errorf("a list past the bound counts %d", got)
+	}
+}

@@ -132,6 +132,55 @@ func plainInt(raw []byte) (int64, bool) {
 	return i, err == nil
 }
 
+// countElements counts the elements of a JSON array without decoding it,
+// stopping once it passed max. Malformed JSON counts as it comes: the
+// decoding that follows reports it.
+func countElements(raw []byte, max int) int {
+	depth, commas := 0, 0
+	inString, escaped, any := false, false, false
+	for _, c := range raw {
+		if inString {
+			switch {
+			case escaped:
+				escaped = false
+			case c == '\\':
+				escaped = true
+			case c == '"':
+				inString = false
+			}
+			continue
+		}
+		switch c {
+		case ' ', '\t', '\n', '\r':
+			continue
+		case '"':
+			inString = true
+		case '[', '{':
+			depth++
+			if depth == 1 {
+				continue // the array's own bracket
+			}
+		case ']', '}':
+			depth--
+			if depth == 0 {
+				continue
+			}
+		case ',':
+			if depth == 1 {
+				if commas++; commas >= max {
+					return commas + 1
+				}
+				continue
+			}
+		}
+		any = true
+	}
+	if !any {
+		return 0
+	}
+	return commas + 1
+}
+
 // asBool accepts true/false and Coalition's 0/1.
 func asBool(name string, raw json.RawMessage) (bool, error) {
 	var b bool

@@ -468,6 +468,11 @@ func flattenJob(m map[string]json.RawMessage, parentRef int, specs *[]raftstore.
 	if spec.Command != "" {
 		return bad("a job with children is a group: its command must be empty")
 	}
+	// Counted before it is decoded: a list far over the limit must not
+	// cost the memory of decoding it.
+	if n := countElements(kids, limit); len(*specs)+n > limit {
+		return tooMany(limit)
+	}
 	// One pass over the list decodes every child's members.
 	var list []map[string]json.RawMessage
 	if err := json.Unmarshal(kids, &list); err != nil {
