@@ -337,9 +337,14 @@ func (h *Handler) report(c *gin.Context) {
 	// (the log says where) and the agent told to send no more.
 	full := false
 	if n, truncated, ok := st.LogSize(req.JobID); ok && len(req.Log) > 0 {
-		if truncated || n >= h.logCap {
+		switch {
+		case truncated:
 			req.Log, full = nil, true
-		} else if room := h.logCap - n; int64(len(req.Log)) > room {
+		case n >= h.logCap:
+			// One byte past the cap, which the FSM cuts: the log then
+			// says where it was cut.
+			req.Log, full = req.Log[:1], true
+		case int64(len(req.Log)) > h.logCap-n:
 			full = true // the FSM keeps what fits and notes the cut
 		}
 	}

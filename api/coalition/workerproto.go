@@ -142,8 +142,15 @@ func (h *Handler) workerHeartbeat(c *gin.Context, host string, args url.Values) 
 		return apierr.Bad("log: not base64: %v", err)
 	}
 	st := h.store.State()
-	if n, full, ok := st.LogSize(jobID); ok && (full || n >= h.limits.MaxJobOutput) {
-		logb = nil // the job's log is full: its output goes no further (not into Raft)
+	if n, full, ok := st.LogSize(jobID); ok && len(logb) > 0 {
+		// A full log takes nothing more, and its output goes no further
+		// (not into Raft); one byte past the cap makes the FSM note the cut.
+		switch {
+		case full:
+			logb = nil
+		case n >= h.limits.MaxJobOutput:
+			logb = logb[:1]
+		}
 	}
 	if len(logb) > 0 {
 		cmd := &raftstore.Report{Now: h.stamp(), Worker: host, JobID: jobID, LogOffset: -1, Log: logb, LogCap: h.limits.MaxJobOutput}

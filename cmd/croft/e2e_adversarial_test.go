@@ -290,7 +290,7 @@ func TestAdversarial(t *testing.T) {
 			f.expect(400, "user", "PUT", "/api/jobs", `{"title":"x","command":"true","environment":"A=\u0000"}`)
 			f.expect(413, "user", "PUT", "/api/jobs", `{"title":"`+strings.Repeat("t", 10<<20)+`"}`)
 			f.expect(413, "user", "PUT", "/api/jobs", `{"title":"x","affinity":"`+strings.Repeat("a", 1<<20)+`"}`)
-			f.expect(413, "user", "POST", "/workers/pickjob", "hostname="+strings.Repeat("h", 1<<20))
+			f.expect(413, "admin", "POST", "/workers/pickjob", "hostname="+strings.Repeat("h", 1<<20))
 			kids := `{"title":"x"},`
 			f.expect(413, "user", "PUT", "/api/jobs", `{"title":"g","children":[`+strings.Repeat(kids, 999_998)+`{"title":"x"}]}`)
 		})
