@@ -21,9 +21,16 @@ type Retention struct {
 	// h): a render node retired, or a registration that never heartbeat.
 	// An agent that comes back registers again.
 	WorkerExpiry time.Duration
+	// JobExpiry deletes root jobs FINISHED for this long, with their
+	// subtrees, logs and events (default 0: never).
+	JobExpiry time.Duration
 	// Interval is how often the leader checks (default 1 min).
 	Interval time.Duration
 }
+
+// maxExpirePerRound bounds the jobs one retention round deletes (one Raft
+// entry); the next round takes the rest.
+const maxExpirePerRound = 10_000
 
 // Retention defaults.
 const (
@@ -70,6 +77,27 @@ func (s *Server) retain() {
 	}
 }
 
+// expireJobs deletes the root jobs finished before the expiry age.
+func (s *Server) expireJobs(ctx context.Context, st *raftstore.State, now int64) error {
+	before := now - s.cfg.Retention.JobExpiry.Nanoseconds()
+	keep := func(j *raftstore.Job) bool { return raftstore.Expired(j, before) }
+	var ids []int64
+	for after, more := int64(0), true; more && len(ids) < maxExpirePerRound; {
+		var page []raftstore.Job
+		page, after, more, _ = st.ChildrenAfter(0, after, raftstore.ScanLimit, keep)
+		for _, j := range page {
+			ids = append(ids, j.ID)
+		}
+	}
+	if len(ids) == 0 {
+		return nil
+	}
+	ids = ids[:min(len(ids), maxExpirePerRound)]
+	s.log.Info("deleting jobs finished long ago", "jobs", len(ids), "finished_for", s.cfg.Retention.JobExpiry)
+	_, err := s.node.Apply(ctx, &raftstore.JobExpire{Now: now, Before: before, IDs: ids})
+	return err
+}
+
 func (s *Server) retainOnce(clock time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -84,6 +112,11 @@ func (s *Server) retainOnce(clock time.Time) error {
 	oldest, ok := st.OldestEventStart()
 	if ok && (oldest < prune.Before || (prune.Keep > 0 && st.EventCount() > prune.Keep)) {
 		if _, err := s.node.Apply(ctx, &prune); err != nil {
+			return err
+		}
+	}
+	if r.JobExpiry > 0 {
+		if err := s.expireJobs(ctx, st, now); err != nil {
 			return err
 		}
 	}

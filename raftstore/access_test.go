@@ -240,3 +240,33 @@ func TestAccessSurvivesSnapshot(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestFinishedRootJobsExpire(t *testing.T) {
+	h := newHarness(t)
+	done := h.create(JobSpec{Title: "done", Command: "x"})[0]
+	h.finish(h.pick("w"), "w", 0)
+	finishedAt := h.now
+	failed := h.create(JobSpec{Title: "failed", Command: "x", Retry: 1})[0]
+	h.finish(h.pick("w"), "w", 1)
+	group := h.create(JobSpec{Title: "group"})[0]
+	h.create(JobSpec{Parent: group, Title: "frame", Command: "x"})
+	h.finish(h.pick("w"), "w", 0)
+	if j := h.job(group); j.State != StateFinished || j.EndTime != h.now {
+		t.Fatalf("finished group %+v", j)
+	}
+	h.tick(100)
+	// A job reset since it finished is no longer expired.
+	h.ok(&JobAction{Now: h.now, Action: ActionReset, IDs: []int64{group}})
+	h.ok(&JobExpire{Now: h.now, Before: finishedAt + 1, IDs: []int64{done, failed, group, 999}})
+	if _, ok := h.st().Job(done); ok {
+		t.Fatal("a job finished before the cut is still there")
+	}
+	for _, id := range []int64{failed, group} {
+		if _, ok := h.st().Job(id); !ok {
+			t.Fatalf("job %d, not finished before the cut, was deleted", id)
+		}
+	}
+	if err := checkInvariants(h.st()); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -96,6 +96,8 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *WorkerExpire:
 		s.expireWorkers(c)
 		return nil
+	case *JobExpire:
+		return errOrNil(s.deleteJobs(&JobDelete{Now: c.Now, IDs: s.expiredJobs(c)}))
 	case *TokenCreate:
 		return errOrNil(s.createToken(c))
 	case *TokenRevoke:
@@ -1139,6 +1141,26 @@ func (s *State) pruneEvents(c *EventPrune) {
 	for _, e := range drop {
 		s.dropEvent(e)
 	}
+}
+
+// Expired reports whether root job j finished before before: the rule of
+// job expiry, the same for the leader that proposes and the FSM that
+// applies.
+func Expired(j *Job, before int64) bool {
+	return j.Parent == 0 && j.State == StateFinished && !j.Paused && j.EndTime != 0 && j.EndTime < before
+}
+
+// expiredJobs returns the jobs of c that are still expired, once each.
+func (s *State) expiredJobs(c *JobExpire) []int64 {
+	var out []int64
+	seen := map[int64]bool{}
+	for _, id := range c.IDs {
+		if j := s.jobs[id]; j != nil && !seen[id] && Expired(j, c.Before) {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // expireWorkers forgets the named workers still lost since before Before.

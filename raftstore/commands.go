@@ -38,6 +38,7 @@ const (
 	MsgProjectDelete  MessageType = 22 // remove an empty project
 	MsgEventPrune     MessageType = 23 // forget old attempt records (retention)
 	MsgWorkerExpire   MessageType = 24 // forget workers lost long ago
+	MsgJobExpire      MessageType = 25 // delete root jobs finished long ago
 )
 
 // Command is one state change. The leader fills in every id-free, time-like
@@ -295,6 +296,15 @@ type WorkerExpire struct {
 	Names  []string
 }
 
+// JobExpire deletes the named root jobs (with their subtrees) that have
+// been FINISHED since before Before. The FSM checks the condition again, so
+// a job reset or restarted meanwhile stays.
+type JobExpire struct {
+	Now    int64
+	Before int64
+	IDs    []int64
+}
+
 // Batch carries several encoded commands in one Raft entry. Its result is a
 // []any with one result (or error) per command, in order.
 type Batch struct {
@@ -321,6 +331,7 @@ func (ReportPick) Type() MessageType     { return MsgReportPick }
 func (Batch) Type() MessageType          { return MsgBatch }
 func (EventPrune) Type() MessageType     { return MsgEventPrune }
 func (WorkerExpire) Type() MessageType   { return MsgWorkerExpire }
+func (JobExpire) Type() MessageType      { return MsgJobExpire }
 
 // msgpackHandle is shared by entries and snapshots. Canonical map ordering
 // keeps encodings of equal values byte-identical across nodes.
@@ -402,6 +413,8 @@ func Decode(buf []byte) (Command, error) {
 		cmd = &EventPrune{}
 	case MsgWorkerExpire:
 		cmd = &WorkerExpire{}
+	case MsgJobExpire:
+		cmd = &JobExpire{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadEntry, buf[0])
 	}

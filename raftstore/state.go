@@ -314,6 +314,10 @@ func (s *State) changed(j *Job, before contrib, oldState string, now int64) {
 			s.reindex(j)
 		}
 		if (oldState == StateFinished) != (j.State == StateFinished) {
+			j.EndTime = 0
+			if j.State == StateFinished {
+				j.EndTime = now
+			}
 			s.wakeDependents(j.ID, now)
 		}
 		if j.Parent == 0 || steps > len(s.jobs) {

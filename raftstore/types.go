@@ -68,6 +68,9 @@ type Job struct {
 	// Project is the project the job belongs to; a child is in its
 	// parent's. "" (jobs of older snapshots) reads as DefaultProject.
 	Project string
+	// EndTime is when the job (a group: its last job) became FINISHED;
+	// 0 while it is not. Finished root jobs may expire after an age.
+	EndTime int64
 
 	ready readyKey // position in the scheduler index; not replicated
 }

@@ -86,6 +86,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.DurationVar(&f.retention.EventMaxAge, "event-max-age", coordinator.DefaultEventMaxAge, "forget attempt records (events) older than this (negative: never)")
 	fs.IntVar(&f.retention.EventMaxCount, "event-max-count", coordinator.DefaultEventMaxCount, "keep at most this many attempt records, the newest (negative: no limit)")
 	fs.DurationVar(&f.retention.WorkerExpiry, "worker-expiry", coordinator.DefaultWorkerExpiry, "forget workers lost (silent) for this long (negative: never)")
+	fs.DurationVar(&f.retention.JobExpiry, "job-expiry", 0, "delete top-level jobs FINISHED for this long, with their logs and events (0: never)")
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
 	f.tls.register(fs)
 }
