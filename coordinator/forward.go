@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/hashicorp/raft"
 
+	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/client"
 )
 
@@ -43,7 +44,8 @@ const (
 // Forward returns middleware that serves a request on the ready leader and
 // proxies it there from any other node, so every read and write is served
 // by the leader (consistent reads). It waits up to Config.LeaderWait for a
-// leader whose HTTP address is known, then answers 503 with a JSON error.
+// leader whose HTTP address is known, then answers 503 with a JSON error,
+// or 507 when this node's own writes fail (its disk is full).
 func (n *Node) Forward() gin.HandlerFunc {
 	return n.nodeForward
 }
@@ -130,7 +132,14 @@ func (n *Node) nodeForward(c *gin.Context) {
 			return
 		case <-deadline.C:
 			poll.Stop()
-			nodeAbortJSON(c, http.StatusServiceUnavailable, fmt.Sprintf("%v: %s after %v", ErrNoLeader, why, n.cfg.LeaderWait))
+			msg := fmt.Sprintf("%v: %s after %v", ErrNoLeader, why, n.cfg.LeaderWait)
+			if serr := n.nodeStorageErr(); serr != nil {
+				// A leader that cannot store its log steps down at once,
+				// every time it is elected: the cause is the disk.
+				apierr.Abort(c, fmt.Errorf("%w: %w (%s)", apierr.ErrInsufficientStorage, serr, msg))
+				return
+			}
+			nodeAbortJSON(c, http.StatusServiceUnavailable, msg)
 			return
 		}
 		poll.Stop()

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -24,8 +25,8 @@ import (
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// Sentinel errors of the Raft layer. The HTTP edge maps both to 503, which
-// the Go client retries.
+// Sentinel errors of the Raft layer. The HTTP edge maps ErrNotLeader and
+// ErrNoLeader to 503, which the Go client retries, and ErrStorage to 507.
 var (
 	// ErrNotLeader means this node is not the Raft leader, or lost the
 	// leadership before a command was committed (its outcome is unknown).
@@ -40,6 +41,12 @@ var (
 	// ErrInvalidConfig means NewNode was given a Config it refuses (missing
 	// fields, exclusive options, a recovery file that does not fit).
 	ErrInvalidConfig = errors.New("invalid coordinator configuration")
+	// ErrStorage means this node could not write its Raft state (raft.db
+	// or a snapshot), usually because its disk is full; the error wraps
+	// the cause (errors.Is(err, syscall.ENOSPC)). A command whose entry
+	// the leader could not store was not applied. The HTTP edge answers
+	// 507.
+	ErrStorage = errors.New("storage failure")
 )
 
 // Production Raft timing, used when the Config leaves a value at zero.
@@ -55,6 +62,11 @@ const (
 	// DefaultStabilizationTime is how long a joined non-voter must stay
 	// caught up before the leader promotes it to voter.
 	DefaultStabilizationTime = 2 * time.Second
+	// DefaultSnapshotBytes: a snapshot is taken once the entries stored
+	// since the last one weigh this much, whatever their number.
+	DefaultSnapshotBytes = 256 << 20
+	// DefaultTrailingBytes bounds the entries kept behind a snapshot.
+	DefaultTrailingBytes = 64 << 20
 )
 
 // Group commit limits: one Raft entry carries at most this many commands or
@@ -127,6 +139,18 @@ type Config struct {
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
 
+	// SnapshotBytes compacts the log by size as well as by count: once the
+	// entries stored since the last snapshot weigh this many bytes, the
+	// node takes a snapshot (zero means DefaultSnapshotBytes, negative
+	// turns it off). One entry can be a megabyte of job output or a bulk
+	// create of tens of megabytes, so a count alone bounds nothing.
+	SnapshotBytes int64
+	// TrailingBytes bounds the entries kept behind a snapshot: Raft keeps
+	// the newest entries that fit in it (at least 8, at most
+	// TrailingLogs). Zero means DefaultTrailingBytes; negative keeps
+	// TrailingLogs entries whatever their size.
+	TrailingBytes int64
+
 	// StabilizationTime is how long a non-voter must stay caught up with
 	// the leader before it is promoted to voter; zero means
 	// DefaultStabilizationTime.
@@ -139,6 +163,12 @@ type Config struct {
 	MaxBatch int
 	// Logger receives the node's logs and raft's warnings; nil = slog.Default.
 	Logger *slog.Logger
+
+	// wrapStore, set by tests, wraps raft.db's store (to inject faults
+	// underneath the node's own wrapper).
+	wrapStore func(nodeStore) nodeStore
+	// diskPoll is how often the free space is read (tests shorten it).
+	diskPoll time.Duration
 }
 
 // Node is one coordinator's Raft member: it owns the log store, the
@@ -177,6 +207,13 @@ type Node struct {
 	// changed is closed (and replaced) when the leader or readiness changes,
 	// to wake requests waiting in Forward or WaitLeader.
 	changed chan struct{}
+
+	// health records failed writes of the Raft state; sizes tracks the
+	// log's bytes (compaction by size); space is the data directory's
+	// last free-space reading (disk.go).
+	health *diskHealth
+	sizes  *logSizes
+	space  atomic.Pointer[diskSpace]
 }
 
 // NewNode opens (or creates) the node's Raft state in cfg.DataDir and starts
@@ -248,6 +285,15 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
 	}
+	n.health = &diskHealth{log: n.log}
+	n.sizes = newLogSizes(cfg.SnapshotBytes)
+	var raw nodeStore = store
+	if cfg.wrapStore != nil {
+		raw = cfg.wrapStore(raw)
+	}
+	disk := &diskStore{nodeStore: raw, id: cfg.NodeID, health: n.health, sizes: n.sizes, shutdown: n.shutdownCh}
+	sstore := &snapStore{SnapshotStore: snaps, node: n}
+	n.nodePollDisk()
 	inner, raftTLS, err := nodeRaftTransport(cfg, hlog, n.log)
 	if err != nil {
 		store.Close()
@@ -288,13 +334,24 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 			return nil, err
 		}
 	}
-	r, err := raft.NewRaft(rc, fsm, newLogCache(store, nodeLogCacheBytes), store, snaps, trans)
+	// The log's sizes, for compaction by size, from what recovery left.
+	var snapIndex uint64
+	if metas, err := snaps.List(); err == nil && len(metas) > 0 {
+		snapIndex = metas[0].Index
+	}
+	if err := n.sizes.scan(store, snapIndex); err != nil {
+		progress.Close()
+		store.Close()
+		return nil, fmt.Errorf("coordinator: read raft log: %w", err)
+	}
+	r, err := raft.NewRaft(rc, fsm, newLogCache(disk, nodeLogCacheBytes), disk, sstore, trans)
 	if err != nil {
 		progress.Close()
 		store.Close()
 		return nil, fmt.Errorf("coordinator: start raft: %w", err)
 	}
 	n.raft = r
+	sstore.raft.Store(r)
 	progress.setCommitIndex(r.CommitIndex)
 
 	if !hasState && cfg.Bootstrap {
@@ -318,11 +375,13 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	})
 	r.RegisterObserver(n.observer)
 
-	n.wg.Add(4)
+	n.wg.Add(6)
 	go n.nodeCommitLoop()
 	go n.nodeLeaderLoop()
 	go n.nodeObserveLoop(obsCh)
 	go n.nodePromoteLoop()
+	go n.nodeCompactLoop()
+	go n.nodeDiskLoop()
 	if !hasState && len(cfg.Join) > 0 {
 		n.wg.Add(1)
 		go n.nodeJoinLoop(cfg.Join)
@@ -344,6 +403,13 @@ func nodeDefaults(cfg *Config) {
 	setDur(&cfg.SnapshotInterval, DefaultSnapshotInterval)
 	setDur(&cfg.LeaderWait, DefaultLeaderWait)
 	setDur(&cfg.StabilizationTime, DefaultStabilizationTime)
+	setDur(&cfg.diskPoll, nodeDefaultDiskPoll)
+	if cfg.SnapshotBytes == 0 {
+		cfg.SnapshotBytes = DefaultSnapshotBytes
+	}
+	if cfg.TrailingBytes == 0 {
+		cfg.TrailingBytes = DefaultTrailingBytes
+	}
 	if cfg.SnapshotThreshold == 0 {
 		cfg.SnapshotThreshold = DefaultSnapshotThreshold
 	}
@@ -566,8 +632,11 @@ type nodeApplyResult struct {
 // Apply proposes cmd and returns its result once it is committed and
 // applied on this node. Only the Raft leader accepts commands (ErrNotLeader
 // otherwise). A command refused by the FSM returns the FSM's error (test it
-// with errors.Is against the raftstore sentinels). When ctx ends first, the
-// error wraps ctx.Err() and the command may or may not be applied.
+// with errors.Is against the raftstore sentinels). A command the leader
+// could not store (a full disk) fails with ErrStorage and was not applied;
+// so does one refused as not leader while this node's writes fail. When
+// ctx ends first, the error wraps ctx.Err() and the command may or may not
+// be applied.
 //
 // Concurrent calls are grouped: while entries are in flight, waiting
 // commands are packed into one Batch entry (group commit).
@@ -601,6 +670,11 @@ func (n *Node) ApplyGroup(ctx context.Context, cmds ...raftstore.Command) ([]any
 }
 
 func (n *Node) nodePropose(ctx context.Context, req *nodeApplyReq) (any, error) {
+	res, err := n.nodeProposeRaw(ctx, req)
+	return res, n.nodeStorageCause(err)
+}
+
+func (n *Node) nodeProposeRaw(ctx context.Context, req *nodeApplyReq) (any, error) {
 	if n.raft.State() != raft.Leader {
 		return nil, ErrNotLeader
 	}
@@ -713,6 +787,12 @@ func (n *Node) nodeCommitLoop() {
 // nodeDeliver waits for an entry and hands each caller its own result.
 func nodeDeliver(reqs []*nodeApplyReq, f raft.ApplyFuture) {
 	if err := f.Error(); err != nil {
+		if errors.Is(err, ErrStorage) {
+			// The leader could not store the entry (then stepped down):
+			// it was sent to nobody, so it is not applied.
+			nodeDeliverErr(reqs, err)
+			return
+		}
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
 			// Never appended to the log: not applied, safe to retry.
 			nodeDeliverErr(reqs, fmt.Errorf("%w: %w", ErrNotLeader, err))
@@ -979,6 +1059,7 @@ func (n *Node) Status() client.ClusterStatus {
 		}
 	}
 	sort.Slice(s.Members, func(i, j int) bool { return s.Members[i].ID < s.Members[j].ID })
+	n.diskStatus(&s)
 	return s
 }
 

@@ -321,7 +321,8 @@ func (s *Server) Close() error {
 
 // store adapts the Node to the API packages' Store interface: a command
 // that was not applied becomes apierr.ErrUnavailable (503, safe to retry),
-// one whose fate is unknown apierr.ErrOutcomeUnknown (504). A create that
+// or apierr.ErrInsufficientStorage (507) when storage was the cause, one
+// whose fate is unknown apierr.ErrOutcomeUnknown (504). A create that
 // can start jobs while agents wait for work carries their picks in its
 // own entry (see package dispatch).
 type store struct {
@@ -370,12 +371,16 @@ func (s *store) createAndOffer(ctx context.Context, c *raftstore.JobCreate, ws [
 	return out[0], nil
 }
 
-// edgeError maps the node's errors to the API's.
+// edgeError maps the node's errors to the API's. A storage failure (the
+// leader could not store the entry, or lost its leadership while its own
+// writes fail) is told as such, not as a missing leader.
 func edgeError(err error) error {
 	switch {
 	case err == nil:
 	case errors.Is(err, ErrOutcomeUnknown):
 		err = fmt.Errorf("%w: %v", apierr.ErrOutcomeUnknown, err)
+	case errors.Is(err, ErrStorage):
+		err = fmt.Errorf("%w: %v", apierr.ErrInsufficientStorage, err)
 	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
 		err = fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
 	}

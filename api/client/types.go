@@ -155,6 +155,28 @@ type ClusterStatus struct {
 	Digest string `json:"digest,omitempty"`
 	// Insecure says the coordinator runs without access control.
 	Insecure bool `json:"insecure,omitempty"`
+
+	// StorageError is this node's last failed write of its Raft state
+	// (raft.db or a snapshot) with its cause, e.g. "... no space left on
+	// device"; empty while its writes succeed. It is cleared by the next
+	// successful write of the same kind. While it is set, a write this
+	// node cannot serve answers 507 with the same cause.
+	StorageError string `json:"storage_error"`
+	// StorageErrorAt is when that write failed.
+	StorageErrorAt *time.Time `json:"storage_error_at,omitempty"`
+	// DiskFull says StorageError is a lack of space (ENOSPC or EDQUOT).
+	DiskFull bool `json:"disk_full,omitempty"`
+	// DiskFreeBytes is the space left for the coordinator on the file
+	// system of its data directory, and DiskTotalBytes that file
+	// system's size, as read every few seconds (0 when unknown).
+	DiskFreeBytes  uint64 `json:"disk_free_bytes"`
+	DiskTotalBytes uint64 `json:"disk_total_bytes"`
+	// RaftDBBytes is the size of this node's raft.db (the Raft log and
+	// its free pages, which bolt reuses but never gives back).
+	RaftDBBytes int64 `json:"raft_db_bytes"`
+	// RaftLogBytes is the payload of the entries in this node's Raft log
+	// (what compaction by size bounds).
+	RaftLogBytes int64 `json:"raft_log_bytes"`
 }
 
 // JoinRequest asks the cluster to add a coordinator. It joins as a
