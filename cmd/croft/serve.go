@@ -64,6 +64,7 @@ type coordinatorFlags struct {
 	tokens                                    tokenFlags
 	limits                                    coalition.Limits
 	retention                                 coordinator.Retention
+	snapshotBytes, trailingBytes              int64
 	tls                                       tlsFlags
 }
 
@@ -86,6 +87,8 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.DurationVar(&f.retention.EventMaxAge, "event-max-age", coordinator.DefaultEventMaxAge, "forget attempt records (events) older than this (negative: never)")
 	fs.IntVar(&f.retention.EventMaxCount, "event-max-count", coordinator.DefaultEventMaxCount, "keep at most this many attempt records, the newest (negative: no limit)")
 	fs.DurationVar(&f.retention.WorkerExpiry, "worker-expiry", coordinator.DefaultWorkerExpiry, "forget workers lost (silent) for this long (negative: never)")
+	fs.Int64Var(&f.snapshotBytes, "snapshot-bytes", coordinator.DefaultSnapshotBytes, "snapshot (and compact the Raft log) once this many bytes of entries were written since the last one (negative: by count only)")
+	fs.Int64Var(&f.trailingBytes, "trailing-bytes", coordinator.DefaultTrailingBytes, "bytes of the newest entries kept in the Raft log after a snapshot, for followers that fall behind (negative: by count only)")
 	fs.DurationVar(&f.retention.JobExpiry, "job-expiry", 0, "delete top-level jobs FINISHED for this long, with their logs and events (0: never)")
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
 	f.tls.register(fs)
@@ -219,18 +222,20 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 	}
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
 		Node: coordinator.Config{
-			NodeID:    f.nodeID,
-			DataDir:   f.dataDir,
-			RaftAddr:  f.raftAddr,
-			HTTPAddr:  ln.Addr().String(),
-			Bootstrap: f.bootstrap,
-			Join:      splitURLs(f.join),
-			JoinToken: joinToken,
-			Recover:   f.recover,
-			MaxBatch:  f.maxBatch,
-			Logger:    logger,
-			TLS:       tlsCfg.Node.TLS,
-			RaftTLS:   tlsCfg.Node.RaftTLS,
+			NodeID:        f.nodeID,
+			DataDir:       f.dataDir,
+			RaftAddr:      f.raftAddr,
+			HTTPAddr:      ln.Addr().String(),
+			Bootstrap:     f.bootstrap,
+			Join:          splitURLs(f.join),
+			JoinToken:     joinToken,
+			Recover:       f.recover,
+			MaxBatch:      f.maxBatch,
+			SnapshotBytes: f.snapshotBytes,
+			TrailingBytes: f.trailingBytes,
+			Logger:        logger,
+			TLS:           tlsCfg.Node.TLS,
+			RaftTLS:       tlsCfg.Node.RaftTLS,
 		},
 		WorkerTTL:      f.workerTTL,
 		Pprof:          f.pprof,
