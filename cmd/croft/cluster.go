@@ -120,6 +120,12 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 	if st.Insecure {
 		fmt.Fprintln(w, "ACCESS CONTROL IS OFF (--insecure)")
 	}
+	if st.DiskTotalBytes > 0 {
+		fmt.Fprintf(w, "disk: %d MiB free of %d MiB; raft.db %d MiB\n", st.DiskFreeBytes>>20, st.DiskTotalBytes>>20, st.RaftDBBytes>>20)
+	}
+	if st.StorageError != "" {
+		fmt.Fprintf(w, "STORAGE ERROR: %s\n", st.StorageError)
+	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tRAFT\tHTTP\tSUFFRAGE\tLEADER\tCAUGHT-UP\tCONTACT")
 	for _, m := range st.Members {
