@@ -289,16 +289,113 @@ func whereScanNumber(s string) (start, end int, isInt, ok bool) {
 	return start, i, isInt, true
 }
 
+// whereNumeralMax is the longest numeral handed to strconv as it is. A
+// string column can hold a megabyte of digits, and strconv, linear but
+// slow on such numerals, also copies all of one into its range error.
+const whereNumeralMax = 64
+
 // whereParseNumber converts a string whereScanNumber accepted. Integers too
 // big for int64 become floats, as in SQLite.
 func whereParseNumber(num string, isInt bool) whereValue {
 	if isInt {
-		if i, err := strconv.ParseInt(num, 10, 64); err == nil {
-			return whereIntVal(i)
+		if v, ok := whereParseInt(num); ok {
+			return v
 		}
+	}
+	if len(num) > whereNumeralMax {
+		num = whereShortNumeral(num)
 	}
 	f, _ := strconv.ParseFloat(num, 64) // syntax already checked; range errors give ±Inf
 	return whereFloat64(f)
+}
+
+// whereParseInt is strconv.ParseInt(num, 10, 64) for an integer numeral
+// (sign and digits), without its error path.
+func whereParseInt(num string) (whereValue, bool) {
+	neg := num[0] == '-'
+	if num[0] == '+' || num[0] == '-' {
+		num = num[1:]
+	}
+	num = strings.TrimLeft(num, "0")
+	if len(num) > 19 { // 19 digits cannot overflow a uint64
+		return whereValue{}, false
+	}
+	var u uint64
+	for i := 0; i < len(num); i++ {
+		u = u*10 + uint64(num[i]-'0')
+	}
+	switch {
+	case !neg && u <= math.MaxInt64:
+		return whereIntVal(int64(u)), true
+	case neg && u <= 1<<63:
+		return whereIntVal(int64(-u)), true // -(1<<63) wraps to MinInt64
+	}
+	return whereValue{}, false
+}
+
+// whereShortNumeral rewrites a numeral whereScanNumber accepted as
+// [-]0.DIGITSeEXP with at most 800 significant digits, plus a final 1 when
+// nonzero digits were dropped. ParseFloat gives the same float for both:
+// it keeps 800 digits and such a flag itself, enough to round exactly (a
+// point halfway between two float64s has at most 767 significant digits).
+func whereShortNumeral(num string) string {
+	const keep = 800
+	b := make([]byte, 0, keep+32)
+	i := 0
+	if num[0] == '+' || num[0] == '-' {
+		if num[0] == '-' {
+			b = append(b, '-')
+		}
+		i++
+	}
+	b = append(b, '0', '.')
+	exp := 0 // the value is 0.DIGITS times 10^exp
+	n, point, dropped := 0, false, false
+	for ; i < len(num) && num[i] != 'e' && num[i] != 'E'; i++ {
+		switch c := num[i]; {
+		case c == '.':
+			point = true
+		case c == '0' && n == 0: // a leading zero
+			if point {
+				exp--
+			}
+		default:
+			if !point {
+				exp++
+			}
+			if n < keep {
+				b, n = append(b, c), n+1
+			} else if c != '0' {
+				dropped = true
+			}
+		}
+	}
+	if n == 0 {
+		return string(b[:len(b)-1]) // [-]0.
+	}
+	if dropped {
+		b = append(b, '1')
+	}
+	if i < len(num) { // the exponent: [eE][+-]digits
+		i++
+		neg := num[i] == '-'
+		if num[i] == '+' || num[i] == '-' {
+			i++
+		}
+		e := 0
+		for ; i < len(num); i++ {
+			if e < 1e8 { // saturate: far past any float64 already
+				e = e*10 + int(num[i]-'0')
+			}
+		}
+		if neg {
+			e = -e
+		}
+		exp += e
+	}
+	exp = min(max(exp, -1000), 1000) // 0 and ±Inf already
+	b = append(b, 'e')
+	return string(strconv.AppendInt(b, int64(exp), 10))
 }
 
 // whereNumPrefix is SQLite's string-to-number cast: the longest numeric

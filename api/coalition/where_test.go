@@ -3,7 +3,10 @@ package coalition
 import (
 	"errors"
 	"math"
+	"math/big"
+	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -531,5 +534,104 @@ func FuzzCompileWhere(f *testing.F) {
 			t.Fatalf("Match(%q) error %v does not wrap ErrBadWhere", clause, err)
 		}
 		_ = w.Columns()
+	})
+}
+
+// whereParseNumberRef is an exact reference for whereParseNumber: the
+// integer as strconv.ParseInt reads it, or else the nearest float by exact
+// rational arithmetic. (strconv.ParseFloat itself is wrong on numerals with
+// over 800 integer digits, for example "1" + 800 zeros + "e-800" gives 0.1
+// in Go 1.26, so it is the reference only where the exponent alone decides.)
+func whereParseNumberRef(t *testing.T, num string, isInt bool) whereValue {
+	if isInt {
+		if i, err := strconv.ParseInt(num, 10, 64); err == nil {
+			return whereIntVal(i)
+		}
+	}
+	if _, e, ok := strings.Cut(strings.ToLower(num), "e"); ok {
+		if e = strings.TrimLeft(strings.TrimLeft(e, "+-"), "0"); len(e) > 4 {
+			f, _ := strconv.ParseFloat(num, 64) // 0 or ±Inf whatever the digits
+			return whereFloat64(f)
+		}
+	}
+	r, ok := new(big.Rat).SetString(num)
+	if !ok {
+		t.Fatalf("big.Rat cannot read %.60q", num)
+	}
+	f, _ := r.Float64()
+	return whereFloat64(f)
+}
+
+// whereSameValue compares two values, -0 equal to 0 (which big.Rat lacks).
+func whereSameValue(a, b whereValue) bool {
+	return a.kind == b.kind && a.i == b.i && a.f == b.f && a.s == b.s
+}
+
+func checkWhereNumeral(t *testing.T, num string) {
+	t.Helper()
+	start, end, isInt, ok := whereScanNumber(num)
+	if !ok || start != 0 || end != len(num) {
+		t.Fatalf("test numeral %.60q does not scan whole", num)
+	}
+	if got, want := whereParseNumber(num, isInt), whereParseNumberRef(t, num, isInt); !whereSameValue(got, want) {
+		t.Errorf("whereParseNumber(%.60q... %d bytes) = %+v, strconv gives %+v", num, len(num), got, want)
+	}
+}
+
+func TestWhereParseLongNumerals(t *testing.T) {
+	z := strings.Repeat("0", 900)
+	nines := strings.Repeat("9", 900)
+	for _, num := range []string{
+		"0", "-0", "+0", "00000000000000000000000000000000000000000000000000000000000000000000000000012",
+		"-" + z + "9223372036854775808", "-" + z + "9223372036854775809", z + "9223372036854775807",
+		z + "9223372036854775808", "18446744073709551616", nines, "-" + nines, "0." + nines,
+		z + "." + z, "-" + z + "." + z + "e5", "." + z + "1", z + "1." + z + "1e-" + z + "900",
+		"1" + z + "e-900", "1" + z + "e-1300", "1e" + z + "308", "1e" + z + "309", "-1e" + z + "400",
+		"1" + z + "e" + nines, "1" + z + "e-" + nines, "0." + z + "e" + nines,
+		"4.9406564584124654e-324", "2.4703282292062327e-324" + z, "2.4703282292062328e-324",
+		"1" + strings.Repeat("1", 1<<16),
+	} {
+		checkWhereNumeral(t, num)
+	}
+	// Exact halfway points between neighbouring floats, and just above and
+	// below them past the 800th digit: the hardest cases for rounding.
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 300 {
+		f := math.Float64frombits(rng.Uint64() &^ (1 << 63))
+		if math.IsInf(f, 0) || math.IsNaN(f) {
+			continue
+		}
+		next := math.Nextafter(f, math.Inf(1))
+		if math.IsInf(next, 0) {
+			continue
+		}
+		mid := new(big.Float).SetPrec(2000).SetFloat64(f)
+		mid.Add(mid, new(big.Float).SetFloat64(next)).Quo(mid, big.NewFloat(2))
+		exact := strings.TrimRight(mid.Text('e', 1100), "0") // exact: a dyadic fraction
+		m, e, _ := strings.Cut(exact, "e")
+		m = strings.TrimRight(m, "0")
+		checkWhereNumeral(t, m+"e"+e)
+		checkWhereNumeral(t, m+z+"1e"+e)
+		checkWhereNumeral(t, "-"+m+z+"1e"+e)
+		checkWhereNumeral(t, strings.Replace(m, ".", "", 1)+z+"e"+e)
+		checkWhereNumeral(t, "0.000"+strings.Replace(m, ".", "", 1)+"e"+e)
+		checkWhereNumeral(t, strconv.FormatFloat(f, 'e', -1, 64)+z)
+		checkWhereNumeral(t, strconv.FormatFloat(f, 'f', -1, 64)+z+"1")
+	}
+}
+
+func FuzzWhereNumeral(f *testing.F) {
+	for _, s := range []string{"0", "-12", "1e5", "00000000000000000000012", "1" + strings.Repeat("0", 70) + ".5e-3", "9223372036854775808"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		start, end, isInt, ok := whereScanNumber(s)
+		if !ok {
+			return
+		}
+		num := s[start:end]
+		if got, want := whereParseNumber(num, isInt), whereParseNumberRef(t, num, isInt); !whereSameValue(got, want) {
+			t.Errorf("whereParseNumber(%q) = %+v, strconv gives %+v", num, got, want)
+		}
 	})
 }
