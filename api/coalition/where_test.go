@@ -494,6 +494,11 @@ func TestWhereConcurrentMatch(t *testing.T) {
 	}
 }
 
+// BenchmarkWhereMatch and BenchmarkWhereMatchBudget measure a typical UI
+// filter over one row, without a budget and with one: budgeting must cost
+// next to nothing per row.
+//
+//	go test -run '^$' -bench WhereMatch -benchmem ./api/coalition/
 func BenchmarkWhereMatch(b *testing.B) {
 	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
 	if err != nil {
@@ -502,6 +507,18 @@ func BenchmarkWhereMatch(b *testing.B) {
 	row := whereRowOf(whereTestRow)
 	for b.Loop() {
 		_, _ = w.Match(row)
+	}
+}
+
+func BenchmarkWhereMatchBudget(b *testing.B) {
+	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
+	if err != nil {
+		b.Fatal(err)
+	}
+	row := whereRowOf(whereTestRow)
+	budget := NewBudget(b.Context(), math.MaxInt64)
+	for b.Loop() {
+		_, _ = w.MatchBudget(row, budget)
 	}
 }
 
@@ -538,18 +555,6 @@ func FuzzCompileWhere(f *testing.F) {
 		}
 		_ = w.Columns()
 	})
-}
-
-func BenchmarkWhereMatchBudget(b *testing.B) {
-	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
-	if err != nil {
-		b.Fatal(err)
-	}
-	row := whereRowOf(whereTestRow)
-	budget := NewBudget(b.Context(), math.MaxInt64)
-	for b.Loop() {
-		_, _ = w.MatchBudget(row, budget)
-	}
 }
 
 // whereParseNumberRef is an exact reference for whereParseNumber: the
@@ -1034,4 +1039,79 @@ func TestWhereMatchBudgetDoesNotAllocate(t *testing.T) {
 	if allocs != 0 {
 		t.Errorf("MatchBudget allocates %v times per row, want 0", allocs)
 	}
+}
+
+// whereFuzzRow has long strings so that random clauses reach the caps: two
+// 300 KiB values concatenated twice are over MaxWhereValueBytes.
+var whereFuzzRow = whereRowOf(map[string]any{
+	"id":      int64(2),
+	"title":   strings.Repeat("shot_frame_12 é ", 512),
+	"long":    strings.Repeat("a", 300<<10),
+	"digits":  strings.Repeat("9", 100<<10),
+	"numtext": "42",
+	"worker":  nil,
+	"prog":    0.5,
+	"big":     int64(math.MaxInt64),
+})
+
+// whereFuzzSteps keeps each fuzzed evaluation to a few milliseconds.
+const whereFuzzSteps = 200_000
+
+func FuzzWhere(f *testing.F) {
+	for _, s := range []string{
+		"state='WAITING' AND id IN (1,2,3)",
+		"length(title||title||title) > 0",
+		"length(long||long||long||long) > 0",
+		"lower(long||long) = upper(long)",
+		"title LIKE '%frame%é%' AND long LIKE '%a%a%ab'",
+		"long GLOB '*[a-z]*?b' OR title GLOB '*[^x]'",
+		"'x' LIKE long OR 'y' GLOB title",
+		"long LIKE '%a!%' ESCAPE '!'",
+		"long LIKE '%aaaaaaaaaaaaaaaaaaaaaaaaaaaaaab'", // runs out of budget
+		"digits + 1 > 0 AND -digits < 0 AND abs(digits) = digits",
+		"digits = 1e100000 OR numtext IN (41, 42)",
+		"coalesce(worker, long) || ifnull(worker, title) IS NOT NULL",
+		"prog BETWEEN long AND title",
+		"id IN (1, '2', 2.0, worker)",
+		"big * big + -9223372036854775807 - 2",
+		"(((((long)))))",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, clause string) {
+		w, err := CompileWhere(clause)
+		if err != nil {
+			if !errors.Is(err, ErrBadWhere) {
+				t.Fatalf("CompileWhere(%q): %v does not wrap ErrBadWhere", clause, err)
+			}
+			return
+		}
+		b := NewBudget(context.Background(), whereFuzzSteps)
+		ok, err := w.MatchBudget(whereFuzzRow, b)
+		if b.peak > MaxWhereValueBytes {
+			t.Fatalf("MatchBudget(%q) built a value of %d bytes", clause, b.peak)
+		}
+		if b.Spent() > whereFuzzSteps {
+			t.Fatalf("MatchBudget(%q) spent %d steps of %d", clause, b.Spent(), whereFuzzSteps)
+		}
+		if err != nil {
+			n := 0
+			for _, sentinel := range []error{ErrBadWhere, ErrWhereTooLarge, ErrWhereBudget} {
+				if errors.Is(err, sentinel) {
+					n++
+				}
+			}
+			if n != 1 || ok {
+				t.Fatalf("MatchBudget(%q) = %v, %v: want false and exactly one sentinel", clause, ok, err)
+			}
+			if !errors.Is(err, ErrWhereTooLarge) {
+				return // without a budget, an ErrWhereBudget would run long
+			}
+		}
+		// The same work without a budget gives the same answer.
+		ok2, err2 := w.Match(whereFuzzRow)
+		if ok2 != ok || (err == nil) != (err2 == nil) || (err != nil && err.Error() != err2.Error()) {
+			t.Fatalf("Match(%q) = %v, %v; MatchBudget gave %v, %v", clause, ok2, err2, ok, err)
+		}
+	})
 }
