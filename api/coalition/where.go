@@ -83,16 +83,24 @@ const (
 	MaxWherePatternBytes = 256
 	// DefaultWhereSteps is a sensible budget for one query over the whole
 	// farm. A step is about the work of evaluating one node of the clause,
-	// 10-25 ns, and string work is charged at the same rate, so a typical
-	// UI filter (15-50 steps a row) runs over a million jobs with room to
-	// spare, while a hostile clause stops after one to two seconds of CPU.
-	DefaultWhereSteps = 100_000_000
+	// some 100-150 instructions or 10-25 ns, and string work is charged at
+	// the same rate, so a hostile clause stops after about a second of CPU
+	// (0.2-1.6 s measured), while UI filters, 6-33 steps a row, run over a
+	// million jobs with 2 to 10 times room to spare.
+	DefaultWhereSteps = 64_000_000
 
 	// whereBytesPerStep is what a step buys of linear string work: copying
 	// (0.5 ns a byte with allocation) or comparing (far less; overcharged
-	// for simplicity). Number scanning and counting runes (1 ns a byte) are
-	// charged double.
+	// for simplicity).
 	whereBytesPerStep = 16
+	// whereRuneCost is what counting the runes of a byte costs, in copied
+	// bytes (1 ns a byte).
+	whereRuneCost = 2
+	// whereNumberCost is what reading a byte of text as a number costs, in
+	// copied bytes: scanning it, and shortening a long numeral for strconv
+	// (3 ns a byte). A text that is not a number stops the scan at once
+	// and is overcharged, but only long texts are charged at all.
+	whereNumberCost = 6
 	// whereMatchPerStep is what a step buys of LIKE/GLOB matching, in units
 	// of inner loop iterations, each one pattern character against one of
 	// text: 1 for an ASCII character (2-3 ns), whereMatchWide for others.
@@ -194,18 +202,21 @@ func (b *Budget) spendBytes(n int) error {
 	return b.spend(int64(n / whereBytesPerStep))
 }
 
-// compare charges a comparison of two values. A text compared with a number
-// is read as a number, a scan, which costs twice a copy of the same length.
+// compare charges a comparison of two non-NULL values: a text compared
+// with a number is read as a number.
 func (b *Budget) compare(x, y whereValue) error {
-	// Only text values have an s; short ones ride on their node's step.
-	if len(x.s)+len(y.s) < whereBytesPerStep/2 || b == nil {
-		return nil
+	if len(x.s)+len(y.s) == 0 { // only text values have an s
+		return nil // inlined: numbers cost nothing beyond their node
 	}
+	return b.compareText(x, y)
+}
+
+func (b *Budget) compareText(x, y whereValue) error {
 	n := len(x.s) + len(y.s)
 	if x.kind != y.kind {
-		n *= 2
+		n *= whereNumberCost
 	}
-	return b.spendBytes(n)
+	return b.bytes(n)
 }
 
 // build checks and charges a string of n bytes about to be built, before
@@ -262,7 +273,7 @@ func CompileWhere(clause string) (*Where, error) {
 }
 
 // whereCountNodes returns the number of nodes of a compiled clause and the
-// steps they cost: 1 each, more for the dearer kinds (arithmetic 3; ||,
+// steps they cost: 1 each, more for the dearer kinds (arithmetic 4, || 3;
 // LIKE and GLOB, ABS and unary minus 2), so that a step stays near the same
 // CPU time whatever the node.
 func whereCountNodes(n whereNode) (nodes, steps int) {
@@ -287,11 +298,11 @@ func whereCountNodes(n whereNode) (nodes, steps int) {
 			walk(n.l)
 			walk(n.r)
 		case *whereArithNode:
-			steps += 2
+			steps += 3
 			walk(n.l)
 			walk(n.r)
 		case *whereConcat:
-			steps++
+			steps += 2
 			walk(n.l)
 			walk(n.r)
 		case *whereIn:
@@ -365,7 +376,7 @@ func (w *Where) MatchBudget(r Row, b *Budget) (bool, error) {
 	}
 	v, err := w.root.eval(r, b)
 	if err == nil {
-		err = b.bytes(2 * v.textLen())
+		err = b.bytes(whereNumberCost * v.textLen())
 	}
 	if err != nil {
 		return false, err
@@ -394,7 +405,7 @@ const (
 )
 
 // whereValue is a SQL value. A struct rather than an any so that evaluating
-// a row does not allocate.
+// a row does not allocate. Only text values have a non-empty s.
 type whereValue struct {
 	kind whereKind
 	i    int64
@@ -466,13 +477,8 @@ func whereFloat64(f float64) whereValue {
 }
 
 // textLen is the length of a string value, the bytes a numeric reading
-// of it may scan; 0 for other kinds.
-func (v whereValue) textLen() int {
-	if v.kind == whereText {
-		return len(v.s)
-	}
-	return 0
-}
+// of it may scan; 0 for other kinds, whose s is always empty.
+func (v whereValue) textLen() int { return len(v.s) }
 
 // truth is SQLite's notion of a true WHERE result: NULL is false and a
 // string counts by its numeric prefix ('1abc' is true, 'abc' false).
@@ -1696,7 +1702,7 @@ func (n *whereNeg) eval(r Row, b *Budget) (whereValue, error) {
 	if err != nil || v.kind == whereNull {
 		return whereValue{}, err
 	}
-	if err := b.bytes(2 * v.textLen()); err != nil {
+	if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
 		return whereValue{}, err
 	}
 	v = v.numeric()
@@ -1716,7 +1722,7 @@ func (n *whereNot) eval(r Row, b *Budget) (whereValue, error) {
 	if err != nil || v.kind == whereNull {
 		return whereValue{}, err
 	}
-	if err := b.bytes(2 * v.textLen()); err != nil {
+	if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
 		return whereValue{}, err
 	}
 	return whereBool(!v.truth()), nil
@@ -1740,7 +1746,13 @@ func (n *whereLogic) eval(r Row, b *Budget) (whereValue, error) {
 			sawNull = true
 			continue
 		}
-		if err := b.bytes(2 * v.textLen()); err != nil {
+		if v.kind == whereInt { // the result of a comparison: no call
+			if (v.i != 0) == n.or {
+				return whereBool(n.or), nil
+			}
+			continue
+		}
+		if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
 			return whereValue{}, err
 		}
 		if v.truth() == n.or {
@@ -1774,10 +1786,15 @@ func (n *whereCmpNode) eval(r Row, b *Budget) (whereValue, error) {
 	if err != nil || x.kind == whereNull || y.kind == whereNull {
 		return whereValue{}, err
 	}
-	if err := b.compare(x, y); err != nil {
-		return whereValue{}, err
+	var c int
+	if x.kind == whereInt && y.kind == whereInt { // the common case, inline
+		c = whereCmp3(x.i < y.i, x.i > y.i)
+	} else {
+		if err := b.compare(x, y); err != nil {
+			return whereValue{}, err
+		}
+		c = whereCompare(x, y)
 	}
-	c := whereCompare(x, y)
 	switch n.op {
 	case whereEQ:
 		return whereBool(c == 0), nil
@@ -1836,7 +1853,7 @@ func (n *whereArithNode) eval(r Row, b *Budget) (whereValue, error) {
 	if err != nil || x.kind == whereNull || y.kind == whereNull {
 		return whereValue{}, err
 	}
-	if err := b.bytes(2 * (x.textLen() + y.textLen())); err != nil {
+	if err := b.bytes(whereNumberCost * (x.textLen() + y.textLen())); err != nil {
 		return whereValue{}, err
 	}
 	return whereArith(n.op, x.numeric(), y.numeric()), nil
@@ -1921,8 +1938,15 @@ func (n *whereBetween) eval(r Row, b *Budget) (whereValue, error) {
 	if v.kind == whereNull {
 		return whereValue{}, nil
 	}
-	if err := b.bytes(2 * (2*v.textLen() + lo.textLen() + hi.textLen())); err != nil {
-		return whereValue{}, err
+	if lo.kind != whereNull {
+		if err := b.compare(v, lo); err != nil {
+			return whereValue{}, err
+		}
+	}
+	if hi.kind != whereNull {
+		if err := b.compare(v, hi); err != nil {
+			return whereValue{}, err
+		}
 	}
 	// Each bound is true, false, or unknown (NULL).
 	loOK, loNull := lo.kind != whereNull && whereCompare(v, lo) >= 0, lo.kind == whereNull
@@ -2009,13 +2033,13 @@ func (n *whereFunc) eval(r Row, b *Budget) (whereValue, error) {
 		return whereTextVal(whereMapASCII(s, 'a', 'z', 'A'-'a')), nil
 	case "LENGTH":
 		s := v.text()
-		if err := b.bytes(2 * len(s)); err != nil {
+		if err := b.bytes(whereRuneCost * len(s)); err != nil {
 			return whereValue{}, err
 		}
 		return whereIntVal(int64(utf8.RuneCountInString(s))), nil
 	}
 	// ABS
-	if err := b.bytes(2 * v.textLen()); err != nil {
+	if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
 		return whereValue{}, err
 	}
 	v = v.numeric()
