@@ -19,8 +19,16 @@ package coalition
 //   - LIKE is case-insensitive for ASCII only, with % and _ wildcards and an
 //     optional ESCAPE character; GLOB is case-sensitive with * ? and [...].
 //   - Column names are case-insensitive and reach Row folded to lower case.
+//
+// The clause comes from the network and runs over every job of the farm, so
+// its work is bounded (see Budget): every value it builds is capped at
+// MaxWhereValueBytes, LIKE and GLOB patterns at MaxWherePatternBytes (their
+// matching is linear in text times pattern), and MatchBudget charges each
+// node and each byte of string work against a budget shared by all rows,
+// checking the request's context as it goes.
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -29,9 +37,24 @@ import (
 	"unicode/utf8"
 )
 
-// ErrBadWhere is wrapped by every error CompileWhere and Where.Match return,
-// so handlers can map them to a client error with errors.Is.
-var ErrBadWhere = errors.New("bad where clause")
+// The evaluation errors. Each error CompileWhere, Match and MatchBudget
+// return wraps exactly one of them, or the context's error, so the HTTP edge
+// can pick a status with errors.Is. Recommended mapping: ErrBadWhere 400,
+// ErrWhereTooLarge 413, ErrWhereBudget 422 (the same request will fail the
+// same way again, so it is the client's to narrow, not a transient 503),
+// context.Canceled 499 and context.DeadlineExceeded 503.
+var (
+	// ErrBadWhere is a malformed clause, one over a static limit (length,
+	// nesting, nodes, IN list, LIKE/GLOB pattern), an unknown column or a
+	// column of an unsupported type.
+	ErrBadWhere = errors.New("bad where clause")
+	// ErrWhereTooLarge is an intermediate value that would exceed
+	// MaxWhereValueBytes, such as a concatenation of long titles.
+	ErrWhereTooLarge = errors.New("where clause builds a value larger than allowed")
+	// ErrWhereBudget is a Budget run out: the query needs more work than
+	// allowed over the rows it was given.
+	ErrWhereBudget = errors.New("the query needs more work than allowed; narrow it")
+)
 
 const (
 	// whereMaxLen bounds the clause; the UI's clauses are a few hundred bytes.
@@ -39,7 +62,174 @@ const (
 	// whereMaxDepth bounds parser recursion (parentheses, NOT and unary
 	// minus chains, function arguments) so hostile input cannot blow the stack.
 	whereMaxDepth = 64
+	// whereMaxNodes bounds a compiled clause, and so the fixed work of one
+	// row; a flat chain of 300 ORed comparisons is about 900 nodes.
+	whereMaxNodes = 2048
+	// whereMaxInList bounds the elements of one IN list: enough for a
+	// pasted selection of job ids, which whereMaxLen bounds anyway.
+	whereMaxInList = 1024
 )
+
+// The limits of evaluation.
+const (
+	// MaxWhereValueBytes caps every string evaluation builds (by ||,
+	// LOWER, UPPER): one larger fails with ErrWhereTooLarge before it is
+	// allocated. Column values are read, not built, and are not capped.
+	MaxWhereValueBytes = 1 << 20
+	// MaxWherePatternBytes caps LIKE and GLOB patterns, at compile time for
+	// literal ones and at evaluation for computed ones (ErrBadWhere), so
+	// that matching, linear in text times pattern, stays cheap per byte of
+	// text. SQLite allows 50,000; UI patterns are a few words.
+	MaxWherePatternBytes = 256
+	// DefaultWhereSteps is a sensible budget for one query over the whole
+	// farm. A step is about the work of evaluating one node of the clause,
+	// some 100-150 instructions or 10-25 ns, and string work is charged at
+	// the same rate, so a hostile clause stops after about a second of CPU
+	// (0.2-1.6 s measured), while UI filters, 6-33 steps a row, run over a
+	// million jobs with 2 to 10 times room to spare.
+	DefaultWhereSteps = 64_000_000
+
+	// whereBytesPerStep is what a step buys of linear string work: copying
+	// (0.5 ns a byte with allocation) or comparing (far less; overcharged
+	// for simplicity).
+	whereBytesPerStep = 16
+	// whereRuneCost is what counting the runes of a byte costs, in copied
+	// bytes (1 ns a byte).
+	whereRuneCost = 2
+	// whereNumberCost is what reading a byte of text as a number costs, in
+	// copied bytes: scanning it, and shortening a long numeral for strconv
+	// (3 ns a byte). A text that is not a number stops the scan at once
+	// and is overcharged, but only long texts are charged at all.
+	whereNumberCost = 6
+	// whereMatchPerStep is what a step buys of LIKE/GLOB matching, in units
+	// of inner loop iterations, each one pattern character against one of
+	// text: 1 for an ASCII character (2-3 ns), whereMatchWide for others.
+	whereMatchPerStep = 4
+	// whereMatchWide is what an iteration over a multibyte character costs.
+	whereMatchWide = 4
+	// whereMatchChunk is how many matching iterations go by between two
+	// charges, so that one long match still stops on time.
+	whereMatchChunk = 1024
+	// whereCtxEvery is how many steps go by between two looks at the
+	// context: a few tens of microseconds, and a negligible cost.
+	whereCtxEvery = 4096
+)
+
+// Budget bounds the work of evaluating a clause over many rows: pass the
+// same Budget to every MatchBudget call of one query. It is not safe for
+// concurrent use. Once it has run out or its context is done, every later
+// call returns the same error.
+type Budget struct {
+	ctx     context.Context
+	steps   int64 // as given
+	left    int64 // steps left; below zero means spent
+	checkAt int64 // look at the context (and at left) when left drops below
+	err     error // sticky: the first error that stopped evaluation
+	used    int64 // the steps spent when err was set
+	peak    int   // the largest value built, for tests
+}
+
+// NewBudget returns a budget of steps (DefaultWhereSteps if steps <= 0;
+// math.MaxInt64 for practically none) whose evaluation also stops when ctx
+// is done.
+func NewBudget(ctx context.Context, steps int64) *Budget {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if steps <= 0 {
+		steps = DefaultWhereSteps
+	}
+	b := &Budget{ctx: ctx, steps: steps, left: steps}
+	b.checkAt = max(steps-whereCtxEvery, 0)
+	return b
+}
+
+// Spent returns how many steps have been charged so far (at most the
+// budget).
+func (b *Budget) Spent() int64 {
+	if b.err != nil {
+		return b.used
+	}
+	return b.steps - b.left
+}
+
+// Err returns the error that stopped evaluation, if any.
+func (b *Budget) Err() error { return b.err }
+
+// spend charges n steps. A nil budget is unlimited (Match). The fast path
+// is a subtraction and a comparison; the context is consulted only every
+// whereCtxEvery steps.
+func (b *Budget) spend(n int64) error {
+	if b == nil {
+		return nil
+	}
+	b.left -= n
+	if b.left >= b.checkAt {
+		return nil
+	}
+	return b.slow()
+}
+
+func (b *Budget) slow() error {
+	switch {
+	case b.err != nil:
+	case b.left < 0:
+		b.err = fmt.Errorf("%w (the budget is %d steps)", ErrWhereBudget, b.steps)
+	case b.ctx.Err() != nil:
+		b.err = fmt.Errorf("where clause evaluation stopped: %w", b.ctx.Err())
+	default:
+		b.checkAt = max(b.left-whereCtxEvery, 0)
+		return nil
+	}
+	b.used = min(b.steps-b.left, b.steps)
+	b.left, b.checkAt = -1, 0 // keep failing fast
+	return b.err
+}
+
+// bytes charges linear work over n bytes; short strings ride on the step
+// of their node.
+func (b *Budget) bytes(n int) error {
+	if n < whereBytesPerStep || b == nil {
+		return nil // inlined: the common case costs a comparison
+	}
+	return b.spendBytes(n)
+}
+
+func (b *Budget) spendBytes(n int) error {
+	if n < whereBytesPerStep {
+		return nil
+	}
+	return b.spend(int64(n / whereBytesPerStep))
+}
+
+// compare charges a comparison of two non-NULL values: a text compared
+// with a number is read as a number.
+func (b *Budget) compare(x, y whereValue) error {
+	if len(x.s)+len(y.s) == 0 { // only text values have an s
+		return nil // inlined: numbers cost nothing beyond their node
+	}
+	return b.compareText(x, y)
+}
+
+func (b *Budget) compareText(x, y whereValue) error {
+	n := len(x.s) + len(y.s)
+	if x.kind != y.kind {
+		n *= whereNumberCost
+	}
+	return b.bytes(n)
+}
+
+// build checks and charges a string of n bytes about to be built, before
+// it is.
+func (b *Budget) build(n int) error {
+	if n > MaxWhereValueBytes {
+		return fmt.Errorf("%w: a value of %d bytes, the limit is %d", ErrWhereTooLarge, n, MaxWhereValueBytes)
+	}
+	if b != nil && n > b.peak {
+		b.peak = n
+	}
+	return b.bytes(n)
+}
 
 // Row looks up a column of the row; ok is false for an unknown column.
 // The value is int64, float64, string or nil (SQL NULL); other integer
@@ -49,8 +239,9 @@ type Row func(column string) (value any, ok bool)
 // Where is a compiled WHERE clause. It is immutable and safe for concurrent
 // use by multiple goroutines.
 type Where struct {
-	root whereNode // nil for an empty clause
-	cols []string
+	root  whereNode // nil for an empty clause
+	cols  []string
+	steps int64 // the node steps of one row: no node is evaluated twice
 }
 
 // CompileWhere parses a WHERE clause; an empty clause matches every row.
@@ -74,16 +265,119 @@ func CompileWhere(clause string) (*Where, error) {
 	if t := p.peek(); t.kind != whereTEOF {
 		return nil, p.errorf(t, "unexpected %s after the expression", t.describe())
 	}
-	return &Where{root: root, cols: p.cols}, nil
+	nodes, steps := whereCountNodes(root)
+	if nodes > whereMaxNodes {
+		return nil, fmt.Errorf("%w: clause has %d nodes, the limit is %d", ErrBadWhere, nodes, whereMaxNodes)
+	}
+	return &Where{root: root, cols: p.cols, steps: int64(steps)}, nil
 }
 
-// Match evaluates the clause over r. A nil or empty Where matches every row.
-// The only evaluation error is a column that r does not know.
+// whereCountNodes returns the number of nodes of a compiled clause and the
+// steps they cost: 1 each, more for the dearer kinds (arithmetic 4, || 3;
+// LIKE and GLOB, ABS and unary minus 2), so that a step stays near the same
+// CPU time whatever the node.
+func whereCountNodes(n whereNode) (nodes, steps int) {
+	var walk func(n whereNode)
+	walk = func(n whereNode) {
+		nodes++
+		steps++
+		switch n := n.(type) {
+		case *whereNeg:
+			steps++
+			walk(n.x)
+		case *whereNot:
+			walk(n.x)
+		case *whereLogic:
+			for _, x := range n.xs {
+				walk(x)
+			}
+		case *whereCmpNode:
+			walk(n.l)
+			walk(n.r)
+		case *whereIs:
+			walk(n.l)
+			walk(n.r)
+		case *whereArithNode:
+			steps += 3
+			walk(n.l)
+			walk(n.r)
+		case *whereConcat:
+			steps += 2
+			walk(n.l)
+			walk(n.r)
+		case *whereIn:
+			walk(n.x)
+			if n.ints != nil { // a lookup: the elements are not evaluated
+				nodes += len(n.list)
+				break
+			}
+			for _, x := range n.list {
+				walk(x)
+			}
+		case *whereBetween:
+			walk(n.x)
+			walk(n.lo)
+			walk(n.hi)
+		case *whereLike:
+			steps++
+			walk(n.x)
+			walk(n.pat)
+		case *whereFunc:
+			if n.name == "ABS" {
+				steps++
+			}
+			for _, x := range n.args {
+				walk(x)
+			}
+		}
+	}
+	walk(n)
+	return nodes, steps
+}
+
+// whereIntSet returns the elements of an IN list as a set if they are all
+// integer literals, and nil otherwise.
+func whereIntSet(list []whereNode) map[int64]struct{} {
+	set := make(map[int64]struct{}, len(list))
+	for _, e := range list {
+		lit, ok := e.(*whereLit)
+		if !ok || lit.v.kind != whereInt {
+			return nil
+		}
+		set[lit.v.i] = struct{}{}
+	}
+	return set
+}
+
+// Match evaluates the clause over r with no budget and no context: the
+// value and pattern caps still hold, but nothing bounds the total work, so
+// a query over many rows should use MatchBudget. A nil or empty Where
+// matches every row.
 func (w *Where) Match(r Row) (bool, error) {
+	return w.MatchBudget(r, nil)
+}
+
+// MatchBudget evaluates the clause over r, charging its work to b (nil: no
+// limit). Errors wrap ErrBadWhere (an unknown column, a computed pattern over
+// MaxWherePatternBytes), ErrWhereTooLarge, ErrWhereBudget, or the error of
+// b's context once it is done.
+func (w *Where) MatchBudget(r Row, b *Budget) (bool, error) {
+	if b != nil && b.err != nil {
+		return false, b.err
+	}
 	if w == nil || w.root == nil {
 		return true, nil
 	}
-	v, err := w.root.eval(r)
+	// Every node costs a step, charged for the row up front rather than
+	// node by node, which is an upper bound (AND and OR stop early) and
+	// keeps the per-node cost of budgeting to nothing.
+	if err := b.spend(w.steps); err != nil {
+		return false, err
+	}
+	v, err := w.root.eval(r, b)
+	if err == nil {
+		err = b.bytes(whereNumberCost * v.textLen())
+	}
 	if err != nil {
 		return false, err
 	}
@@ -111,7 +405,7 @@ const (
 )
 
 // whereValue is a SQL value. A struct rather than an any so that evaluating
-// a row does not allocate.
+// a row does not allocate. Only text values have a non-empty s.
 type whereValue struct {
 	kind whereKind
 	i    int64
@@ -181,6 +475,10 @@ func whereFloat64(f float64) whereValue {
 	}
 	return whereFloatVal(f)
 }
+
+// textLen is the length of a string value, the bytes a numeric reading
+// of it may scan; 0 for other kinds, whose s is always empty.
+func (v whereValue) textLen() int { return len(v.s) }
 
 // truth is SQLite's notion of a true WHERE result: NULL is false and a
 // string counts by its numeric prefix ('1abc' is true, 'abc' false).
@@ -289,16 +587,113 @@ func whereScanNumber(s string) (start, end int, isInt, ok bool) {
 	return start, i, isInt, true
 }
 
+// whereNumeralMax is the longest numeral handed to strconv as it is. A
+// string column can hold a megabyte of digits, and strconv, linear but
+// slow on such numerals, also copies all of one into its range error.
+const whereNumeralMax = 64
+
 // whereParseNumber converts a string whereScanNumber accepted. Integers too
 // big for int64 become floats, as in SQLite.
 func whereParseNumber(num string, isInt bool) whereValue {
 	if isInt {
-		if i, err := strconv.ParseInt(num, 10, 64); err == nil {
-			return whereIntVal(i)
+		if v, ok := whereParseInt(num); ok {
+			return v
 		}
+	}
+	if len(num) > whereNumeralMax {
+		num = whereShortNumeral(num)
 	}
 	f, _ := strconv.ParseFloat(num, 64) // syntax already checked; range errors give ±Inf
 	return whereFloat64(f)
+}
+
+// whereParseInt is strconv.ParseInt(num, 10, 64) for an integer numeral
+// (sign and digits), without its error path.
+func whereParseInt(num string) (whereValue, bool) {
+	neg := num[0] == '-'
+	if num[0] == '+' || num[0] == '-' {
+		num = num[1:]
+	}
+	num = strings.TrimLeft(num, "0")
+	if len(num) > 19 { // 19 digits cannot overflow a uint64
+		return whereValue{}, false
+	}
+	var u uint64
+	for i := 0; i < len(num); i++ {
+		u = u*10 + uint64(num[i]-'0')
+	}
+	switch {
+	case !neg && u <= math.MaxInt64:
+		return whereIntVal(int64(u)), true
+	case neg && u <= 1<<63:
+		return whereIntVal(int64(-u)), true // -(1<<63) wraps to MinInt64
+	}
+	return whereValue{}, false
+}
+
+// whereShortNumeral rewrites a numeral whereScanNumber accepted as
+// [-]0.DIGITSeEXP with at most 800 significant digits, plus a final 1 when
+// nonzero digits were dropped. ParseFloat gives the same float for both:
+// it keeps 800 digits and such a flag itself, enough to round exactly (a
+// point halfway between two float64s has at most 767 significant digits).
+func whereShortNumeral(num string) string {
+	const keep = 800
+	b := make([]byte, 0, keep+32)
+	i := 0
+	if num[0] == '+' || num[0] == '-' {
+		if num[0] == '-' {
+			b = append(b, '-')
+		}
+		i++
+	}
+	b = append(b, '0', '.')
+	exp := 0 // the value is 0.DIGITS times 10^exp
+	n, point, dropped := 0, false, false
+	for ; i < len(num) && num[i] != 'e' && num[i] != 'E'; i++ {
+		switch c := num[i]; {
+		case c == '.':
+			point = true
+		case c == '0' && n == 0: // a leading zero
+			if point {
+				exp--
+			}
+		default:
+			if !point {
+				exp++
+			}
+			if n < keep {
+				b, n = append(b, c), n+1
+			} else if c != '0' {
+				dropped = true
+			}
+		}
+	}
+	if n == 0 {
+		return string(b[:len(b)-1]) // [-]0.
+	}
+	if dropped {
+		b = append(b, '1')
+	}
+	if i < len(num) { // the exponent: [eE][+-]digits
+		i++
+		neg := num[i] == '-'
+		if num[i] == '+' || num[i] == '-' {
+			i++
+		}
+		e := 0
+		for ; i < len(num); i++ {
+			if e < 1e8 { // saturate: far past any float64 already
+				e = e*10 + int(num[i]-'0')
+			}
+		}
+		if neg {
+			e = -e
+		}
+		exp += e
+	}
+	exp = min(max(exp, -1000), 1000) // 0 and ±Inf already
+	b = append(b, 'e')
+	return string(strconv.AppendInt(b, int64(exp), 10))
 }
 
 // whereNumPrefix is SQLite's string-to-number cast: the longest numeric
@@ -463,24 +858,49 @@ func whereFoldEq(a, b string) bool {
 
 // whereLikeMatch reports whether s matches the LIKE pattern pat: % is any
 // run, _ any one character; esc, if not -1, makes the next pattern character
-// literal. It keeps one backtrack point (the last %), which is enough for
-// these wildcards and bounds the work to len(pat)*len(s).
-func whereLikeMatch(pat, s string, esc rune) bool {
+// literal. Every other pattern character, _ and escaped ones included,
+// matches exactly one character of s, so one backtrack point (the last %)
+// is enough. Each backtrack moves its start in s one character on, and
+// between two backtracks the loop walks the pattern at most once, so it
+// runs O(len(pat)*len(s)) times whatever the pattern. The iterations are
+// charged to b.
+func whereLikeMatch(pat, s string, esc rune, b *Budget) (bool, error) {
 	pi, si := 0, 0
 	starP, starS := -1, 0
+	work := int64(0)
 	for si < len(s) {
+		if work++; work >= whereMatchChunk {
+			if err := b.spend(work / whereMatchPerStep); err != nil {
+				return false, err
+			}
+			work %= whereMatchPerStep
+		}
 		if pi < len(pat) {
+			// The common case, ASCII on both sides and no escape.
+			if pb, sb := pat[pi], s[si]; pb < utf8.RuneSelf && sb < utf8.RuneSelf && rune(pb) != esc {
+				switch {
+				case pb == '%':
+					pi++
+					starP, starS = pi, si
+					continue
+				case pb == '_' || whereLowerASCII(pb) == whereLowerASCII(sb):
+					pi, si = pi+1, si+1
+					continue
+				}
+				goto mismatch
+			}
+			work += whereMatchWide - 1
 			pc, pn := utf8.DecodeRuneInString(pat[pi:])
 			literal := false
 			if esc >= 0 && pc == esc {
 				if pi+pn >= len(pat) {
-					return false // a dangling escape matches nothing
+					return false, nil // a dangling escape matches nothing
 				}
 				pi += pn
 				pc, pn = utf8.DecodeRuneInString(pat[pi:])
 				literal = true
 			}
-			_, sn := utf8.DecodeRuneInString(s[si:])
+			sc, sn := utf8.DecodeRuneInString(s[si:])
 			switch {
 			case !literal && pc == '%':
 				pi += pn
@@ -489,36 +909,55 @@ func whereLikeMatch(pat, s string, esc rune) bool {
 			case !literal && pc == '_':
 				pi, si = pi+pn, si+sn
 				continue
-			case whereFoldEq(pat[pi:pi+pn], s[si:si+sn]):
+			case (pc == sc && pc != utf8.RuneError) || whereFoldEq(pat[pi:pi+pn], s[si:si+sn]):
 				pi, si = pi+pn, si+sn
 				continue
 			}
 		}
+	mismatch:
 		if starP < 0 {
-			return false
+			return false, nil
 		}
 		_, sn := utf8.DecodeRuneInString(s[starS:])
 		starS += sn
 		pi, si = starP, starS
 	}
+	if work >= whereMatchPerStep {
+		if err := b.spend(work / whereMatchPerStep); err != nil {
+			return false, err
+		}
+	}
 	for pi < len(pat) {
 		if (esc >= 0 && rune(pat[pi]) == esc) || pat[pi] != '%' {
-			return false
+			return false, nil
 		}
 		pi++
 	}
-	return true
+	return true, nil
 }
 
 // whereGlobMatch reports whether s matches the GLOB pattern pat: * any run,
 // ? any one character, [...] a character class ([^...] negated, a-z ranges).
 // Case-sensitive. A class without its closing ] matches nothing, as in SQLite.
-func whereGlobMatch(pat, s string) bool {
+// As in whereLikeMatch, everything but * matches exactly one character (a
+// class too), so the work is O(len(pat)*len(s)); scanning a class counts
+// as its length in iterations.
+func whereGlobMatch(pat, s string, b *Budget) (bool, error) {
 	pi, si := 0, 0
 	starP, starS := -1, 0
+	work := int64(0)
 	for si < len(s) {
+		if work++; work >= whereMatchChunk {
+			if err := b.spend(work / whereMatchPerStep); err != nil {
+				return false, err
+			}
+			work %= whereMatchPerStep
+		}
 		if pi < len(pat) {
 			sc, sn := utf8.DecodeRuneInString(s[si:])
+			if sn > 1 || pat[pi] >= utf8.RuneSelf {
+				work += whereMatchWide - 1
+			}
 			switch pat[pi] {
 			case '*':
 				pi++
@@ -530,8 +969,9 @@ func whereGlobMatch(pat, s string) bool {
 			case '[':
 				end, ok := whereGlobClass(pat, pi, sc)
 				if end < 0 {
-					return false
+					return false, nil
 				}
+				work += int64(end - pi)
 				if ok {
 					pi, si = end, si+sn
 					continue
@@ -545,16 +985,21 @@ func whereGlobMatch(pat, s string) bool {
 			}
 		}
 		if starP < 0 {
-			return false
+			return false, nil
 		}
 		_, sn := utf8.DecodeRuneInString(s[starS:])
 		starS += sn
 		pi, si = starP, starS
 	}
+	if work >= whereMatchPerStep {
+		if err := b.spend(work / whereMatchPerStep); err != nil {
+			return false, err
+		}
+	}
 	for pi < len(pat) && pat[pi] == '*' {
 		pi++
 	}
-	return pi == len(pat)
+	return pi == len(pat), nil
 }
 
 // whereGlobClass matches c against the class starting at pat[pi] == '['. It
@@ -994,6 +1439,9 @@ func (p *whereParser) parsePostfix(l whereNode, not bool) (whereNode, error) {
 			if p.peek().isKw("SELECT") {
 				return nil, p.errorf(p.peek(), "subqueries are not supported")
 			}
+			if len(n.list) == whereMaxInList {
+				return nil, p.errorf(p.peek(), "IN list longer than %d elements", whereMaxInList)
+			}
 			y, err := p.parseExpr()
 			if err != nil {
 				return nil, err
@@ -1004,11 +1452,16 @@ func (p *whereParser) parsePostfix(l whereNode, not bool) (whereNode, error) {
 			}
 			p.next()
 		}
+		n.ints = whereIntSet(n.list)
 		return n, p.expectOp(")")
 	case "LIKE", "GLOB":
+		pt := p.peek()
 		pat, err := p.parseRelational()
 		if err != nil {
 			return nil, err
+		}
+		if lit, ok := pat.(*whereLit); ok && lit.v.kind != whereNull && len(lit.v.text()) > MaxWherePatternBytes {
+			return nil, p.errorf(pt, "%s pattern is %d bytes, the limit is %d", t.text, len(lit.v.text()), MaxWherePatternBytes)
 		}
 		n := &whereLike{x: l, pat: pat, esc: -1, glob: t.text == "GLOB", not: not}
 		if p.peek().isKw("ESCAPE") {
@@ -1219,17 +1672,19 @@ func (p *whereParser) parseCall(name whereTok) (whereNode, error) {
 
 // ---- evaluation ----
 
+// whereNode is a compiled expression. eval charges b the string work it
+// does, before doing it (MatchBudget charges the nodes themselves).
 type whereNode interface {
-	eval(r Row) (whereValue, error)
+	eval(r Row, b *Budget) (whereValue, error)
 }
 
 type whereLit struct{ v whereValue }
 
-func (n *whereLit) eval(Row) (whereValue, error) { return n.v, nil }
+func (n *whereLit) eval(Row, *Budget) (whereValue, error) { return n.v, nil }
 
 type whereCol struct{ name string }
 
-func (n *whereCol) eval(r Row) (whereValue, error) {
+func (n *whereCol) eval(r Row, b *Budget) (whereValue, error) {
 	if r == nil {
 		return whereValue{}, fmt.Errorf("%w: unknown column %q", ErrBadWhere, n.name)
 	}
@@ -1242,9 +1697,12 @@ func (n *whereCol) eval(r Row) (whereValue, error) {
 
 type whereNeg struct{ x whereNode }
 
-func (n *whereNeg) eval(r Row) (whereValue, error) {
-	v, err := n.x.eval(r)
+func (n *whereNeg) eval(r Row, b *Budget) (whereValue, error) {
+	v, err := n.x.eval(r, b)
 	if err != nil || v.kind == whereNull {
+		return whereValue{}, err
+	}
+	if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
 		return whereValue{}, err
 	}
 	v = v.numeric()
@@ -1259,9 +1717,12 @@ func (n *whereNeg) eval(r Row) (whereValue, error) {
 
 type whereNot struct{ x whereNode }
 
-func (n *whereNot) eval(r Row) (whereValue, error) {
-	v, err := n.x.eval(r)
+func (n *whereNot) eval(r Row, b *Budget) (whereValue, error) {
+	v, err := n.x.eval(r, b)
 	if err != nil || v.kind == whereNull {
+		return whereValue{}, err
+	}
+	if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
 		return whereValue{}, err
 	}
 	return whereBool(!v.truth()), nil
@@ -1274,16 +1735,27 @@ type whereLogic struct {
 	xs []whereNode
 }
 
-func (n *whereLogic) eval(r Row) (whereValue, error) {
+func (n *whereLogic) eval(r Row, b *Budget) (whereValue, error) {
 	sawNull := false
 	for _, x := range n.xs {
-		v, err := x.eval(r)
+		v, err := x.eval(r, b)
 		if err != nil {
 			return whereValue{}, err
 		}
 		if v.kind == whereNull {
 			sawNull = true
-		} else if v.truth() == n.or {
+			continue
+		}
+		if v.kind == whereInt { // the result of a comparison: no call
+			if (v.i != 0) == n.or {
+				return whereBool(n.or), nil
+			}
+			continue
+		}
+		if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
+			return whereValue{}, err
+		}
+		if v.truth() == n.or {
 			return whereBool(n.or), nil
 		}
 	}
@@ -1309,12 +1781,20 @@ type whereCmpNode struct {
 	l, r whereNode
 }
 
-func (n *whereCmpNode) eval(r Row) (whereValue, error) {
-	a, b, err := whereEval2(r, n.l, n.r)
-	if err != nil || a.kind == whereNull || b.kind == whereNull {
+func (n *whereCmpNode) eval(r Row, b *Budget) (whereValue, error) {
+	x, y, err := whereEval2(r, b, n.l, n.r)
+	if err != nil || x.kind == whereNull || y.kind == whereNull {
 		return whereValue{}, err
 	}
-	c := whereCompare(a, b)
+	var c int
+	if x.kind == whereInt && y.kind == whereInt { // the common case, inline
+		c = whereCmp3(x.i < y.i, x.i > y.i)
+	} else {
+		if err := b.compare(x, y); err != nil {
+			return whereValue{}, err
+		}
+		c = whereCompare(x, y)
+	}
 	switch n.op {
 	case whereEQ:
 		return whereBool(c == 0), nil
@@ -1330,11 +1810,12 @@ func (n *whereCmpNode) eval(r Row) (whereValue, error) {
 	return whereBool(c >= 0), nil
 }
 
-func whereEval2(r Row, l, rt whereNode) (a, b whereValue, err error) {
-	if a, err = l.eval(r); err != nil {
+// whereEval2 evaluates the operands of a binary node.
+func whereEval2(r Row, b *Budget, l, rt whereNode) (x, y whereValue, err error) {
+	if x, err = l.eval(r, b); err != nil {
 		return
 	}
-	b, err = rt.eval(r)
+	y, err = rt.eval(r, b)
 	return
 }
 
@@ -1344,17 +1825,20 @@ type whereIs struct {
 	not  bool
 }
 
-func (n *whereIs) eval(r Row) (whereValue, error) {
-	a, b, err := whereEval2(r, n.l, n.r)
+func (n *whereIs) eval(r Row, b *Budget) (whereValue, error) {
+	x, y, err := whereEval2(r, b, n.l, n.r)
 	if err != nil {
 		return whereValue{}, err
 	}
 	var eq bool
 	switch {
-	case a.kind == whereNull || b.kind == whereNull:
-		eq = a.kind == b.kind
+	case x.kind == whereNull || y.kind == whereNull:
+		eq = x.kind == y.kind
 	default:
-		eq = whereCompare(a, b) == 0
+		if err := b.compare(x, y); err != nil {
+			return whereValue{}, err
+		}
+		eq = whereCompare(x, y) == 0
 	}
 	return whereBool(eq != n.not), nil
 }
@@ -1364,22 +1848,29 @@ type whereArithNode struct {
 	l, r whereNode
 }
 
-func (n *whereArithNode) eval(r Row) (whereValue, error) {
-	a, b, err := whereEval2(r, n.l, n.r)
-	if err != nil || a.kind == whereNull || b.kind == whereNull {
+func (n *whereArithNode) eval(r Row, b *Budget) (whereValue, error) {
+	x, y, err := whereEval2(r, b, n.l, n.r)
+	if err != nil || x.kind == whereNull || y.kind == whereNull {
 		return whereValue{}, err
 	}
-	return whereArith(n.op, a.numeric(), b.numeric()), nil
+	if err := b.bytes(whereNumberCost * (x.textLen() + y.textLen())); err != nil {
+		return whereValue{}, err
+	}
+	return whereArith(n.op, x.numeric(), y.numeric()), nil
 }
 
 type whereConcat struct{ l, r whereNode }
 
-func (n *whereConcat) eval(r Row) (whereValue, error) {
-	a, b, err := whereEval2(r, n.l, n.r)
-	if err != nil || a.kind == whereNull || b.kind == whereNull {
+func (n *whereConcat) eval(r Row, b *Budget) (whereValue, error) {
+	x, y, err := whereEval2(r, b, n.l, n.r)
+	if err != nil || x.kind == whereNull || y.kind == whereNull {
 		return whereValue{}, err
 	}
-	return whereTextVal(a.text() + b.text()), nil
+	xs, ys := x.text(), y.text()
+	if err := b.build(len(xs) + len(ys)); err != nil {
+		return whereValue{}, err
+	}
+	return whereTextVal(xs + ys), nil
 }
 
 // whereIn is x [NOT] IN (list): true if some element equals x; otherwise
@@ -1387,26 +1878,39 @@ func (n *whereConcat) eval(r Row) (whereValue, error) {
 type whereIn struct {
 	x    whereNode
 	list []whereNode
+	// ints is the list as a set when it is all integer literals (a pasted
+	// selection of ids): an integer x is then looked up, not compared with
+	// each element, so a long list costs a step, not one per element.
+	ints map[int64]struct{}
 	not  bool
 }
 
-func (n *whereIn) eval(r Row) (whereValue, error) {
+func (n *whereIn) eval(r Row, b *Budget) (whereValue, error) {
 	if len(n.list) == 0 {
 		return whereBool(n.not), nil
 	}
-	v, err := n.x.eval(r)
+	v, err := n.x.eval(r, b)
 	if err != nil || v.kind == whereNull {
 		return whereValue{}, err
 	}
+	if n.ints != nil && v.kind == whereInt {
+		_, ok := n.ints[v.i]
+		return whereBool(ok != n.not), nil
+	}
 	sawNull := false
 	for _, e := range n.list {
-		w, err := e.eval(r)
+		w, err := e.eval(r, b)
 		if err != nil {
 			return whereValue{}, err
 		}
 		if w.kind == whereNull {
 			sawNull = true
-		} else if whereCompare(v, w) == 0 {
+			continue
+		}
+		if err := b.compare(v, w); err != nil {
+			return whereValue{}, err
+		}
+		if whereCompare(v, w) == 0 {
 			return whereBool(!n.not), nil
 		}
 	}
@@ -1422,17 +1926,27 @@ type whereBetween struct {
 }
 
 // eval is x >= lo AND x <= hi, with the same NULL rules as that expansion.
-func (n *whereBetween) eval(r Row) (whereValue, error) {
-	v, lo, err := whereEval2(r, n.x, n.lo)
+func (n *whereBetween) eval(r Row, b *Budget) (whereValue, error) {
+	v, lo, err := whereEval2(r, b, n.x, n.lo)
 	if err != nil {
 		return whereValue{}, err
 	}
-	hi, err := n.hi.eval(r)
+	hi, err := n.hi.eval(r, b)
 	if err != nil {
 		return whereValue{}, err
 	}
 	if v.kind == whereNull {
 		return whereValue{}, nil
+	}
+	if lo.kind != whereNull {
+		if err := b.compare(v, lo); err != nil {
+			return whereValue{}, err
+		}
+	}
+	if hi.kind != whereNull {
+		if err := b.compare(v, hi); err != nil {
+			return whereValue{}, err
+		}
 	}
 	// Each bound is true, false, or unknown (NULL).
 	loOK, loNull := lo.kind != whereNull && whereCompare(v, lo) >= 0, lo.kind == whereNull
@@ -1453,16 +1967,34 @@ type whereLike struct {
 	not    bool
 }
 
-func (n *whereLike) eval(r Row) (whereValue, error) {
-	v, p, err := whereEval2(r, n.x, n.pat)
+// errPattern is the error of a computed pattern over MaxWherePatternBytes.
+func (n *whereLike) errPattern(size int) error {
+	op := "LIKE"
+	if n.glob {
+		op = "GLOB"
+	}
+	return fmt.Errorf("%w: %s pattern is %d bytes, the limit is %d", ErrBadWhere, op, size, MaxWherePatternBytes)
+}
+
+func (n *whereLike) eval(r Row, b *Budget) (whereValue, error) {
+	v, p, err := whereEval2(r, b, n.x, n.pat)
 	if err != nil || v.kind == whereNull || p.kind == whereNull {
 		return whereValue{}, err
 	}
+	// Literal patterns were checked at compile time; computed ones, such as
+	// a column or a concatenation, can only be checked now.
+	pat := p.text()
+	if len(pat) > MaxWherePatternBytes {
+		return whereValue{}, n.errPattern(len(pat))
+	}
 	var ok bool
 	if n.glob {
-		ok = whereGlobMatch(p.text(), v.text())
+		ok, err = whereGlobMatch(pat, v.text(), b)
 	} else {
-		ok = whereLikeMatch(p.text(), v.text(), n.esc)
+		ok, err = whereLikeMatch(pat, v.text(), n.esc, b)
+	}
+	if err != nil {
+		return whereValue{}, err
 	}
 	return whereBool(ok != n.not), nil
 }
@@ -1472,30 +2004,44 @@ type whereFunc struct {
 	args []whereNode
 }
 
-func (n *whereFunc) eval(r Row) (whereValue, error) {
+func (n *whereFunc) eval(r Row, b *Budget) (whereValue, error) {
 	if n.name == "COALESCE" || n.name == "IFNULL" {
 		// Lazy, like SQLite: later arguments are not evaluated.
 		for _, a := range n.args {
-			v, err := a.eval(r)
+			v, err := a.eval(r, b)
 			if err != nil || v.kind != whereNull {
 				return v, err
 			}
 		}
 		return whereValue{}, nil
 	}
-	v, err := n.args[0].eval(r)
+	v, err := n.args[0].eval(r, b)
 	if err != nil || v.kind == whereNull {
 		return whereValue{}, err
 	}
 	switch n.name {
-	case "LOWER":
-		return whereTextVal(whereMapASCII(v.text(), 'A', 'Z', 'a'-'A')), nil
-	case "UPPER":
-		return whereTextVal(whereMapASCII(v.text(), 'a', 'z', 'A'-'a')), nil
+	case "LOWER", "UPPER":
+		s := v.text()
+		// Checked whether or not a letter changes: the result is a new
+		// value of that size as far as the caller can tell.
+		if err := b.build(len(s)); err != nil {
+			return whereValue{}, err
+		}
+		if n.name == "LOWER" {
+			return whereTextVal(whereMapASCII(s, 'A', 'Z', 'a'-'A')), nil
+		}
+		return whereTextVal(whereMapASCII(s, 'a', 'z', 'A'-'a')), nil
 	case "LENGTH":
-		return whereIntVal(int64(utf8.RuneCountInString(v.text()))), nil
+		s := v.text()
+		if err := b.bytes(whereRuneCost * len(s)); err != nil {
+			return whereValue{}, err
+		}
+		return whereIntVal(int64(utf8.RuneCountInString(s))), nil
 	}
 	// ABS
+	if err := b.bytes(whereNumberCost * v.textLen()); err != nil {
+		return whereValue{}, err
+	}
 	v = v.numeric()
 	switch {
 	case v.kind == whereFloat:
