@@ -3,6 +3,7 @@ package coalition
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"sort"
 	"strconv"
@@ -394,10 +395,15 @@ func compileWhere(c *gin.Context) (*Where, error) {
 	return w, nil
 }
 
-// whereError maps an evaluation error to the edge's sentinels.
+// whereError maps an evaluation error to the edge's sentinels: a value
+// built too large is a 413; a clause that needs more work than a query may
+// spend, or is malformed, a 400 (the same query would fail again: the
+// client narrows it); a client that went away, or a deadline, as is.
 func whereError(err error) error {
 	switch {
-	case errors.Is(err, ErrBadWhere):
+	case errors.Is(err, ErrWhereTooLarge):
+		return fmt.Errorf("%w: where_clause: %v", raftstore.ErrTooLarge, err)
+	case errors.Is(err, ErrWhereBudget), errors.Is(err, ErrBadWhere):
 		return apierr.Bad("where_clause: %v", err)
 	}
 	return err
@@ -409,12 +415,15 @@ func whereError(err error) error {
 // the clause sees them (it could otherwise probe environment values).
 func (h *Handler) scanWhere(c *gin.Context, r *call, w *Where, match func(client.Job) bool) error {
 	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
+	// One budget for the whole query: its steps over every row, and the
+	// request's context (a client that leaves stops the evaluation).
+	budget := NewBudget(c.Request.Context(), DefaultWhereSteps)
 	for after, more := int64(0), true; more; {
 		var page []raftstore.Job
 		page, after, more = st.JobsAfter(after, raftstore.ScanLimit, keep)
 		for k := range page {
 			row := renderJob(&page[k], redact)
-			ok, err := w.Match(jobColumn(row))
+			ok, err := w.MatchBudget(jobColumn(row), budget)
 			if err != nil {
 				return whereError(err)
 			}
@@ -449,31 +458,31 @@ func (h *Handler) whereJobs(c *gin.Context, r *call) error {
 	if hi >= 0 {
 		win.Limit = max(hi-win.Offset, 0)
 	}
-	// The first page decides the status: an error found there is a 4xx,
-	// one found after rows were sent aborts the reply.
-	var arr *jsonstream.Array
+	// The clause is evaluated over every job before anything is sent, so
+	// that an error (a value too large, the budget spent) is a status, not
+	// a reply cut short; only the ids of the window are kept (8 bytes a
+	// match), then their rows are streamed.
+	var ids []int64
 	var i int64
 	err = h.scanWhere(c, r, w, func(row client.Job) bool {
 		in, next := win.Take(i)
 		i++
 		if in {
-			if arr == nil {
-				arr = startList(c)
-			}
-			if arr.Add(row) != nil {
-				return false
-			}
+			ids = append(ids, row.ID)
 		}
 		return next
 	})
-	if arr == nil {
-		if err != nil {
-			return err
-		}
-		reply(c, []client.Job{})
-		return nil
+	if err != nil {
+		return err
 	}
-	arr.Close(err)
+	st, redact := h.store.State(), r.p.Redacted()
+	arr := startList(c)
+	for _, id := range ids {
+		if j, ok := st.Job(id); ok && arr.Add(renderJob(&j, redact)) != nil {
+			break
+		}
+	}
+	arr.Close(nil)
 	return nil
 }
 
