@@ -3,6 +3,8 @@ package coordinator
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -12,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/internal/tlsconfig/tlstest"
 )
 
 // startLimited starts an insecure one-node coordinator with these HTTP
@@ -88,6 +92,59 @@ func TestOversizedHeaderIsRefused(t *testing.T) {
 		t.Fatalf("oversized header: %v %v", resp, err)
 	}
 	resp.Body.Close()
+}
+
+// TestConnCapsUnderTLS checks the caps beneath HTTPS: the server sees
+// *tls.Conn, whose idle state must still reach the limiter, and a refused
+// connection is closed without a plain-text reply a TLS client could not
+// read.
+func TestConnCapsUnderTLS(t *testing.T) {
+	farm := tlstest.NewCA(t, "farm")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := NewServer(ServerConfig{
+		Node: Config{
+			NodeID: "s1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(), Bootstrap: true,
+			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+			LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(), TLS: farm.Client(),
+		},
+		HTTPTLS: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{farm.Issue(t, "s1", "127.0.0.1").TLS}},
+		Auth:    auth.Config{Insecure: true},
+		HTTP:    HTTPLimits{MaxConnsPerIP: 2},
+	})
+	if err != nil {
+		ln.Close()
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		_ = srv.Close()
+		<-served
+	})
+	addr := ln.Addr().String()
+	clientTLS := farm.Client()
+	clientTLS.ServerName = "127.0.0.1"
+	for range 2 {
+		c := tls.Client(dialFrom(t, "127.0.0.2", addr), clientTLS)
+		if s := get(t, c); s != http.StatusNotFound { // the API has nothing at /
+			t.Fatalf("status %d over HTTPS", s)
+		}
+	}
+	waitStats(t, srv.conns, "two idle TLS connections", func(st connStats) bool { return st.Open == 2 && st.Idle == 2 })
+	c := dialFrom(t, "127.0.0.2", addr)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if b, err := io.ReadAll(c); len(b) != 0 || err != nil && !errors.Is(err, syscall.ECONNRESET) {
+		t.Fatalf("a refused TLS connection got %q, %v", b, err)
+	}
+	if st := srv.conns.Stats(); st.RefusedPerIP != 1 {
+		t.Fatalf("stats %+v", st)
+	}
 }
 
 // flood is an attacker holding connections open from a few loopback
