@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	_ "net/http/pprof" // served only with ServerConfig.Pprof
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -63,6 +64,9 @@ type ServerConfig struct {
 	OnAdminToken func(client.Token)
 	// Retention bounds the attempt records and lost workers kept.
 	Retention Retention
+	// HTTP bounds the API's connections: timeouts, header size and
+	// connection caps (see HTTPLimits for the defaults).
+	HTTP HTTPLimits
 }
 
 // Server is a coordinator: a Raft node, the REST API and, while leader, the
@@ -77,6 +81,7 @@ type Server struct {
 	auth   *auth.Authenticator
 	routes *auth.Table
 	store  *store
+	conns  *connLimiter // counts and caps the API's connections
 
 	httpSrv *http.Server
 	stop    chan struct{}
@@ -113,6 +118,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		log:    cfg.Node.Logger,
 		stop:   make(chan struct{}),
 	}
+	s.limitHTTP()
 	if cfg.Auth.Insecure {
 		s.log.Warn("ACCESS CONTROL IS OFF (--insecure): anyone who reaches this coordinator may run any command on every render node, read every job and change the cluster")
 	}
@@ -144,8 +150,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.engine = e
 	// Made here, not in Serve, so Close never races with Serve over it.
 	// ReadHeaderTimeout also bounds the TLS handshake.
-	s.httpSrv = &http.Server{Handler: e, ReadHeaderTimeout: 10 * time.Second, TLSConfig: cfg.HTTPTLS,
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)} // e.g. refused TLS handshakes
+	s.httpSrv = s.cfg.HTTP.server(e, s.conns)
+	s.httpSrv.TLSConfig = cfg.HTTPTLS
+	s.httpSrv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn) // e.g. refused TLS handshakes
 	s.wg.Add(2)
 	go s.sweep()
 	go s.retain()
@@ -175,6 +182,26 @@ func bodyLimit(max int64) gin.HandlerFunc {
 	}
 }
 
+// limitHTTP fills in the HTTP limits, from the open-file limit for the
+// connection cap, and logs them.
+func (s *Server) limitHTTP() {
+	soft, hard, err := fileLimit()
+	if err != nil {
+		s.log.Warn("cannot read the open-file limit", "err", err)
+	}
+	h := s.cfg.HTTP.withDefaults(soft)
+	s.cfg.HTTP = h
+	s.conns = newConnLimiter(h, s.isPeerAddr, s.log)
+	s.conns.silent = s.cfg.HTTPTLS != nil // a TLS client could not read a plain status line
+	s.log.Info("http limits", "open_file_limit", soft, "open_file_hard_limit", hard,
+		"max_conns", h.MaxConns, "max_conns_per_ip", h.MaxConnsPerIP,
+		"read_header_timeout", h.ReadHeaderTimeout, "read_timeout", h.ReadTimeout,
+		"write_timeout", h.WriteTimeout, "idle_timeout", h.IdleTimeout, "max_header_bytes", h.MaxHeaderBytes)
+	if soft > 0 && h.MaxConns > 0 && uint64(h.MaxConns)+fdReserve > soft {
+		s.log.Warn("the open-file limit leaves little room for API connections; raise it (ulimit -n, LimitNOFILE=)", "open_file_limit", soft, "max_conns", h.MaxConns)
+	}
+}
+
 // Routes returns every route the server mounted, with its rule.
 func (s *Server) Routes() []auth.Route { return s.routes.Routes() }
 
@@ -194,6 +221,9 @@ func (s *Server) isPeer(ip net.IP) bool {
 	}
 	return false
 }
+
+// isPeerAddr is isPeer for a netip.Addr.
+func (s *Server) isPeerAddr(a netip.Addr) bool { return s.isPeer(net.IP(a.AsSlice())) }
 
 // bootstrapToken creates the first admin token of a new cluster: once this
 // node leads and the state holds no token at all, it creates one, writes
@@ -286,8 +316,10 @@ func (s *Server) Node() *Node { return s.node }
 func (s *Server) Handler() http.Handler { return s.engine }
 
 // Serve accepts API requests on ln until Close: HTTPS when
-// ServerConfig.HTTPTLS is set.
+// ServerConfig.HTTPTLS is set. Its connections are counted and capped
+// (HTTPLimits) on ln itself, beneath TLS: a refused one costs no handshake.
 func (s *Server) Serve(ln net.Listener) error {
+	ln = s.conns.Listener(ln)
 	var err error
 	if s.cfg.HTTPTLS != nil {
 		err = s.httpSrv.ServeTLS(ln, "", "") // the certificate is in TLSConfig

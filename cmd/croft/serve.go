@@ -66,6 +66,7 @@ type coordinatorFlags struct {
 	retention                                 coordinator.Retention
 	snapshotBytes, trailingBytes              int64
 	tls                                       tlsFlags
+	http                                      coordinator.HTTPLimits
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -90,6 +91,8 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.Int64Var(&f.snapshotBytes, "snapshot-bytes", coordinator.DefaultSnapshotBytes, "snapshot (and compact the Raft log) once this many bytes of entries were written since the last one (negative: by count only)")
 	fs.Int64Var(&f.trailingBytes, "trailing-bytes", coordinator.DefaultTrailingBytes, "bytes of the newest entries kept in the Raft log after a snapshot, for followers that fall behind (negative: by count only)")
 	fs.DurationVar(&f.retention.JobExpiry, "job-expiry", 0, "delete top-level jobs FINISHED for this long, with their logs and events (0: never)")
+	fs.IntVar(&f.http.MaxConnsPerIP, "max-conns-per-ip", coordinator.DefaultMaxConnsPerIP, "most API connections one client address holds (429 beyond; coordinators exempt; -1: no cap); raise it for many agents behind one NAT address")
+	fs.IntVar(&f.http.MaxConns, "max-conns", 0, "most API connections in all (0: 80% of the open-file limit minus 256; -1: no cap)")
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
 	f.tls.register(fs)
 }
@@ -243,6 +246,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 		Auth:           authCfg,
 		Limits:         f.limits,
 		Retention:      f.retention,
+		HTTP:           f.http,
 		BootstrapToken: f.bootstrap && !f.insecure,
 		AdminTokenFile: filepath.Join(f.dataDir, AdminTokenFile),
 		OnAdminToken: func(t client.Token) {
