@@ -224,7 +224,9 @@ func (c *Client) WaitLeader(ctx context.Context) (string, error) {
 // cluster, or a connection that broke after the request was sent) may only
 // when the request is idempotent: retrying a create could make two jobs.
 func retryable(err error, idempotent bool) bool {
-	if IsStatus(err, http.StatusServiceUnavailable) {
+	// 503: no leader, or the coordinator had no connection to spare; 429:
+	// too many connections from this address. Neither read the request.
+	if IsStatus(err, http.StatusServiceUnavailable) || IsStatus(err, http.StatusTooManyRequests) {
 		return true
 	}
 	var se *StatusError

@@ -336,6 +336,32 @@ func TestAdversarial(t *testing.T) {
 		}
 	})
 
+	t.Run("connections pile up", func(t *testing.T) {
+		// 1,500 connections from another address (all of 127/8 is this
+		// host): idle keep-alives and requests whose body never comes.
+		// The farm's agent (on 127.0.0.1) still gets and runs a job.
+		host := strings.TrimPrefix(f.dev.url, "http://")
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 2 * time.Second}
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for i := range 1500 {
+			c, err := d.Dial("tcp", host)
+			if err != nil {
+				break // refused: the address is over its cap
+			}
+			conns = append(conns, c)
+			if i%2 == 0 {
+				fmt.Fprintf(c, "PUT /api/jobs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 1000\r\n\r\n{", f.tokens["user"])
+			}
+		}
+		id := f.create(user, client.NewJob{Title: "through the flood", Command: "echo fine"})
+		waitJob(t, f.admin, id, "FINISHED")
+	})
+
 	if rss := f.rss(); rss > 512<<20 {
 		t.Fatalf("the dev farm ends the attacks with %d MiB resident", rss>>20)
 	}
