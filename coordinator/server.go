@@ -59,6 +59,11 @@ type ServerConfig struct {
 	BootstrapToken bool
 	// AdminTokenFile is where the bootstrap admin token is written.
 	AdminTokenFile string
+	// AdminSecret, when set, is the secret of the bootstrap admin token
+	// instead of a random one: a deployment that provisions its secrets
+	// (a container farm) gives every coordinator and agent the same one.
+	// At least 32 characters.
+	AdminSecret string
 	// OnAdminToken is told the bootstrap admin token once it exists
 	// (Secret set only when it was just created).
 	OnAdminToken func(client.Token)
@@ -105,6 +110,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		// Serving one scheme while reaching the others with the other
 		// breaks forwarding: the cluster is all-HTTPS or all-plain.
 		return nil, fmt.Errorf("coordinator: HTTPTLS and Node.TLS go together: %w", ErrSchemeMismatch)
+	}
+	if cfg.AdminSecret != "" && len(cfg.AdminSecret) < minAdminSecret {
+		return nil, fmt.Errorf("%w: the provisioned admin secret is %d characters, at least %d are needed", ErrInvalidConfig, len(cfg.AdminSecret), minAdminSecret)
 	}
 	node, err := NewNode(cfg.Node, raftstore.NewFSM())
 	if err != nil {
@@ -202,6 +210,10 @@ func (s *Server) limitHTTP() {
 	}
 }
 
+// minAdminSecret is the shortest provisioned admin secret taken: enough
+// randomness that it cannot be guessed (a drawn one has 43 characters).
+const minAdminSecret = 32
+
 // Routes returns every route the server mounted, with its rule.
 func (s *Server) Routes() []auth.Route { return s.routes.Routes() }
 
@@ -256,7 +268,7 @@ func (s *Server) ensureAdminToken() (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	t, err := admin.CreateToken(ctx, s.store, time.Now(), client.TokenRequest{Name: "admin", Role: raftstore.RoleAdmin}, "bootstrap")
+	t, err := admin.CreateTokenWithSecret(ctx, s.store, time.Now(), client.TokenRequest{Name: "admin", Role: raftstore.RoleAdmin}, "bootstrap", s.cfg.AdminSecret)
 	if err != nil {
 		return false, err
 	}

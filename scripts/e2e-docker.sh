@@ -117,7 +117,12 @@ services:
     restart: "no"
     networks: [api]
     volumes: ["shared:/shared"]
+    environment:
+      CROFT_ADMIN_TOKEN: ${CROFT_ADMIN_TOKEN}
 EOF
+# The farm's first admin token: c1 creates it with this secret, the others
+# use it (deploy/docker-compose.yml). A fresh one per run.
+export CROFT_ADMIN_TOKEN="croft_$(head -c 32 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
 
 # ---------------------------------------------------------------- up
 # Static IPs need fixed subnets; pick two free random /24s in 172.16/12 per
@@ -161,7 +166,10 @@ raft_net=$(docker network ls -q --filter "label=com.docker.compose.project=$proj
 
 # Helpers: everything talks to the cluster from the client container.
 cx() { timeout 60 docker exec "$client" "$@"; }
-get() { cx timeout 10 wget -q -O - "http://${api_ip[$1]}:19211$2" 2>/dev/null; }
+# The farm's admin token goes as ?token= (busybox wget sends no header we
+# could not also put in the URL, and the URL is the same for every helper).
+auth() { case "$1" in *\?*) echo "$1&token=$CROFT_ADMIN_TOKEN" ;; *) echo "$1?token=$CROFT_ADMIN_TOKEN" ;; esac; }
+get() { cx timeout 10 wget -q -O - "http://${api_ip[$1]}:19211$(auth "$2")" 2>/dev/null; }
 clock() { cx cat /proc/uptime | cut -d' ' -f1; } # container clock, 10 ms
 jstr() { grep -o "\"$1\":\"[^\"]*\"" <<<"$2" | head -n1 | sed 's/^.*:"\(.*\)"$/\1/'; }
 jnum() { grep -o "\"$1\":[0-9]*" <<<"$2" | head -n1 | sed 's/^.*://'; }
@@ -221,7 +229,7 @@ while [ ! -e /tmp/stop ] && [ "$i" -lt 2000 ]; do
   i=$((i + 1))
   tok="$n-$i"
   read -r t0 _ </proc/uptime
-  out=$(timeout 20 wget -q -O - --post-data "title=$tok&cmd=echo+$tok+%3E%3E+/shared/runs.txt" "http://$ip:19211/api/addjob" 2>&1)
+  out=$(timeout 20 wget -q -O - --post-data "title=$tok&cmd=echo+$tok+%3E%3E+/shared/runs.txt" "http://$ip:19211/api/addjob?token=$CROFT_ADMIN_TOKEN" 2>&1)
   rc=$?
   read -r t1 _ </proc/uptime
   case "$rc:$out" in
@@ -257,7 +265,7 @@ while [ "$i" -lt "$count" ]; do
   (
     tok="$name-$i"
     read -r t0 _ </proc/uptime
-    out=$(timeout 20 wget -q -O - --post-data "title=$tok&cmd=echo+$tok+%3E%3E+/shared/runs.txt" "http://$ip:19211/api/addjob" 2>&1)
+    out=$(timeout 20 wget -q -O - --post-data "title=$tok&cmd=echo+$tok+%3E%3E+/shared/runs.txt" "http://$ip:19211/api/addjob?token=$CROFT_ADMIN_TOKEN" 2>&1)
     rc=$?
     read -r t1 _ </proc/uptime
     case "$rc:$out" in
@@ -300,7 +308,7 @@ for n in "${nodes[@]}"; do [ "$n" != "$old" ] && survivors+=("$n"); done
 # leader exists elsewhere.
 iso_write() { # iso_write TOKEN: prints "rc t0 t1 reply"
   cx sh -c 'read -r t0 _ </proc/uptime
-    out=$(timeout 20 wget -S -q -O - --post-data "title=$1&cmd=echo+$1+%3E%3E+/shared/runs.txt" "http://$2:19211/api/addjob" 2>&1)
+    out=$(timeout 20 wget -S -q -O - --post-data "title=$1&cmd=echo+$1+%3E%3E+/shared/runs.txt" "http://$2:19211/api/addjob?token=$CROFT_ADMIN_TOKEN" 2>&1)
     rc=$?
     read -r t1 _ </proc/uptime
     echo "$rc $t0 $t1 $(echo "$out" | tr -s "\n " "  ")"' sh "$1" "${api_ip[$old]}"

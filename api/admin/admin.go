@@ -63,12 +63,20 @@ func decode(c *gin.Context, v any) error {
 // proposes it (only the secret's hash goes to the state) and returns it
 // with its secret. The coordinator uses it too, for the bootstrap token.
 func CreateToken(ctx context.Context, store Store, now time.Time, req client.TokenRequest, by string) (client.Token, error) {
+	return CreateTokenWithSecret(ctx, store, now, req, by, "")
+}
+
+// CreateTokenWithSecret is CreateToken with a given secret ("" draws one):
+// for a bootstrap admin token that the deployment provisions.
+func CreateTokenWithSecret(ctx context.Context, store Store, now time.Time, req client.TokenRequest, by, secret string) (client.Token, error) {
 	if len(req.Projects) == 0 && req.Role != raftstore.RoleAdmin {
 		req.Projects = []string{raftstore.DefaultProject}
 	}
-	secret, err := auth.NewSecret()
-	if err != nil {
-		return client.Token{}, err
+	if secret == "" {
+		var err error
+		if secret, err = auth.NewSecret(); err != nil {
+			return client.Token{}, err
+		}
 	}
 	id, err := auth.NewID()
 	if err != nil {

@@ -65,6 +65,7 @@ type coordinatorFlags struct {
 	limits                                    coalition.Limits
 	retention                                 coordinator.Retention
 	snapshotBytes, trailingBytes              int64
+	bootstrapTokenFile                        string
 	tls                                       tlsFlags
 	http                                      coordinator.HTTPLimits
 }
@@ -94,6 +95,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.IntVar(&f.http.MaxConnsPerIP, "max-conns-per-ip", coordinator.DefaultMaxConnsPerIP, "most API connections one client address holds (429 beyond; coordinators exempt; -1: no cap); raise it for many agents behind one NAT address")
 	fs.IntVar(&f.http.MaxConns, "max-conns", 0, "most API connections in all (0: 80% of the open-file limit minus 256; -1: no cap)")
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
+	fs.StringVar(&f.bootstrapTokenFile, "bootstrap-token-file", "", "with --bootstrap: the secret of the first admin token, provisioned by the deployment (else $CROFT_BOOTSTRAP_TOKEN, else a random one)")
 	f.tls.register(fs)
 }
 
@@ -219,6 +221,14 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 	if err != nil {
 		return nil, "", err
 	}
+	adminSecret := strings.TrimSpace(os.Getenv("CROFT_BOOTSTRAP_TOKEN"))
+	if f.bootstrapTokenFile != "" {
+		b, err := os.ReadFile(f.bootstrapTokenFile)
+		if err != nil {
+			return nil, "", fmt.Errorf("--bootstrap-token-file: %w", err)
+		}
+		adminSecret = strings.TrimSpace(string(b))
+	}
 	ln, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return nil, "", fmt.Errorf("http listener: %w", err)
@@ -249,6 +259,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 		HTTP:           f.http,
 		BootstrapToken: f.bootstrap && !f.insecure,
 		AdminTokenFile: filepath.Join(f.dataDir, AdminTokenFile),
+		AdminSecret:    adminSecret,
 		OnAdminToken: func(t client.Token) {
 			printAdminToken(stdout, t.Secret, f.tls.curl(), f.tls.scheme()+"://"+ln.Addr().String(), filepath.Join(f.dataDir, AdminTokenFile))
 		},
