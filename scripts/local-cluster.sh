@@ -24,15 +24,21 @@ start() { # id http raft extra...
 first=()
 [ -d "$data/c1" ] || first=(--bootstrap)
 start c1 19211 19212 "${first[@]}"
+# c1 writes the farm's admin token when it bootstraps; the others join with
+# it, and the agent and the CLI below use it.
+token="$data/c1/admin.token"
+for _ in $(seq 100); do [ -s "$token" ] && break; sleep 0.1; done
+[ -s "$token" ] || { echo "no admin token in $token (see $data/c1.log)" >&2; exit 1; }
 join=()
-[ -d "$data/c2" ] || join=(--join http://127.0.0.1:19211)
+[ -d "$data/c2" ] || join=(--join http://127.0.0.1:19211 --token-file "$token")
 start c2 19221 19222 "${join[@]}"
 start c3 19231 19232 "${join[@]}"
 bin/croft agent --coordinator http://127.0.0.1:19211,http://127.0.0.1:19221,http://127.0.0.1:19231 \
-  --name local-agent --data-dir "$data/agent" >>"$data/agent.log" 2>&1 &
+  --name local-agent --data-dir "$data/agent" --token-file "$token" >>"$data/agent.log" 2>&1 &
 pids+=($!)
 echo "agent: pid $! (log $data/agent.log)"
-sleep 2
-bin/croft cluster status --coordinator http://127.0.0.1:19221 || true
+sleep 3
+bin/croft cluster status --coordinator http://127.0.0.1:19221 --token-file "$token" || true
+echo "admin token: $token    e.g. export CROFT_TOKEN=\$(cat $token)"
 echo "Ctrl-C to stop."
 wait
