@@ -48,25 +48,12 @@ func (h *Handler) streamChildren(c *gin.Context, r *call, id int64) error {
 		return err
 	}
 	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
-	arr := startList(c)
-	var i int64
-	for after, more := int64(0), true; more; {
-		var page []raftstore.Job
-		page, after, more, _ = st.ChildrenAfter(id, after, raftstore.ScanLimit, keep)
-		for k := range page {
-			in, next := win.Take(i)
-			i++
-			if in && arr.Add(renderJob(&page[k], redact)) != nil {
-				arr.Close(nil)
-				return nil
-			}
-			if !next {
-				arr.Close(nil)
-				return nil
-			}
-		}
-	}
-	arr.Close(nil)
+	after := int64(0)
+	jsonstream.Pages(c, win, func() ([]raftstore.Job, bool) {
+		page, next, more, _ := st.ChildrenAfter(id, after, raftstore.ScanLimit, keep)
+		after = next
+		return page, more
+	}, func(j *raftstore.Job) any { return renderJob(j, redact) })
 	return nil
 }
 
@@ -106,29 +93,15 @@ func (h *Handler) workers(c *gin.Context, r *call) error {
 	if err != nil {
 		return err
 	}
-	st := h.store.State()
-	arr := startList(c)
-	var i int64
-	for after, more := "", true; more; {
-		var page []raftstore.Worker
-		page, after, more = st.WorkersAfter(after, raftstore.ScanLimit)
-		for k := range page {
-			in, next := win.Take(i)
-			i++
-			if in {
-				p, _ := h.pings.Get(page[k].Name)
-				if arr.Add(renderWorker(&page[k], p)) != nil {
-					arr.Close(nil)
-					return nil
-				}
-			}
-			if !next {
-				arr.Close(nil)
-				return nil
-			}
-		}
-	}
-	arr.Close(nil)
+	st, after := h.store.State(), ""
+	jsonstream.Pages(c, win, func() ([]raftstore.Worker, bool) {
+		page, next, more := st.WorkersAfter(after, raftstore.ScanLimit)
+		after = next
+		return page, more
+	}, func(w *raftstore.Worker) any {
+		p, _ := h.pings.Get(w.Name)
+		return renderWorker(w, p)
+	})
 	return nil
 }
 
@@ -254,26 +227,12 @@ func (h *Handler) events(c *gin.Context, r *call) error {
 	keep := func(e *raftstore.Event) bool {
 		return e.Start > cutoff && (worker == "" || e.Worker == worker) && (job <= 0 || e.JobID == job) && p.CanRead(e.Project)
 	}
-	st := h.store.State()
-	arr := startList(c)
-	var i int64
-	for after, more := int64(0), true; more; {
-		var page []raftstore.Event
-		page, after, more = st.EventsAfter(after, raftstore.ScanLimit, keep)
-		for k := range page {
-			in, next := win.Take(i)
-			i++
-			if in && arr.Add(renderEvent(&page[k])) != nil {
-				arr.Close(nil)
-				return nil
-			}
-			if !next {
-				arr.Close(nil)
-				return nil
-			}
-		}
-	}
-	arr.Close(nil)
+	st, after := h.store.State(), int64(0)
+	jsonstream.Pages(c, win, func() ([]raftstore.Event, bool) {
+		page, next, more := st.EventsAfter(after, raftstore.ScanLimit, keep)
+		after = next
+		return page, more
+	}, func(e *raftstore.Event) any { return renderEvent(e) })
 	return nil
 }
 

@@ -79,6 +79,27 @@ func (a *Array) Close(fail error) {
 	}
 }
 
+// Pages streams, as the reply, the items that page yields a page at a
+// time (more false on the last one), rendered by render, within the
+// window win. It stops early once the window is full or the client left.
+func Pages[T any](c *gin.Context, win Paging, page func() (items []T, more bool), render func(*T) any) {
+	arr := Start(c)
+	var i int64
+	for more := true; more; {
+		var items []T
+		items, more = page()
+		for k := range items {
+			in, next := win.Take(i)
+			i++
+			if (in && arr.Add(render(&items[k])) != nil) || !next {
+				arr.Close(nil)
+				return
+			}
+		}
+	}
+	arr.Close(nil)
+}
+
 // Paging is a request's window over a list: skip Offset rows, then send at
 // most Limit (-1: no limit). Croft's extension to every list route;
 // without it a client gets the whole list, streamed.
