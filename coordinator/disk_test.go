@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,31 +24,12 @@ import (
 // as startServerWith, with tune adjusting its node's Config.
 func startDiskServer(t *testing.T, dir string, tune func(*Config)) *serverTest {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := ServerConfig{WorkerTTL: time.Hour, SweepInterval: 50 * time.Millisecond, Auth: auth.Config{Insecure: true}}
-	cfg.Node = Config{
-		NodeID: "s1", DataDir: dir, RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
-		Bootstrap: true, HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond, LeaderWait: 2 * time.Second, Logger: nodeTestLogger(),
-		diskPoll: 20 * time.Millisecond,
-	}
-	if tune != nil {
-		tune(&cfg.Node)
-	}
-	srv, err := NewServer(cfg)
-	if err != nil {
-		ln.Close()
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(ln) }()
-	t.Cleanup(func() { _ = srv.Close() })
-	st := &serverTest{srv: srv, url: "http://" + ln.Addr().String()}
-	st.c = client.New(st.url)
-	nodeEventually(t, 10*time.Second, "leadership", func() (bool, string) { return srv.Node().IsLeader(), "" })
-	return st
+	return startServerIn(t, dir, ServerConfig{WorkerTTL: time.Hour, Auth: auth.Config{Insecure: true}}, func(c *Config) {
+		c.LeaderWait, c.diskPoll = 2*time.Second, 20*time.Millisecond
+		if tune != nil {
+			tune(c)
+		}
+	})
 }
 
 func TestLogSizesFollowTheLog(t *testing.T) {

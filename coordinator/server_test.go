@@ -33,14 +33,24 @@ func startServer(t *testing.T, ttl time.Duration) *serverTest {
 // SweepInterval filled in for tests).
 func startServerWith(t *testing.T, cfg ServerConfig) *serverTest {
 	t.Helper()
+	return startServerIn(t, t.TempDir(), cfg, nil)
+}
+
+// startServerIn is startServerWith on data directory dir, with tune (if
+// not nil) adjusting the node's test Config.
+func startServerIn(t *testing.T, dir string, cfg ServerConfig, tune func(*Config)) *serverTest {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg.Node = Config{
-		NodeID: "s1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
+		NodeID: "s1", DataDir: dir, RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
 		Bootstrap: true, HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(),
+	}
+	if tune != nil {
+		tune(&cfg.Node)
 	}
 	cfg.SweepInterval = 50 * time.Millisecond
 	srv, err := NewServer(cfg)
