@@ -39,15 +39,40 @@ type Principal struct {
 	// TokenID is the token's public id; "" without a token.
 	TokenID string
 
-	roles    map[string]bool
+	roles    roleSet
 	all      bool     // every project
 	projects []string // when not all
 	workers  []string // worker name patterns an agent may act as
 }
 
+// roleSet is a set of roles, a bit each: a principal is made per request.
+type roleSet uint8
+
+const (
+	roleAdmin roleSet = 1 << iota
+	roleUser
+	roleRead
+	roleAgent
+)
+
+// roleBit is role's bit; 0 for an unknown role.
+func roleBit(role string) roleSet {
+	switch role {
+	case raftstore.RoleAdmin:
+		return roleAdmin
+	case raftstore.RoleUser:
+		return roleUser
+	case raftstore.RoleRead:
+		return roleRead
+	case raftstore.RoleAgent:
+		return roleAgent
+	}
+	return 0
+}
+
 // FromToken is the principal of a token.
 func FromToken(t raftstore.Token) *Principal {
-	p := &Principal{Name: t.Name, TokenID: t.ID, roles: map[string]bool{t.Role: true}, workers: t.Workers}
+	p := &Principal{Name: t.Name, TokenID: t.ID, roles: roleBit(t.Role), workers: t.Workers}
 	for _, pr := range t.Projects {
 		if pr == raftstore.AllProjects {
 			p.all = true
@@ -65,24 +90,24 @@ func FromToken(t raftstore.Token) *Principal {
 // Insecure is the principal of every request of a farm run with
 // --insecure: an admin.
 func Insecure() *Principal {
-	return &Principal{Name: "insecure", roles: map[string]bool{raftstore.RoleAdmin: true}, all: true}
+	return &Principal{Name: "insecure", roles: roleAdmin, all: true}
 }
 
 // Trusted is the principal of a tokenless request from a trusted network:
 // the given roles on every project, as any worker.
 func Trusted(roles []string) *Principal {
-	p := &Principal{Name: "trusted network", roles: map[string]bool{}, all: true, workers: []string{"*"}}
+	p := &Principal{Name: "trusted network", all: true, workers: []string{"*"}}
 	for _, r := range roles {
-		p.roles[r] = true
+		p.roles |= roleBit(r)
 	}
 	return p
 }
 
 // Has reports whether the principal holds role.
-func (p *Principal) Has(role string) bool { return p.roles[role] }
+func (p *Principal) Has(role string) bool { return p.roles&roleBit(role) != 0 }
 
 // IsAdmin reports whether the principal may do everything.
-func (p *Principal) IsAdmin() bool { return p.roles[raftstore.RoleAdmin] }
+func (p *Principal) IsAdmin() bool { return p.roles&roleAdmin != 0 }
 
 // inProject reports whether the principal's projects include project.
 func (p *Principal) inProject(project string) bool {
@@ -102,25 +127,25 @@ func (p *Principal) inProject(project string) bool {
 
 // CanRead reports whether the principal may read project's work.
 func (p *Principal) CanRead(project string) bool {
-	return p.IsAdmin() || ((p.roles[raftstore.RoleUser] || p.roles[raftstore.RoleRead]) && p.inProject(project))
+	return p.IsAdmin() || (p.roles&(roleUser|roleRead) != 0 && p.inProject(project))
 }
 
 // CanWrite reports whether the principal may submit and control work in
 // project.
 func (p *Principal) CanWrite(project string) bool {
-	return p.IsAdmin() || (p.roles[raftstore.RoleUser] && p.inProject(project))
+	return p.IsAdmin() || (p.roles&roleUser != 0 && p.inProject(project))
 }
 
 // CanReadSome reports whether the principal may read any project at all
 // (list routes then filter row by row).
 func (p *Principal) CanReadSome() bool {
-	return p.IsAdmin() || p.roles[raftstore.RoleUser] || p.roles[raftstore.RoleRead]
+	return p.roles&(roleAdmin|roleUser|roleRead) != 0
 }
 
 // Redacted reports whether environment values must be hidden from the
 // principal: a read-only token sees the names, not the values.
 func (p *Principal) Redacted() bool {
-	return !p.IsAdmin() && !p.roles[raftstore.RoleUser]
+	return p.roles&(roleAdmin|roleUser) == 0
 }
 
 // MayActAs reports whether the principal may speak the agent or worker
@@ -130,7 +155,7 @@ func (p *Principal) MayActAs(worker string) bool {
 	if p.IsAdmin() {
 		return true
 	}
-	if !p.roles[raftstore.RoleAgent] || worker == "" {
+	if p.roles&roleAgent == 0 || worker == "" {
 		return false
 	}
 	for _, pat := range p.workers {
@@ -326,10 +351,11 @@ func (a *Authenticator) Authenticate(r *http.Request) (*Principal, error) {
 // Aborter ends a request with an error in its dialect's shape.
 type Aborter func(c *gin.Context, err error)
 
-// Where Middleware leaves the principal and the client's address.
+// Where Middleware leaves the principal and the authenticator (which
+// tells the client's address when it is asked for).
 const (
 	principalKey = "croft.principal"
-	clientIPKey  = "croft.client_ip"
+	authKey      = "croft.authenticator"
 )
 
 // Precheck is middleware for a node that may forward the request to the
@@ -357,17 +383,20 @@ func (a *Authenticator) Middleware(abort Aborter) gin.HandlerFunc {
 			return
 		}
 		c.Set(principalKey, p)
-		if ip := a.ClientIP(c.Request); ip != nil {
-			c.Set(clientIPKey, ip.String())
-		}
+		c.Set(authKey, a)
 		c.Next()
 	}
 }
 
-// ClientIPOf returns the client's address as Middleware found it (through
-// a forwarding coordinator), or "".
+// ClientIPOf returns the client's address (through a forwarding
+// coordinator, see ClientIP), or "" outside Middleware.
 func ClientIPOf(c *gin.Context) string {
-	return c.GetString(clientIPKey)
+	if v, ok := c.Get(authKey); ok {
+		if ip := v.(*Authenticator).ClientIP(c.Request); ip != nil {
+			return ip.String()
+		}
+	}
+	return ""
 }
 
 // From returns the principal Middleware authenticated. A route mounted
@@ -378,5 +407,5 @@ func From(c *gin.Context) *Principal {
 			return p
 		}
 	}
-	return &Principal{Name: "nobody", roles: map[string]bool{}}
+	return &Principal{Name: "nobody"}
 }

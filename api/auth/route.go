@@ -56,11 +56,11 @@ func (p Perm) Allows(pr *Principal) bool {
 	case PermRead:
 		return pr.CanReadSome()
 	case PermWrite:
-		return pr.IsAdmin() || pr.Has("user")
+		return pr.roles&(roleAdmin|roleUser) != 0
 	case PermAdmin:
 		return pr.IsAdmin()
 	case PermAgent:
-		return pr.IsAdmin() || pr.Has("agent")
+		return pr.roles&(roleAdmin|roleAgent) != 0
 	}
 	return false
 }

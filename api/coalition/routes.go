@@ -52,7 +52,7 @@ type Limits struct {
 }
 
 // DefaultLimits are the limits of a coordinator that sets none.
-var DefaultLimits = Limits{MaxBody: 32 << 20, MaxJobsPerRequest: 100_000, MaxProjectJobs: 1_000_000, MaxJobOutput: raftstore.MaxLogBytes}
+var DefaultLimits = Limits{MaxBody: 32 << 20, MaxJobsPerRequest: 200_000, MaxProjectJobs: 2_000_000, MaxJobOutput: raftstore.MaxLogBytes}
 
 // Handler serves the Coalition dialect.
 type Handler struct {
