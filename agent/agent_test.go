@@ -48,6 +48,7 @@ type fake struct {
 	refuse400 int64          // answer 400 to the first log chunk at this offset (if > 0)
 	refused   []byte         // the chunk refused so
 	down      bool           // answer 503 to everything: the agent is cut off
+	logCap    int            // when not 0, a log takes this many bytes, then says it is full
 	// What the tests check.
 	handed    map[int64]string // attempt -> the worker it was handed to
 	busyPulls int              // pulls from a worker whose attempt is not over
@@ -171,6 +172,10 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		}
 	}
 	resp := client.ReportResponse{Accepted: true}
+	if log := f.logs[req.AttemptID]; f.logCap > 0 && len(log) >= f.logCap {
+		// As the coordinator does: the log keeps what fits.
+		f.logs[req.AttemptID], resp.LogFull = log[:f.logCap], true
+	}
 	if req.Next && req.Done && len(f.queue) > 0 {
 		// As the coordinator does: the next job, handed to this worker.
 		resp.Assignment = &f.queue[0]
@@ -547,6 +552,30 @@ func TestAgentDropsARefusedChunk(t *testing.T) {
 	}
 	if res := f.results[16]; res.ExitCode != 0 || res.LogOffset != int64(len(want)) {
 		t.Errorf("result = exit %d at offset %d, want 0 at %d", res.ExitCode, res.LogOffset, len(want))
+	}
+}
+
+func TestAgentStopsSendingOnceTheLogIsFull(t *testing.T) {
+	f, srv := newFake(t)
+	f.set(func() { f.logCap = 1000 })
+	startAgent(t, srv)
+	// Plenty of output, then the job's last progress and a clean exit.
+	f.push(client.Assignment{AttemptID: 17, JobID: 11, Command: `seq 1 200000; echo PROGRESS:100`})
+	f.waitFor("the result", func() bool { _, ok := f.results[17]; return ok })
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var sent int64
+	for _, r := range f.sent {
+		sent += r.size
+	}
+	// The first chunk that filled the log was the last one sent: the job
+	// ran on, its output stayed on the node.
+	if len(f.sent) != 1 || sent >= 1<<20 {
+		t.Errorf("%d chunks (%d bytes) sent for a log capped at 1000 bytes", len(f.sent), sent)
+	}
+	res := f.results[17]
+	if res.ExitCode != 0 || res.Progress == nil || *res.Progress != 1 {
+		t.Errorf("result %+v: want exit 0 and the last progress (parsed from output not sent)", res)
 	}
 }
 
