@@ -318,9 +318,39 @@ func (p *fuzzProgram) command(op byte) Command {
 		if p.bool() {
 			return &NodeRemove{ID: "n1"}
 		}
-		return &NodeMeta{ID: "n1", RaftAddr: "r", HTTPAddr: "h"}
+		return p.accessOrRetention()
 	}
 	return nil
+}
+
+// accessOrRetention reads one of the commands of projects, tokens and
+// retention (or a coordinator's metadata): their rules must hold whatever
+// the state, like the others'.
+func (p *fuzzProgram) accessOrRetention() Command {
+	projects := []string{DefaultProject, "a", "b", "bad name", ""}
+	project := projects[int(p.byte())%len(projects)]
+	now := p.now()
+	switch p.byte() % 9 {
+	case 0:
+		return &ProjectCreate{Now: now, Name: project}
+	case 1:
+		return &ProjectDelete{Now: now, Name: project}
+	case 2:
+		id := fmt.Sprintf("t%d", p.byte()%4)
+		return &TokenCreate{Now: now, Token: Token{ID: id, Name: id, Role: Roles[int(p.byte())%len(Roles)],
+			Projects: []string{project}, Hash: fmt.Sprintf("%064x", p.byte()%4)}}
+	case 3:
+		return &TokenRevoke{Now: now, ID: fmt.Sprintf("t%d", p.byte()%4)}
+	case 4:
+		return &EventPrune{Now: now, Before: now - int64(p.byte())*1e9, Keep: int(p.byte() % 8)}
+	case 5:
+		return &WorkerExpire{Now: now, Before: now - int64(p.byte())*1e9, Names: []string{fuzzWorkers[int(p.byte())%len(fuzzWorkers)]}}
+	case 6:
+		return &JobExpire{Now: now, Before: now - int64(p.byte())*1e9, IDs: p.ids(3)}
+	case 7:
+		return &WorkerRegister{Now: now, Name: fuzzWorkers[int(p.byte())%len(fuzzWorkers)], Projects: []string{project}}
+	}
+	return &NodeMeta{ID: "n1", RaftAddr: "r", HTTPAddr: "h"}
 }
 
 // spec reads the i-th job of a create.
