@@ -313,6 +313,44 @@ func TestTokensLifecycle(t *testing.T) {
 	}
 }
 
+// TestAccessAPIInputs sends the access API what a careless or hostile
+// admin script might: malformed and oversized bodies, bad names and roles,
+// a duplicate name, a token for a project that does not exist. Each is
+// refused, and the lists are paged.
+func TestAccessAPIInputs(t *testing.T) {
+	s := startSecure(t)
+	for _, c := range []struct {
+		method, path, body string
+		want               int
+	}{
+		{"POST", client.PathTokens, `{"name":`, 400},
+		{"POST", client.PathTokens, `{"name":"x","role":"user","projects":["` + strings.Repeat("p", 70<<10) + `"]}`, 413},
+		{"POST", client.PathTokens, `{"name":"x","role":"root"}`, 400},
+		{"POST", client.PathTokens, `{"name":"user-a","role":"user"}`, 400},
+		{"POST", client.PathTokens, `{"name":"x","role":"user","projects":["nope"]}`, 404},
+		{"POST", client.PathTokens, `{"name":"x\u0000","role":"user"}`, 400},
+		{"POST", client.PathTokens, `{"name":"x","role":"user","workers":["w"]}`, 400},
+		{"POST", client.PathProjects, `{"name":"../etc"}`, 400},
+		{"POST", client.PathProjects, `{"name":"a"}`, 400},
+		{"POST", client.PathProjects, `[1,2]`, 400},
+		{"DELETE", client.PathProjects + "/default", ``, 400},
+		{"DELETE", client.PathProjects + "/a", ``, 400}, // it holds a job and a token names it
+		{"GET", client.PathTokens + "?limit=-2", ``, 400},
+	} {
+		if code, out := s.raw(t, "admin", c.method, c.path, c.body); code != c.want {
+			t.Errorf("%s %s %.60s: %d %s, want %d", c.method, c.path, c.body, code, out, c.want)
+		}
+	}
+	var page []client.Token
+	if err := s.as("admin").Do(s.ctx(t), http.MethodGet, client.PathTokens+"?offset=1&limit=2", nil, &page); err != nil || len(page) != 2 || page[0].Name != "agent-w1" {
+		t.Fatalf("a page of tokens: %+v %v", page, err)
+	}
+	var ps []client.Project
+	if err := s.as("read-a").Do(s.ctx(t), http.MethodGet, client.PathProjects, nil, &ps); err != nil || len(ps) != 1 || ps[0].Name != "a" {
+		t.Fatalf("the projects a read token of a sees: %+v %v", ps, err)
+	}
+}
+
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(b []byte) (int, error) { return f(b) }

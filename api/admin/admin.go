@@ -15,6 +15,7 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/api/jsonstream"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -122,13 +123,17 @@ func (h *Handler) createToken(c *gin.Context) {
 	c.JSON(http.StatusOK, t)
 }
 
+// listTokens lists the tokens by name (never their secrets), within the
+// request's ?offset=&limit= window.
 func (h *Handler) listTokens(c *gin.Context) {
-	ts := h.store.State().Tokens()
-	out := make([]client.Token, 0, len(ts))
-	for i := range ts {
-		out = append(out, renderToken(&ts[i]))
+	win, err := jsonstream.ParsePaging(c)
+	if err != nil {
+		apierr.Abort(c, err)
+		return
 	}
-	c.JSON(http.StatusOK, out)
+	ts := h.store.State().Tokens()
+	jsonstream.Pages(c, win, func() ([]raftstore.Token, bool) { return ts, false },
+		func(t *raftstore.Token) any { return renderToken(t) })
 }
 
 // revokeToken revokes a token named by its id or, failing that, its name.
@@ -176,16 +181,23 @@ func (h *Handler) createProject(c *gin.Context) {
 	c.JSON(http.StatusOK, client.Project{Name: req.Name, Created: now.UTC()})
 }
 
-// listProjects lists the projects the token may read.
+// listProjects lists the projects the token may read, within the
+// request's ?offset=&limit= window.
 func (h *Handler) listProjects(c *gin.Context) {
+	win, err := jsonstream.ParsePaging(c)
+	if err != nil {
+		apierr.Abort(c, err)
+		return
+	}
 	p := auth.From(c)
-	out := []client.Project{}
+	var mine []raftstore.ProjectInfo
 	for _, pr := range h.store.State().Projects() {
 		if p.CanRead(pr.Name) {
-			out = append(out, renderProject(pr))
+			mine = append(mine, pr)
 		}
 	}
-	c.JSON(http.StatusOK, out)
+	jsonstream.Pages(c, win, func() ([]raftstore.ProjectInfo, bool) { return mine, false },
+		func(pr *raftstore.ProjectInfo) any { return renderProject(*pr) })
 }
 
 func (h *Handler) deleteProject(c *gin.Context) {
