@@ -96,44 +96,21 @@ func checkDeps(deps []int64) error {
 	return nil
 }
 
-// CheckSpec checks a new job's fields against the limits.
+// CheckSpec checks a new job's fields against the limits: those of a
+// patch that sets every field, and its project's name.
 func CheckSpec(s *JobSpec) error {
-	for _, f := range []struct {
-		name, v string
-		max     int
-	}{
-		{"title", s.Title, MaxTitleBytes},
-		{"command", s.Command, MaxCommandBytes},
-		{"dir", s.Dir, MaxTitleBytes},
-		{"environment", s.Environment, MaxEnvironmentBytes},
-		{"url", s.URL, MaxTitleBytes},
-		{"progress_pattern", s.ProgressPattern, MaxPatternBytes},
-	} {
-		if err := checkText(f.name, f.v, f.max); err != nil {
-			return err
-		}
+	p := JobPatch{
+		Parent: &s.Parent, Title: &s.Title, Command: &s.Command, Dir: &s.Dir, Environment: &s.Environment,
+		Timeout: &s.Timeout, Retry: &s.Retry, Affinity: &s.Affinity, User: &s.User, URL: &s.URL,
+		ProgressPattern: &s.ProgressPattern, Dependencies: &s.Dependencies,
 	}
-	if err := CheckName("user", s.User); err != nil {
-		return err
-	}
-	if err := CheckAffinity("affinity", s.Affinity); err != nil {
+	if err := CheckPatch(&p); err != nil {
 		return err
 	}
 	if s.Project != "" {
-		if err := ValidProjectName(s.Project); err != nil {
-			return err
-		}
+		return ValidProjectName(s.Project)
 	}
-	if err := checkTimeout(s.Timeout); err != nil {
-		return err
-	}
-	if err := checkRetry(s.Retry); err != nil {
-		return err
-	}
-	if s.Parent < 0 {
-		return fmt.Errorf("%w: parent %d is not a job id", ErrInvalid, s.Parent)
-	}
-	return checkDeps(s.Dependencies)
+	return nil
 }
 
 // CheckPatch checks a job edit's fields against the limits.
