@@ -110,10 +110,13 @@ func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
 	first, _ := leader.node.Raft().Stats()["last_snapshot_index"]
 	back := nodeTestStartWith(t, t, down.id, down.dir, down.raftAddr, down.boot, down.join, tune)
 	nodeTestHasJobs(t, back, acked)
-	// It got there through an installed snapshot, not the log.
-	if got := back.node.Raft().Stats()["last_snapshot_index"]; got == "0" || got == "" {
-		t.Fatalf("restarted node has no snapshot (leader's is at %s)", first)
-	}
+	// It got there through an installed snapshot, not the log. Raft
+	// records the installed snapshot only after the FSM restore returns,
+	// so the jobs can be visible a moment before the index is.
+	nodeEventually(t, 15*time.Second, "an installed snapshot", func() (bool, string) {
+		got := back.node.Raft().Stats()["last_snapshot_index"]
+		return got != "0" && got != "", "restarted node has no snapshot (leader's is at " + first + ")"
+	})
 	var all []*nodeTestMember
 	for _, m := range ms {
 		if m != down {
