@@ -374,3 +374,128 @@ func TestReleaseZeroLogReplays(t *testing.T) {
 		t.Errorf("the replayed log and the restored snapshot differ: %s %s", a, b)
 	}
 }
+
+// rawEntry is an entry of type t with a msgpack body no release decodes
+// the same way: what a newer release's command looks like to this one.
+func rawEntry(t MessageType) []byte {
+	return append([]byte{byte(t)}, 0x82, 0xa1, 'x', 0x01, 0xa1, 'y', 0x02)
+}
+
+func TestIgnorableUnknownTypeIsSkipped(t *testing.T) {
+	h := newHarness(t)
+	h.create(JobSpec{Command: "a"})
+	before := h.st().Digest()
+	newType := MessageType(26) | IgnoreUnknownTypeFlag
+	h.index++
+	if res := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: rawEntry(newType)}); res != nil {
+		t.Fatalf("ignorable entry: %v", res)
+	}
+	if h.st().Digest() != before || h.st().AppliedIndex() != h.index {
+		t.Fatalf("ignorable entry changed the state or left the index at %d", h.st().AppliedIndex())
+	}
+	// Inside a batch: the commands around it apply, its result is nil.
+	batch, err := EncodeBatch([][]byte{
+		mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "b", Retry: 1}}}),
+		rawEntry(newType),
+		mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "c", Retry: 1}}}),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.index++
+	res, _ := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: batch}).([]any)
+	if len(res) != 3 || res[1] != nil || fmt.Sprint(res[0], res[2]) != "[2] [3]" {
+		t.Fatalf("batch results %v", res)
+	}
+	if h.fsm.HaltErr() != nil {
+		t.Fatalf("halted: %v", h.fsm.HaltErr())
+	}
+	h.create(JobSpec{Command: "d"})
+	if h.st().JobCount() != 4 {
+		t.Fatalf("%d jobs, want 4", h.st().JobCount())
+	}
+}
+
+func TestUnknownTypeHalts(t *testing.T) {
+	for _, inBatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batch=%v", inBatch), func(t *testing.T) {
+			h := newHarness(t)
+			h.create(JobSpec{Command: "a"})
+			before := h.st().Digest()
+			entry := rawEntry(26)
+			if inBatch {
+				// The create ahead of it must not apply either: a
+				// batch is applied whole or, halted, not at all.
+				var err error
+				entry, err = EncodeBatch([][]byte{
+					mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "b", Retry: 1}}}),
+					rawEntry(26),
+				})
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			h.index++
+			res := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: entry})
+			var he *HaltError
+			if err, _ := res.(error); !errors.Is(err, ErrHalted) || !errors.As(err, &he) {
+				t.Fatalf("unknown type: %v", res)
+			}
+			if he.Index != h.index || he.Type != 26 || he.InBatch != inBatch {
+				t.Fatalf("halt error %+v", he)
+			}
+			select {
+			case <-h.fsm.Halted():
+			default:
+				t.Fatal("Halted not closed")
+			}
+			// Every later entry is refused with the same error, and
+			// nothing changes.
+			for _, cmd := range []Command{&JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "c"}}}, &NodeMeta{ID: "x"}} {
+				h.index++
+				if err, _ := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: mustEncode(t, cmd)}).(error); err != he {
+					t.Fatalf("%T after the halt: %v", cmd, err)
+				}
+			}
+			if h.st().Digest() != before || h.st().AppliedIndex() != 1 {
+				t.Fatalf("a halted FSM changed (applied index %d)", h.st().AppliedIndex())
+			}
+			if snap, err := h.fsm.Snapshot(); !errors.Is(err, ErrHalted) || snap != nil {
+				t.Fatalf("a halted FSM took a snapshot: %v", err)
+			}
+			var buf bytes.Buffer
+			if err := NewState().WriteSnapshot(&buf); err != nil {
+				t.Fatal(err)
+			}
+			if err := h.fsm.Restore(io.NopCloser(&buf)); !errors.Is(err, ErrHalted) {
+				t.Fatalf("a halted FSM restored: %v", err)
+			}
+		})
+	}
+}
+
+// A malformed entry of a known type is refused alike on every replica, as
+// before: it does not halt.
+func TestMalformedKnownEntryIsRefused(t *testing.T) {
+	h := newHarness(t)
+	before := h.st().Digest()
+	for _, entry := range [][]byte{{byte(MsgJobCreate), 0xc1}, {byte(MsgReport)}, {}} {
+		h.index++
+		if err, _ := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: entry}).(error); !errors.Is(err, ErrBadEntry) || errors.Is(err, ErrUnknownType) {
+			t.Fatalf("malformed %x: %v", entry, err)
+		}
+	}
+	if h.fsm.HaltErr() != nil || h.st().Digest() != before {
+		t.Fatalf("a malformed entry halted (%v) or changed the state", h.fsm.HaltErr())
+	}
+	h.create(JobSpec{Command: "a"})
+}
+
+func mustEncode(t *testing.T, cmd Command) []byte {
+	t.Helper()
+	b, err := Encode(cmd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
