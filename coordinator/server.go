@@ -161,7 +161,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.httpSrv = s.cfg.HTTP.server(e, s.conns)
 	s.httpSrv.TLSConfig = cfg.HTTPTLS
 	s.httpSrv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn) // e.g. refused TLS handshakes
-	s.wg.Add(2)
+	s.wg.Add(3)
+	go s.watchHalt()
 	go s.sweep()
 	go s.retain()
 	if cfg.BootstrapToken {

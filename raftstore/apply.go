@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -24,7 +25,11 @@ func (s *State) apply(index uint64, cmd Command) any {
 		for i, e := range b.Entries {
 			sub, err := Decode(e)
 			if err != nil {
-				out[i] = err
+				// FSM.Apply halted before an unknown type it may not
+				// skip; one it may skip has no effect (nil result).
+				if !errors.Is(err, ErrUnknownType) {
+					out[i] = err
+				}
 				continue
 			}
 			out[i] = s.applyOne(sub)
@@ -39,6 +44,16 @@ func (s *State) apply(index uint64, cmd Command) any {
 		s.notify = make(chan struct{})
 	}
 	return res
+}
+
+// skip records that the entry at index was applied without effect (an
+// unknown type that may be skipped).
+func (s *State) skip(index uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if index > s.applied {
+		s.applied = index
+	}
 }
 
 func (s *State) applyOne(cmd Command) (res any) {

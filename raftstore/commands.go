@@ -41,6 +41,29 @@ const (
 	MsgJobExpire      MessageType = 25 // delete root jobs finished long ago
 )
 
+// IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
+// not know the type (an older release, during a rolling upgrade) that it
+// may skip the entry: Apply returns nil, the state is unchanged, the
+// applied index advances. A replica that meets an unknown type without the
+// flag halts instead (see FSM.HaltErr): skipping a command whose effect it
+// cannot reproduce would silently diverge it from the newer replicas.
+//
+// Rule for a new type (as Nomad's and Consul's): number it 26, 27, ... as
+// usual, and add the flag (26|IgnoreUnknownTypeFlag) only when a replica
+// that skips it still holds, for every other entry and every read of the
+// rest of the state, exactly what a replica that applied it holds:
+// advisory or bookkeeping records that nothing else in the FSM reads (an
+// audit note, a statistic, a hint for the leader). A type that creates or
+// changes jobs, workers, attempts, logs, tokens, projects or ids, or that
+// later entries may refer to, never carries the flag: an older replica
+// must stop until it is upgraded. The low seven bits stay unique across
+// flagged and unflagged types.
+const IgnoreUnknownTypeFlag MessageType = 128
+
+// Ignorable reports whether an entry of type t that this release does not
+// know may be skipped (IgnoreUnknownTypeFlag is set).
+func (t MessageType) Ignorable() bool { return t&IgnoreUnknownTypeFlag != 0 }
+
 // Command is one state change. The leader fills in every id-free, time-like
 // field (Now) before the command is proposed, so Apply stays deterministic.
 type Command interface {
@@ -358,65 +381,74 @@ func EncodeBatch(entries [][]byte) ([]byte, error) {
 	return Encode(Batch{Entries: entries})
 }
 
-// Decode parses a Raft entry written by Encode.
+// newCommand returns an empty command of type t, or nil when this release
+// does not know t.
+func newCommand(t MessageType) Command {
+	switch t {
+	case MsgBatch:
+		return &Batch{}
+	case MsgNodeMeta:
+		return &NodeMeta{}
+	case MsgNodeRemove:
+		return &NodeRemove{}
+	case MsgJobCreate:
+		return &JobCreate{}
+	case MsgJobEdit:
+		return &JobEdit{}
+	case MsgJobDelete:
+		return &JobDelete{}
+	case MsgJobAction:
+		return &JobAction{}
+	case MsgJobSetDeps:
+		return &JobSetDeps{}
+	case MsgAffinitySet:
+		return &AffinitySet{}
+	case MsgWorkerRegister:
+		return &WorkerRegister{}
+	case MsgWorkerEdit:
+		return &WorkerEdit{}
+	case MsgWorkerDelete:
+		return &WorkerDelete{}
+	case MsgWorkerAction:
+		return &WorkerAction{}
+	case MsgPick:
+		return &Pick{}
+	case MsgReport:
+		return &Report{}
+	case MsgJobTimeout:
+		return &JobTimeout{}
+	case MsgWorkerLost:
+		return &WorkerLost{}
+	case MsgReportPick:
+		return &ReportPick{}
+	case MsgTokenCreate:
+		return &TokenCreate{}
+	case MsgTokenRevoke:
+		return &TokenRevoke{}
+	case MsgProjectCreate:
+		return &ProjectCreate{}
+	case MsgProjectDelete:
+		return &ProjectDelete{}
+	case MsgEventPrune:
+		return &EventPrune{}
+	case MsgWorkerExpire:
+		return &WorkerExpire{}
+	case MsgJobExpire:
+		return &JobExpire{}
+	}
+	return nil
+}
+
+// Decode parses a Raft entry written by Encode. An entry of a type this
+// release does not know is refused with ErrUnknownType (and ErrBadEntry);
+// the FSM then skips it or halts, by IgnoreUnknownTypeFlag.
 func Decode(buf []byte) (Command, error) {
 	if len(buf) == 0 {
 		return nil, fmt.Errorf("%w: empty entry", ErrBadEntry)
 	}
-	var cmd Command
-	switch MessageType(buf[0]) {
-	case MsgBatch:
-		cmd = &Batch{}
-	case MsgNodeMeta:
-		cmd = &NodeMeta{}
-	case MsgNodeRemove:
-		cmd = &NodeRemove{}
-	case MsgJobCreate:
-		cmd = &JobCreate{}
-	case MsgJobEdit:
-		cmd = &JobEdit{}
-	case MsgJobDelete:
-		cmd = &JobDelete{}
-	case MsgJobAction:
-		cmd = &JobAction{}
-	case MsgJobSetDeps:
-		cmd = &JobSetDeps{}
-	case MsgAffinitySet:
-		cmd = &AffinitySet{}
-	case MsgWorkerRegister:
-		cmd = &WorkerRegister{}
-	case MsgWorkerEdit:
-		cmd = &WorkerEdit{}
-	case MsgWorkerDelete:
-		cmd = &WorkerDelete{}
-	case MsgWorkerAction:
-		cmd = &WorkerAction{}
-	case MsgPick:
-		cmd = &Pick{}
-	case MsgReport:
-		cmd = &Report{}
-	case MsgJobTimeout:
-		cmd = &JobTimeout{}
-	case MsgWorkerLost:
-		cmd = &WorkerLost{}
-	case MsgReportPick:
-		cmd = &ReportPick{}
-	case MsgTokenCreate:
-		cmd = &TokenCreate{}
-	case MsgTokenRevoke:
-		cmd = &TokenRevoke{}
-	case MsgProjectCreate:
-		cmd = &ProjectCreate{}
-	case MsgProjectDelete:
-		cmd = &ProjectDelete{}
-	case MsgEventPrune:
-		cmd = &EventPrune{}
-	case MsgWorkerExpire:
-		cmd = &WorkerExpire{}
-	case MsgJobExpire:
-		cmd = &JobExpire{}
-	default:
-		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadEntry, buf[0])
+	cmd := newCommand(MessageType(buf[0]))
+	if cmd == nil {
+		return nil, fmt.Errorf("%w: %w %d", ErrBadEntry, ErrUnknownType, buf[0])
 	}
 	if err := codec.NewDecoderBytes(buf[1:], msgpackHandle).Decode(cmd); err != nil {
 		return nil, fmt.Errorf("%w: decode type %d: %v", ErrBadEntry, buf[0], err)

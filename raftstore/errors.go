@@ -20,6 +20,12 @@ var (
 	// ErrStaleAttempt means a report came from an attempt that is no longer
 	// the job's current one: it is refused and the agent must kill it.
 	ErrStaleAttempt = errors.New("stale attempt")
+	// ErrUnknownType means an entry's message type is not one this
+	// release knows: a newer release wrote it.
+	ErrUnknownType = errors.New("unknown message type")
+	// ErrHalted means the FSM met an entry of an unknown type that it may
+	// not skip, and applies nothing more (see FSM.HaltErr).
+	ErrHalted = errors.New("state machine halted")
 	// ErrTooLarge means a field, list or request is over a documented
 	// limit (see limits.go).
 	ErrTooLarge = errors.New("too large")
@@ -39,3 +45,26 @@ func invalid(format string, args ...any) error {
 func stale(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrStaleAttempt, fmt.Sprintf(format, args...))
 }
+
+// HaltError is why an FSM halted: the entry at Index has a message type
+// this release does not know and may not skip (IgnoreUnknownTypeFlag is
+// not set), so applying on would diverge from the newer replicas. It
+// matches ErrHalted and ErrUnknownType.
+type HaltError struct {
+	Index uint64
+	Type  MessageType
+	// InBatch is true when the type was that of a command inside a
+	// MsgBatch entry.
+	InBatch bool
+}
+
+func (e *HaltError) Error() string {
+	where := ""
+	if e.InBatch {
+		where = " (in a batch)"
+	}
+	return fmt.Sprintf("%v: entry %d has message type %d%s, which this release does not know and may not skip: it was written by a newer release", ErrHalted, e.Index, e.Type, where)
+}
+
+// Unwrap lets errors.Is match ErrHalted and ErrUnknownType.
+func (e *HaltError) Unwrap() []error { return []error{ErrHalted, ErrUnknownType} }

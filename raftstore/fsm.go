@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -17,13 +18,41 @@ import (
 // the state swap on restore live here, every rule lives in State.
 type FSM struct {
 	state atomic.Pointer[State]
+	// haltErr is set, once, when an entry of an unknown type that may not
+	// be skipped arrives; halted is closed then.
+	haltErr atomic.Pointer[HaltError]
+	halted  chan struct{}
 }
 
 // NewFSM returns an FSM over an empty state.
 func NewFSM() *FSM {
-	f := &FSM{}
+	f := &FSM{halted: make(chan struct{})}
 	f.state.Store(NewState())
 	return f
+}
+
+// Halted is closed when the FSM halts (see HaltErr).
+func (f *FSM) Halted() <-chan struct{} { return f.halted }
+
+// HaltErr returns why the FSM halted, nil while it runs. A halted FSM met
+// an entry written by a newer release that it cannot apply and may not
+// skip: from then on every Apply returns this error and changes nothing,
+// and Snapshot and Restore refuse, so the state that stopped short is
+// never persisted nor built on. Only an upgraded coordinator, replaying
+// the log, gets past that entry.
+func (f *FSM) HaltErr() error {
+	if e := f.haltErr.Load(); e != nil {
+		return e
+	}
+	return nil
+}
+
+// halt records the first halt and wakes Halted; it returns the halt error.
+func (f *FSM) halt(e *HaltError) error {
+	if f.haltErr.CompareAndSwap(nil, e) {
+		close(f.halted)
+	}
+	return f.HaltErr()
 }
 
 // State returns the current state. Hold on to it only for one read: a
@@ -32,13 +61,40 @@ func (f *FSM) State() *State { return f.state.Load() }
 
 // Apply implements raft.FSM. It returns the command's result, or an error
 // value when the command was refused (the state is then unchanged).
+//
+// An entry of a type this release does not know is skipped when the type
+// carries IgnoreUnknownTypeFlag (the result is nil, the applied index
+// advances), and halts the FSM otherwise; so does such a command inside a
+// batch, before any command of the batch is applied. A malformed entry of
+// a known type is refused with ErrBadEntry, alike on every replica.
 func (f *FSM) Apply(l *raft.Log) any {
+	if err := f.HaltErr(); err != nil {
+		return err
+	}
 	if l.Type != raft.LogCommand {
 		return nil
 	}
 	cmd, err := Decode(l.Data)
 	if err != nil {
-		return err
+		if !errors.Is(err, ErrUnknownType) {
+			return err
+		}
+		t := MessageType(l.Data[0])
+		if !t.Ignorable() {
+			return f.halt(&HaltError{Index: l.Index, Type: t})
+		}
+		f.state.Load().skip(l.Index)
+		return nil
+	}
+	if b, ok := cmd.(*Batch); ok {
+		for _, e := range b.Entries {
+			if len(e) == 0 {
+				continue // refused in apply, as any malformed command
+			}
+			if t := MessageType(e[0]); newCommand(t) == nil && !t.Ignorable() {
+				return f.halt(&HaltError{Index: l.Index, Type: t, InBatch: true})
+			}
+		}
 	}
 	return f.state.Load().apply(l.Index, cmd)
 }
@@ -48,7 +104,13 @@ func (f *FSM) Apply(l *raft.Log) any {
 // releases the lock when done: the snapshot is exactly the state at this
 // index, without a copy of the whole state in memory. Apply waits for the
 // lock meanwhile (raft keeps committing; only applying pauses).
+//
+// A halted FSM refuses: its state stopped short of the log, and a
+// snapshot of it would stand for entries it never applied.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if err := f.HaltErr(); err != nil {
+		return nil, err
+	}
 	s := f.state.Load()
 	s.mu.RLock()
 	return &snapshot{state: s}, nil
@@ -56,8 +118,12 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 
 // Restore implements raft.FSM: it builds a fresh state from the snapshot and
 // swaps it in, waking anyone who waits on the old one.
+// A halted FSM refuses: it applies nothing more until it is upgraded.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
+	if err := f.HaltErr(); err != nil {
+		return err
+	}
 	s, err := ReadState(bufio.NewReader(rc))
 	if err != nil {
 		return err

@@ -185,6 +185,14 @@ func (p *fuzzProgram) step(op byte) {
 		raw := p.data[p.pos:end]
 		p.pos = end
 		p.applyRaw(raw)
+		if err := p.a.fsm.HaltErr(); err != nil {
+			// An unknown type that may not be skipped: both replicas
+			// stop at it alike, and apply nothing more.
+			if errb := p.b.fsm.HaltErr(); errb == nil || errb.Error() != err.Error() {
+				p.t.Fatalf("step %d: replica a halted (%v), b: %v", p.steps, err, errb)
+			}
+			p.pos = len(p.data)
+		}
 	case opBatch:
 		var entries [][]byte
 		for range 1 + p.byte()%4 {
@@ -726,6 +734,11 @@ var fuzzSeedPrograms = map[string][]byte{
 	"finished-leaf-becomes-group": cat(fuzzLeaves(1), []byte{opPick, 0, opTick, 5, opReport, 0, 0, 0, 0, 0, 0, 1, opEdit, 0, 1, 2, 0, opCreate, 0, 1, 1, 1, 0, 0, 0}),
 	// Stretches of the random walk with targeted edits in between.
 	"walk-then-swap": {opWalk, 0, 0, 0, 0, 0, 0, 0, 7, 63, opEdit, 1, 3, 1, 4, 4, 1, 0, opWalk, 0, 0, 0, 0, 0, 0, 0, 8, 63, opSnapshot, opEdit, 2, 5, 5, 2, 6, 5, 1, 7, 9, 6, 4, 2, 5, 6},
+	// An entry of an unknown type that may be skipped, then more work.
+	"unknown-type-skipped": cat(fuzzLeaves(2), []byte{opRaw, 3, 0, 26 | byte(IgnoreUnknownTypeFlag), 0x91, 0x01, opPick, 0, opSnapshot}),
+	// An entry of an unknown type that may not be skipped: both replicas
+	// halt there, and the program ends.
+	"unknown-type-halts": cat(fuzzLeaves(2), []byte{opRaw, 3, 0, 26, 0x91, 0x01, opPick, 0, opSnapshot}),
 	// Work in flight, then a command cleared, a pause and a timeout.
 	"running-then-edited": cat(fuzzLeaves(2), []byte{opPick, 0, opPick, 1, opEdit, 0, 1, 2, 0, opTick, 200, opTimeout, 0, opReport, 1, 1, 0, 1, 3, 0, 1}),
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/jsonstream"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/where"
 )
 
 // Lists, workers, events, affinities and the web UI's query helpers.
@@ -340,16 +341,13 @@ func lessAny(a, b any) bool {
 }
 
 // compileWhere compiles the request's where_clause and checks its columns.
-func compileWhere(c *gin.Context) (*Where, error) {
-	w, err := CompileWhere(c.Query("where_clause"))
+func compileWhere(c *gin.Context) (*where.Clause, error) {
+	w, err := where.Compile(c.Query("where_clause"))
 	if err != nil {
 		return nil, apierr.Bad("where_clause: %v", err)
 	}
-	probe := jobColumn(client.Job{})
-	for _, col := range w.Columns() {
-		if _, ok := probe(col); !ok {
-			return nil, apierr.Bad("where_clause: unknown column %q", col)
-		}
+	if col, unknown := jobColumns.Unknown(w); unknown {
+		return nil, apierr.Bad("where_clause: unknown column %q", col)
 	}
 	return w, nil
 }
@@ -360,9 +358,9 @@ func compileWhere(c *gin.Context) (*Where, error) {
 // client narrows it); a client that went away, or a deadline, as is.
 func whereError(err error) error {
 	switch {
-	case errors.Is(err, ErrWhereTooLarge):
+	case errors.Is(err, where.ErrTooLarge):
 		return fmt.Errorf("%w: where_clause: %v", raftstore.ErrTooLarge, err)
-	case errors.Is(err, ErrWhereBudget), errors.Is(err, ErrBadWhere):
+	case errors.Is(err, where.ErrBudget), errors.Is(err, where.ErrBadClause):
 		return apierr.Bad("where_clause: %v", err)
 	}
 	return err
@@ -372,11 +370,11 @@ func whereError(err error) error {
 // order, until it returns false. The clause is evaluated outside the
 // state's lock, a page at a time; a read token's rows are redacted before
 // the clause sees them (it could otherwise probe environment values).
-func (h *Handler) scanWhere(c *gin.Context, r *call, w *Where, match func(client.Job) bool) error {
+func (h *Handler) scanWhere(c *gin.Context, r *call, w *where.Clause, match func(client.Job) bool) error {
 	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
 	// One budget for the whole query: its steps over every row, and the
 	// request's context (a client that leaves stops the evaluation).
-	budget := NewBudget(c.Request.Context(), DefaultWhereSteps)
+	budget := where.NewBudget(c.Request.Context(), where.DefaultSteps)
 	for after, more := int64(0), true; more; {
 		var page []raftstore.Job
 		page, after, more = st.JobsAfter(after, raftstore.ScanLimit, keep)

@@ -6,6 +6,7 @@ import (
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/where"
 )
 
 // nanosPerSecond converts the FSM's unix nanoseconds to Coalition's seconds.
@@ -127,78 +128,43 @@ func renderEvent(e *raftstore.Event) client.Event {
 	}
 }
 
-// jobColumn exposes a job row's columns to WHERE clauses and the UI's
-// distinct-value filters, by Coalition column name.
-func jobColumn(j client.Job) Row {
-	return func(col string) (any, bool) {
-		switch col {
-		case "id":
-			return j.ID, true
-		case "parent":
-			return j.Parent, true
-		case "title":
-			return j.Title, true
-		case "command":
-			return j.Command, true
-		case "dir":
-			return j.Dir, true
-		case "environment":
-			return j.Environment, true
-		case "state":
-			return j.State, true
-		case "paused":
-			return int64(j.Paused), true
-		case "worker":
-			return j.Worker, true
-		case "start_time":
-			return j.StartTime, true
-		case "duration":
-			return j.Duration, true
-		case "ping_time":
-			return j.PingTime, true
-		case "run_done":
-			return int64(j.RunDone), true
-		case "retry":
-			return int64(j.Retry), true
-		case "timeout":
-			return j.Timeout, true
-		case "priority":
-			return int64(j.Priority), true
-		case "affinity":
-			return j.Affinity, true
-		case "affinity_bits":
-			return int64(j.AffinityBits), true
-		case "user":
-			return j.User, true
-		case "finished":
-			return int64(j.Finished), true
-		case "errors":
-			return int64(j.Errors), true
-		case "working":
-			return int64(j.Working), true
-		case "total":
-			return int64(j.Total), true
-		case "total_finished":
-			return int64(j.TotalFinished), true
-		case "total_errors":
-			return int64(j.TotalErrors), true
-		case "total_working":
-			return int64(j.TotalWorking), true
-		case "url":
-			return j.URL, true
-		case "progress":
-			return j.Progress, true
-		case "progress_pattern":
-			return j.ProgressPattern, true
-		case "h_affinity":
-			return int64(j.HAffinity), true
-		case "h_priority":
-			return int64(j.HPriority), true
-		case "h_paused":
-			return int64(j.HPaused), true
-		case "h_depth":
-			return int64(j.HDepth), true
-		}
-		return nil, false
-	}
+// jobColumns are the columns of a job row that WHERE clauses and the UI's
+// distinct-value filters read, by Coalition column name.
+var jobColumns = where.Table[*client.Job]{
+	"id":               func(j *client.Job) any { return j.ID },
+	"parent":           func(j *client.Job) any { return j.Parent },
+	"title":            func(j *client.Job) any { return j.Title },
+	"command":          func(j *client.Job) any { return j.Command },
+	"dir":              func(j *client.Job) any { return j.Dir },
+	"environment":      func(j *client.Job) any { return j.Environment },
+	"state":            func(j *client.Job) any { return j.State },
+	"paused":           func(j *client.Job) any { return int64(j.Paused) },
+	"worker":           func(j *client.Job) any { return j.Worker },
+	"start_time":       func(j *client.Job) any { return j.StartTime },
+	"duration":         func(j *client.Job) any { return j.Duration },
+	"ping_time":        func(j *client.Job) any { return j.PingTime },
+	"run_done":         func(j *client.Job) any { return int64(j.RunDone) },
+	"retry":            func(j *client.Job) any { return int64(j.Retry) },
+	"timeout":          func(j *client.Job) any { return j.Timeout },
+	"priority":         func(j *client.Job) any { return int64(j.Priority) },
+	"affinity":         func(j *client.Job) any { return j.Affinity },
+	"affinity_bits":    func(j *client.Job) any { return int64(j.AffinityBits) },
+	"user":             func(j *client.Job) any { return j.User },
+	"finished":         func(j *client.Job) any { return int64(j.Finished) },
+	"errors":           func(j *client.Job) any { return int64(j.Errors) },
+	"working":          func(j *client.Job) any { return int64(j.Working) },
+	"total":            func(j *client.Job) any { return int64(j.Total) },
+	"total_finished":   func(j *client.Job) any { return int64(j.TotalFinished) },
+	"total_errors":     func(j *client.Job) any { return int64(j.TotalErrors) },
+	"total_working":    func(j *client.Job) any { return int64(j.TotalWorking) },
+	"url":              func(j *client.Job) any { return j.URL },
+	"progress":         func(j *client.Job) any { return j.Progress },
+	"progress_pattern": func(j *client.Job) any { return j.ProgressPattern },
+	"h_affinity":       func(j *client.Job) any { return int64(j.HAffinity) },
+	"h_priority":       func(j *client.Job) any { return int64(j.HPriority) },
+	"h_paused":         func(j *client.Job) any { return int64(j.HPaused) },
+	"h_depth":          func(j *client.Job) any { return int64(j.HDepth) },
 }
+
+// jobColumn exposes a job row's columns (jobColumns) as a where.Row.
+func jobColumn(j client.Job) where.Row { return jobColumns.Row(&j) }

@@ -294,7 +294,12 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 		return err
 	}
 	fmt.Fprintf(stdout, "croft coordinator %s serving %s (raft %s, data %s)\n", f.nodeID, url, f.raftAddr, f.dataDir)
-	<-ctx.Done()
+	select {
+	case <-ctx.Done():
+	case <-srv.Halted(): // an entry of a newer release: exit non-zero
+		_ = srv.Close()
+		return srv.HaltErr()
+	}
 	logger.Info("shutting down")
 	return srv.Close()
 }

@@ -1,4 +1,4 @@
-package coalition
+package where
 
 import (
 	"context"
@@ -240,9 +240,9 @@ func TestWhereMatch(t *testing.T) {
 		{"id\t=\n2", true},
 	}
 	for _, tc := range tests {
-		w, err := CompileWhere(tc.clause)
+		w, err := Compile(tc.clause)
 		if err != nil {
-			t.Errorf("CompileWhere(%q): %v", tc.clause, err)
+			t.Errorf("Compile(%q): %v", tc.clause, err)
 			continue
 		}
 		got, err := w.Match(row)
@@ -307,16 +307,16 @@ func TestWhereCompileErrors(t *testing.T) {
 		{"id = '" + strings.Repeat("x", 4096) + "'", "the limit is 4096"},
 	}
 	for _, tc := range tests {
-		w, err := CompileWhere(tc.clause)
+		w, err := Compile(tc.clause)
 		if err == nil {
-			t.Errorf("CompileWhere(%.40q) = %v, want error containing %q", tc.clause, w, tc.want)
+			t.Errorf("Compile(%.40q) = %v, want error containing %q", tc.clause, w, tc.want)
 			continue
 		}
-		if !errors.Is(err, ErrBadWhere) {
-			t.Errorf("CompileWhere(%.40q): %v does not wrap ErrBadWhere", tc.clause, err)
+		if !errors.Is(err, ErrBadClause) {
+			t.Errorf("Compile(%.40q): %v does not wrap ErrBadClause", tc.clause, err)
 		}
 		if !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("CompileWhere(%.40q) error = %q, want it to contain %q", tc.clause, err, tc.want)
+			t.Errorf("Compile(%.40q) error = %q, want it to contain %q", tc.clause, err, tc.want)
 		}
 	}
 }
@@ -324,14 +324,14 @@ func TestWhereCompileErrors(t *testing.T) {
 func TestWhereDepthLimitIsReachable(t *testing.T) {
 	// 63 parentheses plus the top level is exactly the limit.
 	clause := strings.Repeat("(", 63) + "1" + strings.Repeat(")", 63)
-	if _, err := CompileWhere(clause); err != nil {
-		t.Fatalf("CompileWhere(63 parens): %v", err)
+	if _, err := Compile(clause); err != nil {
+		t.Fatalf("Compile(63 parens): %v", err)
 	}
 	// Long flat chains are not nesting and stay within the size bound.
 	chain := "id = 0" + strings.Repeat(" OR id = 2", 300)
-	w, err := CompileWhere(chain)
+	w, err := Compile(chain)
 	if err != nil {
-		t.Fatalf("CompileWhere(long OR chain): %v", err)
+		t.Fatalf("Compile(long OR chain): %v", err)
 	}
 	if ok, err := w.Match(whereRowOf(whereTestRow)); !ok || err != nil {
 		t.Fatalf("Match(long OR chain) = %v, %v", ok, err)
@@ -346,26 +346,26 @@ func TestWhereMatchErrors(t *testing.T) {
 		{"bytes = 'x'", `column "bytes" has unsupported type []uint8`},
 	}
 	for _, tc := range tests {
-		w, err := CompileWhere(tc.clause)
+		w, err := Compile(tc.clause)
 		if err != nil {
-			t.Fatalf("CompileWhere(%q): %v", tc.clause, err)
+			t.Fatalf("Compile(%q): %v", tc.clause, err)
 		}
 		ok, err := w.Match(row)
 		if err == nil || ok {
 			t.Errorf("Match(%q) = %v, %v; want an error", tc.clause, ok, err)
 			continue
 		}
-		if !errors.Is(err, ErrBadWhere) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("Match(%q) error = %v, want ErrBadWhere containing %q", tc.clause, err, tc.want)
+		if !errors.Is(err, ErrBadClause) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Match(%q) error = %v, want ErrBadClause containing %q", tc.clause, err, tc.want)
 		}
 	}
 	// A nil Row knows no columns rather than panicking.
-	w, _ := CompileWhere("id = 1")
-	if _, err := w.Match(nil); !errors.Is(err, ErrBadWhere) {
-		t.Errorf("Match(nil row) error = %v, want ErrBadWhere", err)
+	w, _ := Compile("id = 1")
+	if _, err := w.Match(nil); !errors.Is(err, ErrBadClause) {
+		t.Errorf("Match(nil row) error = %v, want ErrBadClause", err)
 	}
 	// Short-circuiting means a decided AND does not look at later columns.
-	w, _ = CompileWhere("id = 3 AND nosuch = 1")
+	w, _ = Compile("id = 3 AND nosuch = 1")
 	if ok, err := w.Match(row); ok || err != nil {
 		t.Errorf("Match(short-circuit) = %v, %v; want false, nil", ok, err)
 	}
@@ -373,9 +373,9 @@ func TestWhereMatchErrors(t *testing.T) {
 
 func TestWhereEmptyAndNil(t *testing.T) {
 	for _, clause := range []string{"", " \n\t", "/* nothing */", "-- nothing"} {
-		w, err := CompileWhere(clause)
+		w, err := Compile(clause)
 		if err != nil {
-			t.Fatalf("CompileWhere(%q): %v", clause, err)
+			t.Fatalf("Compile(%q): %v", clause, err)
 		}
 		if ok, err := w.Match(nil); !ok || err != nil {
 			t.Errorf("Match(%q) = %v, %v; want true", clause, ok, err)
@@ -384,12 +384,12 @@ func TestWhereEmptyAndNil(t *testing.T) {
 			t.Errorf("Columns(%q) = %v, want none", clause, cols)
 		}
 	}
-	var w *Where
+	var w *Clause
 	if ok, err := w.Match(nil); !ok || err != nil {
-		t.Errorf("nil Where Match = %v, %v; want true", ok, err)
+		t.Errorf("nil Clause Match = %v, %v; want true", ok, err)
 	}
 	if w.Columns() != nil {
-		t.Errorf("nil Where Columns = %v", w.Columns())
+		t.Errorf("nil Clause Columns = %v", w.Columns())
 	}
 }
 
@@ -405,9 +405,9 @@ func TestWhereColumns(t *testing.T) {
 		{"coalesce(worker, 'x') = 'state'", []string{"worker"}},
 	}
 	for _, tc := range tests {
-		w, err := CompileWhere(tc.clause)
+		w, err := Compile(tc.clause)
 		if err != nil {
-			t.Fatalf("CompileWhere(%q): %v", tc.clause, err)
+			t.Fatalf("Compile(%q): %v", tc.clause, err)
 		}
 		got := w.Columns()
 		if !slices.Equal(got, tc.want) {
@@ -455,7 +455,7 @@ func TestWhereLikeMatch(t *testing.T) {
 // TestWhereMatchDoesNotAllocate guards the "compile once, evaluate per row
 // fast" design: a typical filter costs no garbage per row.
 func TestWhereMatchDoesNotAllocate(t *testing.T) {
-	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3)) AND title GLOB '*_12' AND worker IS NULL")
+	w, err := Compile("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3)) AND title GLOB '*_12' AND worker IS NULL")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -471,7 +471,7 @@ func TestWhereMatchDoesNotAllocate(t *testing.T) {
 }
 
 func TestWhereConcurrentMatch(t *testing.T) {
-	w, err := CompileWhere("user LIKE 'bob%' AND id IN (1, 2)")
+	w, err := Compile("user LIKE 'bob%' AND id IN (1, 2)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -500,7 +500,7 @@ func TestWhereConcurrentMatch(t *testing.T) {
 //
 //	go test -run '^$' -bench WhereMatch -benchmem ./api/coalition/
 func BenchmarkWhereMatch(b *testing.B) {
-	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
+	w, err := Compile("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -511,7 +511,7 @@ func BenchmarkWhereMatch(b *testing.B) {
 }
 
 func BenchmarkWhereMatchBudget(b *testing.B) {
-	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
+	w, err := Compile("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3))")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -543,15 +543,15 @@ func FuzzCompileWhere(f *testing.F) {
 	}
 	row := whereRowOf(whereTestRow)
 	f.Fuzz(func(t *testing.T, clause string) {
-		w, err := CompileWhere(clause)
+		w, err := Compile(clause)
 		if err != nil {
-			if !errors.Is(err, ErrBadWhere) {
-				t.Fatalf("CompileWhere(%q) error %v does not wrap ErrBadWhere", clause, err)
+			if !errors.Is(err, ErrBadClause) {
+				t.Fatalf("Compile(%q) error %v does not wrap ErrBadClause", clause, err)
 			}
 			return
 		}
-		if _, err := w.Match(row); err != nil && !errors.Is(err, ErrBadWhere) {
-			t.Fatalf("Match(%q) error %v does not wrap ErrBadWhere", clause, err)
+		if _, err := w.Match(row); err != nil && !errors.Is(err, ErrBadClause) {
+			t.Fatalf("Match(%q) error %v does not wrap ErrBadClause", clause, err)
 		}
 		_ = w.Columns()
 	})
@@ -687,18 +687,18 @@ func TestWhereConcatTooLarge(t *testing.T) {
 	// coordinator by gigabytes. It must fail at the first oversized value,
 	// before building it.
 	clause := "length(title" + strings.Repeat("||title", 500) + ") > 0"
-	w, err := CompileWhere(clause)
+	w, err := Compile(clause)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, size := range []int{1 << 20, 300 << 10, MaxWhereValueBytes/2 + 1} {
+	for _, size := range []int{1 << 20, 300 << 10, MaxValueBytes/2 + 1} {
 		row := whereBigRow(strings.Repeat("t", size))
 		for _, b := range []*Budget{nil, NewBudget(t.Context(), 0)} {
 			var ok bool
 			var err error
 			n := whereAllocated(func() { ok, err = w.MatchBudget(row, b) })
-			if ok || !errors.Is(err, ErrWhereTooLarge) {
-				t.Fatalf("title of %d bytes: MatchBudget = %v, %v; want ErrWhereTooLarge", size, ok, err)
+			if ok || !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("title of %d bytes: MatchBudget = %v, %v; want ErrTooLarge", size, ok, err)
 			}
 			// At most the values under the cap: 600 KiB + 900 KiB for 300 KiB titles.
 			if n > 4<<20 {
@@ -707,62 +707,62 @@ func TestWhereConcatTooLarge(t *testing.T) {
 		}
 	}
 	// Right at the cap is allowed; one byte over is not.
-	half := strings.Repeat("x", MaxWhereValueBytes/2)
-	w, _ = CompileWhere("length(title || title) = " + strconv.Itoa(MaxWhereValueBytes))
+	half := strings.Repeat("x", MaxValueBytes/2)
+	w, _ = Compile("length(title || title) = " + strconv.Itoa(MaxValueBytes))
 	if ok, err := w.Match(whereBigRow(half)); !ok || err != nil {
-		t.Errorf("a value of exactly MaxWhereValueBytes: %v, %v", ok, err)
+		t.Errorf("a value of exactly MaxValueBytes: %v, %v", ok, err)
 	}
-	if _, err := w.Match(whereBigRow(half + "x")); !errors.Is(err, ErrWhereTooLarge) || !strings.Contains(err.Error(), "the limit is 1048576") {
-		t.Errorf("a value of MaxWhereValueBytes+1: %v, want ErrWhereTooLarge naming the limit", err)
+	if _, err := w.Match(whereBigRow(half + "x")); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "the limit is 1048576") {
+		t.Errorf("a value of MaxValueBytes+1: %v, want ErrTooLarge naming the limit", err)
 	}
 }
 
 func TestWhereCaseMappingTooLarge(t *testing.T) {
 	for _, fn := range []string{"lower", "upper"} {
-		w, err := CompileWhere(fn + "(title) = 'x'")
+		w, err := Compile(fn + "(title) = 'x'")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Match(whereBigRow(strings.Repeat("a", MaxWhereValueBytes))); err != nil {
-			t.Errorf("%s of MaxWhereValueBytes: %v", fn, err)
+		if _, err := w.Match(whereBigRow(strings.Repeat("a", MaxValueBytes))); err != nil {
+			t.Errorf("%s of MaxValueBytes: %v", fn, err)
 		}
-		if _, err := w.Match(whereBigRow(strings.Repeat("a", MaxWhereValueBytes+1))); !errors.Is(err, ErrWhereTooLarge) {
-			t.Errorf("%s of MaxWhereValueBytes+1: %v, want ErrWhereTooLarge", fn, err)
+		if _, err := w.Match(whereBigRow(strings.Repeat("a", MaxValueBytes+1))); !errors.Is(err, ErrTooLarge) {
+			t.Errorf("%s of MaxValueBytes+1: %v, want ErrTooLarge", fn, err)
 		}
 	}
 	// Reading a long column is fine: only built values are capped.
-	w, _ := CompileWhere("length(title) > 0 AND title LIKE 'a%' AND title = title")
-	if ok, err := w.Match(whereBigRow(strings.Repeat("a", 2*MaxWhereValueBytes))); !ok || err != nil {
+	w, _ := Compile("length(title) > 0 AND title LIKE 'a%' AND title = title")
+	if ok, err := w.Match(whereBigRow(strings.Repeat("a", 2*MaxValueBytes))); !ok || err != nil {
 		t.Errorf("reading a 2 MiB column = %v, %v", ok, err)
 	}
 }
 
 func TestWherePatternLimit(t *testing.T) {
 	long := strings.Repeat("a", 1000)
-	atCap := "%" + strings.Repeat("a", MaxWherePatternBytes-2) + "b"
+	atCap := "%" + strings.Repeat("a", MaxPatternBytes-2) + "b"
 	for _, clause := range []string{
 		"title LIKE '%" + long + " b'",
 		"title NOT LIKE '" + long + "'",
 		"title GLOB '*" + long + "'",
-		"title LIKE '" + strings.Repeat("a", MaxWherePatternBytes+1) + "' ESCAPE '!'",
+		"title LIKE '" + strings.Repeat("a", MaxPatternBytes+1) + "' ESCAPE '!'",
 	} {
-		_, err := CompileWhere(clause)
-		if !errors.Is(err, ErrBadWhere) || !strings.Contains(err.Error(), "pattern is") || !strings.Contains(err.Error(), "the limit is 256") {
-			t.Errorf("CompileWhere(%.30q...) = %v, want ErrBadWhere naming the limit", clause, err)
+		_, err := Compile(clause)
+		if !errors.Is(err, ErrBadClause) || !strings.Contains(err.Error(), "pattern is") || !strings.Contains(err.Error(), "the limit is 256") {
+			t.Errorf("Compile(%.30q...) = %v, want ErrBadClause naming the limit", clause, err)
 		}
 	}
-	if _, err := CompileWhere("title LIKE '" + atCap + "'"); err != nil {
-		t.Errorf("a pattern of MaxWherePatternBytes: %v", err)
+	if _, err := Compile("title LIKE '" + atCap + "'"); err != nil {
+		t.Errorf("a pattern of MaxPatternBytes: %v", err)
 	}
 	// Computed patterns are checked as they are evaluated.
-	row := whereBigRow(strings.Repeat("a", MaxWherePatternBytes+1))
+	row := whereBigRow(strings.Repeat("a", MaxPatternBytes+1))
 	for _, clause := range []string{"'a' LIKE title", "'a' GLOB title", "'a' LIKE 'a' || title", "'a' NOT LIKE lower(title)"} {
-		w, err := CompileWhere(clause)
+		w, err := Compile(clause)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := w.Match(row); !errors.Is(err, ErrBadWhere) || !strings.Contains(err.Error(), "the limit is 256") {
-			t.Errorf("Match(%q) = %v, want ErrBadWhere naming the limit", clause, err)
+		if _, err := w.Match(row); !errors.Is(err, ErrBadClause) || !strings.Contains(err.Error(), "the limit is 256") {
+			t.Errorf("Match(%q) = %v, want ErrBadClause naming the limit", clause, err)
 		}
 	}
 }
@@ -772,8 +772,8 @@ func TestWherePatternAtCapFinishes(t *testing.T) {
 	// linear pass; the worst one, many %-anchored near misses, is len(pat)
 	// times len(title) and is what the budget is for.
 	big := strings.Repeat("a", 1<<20)
-	easy := "%" + strings.Repeat("x", MaxWherePatternBytes-2) + "%"
-	w, err := CompileWhere("title LIKE '" + easy + "' OR title GLOB '*" + strings.Repeat("x", MaxWherePatternBytes-2) + "*'")
+	easy := "%" + strings.Repeat("x", MaxPatternBytes-2) + "%"
+	w, err := Compile("title LIKE '" + easy + "' OR title GLOB '*" + strings.Repeat("x", MaxPatternBytes-2) + "*'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -785,9 +785,9 @@ func TestWherePatternAtCapFinishes(t *testing.T) {
 		t.Errorf("easy pattern at the cap over 1 MiB cost %d steps, want about 1M", b.Spent())
 	}
 
-	worst := "%" + strings.Repeat("a", MaxWherePatternBytes-2) + "b"
-	for _, op := range []string{"LIKE '" + worst + "'", "GLOB '*" + strings.Repeat("?", MaxWherePatternBytes-2) + "b'"} {
-		w, err := CompileWhere("title " + op)
+	worst := "%" + strings.Repeat("a", MaxPatternBytes-2) + "b"
+	for _, op := range []string{"LIKE '" + worst + "'", "GLOB '*" + strings.Repeat("?", MaxPatternBytes-2) + "b'"} {
+		w, err := Compile("title " + op)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -800,7 +800,7 @@ func TestWherePatternAtCapFinishes(t *testing.T) {
 				t.Fatalf("%s over %d bytes = %v, %v", op, n, ok, err)
 			}
 			spent[i] = b.Spent()
-			if bound := int64(n) * MaxWherePatternBytes / whereMatchPerStep; spent[i] > bound {
+			if bound := int64(n) * MaxPatternBytes / whereMatchPerStep; spent[i] > bound {
 				t.Errorf("%s over %d bytes cost %d steps, above the bound %d", op, n, spent[i], bound)
 			}
 		}
@@ -809,8 +809,8 @@ func TestWherePatternAtCapFinishes(t *testing.T) {
 		}
 		// Over 1 MiB it runs out of a small budget promptly.
 		b := NewBudget(t.Context(), 1<<20)
-		if _, err := w.MatchBudget(whereBigRow(big), b); !errors.Is(err, ErrWhereBudget) {
-			t.Errorf("%s over 1 MiB with a small budget = %v, want ErrWhereBudget", op, err)
+		if _, err := w.MatchBudget(whereBigRow(big), b); !errors.Is(err, ErrBudget) {
+			t.Errorf("%s over 1 MiB with a small budget = %v, want ErrBudget", op, err)
 		}
 		if s := b.Spent(); s != 1<<20 {
 			t.Errorf("Spent() = %d after running out, want the whole budget", s)
@@ -819,7 +819,7 @@ func TestWherePatternAtCapFinishes(t *testing.T) {
 }
 
 func TestWhereBudgetAcrossRows(t *testing.T) {
-	w, err := CompileWhere("state = 'WAITING' AND id IN (1, 2, 3)")
+	w, err := Compile("state = 'WAITING' AND id IN (1, 2, 3)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -840,25 +840,25 @@ func TestWhereBudgetAcrossRows(t *testing.T) {
 			break
 		}
 	}
-	if !errors.Is(err, ErrWhereBudget) || errors.Is(err, ErrBadWhere) {
-		t.Fatalf("after %d rows: %v, want ErrWhereBudget alone", rows, err)
+	if !errors.Is(err, ErrBudget) || errors.Is(err, ErrBadClause) {
+		t.Fatalf("after %d rows: %v, want ErrBudget alone", rows, err)
 	}
 	if want := int(steps / perRow); rows != want {
 		t.Errorf("the budget ran out after %d rows, want %d", rows, want)
 	}
 	// It stays spent, for every later row and for an empty clause too.
-	if _, err := w.MatchBudget(row, b); !errors.Is(err, ErrWhereBudget) {
+	if _, err := w.MatchBudget(row, b); !errors.Is(err, ErrBudget) {
 		t.Errorf("after running out: %v", err)
 	}
-	var empty *Where
-	if _, err := empty.MatchBudget(row, b); !errors.Is(err, ErrWhereBudget) || !errors.Is(b.Err(), ErrWhereBudget) {
+	var empty *Clause
+	if _, err := empty.MatchBudget(row, b); !errors.Is(err, ErrBudget) || !errors.Is(b.Err(), ErrBudget) {
 		t.Errorf("after running out, an empty clause: %v", err)
 	}
 }
 
 func TestWhereBudgetContext(t *testing.T) {
 	row := whereRowOf(whereTestRow)
-	w, err := CompileWhere("state = 'WAITING'")
+	w, err := Compile("state = 'WAITING'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -876,7 +876,7 @@ func TestWhereBudgetContext(t *testing.T) {
 			break
 		}
 	}
-	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrWhereBudget) {
+	if !errors.Is(err, context.Canceled) || errors.Is(err, ErrBudget) {
 		t.Fatalf("after cancelling: %v after %d rows, want context.Canceled", err, rows)
 	}
 	if rows > whereCtxEvery {
@@ -886,7 +886,7 @@ func TestWhereBudgetContext(t *testing.T) {
 	// A single long match stops too, and a deadline reads as one.
 	ctx, cancel = context.WithDeadline(t.Context(), time.Unix(0, 0))
 	defer cancel()
-	w, err = CompileWhere("title LIKE '%" + strings.Repeat("a", 200) + "b'")
+	w, err = Compile("title LIKE '%" + strings.Repeat("a", 200) + "b'")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -899,7 +899,7 @@ func TestWhereBudgetContext(t *testing.T) {
 	}
 }
 
-// TestWhereOrdinaryFiltersFit checks DefaultWhereSteps against filters the
+// TestWhereOrdinaryFiltersFit checks DefaultSteps against filters the
 // UI sends: each must run over a million realistic jobs with at least a
 // third of the budget to spare.
 func TestWhereOrdinaryFiltersFit(t *testing.T) {
@@ -926,7 +926,7 @@ func TestWhereOrdinaryFiltersFit(t *testing.T) {
 		"parent = 120000 AND id IN (" + strings.Repeat("123457, ", 200) + "123456)",
 		"affinity LIKE '%gpu%' AND duration > 60 * 60 AND retry < 3 AND NOT paused",
 	} {
-		w, err := CompileWhere(clause)
+		w, err := Compile(clause)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -935,8 +935,8 @@ func TestWhereOrdinaryFiltersFit(t *testing.T) {
 			t.Fatalf("MatchBudget(%.40q): %v", clause, err)
 		}
 		t.Logf("%4d steps a row: %.60s", b.Spent(), clause)
-		if b.Spent()*1_000_000 > DefaultWhereSteps*2/3 {
-			t.Errorf("%.50q costs %d steps a row: a million rows would take more than 2/3 of DefaultWhereSteps", clause, b.Spent())
+		if b.Spent()*1_000_000 > DefaultSteps*2/3 {
+			t.Errorf("%.50q costs %d steps a row: a million rows would take more than 2/3 of DefaultSteps", clause, b.Spent())
 		}
 	}
 }
@@ -951,13 +951,13 @@ func TestWhereStaticLimits(t *testing.T) {
 		{"1" + strings.Repeat("+1", whereMaxNodes/2), "nodes, the limit is 2048"},
 	}
 	for _, tc := range tests {
-		if _, err := CompileWhere(tc.clause); !errors.Is(err, ErrBadWhere) || !strings.Contains(err.Error(), tc.want) {
-			t.Errorf("CompileWhere(%.30q...) = %v, want ErrBadWhere containing %q", tc.clause, err, tc.want)
+		if _, err := Compile(tc.clause); !errors.Is(err, ErrBadClause) || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("Compile(%.30q...) = %v, want ErrBadClause containing %q", tc.clause, err, tc.want)
 		}
 	}
 	// Just under both limits compiles, and a long integer IN list is a
 	// lookup: its cost does not grow with the list.
-	w, err := CompileWhere("id IN (" + strings.Join(ids[:whereMaxInList-1], ",") + ", 2)")
+	w, err := Compile("id IN (" + strings.Join(ids[:whereMaxInList-1], ",") + ", 2)")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -968,7 +968,7 @@ func TestWhereStaticLimits(t *testing.T) {
 	if b.Spent() > 3 {
 		t.Errorf("an integer IN list of %d costs %d steps, want 2", whereMaxInList, b.Spent())
 	}
-	if _, err := CompileWhere("1" + strings.Repeat("+1", whereMaxNodes/2-1)); err != nil {
+	if _, err := Compile("1" + strings.Repeat("+1", whereMaxNodes/2-1)); err != nil {
 		t.Errorf("a clause of %d nodes: %v", whereMaxNodes-1, err)
 	}
 }
@@ -995,7 +995,7 @@ func TestWhereInIntegerSet(t *testing.T) {
 		{"id NOT IN (1, 3)", true},
 		{"id NOT IN (1, 2)", false},
 	} {
-		w, err := CompileWhere(tc.clause)
+		w, err := Compile(tc.clause)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1008,15 +1008,15 @@ func TestWhereInIntegerSet(t *testing.T) {
 func TestNewBudgetDefaults(t *testing.T) {
 	var none context.Context // documented to mean Background
 	b := NewBudget(none, 0)
-	if b.steps != DefaultWhereSteps || b.ctx == nil || b.Spent() != 0 || b.Err() != nil {
+	if b.steps != DefaultSteps || b.ctx == nil || b.Spent() != 0 || b.Err() != nil {
 		t.Errorf("NewBudget(nil, 0) = %+v", b)
 	}
-	if b := NewBudget(t.Context(), -5); b.steps != DefaultWhereSteps {
+	if b := NewBudget(t.Context(), -5); b.steps != DefaultSteps {
 		t.Errorf("NewBudget(ctx, -5) has %d steps", b.steps)
 	}
 	// An unlimited budget does not overflow.
 	b = NewBudget(t.Context(), math.MaxInt64)
-	w, _ := CompileWhere("title LIKE '%frame%'")
+	w, _ := Compile("title LIKE '%frame%'")
 	for range 1000 {
 		if _, err := w.MatchBudget(whereRowOf(whereTestRow), b); err != nil {
 			t.Fatal(err)
@@ -1025,7 +1025,7 @@ func TestNewBudgetDefaults(t *testing.T) {
 }
 
 func TestWhereMatchBudgetDoesNotAllocate(t *testing.T) {
-	w, err := CompileWhere("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3)) AND title GLOB '*_12' AND worker IS NULL")
+	w, err := Compile("state='WAITING' AND user LIKE 'bob%' AND (priority >= 100 OR id IN (1,2,3)) AND title GLOB '*_12' AND worker IS NULL")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1042,7 +1042,7 @@ func TestWhereMatchBudgetDoesNotAllocate(t *testing.T) {
 }
 
 // whereFuzzRow has long strings so that random clauses reach the caps: two
-// 300 KiB values concatenated twice are over MaxWhereValueBytes.
+// 300 KiB values concatenated twice are over MaxValueBytes.
 var whereFuzzRow = whereRowOf(map[string]any{
 	"id":      int64(2),
 	"title":   strings.Repeat("shot_frame_12 é ", 512),
@@ -1079,16 +1079,16 @@ func FuzzWhere(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, clause string) {
-		w, err := CompileWhere(clause)
+		w, err := Compile(clause)
 		if err != nil {
-			if !errors.Is(err, ErrBadWhere) {
-				t.Fatalf("CompileWhere(%q): %v does not wrap ErrBadWhere", clause, err)
+			if !errors.Is(err, ErrBadClause) {
+				t.Fatalf("Compile(%q): %v does not wrap ErrBadClause", clause, err)
 			}
 			return
 		}
 		b := NewBudget(context.Background(), whereFuzzSteps)
 		ok, err := w.MatchBudget(whereFuzzRow, b)
-		if b.peak > MaxWhereValueBytes {
+		if b.peak > MaxValueBytes {
 			t.Fatalf("MatchBudget(%q) built a value of %d bytes", clause, b.peak)
 		}
 		if b.Spent() > whereFuzzSteps {
@@ -1096,7 +1096,7 @@ func FuzzWhere(f *testing.F) {
 		}
 		if err != nil {
 			n := 0
-			for _, sentinel := range []error{ErrBadWhere, ErrWhereTooLarge, ErrWhereBudget} {
+			for _, sentinel := range []error{ErrBadClause, ErrTooLarge, ErrBudget} {
 				if errors.Is(err, sentinel) {
 					n++
 				}
@@ -1104,8 +1104,8 @@ func FuzzWhere(f *testing.F) {
 			if n != 1 || ok {
 				t.Fatalf("MatchBudget(%q) = %v, %v: want false and exactly one sentinel", clause, ok, err)
 			}
-			if !errors.Is(err, ErrWhereTooLarge) {
-				return // without a budget, an ErrWhereBudget would run long
+			if !errors.Is(err, ErrTooLarge) {
+				return // without a budget, an ErrBudget would run long
 			}
 		}
 		// The same work without a budget gives the same answer.

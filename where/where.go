@@ -1,9 +1,8 @@
-package coalition
-
-// A safe evaluator for the SQL WHERE clauses Coalition's web UI sends to
-// /api/jobs/where/ and /api/jobs/count/where/. Upstream pastes the clause into
-// a sqlite query; Croft has no SQL database, so it parses the subset of SQLite
-// expressions such clauses use and evaluates it over one job row at a time.
+// Package where is a safe evaluator for the SQL WHERE clauses Coalition's
+// web UI sends to /api/jobs/where/ and /api/jobs/count/where/. Upstream
+// pastes the clause into a sqlite query; Croft has no SQL database, so it
+// parses the subset of SQLite expressions such clauses use and evaluates it
+// over one job row at a time.
 //
 // Semantics follow SQLite where it matters for filtering:
 //   - NULL is three-valued: comparisons with NULL, and NOT/AND/OR over NULL,
@@ -22,10 +21,14 @@ package coalition
 //
 // The clause comes from the network and runs over every job of the farm, so
 // its work is bounded (see Budget): every value it builds is capped at
-// MaxWhereValueBytes, LIKE and GLOB patterns at MaxWherePatternBytes (their
+// MaxValueBytes, LIKE and GLOB patterns at MaxPatternBytes (their
 // matching is linear in text times pattern), and MatchBudget charges each
 // node and each byte of string work against a budget shared by all rows,
 // checking the request's context as it goes.
+//
+// It knows nothing of jobs, HTTP or the replicated state: the caller
+// supplies each row as a Row, which reads a column by name (see DESIGN.md).
+package where
 
 import (
 	"context"
@@ -37,23 +40,23 @@ import (
 	"unicode/utf8"
 )
 
-// The evaluation errors. Each error CompileWhere, Match and MatchBudget
+// The evaluation errors. Each error Compile, Match and MatchBudget
 // return wraps exactly one of them, or the context's error, so the HTTP edge
-// can pick a status with errors.Is. Recommended mapping: ErrBadWhere 400,
-// ErrWhereTooLarge 413, ErrWhereBudget 422 (the same request will fail the
+// can pick a status with errors.Is. Recommended mapping: ErrBadClause 400,
+// ErrTooLarge 413, ErrBudget 422 (the same request will fail the
 // same way again, so it is the client's to narrow, not a transient 503),
 // context.Canceled 499 and context.DeadlineExceeded 503.
 var (
-	// ErrBadWhere is a malformed clause, one over a static limit (length,
+	// ErrBadClause is a malformed clause, one over a static limit (length,
 	// nesting, nodes, IN list, LIKE/GLOB pattern), an unknown column or a
 	// column of an unsupported type.
-	ErrBadWhere = errors.New("bad where clause")
-	// ErrWhereTooLarge is an intermediate value that would exceed
-	// MaxWhereValueBytes, such as a concatenation of long titles.
-	ErrWhereTooLarge = errors.New("where clause builds a value larger than allowed")
-	// ErrWhereBudget is a Budget run out: the query needs more work than
+	ErrBadClause = errors.New("bad where clause")
+	// ErrTooLarge is an intermediate value that would exceed
+	// MaxValueBytes, such as a concatenation of long titles.
+	ErrTooLarge = errors.New("where clause builds a value larger than allowed")
+	// ErrBudget is a Budget run out: the query needs more work than
 	// allowed over the rows it was given.
-	ErrWhereBudget = errors.New("the query needs more work than allowed; narrow it")
+	ErrBudget = errors.New("the query needs more work than allowed; narrow it")
 )
 
 const (
@@ -72,22 +75,22 @@ const (
 
 // The limits of evaluation.
 const (
-	// MaxWhereValueBytes caps every string evaluation builds (by ||,
-	// LOWER, UPPER): one larger fails with ErrWhereTooLarge before it is
+	// MaxValueBytes caps every string evaluation builds (by ||,
+	// LOWER, UPPER): one larger fails with ErrTooLarge before it is
 	// allocated. Column values are read, not built, and are not capped.
-	MaxWhereValueBytes = 1 << 20
-	// MaxWherePatternBytes caps LIKE and GLOB patterns, at compile time for
-	// literal ones and at evaluation for computed ones (ErrBadWhere), so
+	MaxValueBytes = 1 << 20
+	// MaxPatternBytes caps LIKE and GLOB patterns, at compile time for
+	// literal ones and at evaluation for computed ones (ErrBadClause), so
 	// that matching, linear in text times pattern, stays cheap per byte of
 	// text. SQLite allows 50,000; UI patterns are a few words.
-	MaxWherePatternBytes = 256
-	// DefaultWhereSteps is a sensible budget for one query over the whole
+	MaxPatternBytes = 256
+	// DefaultSteps is a sensible budget for one query over the whole
 	// farm. A step is about the work of evaluating one node of the clause,
 	// some 100-150 instructions or 10-25 ns, and string work is charged at
 	// the same rate, so a hostile clause stops after about a second of CPU
 	// (0.2-1.6 s measured), while UI filters, 6-33 steps a row, run over a
 	// million jobs with 2 to 10 times room to spare.
-	DefaultWhereSteps = 64_000_000
+	DefaultSteps = 64_000_000
 
 	// whereBytesPerStep is what a step buys of linear string work: copying
 	// (0.5 ns a byte with allocation) or comparing (far less; overcharged
@@ -129,7 +132,7 @@ type Budget struct {
 	peak    int   // the largest value built, for tests
 }
 
-// NewBudget returns a budget of steps (DefaultWhereSteps if steps <= 0;
+// NewBudget returns a budget of steps (DefaultSteps if steps <= 0;
 // math.MaxInt64 for practically none) whose evaluation also stops when ctx
 // is done.
 func NewBudget(ctx context.Context, steps int64) *Budget {
@@ -137,7 +140,7 @@ func NewBudget(ctx context.Context, steps int64) *Budget {
 		ctx = context.Background()
 	}
 	if steps <= 0 {
-		steps = DefaultWhereSteps
+		steps = DefaultSteps
 	}
 	b := &Budget{ctx: ctx, steps: steps, left: steps}
 	b.checkAt = max(steps-whereCtxEvery, 0)
@@ -174,7 +177,7 @@ func (b *Budget) slow() error {
 	switch {
 	case b.err != nil:
 	case b.left < 0:
-		b.err = fmt.Errorf("%w (the budget is %d steps)", ErrWhereBudget, b.steps)
+		b.err = fmt.Errorf("%w (the budget is %d steps)", ErrBudget, b.steps)
 	case b.ctx.Err() != nil:
 		b.err = fmt.Errorf("where clause evaluation stopped: %w", b.ctx.Err())
 	default:
@@ -222,8 +225,8 @@ func (b *Budget) compareText(x, y whereValue) error {
 // build checks and charges a string of n bytes about to be built, before
 // it is.
 func (b *Budget) build(n int) error {
-	if n > MaxWhereValueBytes {
-		return fmt.Errorf("%w: a value of %d bytes, the limit is %d", ErrWhereTooLarge, n, MaxWhereValueBytes)
+	if n > MaxValueBytes {
+		return fmt.Errorf("%w: a value of %d bytes, the limit is %d", ErrTooLarge, n, MaxValueBytes)
 	}
 	if b != nil && n > b.peak {
 		b.peak = n
@@ -236,26 +239,26 @@ func (b *Budget) build(n int) error {
 // kinds, float32 and bool are accepted too.
 type Row func(column string) (value any, ok bool)
 
-// Where is a compiled WHERE clause. It is immutable and safe for concurrent
+// Clause is a compiled WHERE clause. It is immutable and safe for concurrent
 // use by multiple goroutines.
-type Where struct {
+type Clause struct {
 	root  whereNode // nil for an empty clause
 	cols  []string
 	steps int64 // the node steps of one row: no node is evaluated twice
 }
 
-// CompileWhere parses a WHERE clause; an empty clause matches every row.
-// Errors wrap ErrBadWhere and give the byte offset of the problem.
-func CompileWhere(clause string) (*Where, error) {
+// Compile parses a WHERE clause; an empty clause matches every row.
+// Errors wrap ErrBadClause and give the byte offset of the problem.
+func Compile(clause string) (*Clause, error) {
 	if len(clause) > whereMaxLen {
-		return nil, fmt.Errorf("%w: clause is %d bytes, the limit is %d", ErrBadWhere, len(clause), whereMaxLen)
+		return nil, fmt.Errorf("%w: clause is %d bytes, the limit is %d", ErrBadClause, len(clause), whereMaxLen)
 	}
 	toks, err := whereLex(clause)
 	if err != nil {
 		return nil, err
 	}
 	if toks[0].kind == whereTEOF {
-		return &Where{}, nil
+		return &Clause{}, nil
 	}
 	p := &whereParser{toks: toks, seen: map[string]bool{}}
 	root, err := p.parseExpr()
@@ -267,9 +270,9 @@ func CompileWhere(clause string) (*Where, error) {
 	}
 	nodes, steps := whereCountNodes(root)
 	if nodes > whereMaxNodes {
-		return nil, fmt.Errorf("%w: clause has %d nodes, the limit is %d", ErrBadWhere, nodes, whereMaxNodes)
+		return nil, fmt.Errorf("%w: clause has %d nodes, the limit is %d", ErrBadClause, nodes, whereMaxNodes)
 	}
-	return &Where{root: root, cols: p.cols, steps: int64(steps)}, nil
+	return &Clause{root: root, cols: p.cols, steps: int64(steps)}, nil
 }
 
 // whereCountNodes returns the number of nodes of a compiled clause and the
@@ -351,17 +354,17 @@ func whereIntSet(list []whereNode) map[int64]struct{} {
 
 // Match evaluates the clause over r with no budget and no context: the
 // value and pattern caps still hold, but nothing bounds the total work, so
-// a query over many rows should use MatchBudget. A nil or empty Where
+// a query over many rows should use MatchBudget. A nil or empty Clause
 // matches every row.
-func (w *Where) Match(r Row) (bool, error) {
+func (w *Clause) Match(r Row) (bool, error) {
 	return w.MatchBudget(r, nil)
 }
 
 // MatchBudget evaluates the clause over r, charging its work to b (nil: no
-// limit). Errors wrap ErrBadWhere (an unknown column, a computed pattern over
-// MaxWherePatternBytes), ErrWhereTooLarge, ErrWhereBudget, or the error of
+// limit). Errors wrap ErrBadClause (an unknown column, a computed pattern over
+// MaxPatternBytes), ErrTooLarge, ErrBudget, or the error of
 // b's context once it is done.
-func (w *Where) MatchBudget(r Row, b *Budget) (bool, error) {
+func (w *Clause) MatchBudget(r Row, b *Budget) (bool, error) {
 	if b != nil && b.err != nil {
 		return false, b.err
 	}
@@ -386,7 +389,7 @@ func (w *Where) MatchBudget(r Row, b *Budget) (bool, error) {
 
 // Columns returns the column names the clause uses, lower-cased, in order of
 // first use, so the caller can reject unknown ones up front.
-func (w *Where) Columns() []string {
+func (w *Clause) Columns() []string {
 	if w == nil {
 		return nil
 	}
@@ -465,7 +468,7 @@ func whereFromAny(v any, col string) (whereValue, error) {
 	case string:
 		return whereTextVal(x), nil
 	}
-	return whereValue{}, fmt.Errorf("%w: column %q has unsupported type %T", ErrBadWhere, col, v)
+	return whereValue{}, fmt.Errorf("%w: column %q has unsupported type %T", ErrBadClause, col, v)
 }
 
 // whereFloat64 maps NaN to NULL, as SQLite does when storing a NaN.
@@ -1090,7 +1093,7 @@ func whereIsIdentStart(c byte) bool {
 func whereIsIdentChar(c byte) bool { return whereIsIdentStart(c) || whereIsDigit(c) || c == '$' }
 
 func whereLexErr(off int, format string, args ...any) error {
-	return fmt.Errorf("%w: %s at offset %d", ErrBadWhere, fmt.Sprintf(format, args...), off)
+	return fmt.Errorf("%w: %s at offset %d", ErrBadClause, fmt.Sprintf(format, args...), off)
 }
 
 func whereLex(src string) ([]whereTok, error) {
@@ -1460,8 +1463,8 @@ func (p *whereParser) parsePostfix(l whereNode, not bool) (whereNode, error) {
 		if err != nil {
 			return nil, err
 		}
-		if lit, ok := pat.(*whereLit); ok && lit.v.kind != whereNull && len(lit.v.text()) > MaxWherePatternBytes {
-			return nil, p.errorf(pt, "%s pattern is %d bytes, the limit is %d", t.text, len(lit.v.text()), MaxWherePatternBytes)
+		if lit, ok := pat.(*whereLit); ok && lit.v.kind != whereNull && len(lit.v.text()) > MaxPatternBytes {
+			return nil, p.errorf(pt, "%s pattern is %d bytes, the limit is %d", t.text, len(lit.v.text()), MaxPatternBytes)
 		}
 		n := &whereLike{x: l, pat: pat, esc: -1, glob: t.text == "GLOB", not: not}
 		if p.peek().isKw("ESCAPE") {
@@ -1686,11 +1689,11 @@ type whereCol struct{ name string }
 
 func (n *whereCol) eval(r Row, b *Budget) (whereValue, error) {
 	if r == nil {
-		return whereValue{}, fmt.Errorf("%w: unknown column %q", ErrBadWhere, n.name)
+		return whereValue{}, fmt.Errorf("%w: unknown column %q", ErrBadClause, n.name)
 	}
 	v, ok := r(n.name)
 	if !ok {
-		return whereValue{}, fmt.Errorf("%w: unknown column %q", ErrBadWhere, n.name)
+		return whereValue{}, fmt.Errorf("%w: unknown column %q", ErrBadClause, n.name)
 	}
 	return whereFromAny(v, n.name)
 }
@@ -1967,13 +1970,13 @@ type whereLike struct {
 	not    bool
 }
 
-// errPattern is the error of a computed pattern over MaxWherePatternBytes.
+// errPattern is the error of a computed pattern over MaxPatternBytes.
 func (n *whereLike) errPattern(size int) error {
 	op := "LIKE"
 	if n.glob {
 		op = "GLOB"
 	}
-	return fmt.Errorf("%w: %s pattern is %d bytes, the limit is %d", ErrBadWhere, op, size, MaxWherePatternBytes)
+	return fmt.Errorf("%w: %s pattern is %d bytes, the limit is %d", ErrBadClause, op, size, MaxPatternBytes)
 }
 
 func (n *whereLike) eval(r Row, b *Budget) (whereValue, error) {
@@ -1984,7 +1987,7 @@ func (n *whereLike) eval(r Row, b *Budget) (whereValue, error) {
 	// Literal patterns were checked at compile time; computed ones, such as
 	// a column or a concatenation, can only be checked now.
 	pat := p.text()
-	if len(pat) > MaxWherePatternBytes {
+	if len(pat) > MaxPatternBytes {
 		return whereValue{}, n.errPattern(len(pat))
 	}
 	var ok bool
