@@ -719,9 +719,9 @@ func (a *Agent) begin(worker, dir string, as client.Assignment, sup *supervisor)
 // finish reports on an attempt until the coordinator is done with it, and
 // returns once its process ended too, so the slot never asks for work
 // while the coordinator still counts it busy; then its slot is freed (its
-// output and journal emptied). If ctx ends first, the job is
-// stopped and the attempt stays on disk, to be reported lost by the next
-// start. With next, the result asks for the worker's next job, returned
+// output and journal emptied). If ctx ends first, the attempt stays on
+// disk for the next start, its job left running (re-adopted then), or,
+// with KillOnStop, stopped (reported lost then). With next, the result asks for the worker's next job, returned
 // if one was given (see report).
 func (a *Agent) finish(ctx context.Context, at *attempt, next bool) *client.Assignment {
 	defer a.untrack(at)
