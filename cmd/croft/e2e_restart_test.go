@@ -79,7 +79,10 @@ func (g *gatedJob) open() {
 		g.t.Fatal(err)
 	}
 	limit := time.Now().Add(30 * time.Second)
-	for !exists(g.afterGate) {
+	for {
+		if _, err := os.Stat(g.afterGate); err == nil {
+			break
+		}
 		if time.Now().After(limit) {
 			g.t.Fatal("the job did not go past its gate")
 		}
@@ -105,14 +108,9 @@ func (g *gatedJob) check(c *client.Client) {
 	}
 }
 
-func exists(file string) bool {
-	_, err := os.Stat(file)
-	return err == nil
-}
-
-// signal sends sig to the process (not its group) and waits until it
+// signalAndWait sends sig to the process (not its group) and waits until it
 // exited, successfully.
-func (p *proc) signal(sig syscall.Signal) {
+func (p *proc) signalAndWait(sig syscall.Signal) {
 	p.t.Helper()
 	_ = p.cmd.Process.Signal(sig)
 	select {
@@ -139,7 +137,7 @@ func TestAgentSIGTERMLeavesItsJobToTheNextStart(t *testing.T) {
 	job := newGatedJob(t, c, "outlives a planned restart")
 	shell := job.waitRunning()
 	waitJob(t, c, job.id, "WORKING")
-	first.signal(syscall.SIGTERM) // systemctl restart: the agent's process only
+	first.signalAndWait(syscall.SIGTERM) // systemctl restart: the agent's process only
 	if err := syscall.Kill(shell, 0); err != nil {
 		t.Fatalf("the job died with its agent: %v", err)
 	}
@@ -152,7 +150,7 @@ func TestAgentSIGTERMLeavesItsJobToTheNextStart(t *testing.T) {
 	job2 := newGatedJob(t, c, "runs to its end under a drain")
 	job2.waitRunning()
 	drain := startProc(t, false, "agent", "--drain", "--data-dir", agentDir)
-	waitStderr(t, second, "draining")
+	waitLogged(t, second, "draining")
 	job2.open()
 	select {
 	case <-drain.done:
@@ -192,7 +190,7 @@ func TestDevCtrlCLeavesItsJobToTheNextDev(t *testing.T) {
 	job := newGatedJob(t, c, "outlives croft dev")
 	shell := job.waitRunning()
 	waitJob(t, c, job.id, "WORKING")
-	first.signal(syscall.SIGINT) // Ctrl-C
+	first.signalAndWait(syscall.SIGINT) // Ctrl-C
 	if err := syscall.Kill(shell, 0); err != nil {
 		t.Fatalf("the job died with croft dev: %v", err)
 	}
@@ -202,8 +200,8 @@ func TestDevCtrlCLeavesItsJobToTheNextDev(t *testing.T) {
 	second.stop()
 }
 
-// waitStderr waits until p logged text.
-func waitStderr(t *testing.T, p *proc, text string) {
+// waitLogged waits until p logged text.
+func waitLogged(t *testing.T, p *proc, text string) {
 	t.Helper()
 	limit := time.Now().Add(30 * time.Second)
 	for !strings.Contains(p.stderr(), text) {
