@@ -2,8 +2,10 @@
 // coordinators, heartbeats with its host's load, long-polls for work and
 // runs each assignment in a process group of its own, under its slot's
 // long-lived supervisor, its output spooled to disk and streamed back, with the result, until they
-// are acknowledged. A job outlives a crash of its agent: the next agent
-// re-adopts it, or delivers its result, or reports it lost. See DESIGN.md.
+// are acknowledged. A job outlives its agent, whether it crashed or was
+// stopped (Run's context ended): the next agent re-adopts it, or delivers
+// its result, or reports it lost. Drain stops an agent for good, once its
+// jobs are over. See DESIGN.md.
 package agent
 
 import (
@@ -15,7 +17,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"sync"
@@ -92,6 +96,19 @@ type Config struct {
 	Logger *slog.Logger
 	// Executor tunes how attempts run; its zero value uses the defaults.
 	Executor Executor
+	// KillOnStop: when Run's context ends, stop the running jobs (they
+	// are reported lost by the next start and run again) instead of
+	// leaving them running for the next start to re-adopt.
+	KillOnStop bool
+	// Control: Run writes its pid to DataDir (see RequestDrain) and
+	// drains on DrainSignal. Only for an agent that has its process to
+	// itself: the signal reaches the whole process.
+	Control bool
+	// Interpreters are advertised besides those found on PATH
+	// (DefaultInterpreters), replacing a found one of the same name: Name
+	// at most client.MaxInterpreterName bytes of letters, digits, '.',
+	// '_', '+' and '-'; Path absolute, or a command found on PATH.
+	Interpreters []client.Interpreter
 }
 
 // Agent is a render node: see Run.
@@ -103,9 +120,14 @@ type Agent struct {
 	// contact is the leaseClock() reading at the start of the last
 	// heartbeat round that reached the coordinators for every worker.
 	contact atomic.Int64
-	// detach is a test hook: when Run's context ends, leave the jobs
-	// running and their attempts on disk, as a kill -9 of the agent does.
+	// detach: when Run's context ends, leave the jobs running and their
+	// attempts on disk, as a kill -9 of the agent does (!KillOnStop).
 	detach bool
+	// draining is closed by Drain.
+	draining  chan struct{}
+	drainOnce sync.Once
+	// interpreters are advertised when the slots register.
+	interpreters []client.Interpreter
 
 	mu       sync.Mutex
 	attempts map[int64]*attempt // running, or still reporting
@@ -161,12 +183,20 @@ func New(cfg Config) (*Agent, error) {
 	cfg.LeaseTimeout = positive(cfg.LeaseTimeout, DefaultLeaseTimeout)
 	cfg.Logger = orDefault(cfg.Logger, slog.Default())
 	cfg.Executor.Logger = orDefault(cfg.Executor.Logger, cfg.Logger)
+	log := cfg.Logger.With("agent", cfg.Name)
+	interps, err := interpreters(os.Getenv("PATH"), DefaultInterpreters, cfg.Interpreters)
+	if err != nil {
+		return nil, err
+	}
 	return &Agent{
-		cfg:      cfg,
-		log:      cfg.Logger.With("agent", cfg.Name),
-		client:   client.NewWith(client.Options{Token: cfg.Token, TLS: cfg.TLS}, cfg.Coordinators...),
-		run:      newRunner(cfg.Executor, cfg.SupervisorPath, filepath.Join(dir, leaseName), cfg.LeaseTimeout),
-		attempts: map[int64]*attempt{},
+		cfg:          cfg,
+		log:          log,
+		client:       client.NewWith(client.Options{Token: cfg.Token, TLS: cfg.TLS}, cfg.Coordinators...),
+		run:          newRunner(cfg.Executor, cfg.SupervisorPath, filepath.Join(dir, leaseName), cfg.LeaseTimeout),
+		detach:       !cfg.KillOnStop,
+		draining:     make(chan struct{}),
+		interpreters: interps,
+		attempts:     map[int64]*attempt{},
 	}, nil
 }
 
@@ -186,18 +216,48 @@ func (a *Agent) Running() []int64 {
 	return ids
 }
 
+// Drain makes the agent take no more work and Run return once the jobs it
+// runs ended and their results were acknowledged (or refused for good). It
+// may be called at any time, more than once.
+func (a *Agent) Drain() {
+	a.drainOnce.Do(func() { close(a.draining) })
+}
+
 // Run finishes the attempts an earlier agent left in the data directory,
 // registers the agent, then heartbeats and runs assignments until ctx
-// ends. Before it returns it stops its running jobs and waits for them;
-// they are reported lost by the next start. It returns nil when ctx ends,
-// or an error if the agent cannot start.
+// ends, or until it drained (see Drain). When ctx ends it leaves its
+// running jobs running, their attempts on disk, for the next start to
+// re-adopt, as after a crash; with KillOnStop it stops them and waits for
+// them instead, and the next start reports them lost. It returns nil when
+// ctx ends or the agent drained, or an error if the agent cannot start.
 func (a *Agent) Run(ctx context.Context) error {
 	unlock, err := lockDataDir(a.cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer unlock()
-	a.log.Info("agent starting", "coordinators", a.client.URLs(), "slots", a.cfg.Slots, "data_dir", a.cfg.DataDir, "lease_timeout", a.cfg.LeaseTimeout)
+	if a.cfg.Control {
+		// Caught before the pid file names this process: its default
+		// action would kill the agent.
+		sigs := make(chan os.Signal, 1)
+		signal.Notify(sigs, DrainSignal)
+		defer signal.Stop(sigs)
+		if err := writePidFile(a.cfg.DataDir); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		defer removePidFile(a.cfg.DataDir)
+		returned := make(chan struct{})
+		defer close(returned)
+		go func() {
+			select {
+			case <-sigs:
+				a.Drain()
+			case <-returned:
+			}
+		}()
+	}
+	a.log.Info("agent starting", "coordinators", a.client.URLs(), "slots", a.cfg.Slots, "data_dir", a.cfg.DataDir,
+		"lease_timeout", a.cfg.LeaseTimeout, "kill_on_stop", a.cfg.KillOnStop, "interpreters", len(a.interpreters))
 	// Until a round succeeds, the last lease (an earlier agent's) says
 	// when the coordinators were last heard.
 	last, err := readLease(a.run.lease)
@@ -209,7 +269,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	var wg sync.WaitGroup
+	// pulls ends when the agent drains (or stops): no more work is taken.
+	pulls, stopPulls := context.WithCancel(ctx)
+	defer stopPulls()
+	go func() {
+		select {
+		case <-a.draining:
+			a.log.Info("draining: taking no more work, exiting once the running jobs are over and reported")
+			stopPulls()
+		case <-pulls.Done():
+		}
+	}()
+	// bg (heartbeats, fencing) ends once the work did: a draining agent
+	// heartbeats until its last result is acknowledged.
+	bg, stopBg := context.WithCancel(ctx)
+	defer stopBg()
+	var work, bgWork sync.WaitGroup
 	// A slot asks for work only once the attempts recovered in its
 	// directory or under its worker name are over: it reuses the
 	// directory, and the coordinator takes a pull from a busy worker for
@@ -225,28 +300,40 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 			w.Go(func() { <-done })
 		}
-		wg.Go(func() {
+		work.Go(func() {
 			defer close(done)
 			a.finish(ctx, at, false) // its slot, once free, pulls on its own
 		})
 	}
-	wg.Go(func() { a.fenceWatch(ctx) })
-	if a.registerAll(ctx) {
-		wg.Go(func() { a.heartbeats(ctx) })
+	bgWork.Go(func() { a.fenceWatch(bg) })
+	// A drain ends the registration too: heartbeats register the workers
+	// the coordinator does not know.
+	a.registerAll(pulls)
+	if ctx.Err() == nil {
+		bgWork.Go(func() { a.heartbeats(bg) })
 		for i := range a.cfg.Slots {
 			name, dir := SlotName(a.cfg.Name, i), a.slotDir(i)
-			wg.Go(func() {
+			work.Go(func() {
 				for _, key := range []string{dir, name} {
 					if w := busy[key]; w != nil {
 						w.Wait()
 					}
 				}
-				a.slot(ctx, name, dir)
+				a.slot(ctx, pulls, name, dir)
 			})
 		}
 	}
-	wg.Wait()
-	a.log.Info("agent stopped")
+	work.Wait()
+	stopBg()
+	bgWork.Wait()
+	switch {
+	case ctx.Err() == nil:
+		a.log.Info("agent drained: no job left, stopped")
+	case a.detach:
+		a.log.Info("agent stopped; running jobs run on, for the next start to re-adopt within the lease timeout", "lease_timeout", a.cfg.LeaseTimeout)
+	default:
+		a.log.Info("agent stopped")
+	}
 	return nil
 }
 
@@ -393,10 +480,13 @@ func (a *Agent) register(ctx context.Context, workers ...string) error {
 	res := measure()
 	for _, w := range workers {
 		err := a.client.Register(ctx, client.RegisterRequest{
-			Name:        w,
-			Affinity:    a.cfg.Affinity,
-			SetAffinity: a.cfg.SetAffinity,
-			Resources:   res,
+			Name:         w,
+			Affinity:     a.cfg.Affinity,
+			SetAffinity:  a.cfg.SetAffinity,
+			Resources:    res,
+			Slots:        a.cfg.Slots,
+			CPUs:         runtime.NumCPU(),
+			Interpreters: a.interpreters,
 		})
 		if err != nil {
 			return err
@@ -543,10 +633,11 @@ func (a *Agent) fenceWatch(ctx context.Context) {
 const pullSlack = 10 * time.Second
 
 // slot pulls and runs one assignment at a time, as worker, in directory
-// dir, until ctx ends. Its attempts run one after another under one
-// supervisor, started with the slot (and again if it ended): only the
-// job's shell starts per attempt.
-func (a *Agent) slot(ctx context.Context, worker, dir string) {
+// dir, until ctx ends, or pulls ends (the agent drains) and its attempt is
+// over. Its attempts run one after another under one supervisor, started
+// with the slot (and again if it ended): only the job's shell starts per
+// attempt.
+func (a *Agent) slot(ctx, pulls context.Context, worker, dir string) {
 	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
 	var sup *supervisor
 	defer func() {
@@ -562,25 +653,32 @@ func (a *Agent) slot(ctx context.Context, worker, dir string) {
 	for ctx.Err() == nil {
 		as := next
 		if as == nil {
+			if pulls.Err() != nil {
+				return // draining
+			}
 			if a.silence() > a.cfg.LeaseTimeout {
-				_ = b.wait(ctx) // cut off: a job taken now would be stopped at once
+				_ = b.wait(pulls) // cut off: a job taken now would be stopped at once
 				continue
 			}
 			sup = a.supervisor(sup)
-			pctx, cancel := context.WithTimeout(ctx, a.cfg.PullWait+pullSlack)
+			// A drain cancels the pull: an assignment the coordinator
+			// made just then, its reply lost, is requeued once the
+			// worker falls silent.
+			pctx, cancel := context.WithTimeout(pulls, a.cfg.PullWait+pullSlack)
 			var err error
 			as, err = a.client.Pull(pctx, client.PullRequest{Name: worker, WaitMillis: int(a.cfg.PullWait / time.Millisecond)})
 			cancel()
 			if err != nil {
-				if ctx.Err() == nil {
+				if pulls.Err() == nil {
 					a.log.Warn("pull failed", "err", err)
-					_ = b.wait(ctx)
+					_ = b.wait(pulls)
 				}
 				continue
 			}
 			b.reset()
 		}
 		next = nil
+		// Run even while draining: the coordinator gave it to this worker.
 		if as != nil && ctx.Err() == nil {
 			// It may have ended during the pull (an idle supervisor
 			// exits when the lease is stale).
@@ -621,9 +719,9 @@ func (a *Agent) begin(worker, dir string, as client.Assignment, sup *supervisor)
 // finish reports on an attempt until the coordinator is done with it, and
 // returns once its process ended too, so the slot never asks for work
 // while the coordinator still counts it busy; then its slot is freed (its
-// output and journal emptied). If ctx ends first, the job is
-// stopped and the attempt stays on disk, to be reported lost by the next
-// start. With next, the result asks for the worker's next job, returned
+// output and journal emptied). If ctx ends first, the attempt stays on
+// disk for the next start, its job left running (re-adopted then), or,
+// with KillOnStop, stopped (reported lost then). With next, the result asks for the worker's next job, returned
 // if one was given (see report).
 func (a *Agent) finish(ctx context.Context, at *attempt, next bool) *client.Assignment {
 	defer a.untrack(at)
@@ -638,6 +736,7 @@ func (a *Agent) finish(ctx context.Context, at *attempt, next bool) *client.Assi
 		at.p.delivered()
 	}
 	if !over && a.detach {
+		at.log.Info("attempt left running, for the next start to re-adopt")
 		return nil // as after a kill -9: the job runs on
 	}
 	<-at.p.done

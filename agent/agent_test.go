@@ -49,6 +49,10 @@ type fake struct {
 	refused   []byte         // the chunk refused so
 	down      bool           // answer 503 to everything: the agent is cut off
 	logCap    int            // when not 0, a log takes this many bytes, then says it is full
+	// refuseDone: answer 503 to Done reports without applying them
+	// (counted in refusedDones).
+	refuseDone   bool
+	refusedDones int
 	// What the tests check.
 	handed    map[int64]string // attempt -> the worker it was handed to
 	busyPulls int              // pulls from a worker whose attempt is not over
@@ -136,6 +140,10 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 	f.reports++
 	if f.refuse503 > 0 {
 		f.refuse503--
+		return http.StatusServiceUnavailable, client.ErrorBody{Error: "no leader"}
+	}
+	if f.refuseDone && req.Done {
+		f.refusedDones++
 		return http.StatusServiceUnavailable, client.ErrorBody{Error: "no leader"}
 	}
 	if f.refuse400 > 0 && req.LogOffset >= f.refuse400 && len(req.Log) > 0 && f.refused == nil {
@@ -280,7 +288,9 @@ func (f *fake) waitFor(what string, cond func() bool) {
 }
 
 // newAgent makes an agent for srv on data directory dir, with test
-// settings; mod (if not nil) changes its config.
+// settings; mod (if not nil) changes its config. Its jobs are killed when
+// it stops (KillOnStop), unless mod says otherwise: a test that leaves
+// them running cleans them up (killLeftovers).
 func newAgent(t *testing.T, srv *httptest.Server, dir string, mod func(*Config)) *Agent {
 	t.Helper()
 	cfg := Config{
@@ -291,6 +301,7 @@ func newAgent(t *testing.T, srv *httptest.Server, dir string, mod func(*Config))
 		PullWait:          time.Second,
 		Logger:            slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Executor:          Executor{KillGrace: 200 * time.Millisecond, FlushInterval: 20 * time.Millisecond},
+		KillOnStop:        true,
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -615,14 +626,19 @@ func TestAgentStopKillsRunningJobs(t *testing.T) {
 }
 
 // readoptTest runs an assignment on a first agent, waits with started,
-// stops that agent as a kill -9 would (its job runs on), and returns the data directory and a
-// function that starts the second agent on it.
+// stops that agent as SIGTERM does (its context ends; its job runs on, as
+// after a kill -9), and returns the data directory and a function that
+// starts the second agent on it.
 func readoptTest(t *testing.T, f *fake, srv *httptest.Server, as client.Assignment, mod func(*Config), started func(dir string)) (dir string, restart func() *Agent) {
 	t.Helper()
 	dir = t.TempDir()
 	killLeftovers(t, dir)
-	first := newAgent(t, srv, dir, mod)
-	first.detach = true
+	first := newAgent(t, srv, dir, func(c *Config) {
+		if mod != nil {
+			mod(c)
+		}
+		c.KillOnStop = false
+	})
 	stop := runAgent(t, first)
 	f.push(as)
 	started(dir)

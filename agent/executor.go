@@ -10,10 +10,14 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/croftfarm/croft/api/client"
 )
 
 // Defaults of an Executor's zero fields.
@@ -134,6 +138,7 @@ func (r *runner) spawn() (*supervisor, error) {
 	}
 	cmd := exec.Command(r.supervisor, args...)
 	cmd.Dir = "/" // it holds no directory busy; the job's is in its spec
+	cmd.Env = supervisorEnv()
 	cmd.ExtraFiles = []*os.File{cmdR, evW}
 	// A session of its own, out of reach of signals meant for the
 	// agent's (a terminal's ^C, a kill of the agent's group), so its job
@@ -400,10 +405,52 @@ func (r *runner) prepare(dir string, j *journal, s *supervisor) (*superviseSpec,
 		Dir:      dir,
 		Command:  a.Command,
 		WorkDir:  wd,
-		Env:      ParseEnvironment(a.Environment),
+		Env:      append(ParseEnvironment(a.Environment), JobEnv(a)...),
 		Deadline: timeoutAt(j.Started, a.Timeout),
 		Grace:    r.grace,
 	}, nil
+}
+
+// The variables Croft sets in each job's environment (see JobEnv).
+const (
+	EnvJobID     = "CROFT_JOB_ID"
+	EnvAttemptID = "CROFT_ATTEMPT_ID"
+	EnvTry       = "CROFT_TRY"
+	EnvProject   = "CROFT_PROJECT"
+)
+
+// JobEnv returns the variables that tell a job who it is, in os.Environ
+// form: CROFT_JOB_ID, CROFT_ATTEMPT_ID, and CROFT_TRY (the 1-based try
+// number) and CROFT_PROJECT when the coordinator sent them. They come
+// after the job's own environment, so a job cannot be told otherwise.
+func JobEnv(a client.Assignment) []string {
+	env := []string{
+		EnvJobID + "=" + strconv.FormatInt(a.JobID, 10),
+		EnvAttemptID + "=" + strconv.FormatInt(a.AttemptID, 10),
+	}
+	if a.Try > 0 {
+		env = append(env, EnvTry+"="+strconv.Itoa(a.Try))
+	}
+	if a.Project != "" {
+		env = append(env, EnvProject+"="+a.Project)
+	}
+	return env
+}
+
+// supervisorEnv is the agent's environment without what a job must not
+// inherit: the agent's own token, and the job variables of a job the
+// agent itself may run in (a job without a try or project must not get
+// its agent's).
+func supervisorEnv() []string {
+	env := os.Environ()
+	return slices.DeleteFunc(env, func(kv string) bool {
+		key, _, _ := strings.Cut(kv, "=")
+		switch key {
+		case "CROFT_TOKEN", "CROFT_BOOTSTRAP_TOKEN", EnvJobID, EnvAttemptID, EnvTry, EnvProject:
+			return true
+		}
+		return false
+	})
 }
 
 // workDir checks an assignment's directory; "" and "." mean the agent's.

@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/farm"
 )
 
 // chunk is a piece of an attempt's output, sent in one report.
@@ -141,7 +141,7 @@ type progressParser struct {
 // newProgressParser compiles a Coalition progress pattern (empty means
 // PROGRESS:%percent) with the coordinator's own rule.
 func newProgressParser(pattern string) (*progressParser, error) {
-	re, scale, err := raftstore.ProgressRegexp(pattern)
+	re, scale, err := farm.ProgressRegexp(pattern)
 	if err != nil {
 		return nil, err
 	}

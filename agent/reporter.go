@@ -57,7 +57,8 @@ func (b *backoff) reset() { b.next = b.min }
 // attempt stays on disk for the next start.
 //
 // With next, the result asks for the worker's next job, unless the attempt
-// was lost or the agent is cut off (then the slot decides again): the
+// was lost, the agent is cut off (then the slot decides again) or it
+// drains: the
 // assignment given, if any, is returned, and the worker now runs it.
 func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *client.Assignment) {
 	j, log := at.j, at.log
@@ -130,7 +131,7 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 		req.LogOffset = 0 // the result carries no output: its offset is not checked
 	}
 	req.Done, req.ExitCode, req.TimedOut, req.Lost = true, res.ExitCode, res.TimedOut, res.Lost
-	req.Next = next && !res.Lost && a.silence() <= a.cfg.LeaseTimeout
+	req.Next = next && !res.Lost && a.silence() <= a.cfg.LeaseTimeout && !isClosed(a.draining)
 	resp, err := a.deliver(ctx, log, req)
 	switch {
 	case err == nil:

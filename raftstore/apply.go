@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 )
 
 // apply runs one decoded command against the state under the write lock.
@@ -950,53 +947,6 @@ func (s *State) freeWorker(j *Job, st string, now int64) {
 			w.Error++
 		}
 	}
-}
-
-// ProgressRegexp turns a Coalition progress pattern into a regexp:
-// %percent matches a number out of 100, %one a fraction of 1. Compiled
-// patterns are kept (a farm uses a handful), so agents and the worker
-// protocol need not compile one per attempt.
-func ProgressRegexp(pattern string) (*regexp.Regexp, float64, error) {
-	if pattern == "" {
-		pattern = "PROGRESS:%percent"
-	}
-	if p, ok := progressCache.Load(pattern); ok {
-		c := p.(compiledProgress)
-		return c.re, c.scale, nil
-	}
-	scale := 1.0
-	q := regexp.QuoteMeta(pattern)
-	switch {
-	case strings.Contains(q, "%percent"):
-		q = strings.Replace(q, "%percent", `([0-9]+(?:\.[0-9]+)?)`, 1)
-		scale = 0.01
-	case strings.Contains(q, "%one"):
-		q = strings.Replace(q, "%one", `([0-9]+(?:\.[0-9]+)?)`, 1)
-	default:
-		return nil, 0, fmt.Errorf("%w: progress pattern %q has neither %%percent nor %%one", ErrInvalid, pattern)
-	}
-	re, err := regexp.Compile(q)
-	if err != nil {
-		return nil, 0, err
-	}
-	// Bounded: patterns are user input. Past the bound, compile each time.
-	if progressCached.Add(1) <= maxProgressCache {
-		progressCache.Store(pattern, compiledProgress{re, scale})
-	}
-	return re, scale, nil
-}
-
-// maxProgressCache bounds the compiled progress patterns kept.
-const maxProgressCache = 256
-
-var (
-	progressCache  sync.Map // pattern -> compiledProgress
-	progressCached atomic.Int64
-)
-
-type compiledProgress struct {
-	re    *regexp.Regexp
-	scale float64
 }
 
 func (s *State) report(c *Report) (ReportResult, error) {

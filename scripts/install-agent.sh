@@ -45,10 +45,14 @@ Wants=network-online.target
 [Service]
 User=$user
 ExecStart=/usr/local/bin/croft agent ${args[*]@Q}
-Restart=always
+# A drained agent (croft agent --drain, or systemctl kill -s USR1) exits 0
+# and stays stopped; a crash restarts it, within the 8 s its jobs wait.
+Restart=on-failure
 RestartSec=2
-# The agent kills its jobs' process groups itself; let it finish.
-KillMode=mixed
+# SIGTERM to the agent only: its jobs and their supervisors (in this
+# cgroup) run on, and the next start re-adopts them. See
+# docs/OPERATIONS.md (Agents: planned restarts, drain).
+KillMode=process
 TimeoutStopSec=30
 
 [Install]

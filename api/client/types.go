@@ -30,6 +30,28 @@ type RegisterRequest struct {
 	Affinity    string    `json:"affinity"`
 	SetAffinity bool      `json:"set_affinity"`
 	Resources   Resources `json:"resources"`
+	// Slots is how many attempts the agent runs at once; each slot is a
+	// worker of its own (name, name/2, ...). 0: not said (an older agent).
+	Slots int `json:"slots,omitempty"`
+	// CPUs is the host's count of logical CPUs. 0: not said.
+	CPUs int `json:"cpus,omitempty"`
+	// Interpreters are the interpreters the agent found on its PATH or
+	// was told of, at most MaxInterpreters.
+	Interpreters []Interpreter `json:"interpreters,omitempty"`
+}
+
+// Bounds of RegisterRequest.Interpreters: an agent sends no more.
+const (
+	MaxInterpreters    = 64
+	MaxInterpreterName = 64   // bytes
+	MaxInterpreterPath = 4096 // bytes, as Linux's PATH_MAX
+)
+
+// Interpreter is a named way to run code on an agent's host: sh, bash,
+// python3... and the absolute path of its executable there.
+type Interpreter struct {
+	Name string `json:"name"`
+	Path string `json:"path"`
 }
 
 // HeartbeatRequest keeps an agent alive. It is not written to the Raft log.
@@ -63,6 +85,10 @@ type Assignment struct {
 	ProgressPattern string `json:"progress_pattern"`
 	// Timeout is in seconds; 0 means none.
 	Timeout int64 `json:"timeout"`
+	// Try is the job's 1-based try number of this attempt.
+	Try int `json:"try"`
+	// Project is the job's project.
+	Project string `json:"project"`
 }
 
 // PullResponse carries an assignment, or none when the wait ran out.

@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/croftfarm/croft/api/apierr"
+	farmmodel "github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -312,7 +313,7 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 		case "progress_pattern":
 			str(&p.ProgressPattern)
 			if err == nil && *p.ProgressPattern != "" {
-				if _, _, perr := raftstore.ProgressRegexp(*p.ProgressPattern); perr != nil {
+				if _, _, perr := farmmodel.ProgressRegexp(*p.ProgressPattern); perr != nil {
 					err = bad("progress_pattern: %v", perr)
 				}
 			}

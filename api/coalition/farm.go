@@ -16,6 +16,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/jsonstream"
+	farmmodel "github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/where"
 )
@@ -500,7 +501,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 	spec.User = args.Get("user")
 	spec.ProgressPattern = args.Get("localprogress")
 	if spec.ProgressPattern != "" {
-		if _, _, err := raftstore.ProgressRegexp(spec.ProgressPattern); err != nil {
+		if _, _, err := farmmodel.ProgressRegexp(spec.ProgressPattern); err != nil {
 			return fail(apierr.Bad("localprogress: %v", err))
 		}
 	}

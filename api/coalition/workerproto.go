@@ -13,6 +13,7 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/coordinator/liveness"
+	farmmodel "github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -193,7 +194,7 @@ func (h *Handler) endJob(c *gin.Context, host string, args url.Values) error {
 
 // lastProgress returns the last progress value the pattern finds in text.
 func lastProgress(pattern string, text []byte) *float64 {
-	re, scale, err := raftstore.ProgressRegexp(pattern)
+	re, scale, err := farmmodel.ProgressRegexp(pattern)
 	if err != nil {
 		return nil
 	}

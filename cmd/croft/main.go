@@ -23,7 +23,8 @@ const usage = `croft: a Raft-replicated render-farm and batch-job coordinator
 
 Usage:
   croft coordinator [flags]   run a coordinator (3 or 5 make a cluster)
-  croft agent [flags]         run the agent on a render node
+  croft agent [flags]         run the agent on a render node (SIGTERM: stop, jobs run on;
+                              SIGUSR1 or "croft agent --drain": exit once the jobs are over)
   croft dev [flags]           one-node coordinator and a local agent in one process
   croft cluster status|join|remove --coordinator URL [flags]
   croft token create|list|revoke [flags]    access tokens (admin)
@@ -53,7 +54,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "coordinator":
 		err = runCoordinator(ctx, args[1:], stdout, logger)
 	case "agent":
-		err = runAgent(ctx, args[1:], logger)
+		err = runAgent(ctx, args[1:], stdout, logger)
 	case "dev":
 		err = runDev(ctx, args[1:], stdout, logger)
 	case agent.SuperviseCommand: // hidden: the agent runs each job under one

@@ -333,6 +333,8 @@ type agentFlags struct {
 	slots                                 int
 	tokens                                tokenFlags
 	caFile                                string // --ca-cert of "croft agent"; dev uses its coordinator's
+	drain, killOnStop                     bool
+	interpreters                          interpreterFlags
 }
 
 func (f *agentFlags) register(fs *flag.FlagSet, dataFlag, defDataDir string) {
@@ -340,6 +342,40 @@ func (f *agentFlags) register(fs *flag.FlagSet, dataFlag, defDataDir string) {
 	fs.StringVar(&f.affinity, "affinity", "", `Coalition affinity lines, e.g. "linux,gpu" (lines separated by \n, in priority order)`)
 	fs.StringVar(&f.dataDir, dataFlag, defDataDir, "agent state directory")
 	fs.IntVar(&f.slots, "slots", 1, "jobs run at once")
+	fs.BoolVar(&f.drain, "drain", false, "drain the agent running on the state directory (as SIGUSR1 does): it takes no more work and exits once its jobs are over and reported; wait for it to exit")
+	fs.BoolVar(&f.killOnStop, "kill-on-stop", false, "on SIGTERM or SIGINT, kill the running jobs (rerun elsewhere) instead of leaving them running for the next start to re-adopt")
+	fs.Var(&f.interpreters, "interpreter", "an interpreter to advertise besides those found on PATH, as `name=path` (repeatable)")
+}
+
+// interpreterFlags collects --interpreter name=path flags.
+type interpreterFlags []client.Interpreter
+
+func (f *interpreterFlags) String() string {
+	var parts []string
+	for _, in := range *f {
+		parts = append(parts, in.Name+"="+in.Path)
+	}
+	return strings.Join(parts, ",")
+}
+
+func (f *interpreterFlags) Set(s string) error {
+	in, err := agent.ParseInterpreter(s)
+	if err != nil {
+		return err
+	}
+	*f = append(*f, in)
+	return nil
+}
+
+// drainAgent asks the agent on dir to drain and waits until it exited.
+func drainAgent(ctx context.Context, dir string, stdout io.Writer) error {
+	fmt.Fprintf(stdout, "croft: draining the agent of %s: it takes no more work and exits once its jobs are over and reported\n", dir)
+	pid, err := agent.RequestDrain(ctx, dir)
+	if err != nil {
+		return fmt.Errorf("drain: %w", err)
+	}
+	fmt.Fprintf(stdout, "croft: the agent (pid %d) drained and exited\n", pid)
+	return nil
 }
 
 func (f *agentFlags) config(logger *slog.Logger, set map[string]bool, token string) agent.Config {
@@ -352,6 +388,9 @@ func (f *agentFlags) config(logger *slog.Logger, set map[string]bool, token stri
 		DataDir:      f.dataDir,
 		Slots:        f.slots,
 		Logger:       logger,
+		KillOnStop:   f.killOnStop,
+		Control:      true,
+		Interpreters: f.interpreters,
 	}
 }
 
@@ -361,7 +400,7 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 	return set
 }
 
-func runAgent(ctx context.Context, args []string, logger *slog.Logger) error {
+func runAgent(ctx context.Context, args []string, stdout io.Writer, logger *slog.Logger) error {
 	fs := flag.NewFlagSet("croft agent", flag.ContinueOnError)
 	var f agentFlags
 	fs.StringVar(&f.coordinators, "coordinator", "http://127.0.0.1:19211", "coordinator URLs, comma-separated (any member; the agent follows the leader)")
@@ -370,6 +409,9 @@ func runAgent(ctx context.Context, args []string, logger *slog.Logger) error {
 	f.tokens.register(fs, "agent token, bound to this agent's worker names (else --token-file, $CROFT_TOKEN)")
 	if err := parse(fs, args); err != nil {
 		return err
+	}
+	if f.drain {
+		return drainAgent(ctx, f.dataDir, stdout)
 	}
 	token, err := f.tokens.resolve("")
 	if err != nil {
@@ -405,6 +447,9 @@ func runDev(ctx context.Context, args []string, stdout io.Writer, logger *slog.L
 	cf.bootstrap = true // a no-op once the data dir holds a cluster
 	if af.dataDir == "" {
 		af.dataDir = filepath.Join(cf.dataDir, "agent")
+	}
+	if af.drain {
+		return drainAgent(ctx, af.dataDir, stdout)
 	}
 	srv, url, err := startCoordinator(&cf, logger, stdout)
 	if err != nil {
