@@ -25,7 +25,7 @@ func benchApply(b *testing.B, f *FSM, index *uint64, cmd Command) any {
 // queued builds a state with n runnable jobs spread over a few affinities
 // and priorities, plus registered workers.
 func queued(b *testing.B, n int) (*FSM, *uint64) {
-	f := NewFSM()
+	f := testFSM(b)
 	var index uint64
 	affs := []string{"", "linux", "gpu", "linux,gpu"}
 	const chunk = 50_000
@@ -67,7 +67,7 @@ func BenchmarkPick(b *testing.B) {
 // included), and a 100,000-child group created by one command.
 func BenchmarkCreate(b *testing.B) {
 	b.Run("single", func(b *testing.B) {
-		f := NewFSM()
+		f := testFSM(b)
 		var index uint64
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -82,7 +82,7 @@ func BenchmarkCreate(b *testing.B) {
 		cmd := &JobCreate{Now: 1, Jobs: specs}
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			f := NewFSM()
+			f := testFSM(b)
 			var index uint64
 			benchApply(b, f, &index, cmd)
 		}
