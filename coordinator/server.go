@@ -114,7 +114,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.AdminSecret != "" && len(cfg.AdminSecret) < minAdminSecret {
 		return nil, fmt.Errorf("%w: the provisioned admin secret is %d characters, at least %d are needed", ErrInvalidConfig, len(cfg.AdminSecret), minAdminSecret)
 	}
-	node, err := NewNode(cfg.Node, raftstore.NewFSM())
+	node, err := NewNode(cfg.Node, nil) // nil: an FSM with its job logs in DataDir
 	if err != nil {
 		return nil, err
 	}

@@ -23,9 +23,13 @@ import (
 // the state swap on restore live here, every rule lives in State.
 type FSM struct {
 	state atomic.Pointer[State]
-	dir   string       // where the job log stores live
-	gen   atomic.Int64 // the latest store's number
+	dir   string // where the job log stores live
 }
+
+// storeSeq numbers the job log stores of this process: names never repeat,
+// so closing an FSM cannot remove the file of a newer one in the same
+// directory.
+var storeSeq atomic.Int64
 
 // NewFSM returns an FSM over an empty state, with a new job log store in
 // dir (created if needed). The stores of an earlier run in dir are
@@ -52,7 +56,8 @@ func NewFSM(dir string) (*FSM, error) {
 
 // newStore creates the next job log store file.
 func (f *FSM) newStore() (*joblog.Store, error) {
-	return joblog.Create(filepath.Join(f.dir, fmt.Sprintf("joblog-%d.db", f.gen.Add(1))))
+	name := fmt.Sprintf("joblog-%d-%d.db", os.Getpid(), storeSeq.Add(1))
+	return joblog.Create(filepath.Join(f.dir, name))
 }
 
 // Close closes the job log store (and removes its file). Raft must be shut
