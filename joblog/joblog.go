@@ -52,7 +52,8 @@ func ParseStream(name string) (Stream, bool) {
 }
 
 // MaxLine is the longest line kept: longer output is split into lines of
-// this size (none of which ends in a newline but the last).
+// this size (none of which ends in a newline but the last; a farm line
+// may end a full line with one more byte, its newline).
 const MaxLine = 64 << 10
 
 // flushBytes bounds the text one write transaction holds before it is
@@ -283,6 +284,11 @@ func (w *Writer) Append(job int64, t *Tail, st Stream, text []byte) {
 		t.Open = 0
 	}
 	for len(text) > 0 {
+		if t.Open >= MaxLine {
+			// A full line stays open until more output comes, so that
+			// EndLine can still end it with its newline.
+			t.Open = 0
+		}
 		room := MaxLine - t.Open
 		n := int64(len(text))
 		if n > room {
@@ -300,7 +306,7 @@ func (w *Writer) Append(job int64, t *Tail, st Stream, text []byte) {
 			w.put(job, t.Lines, st, t.Bytes, text[:n])
 			t.Open, t.OpenStream = n, st
 		}
-		if ended || t.Open >= MaxLine {
+		if ended {
 			t.Open = 0
 		}
 		t.Bytes += n
@@ -336,11 +342,18 @@ func (w *Writer) Delete(job int64) {
 // Page bounds one read of lines.
 type Page struct {
 	From     int64 // first line number to look at (1-based)
+	Last     int64 // last line number to look at; < 1: no bound
 	MaxLines int   // most lines returned
 	MaxBytes int   // most text returned (at least one line is)
 	// Keep, when not nil, filters lines by stream; lines looked at but
 	// not kept still count against MaxLines*scanFactor.
 	Keep func(Stream) bool
+}
+
+// Pos is a position in a job's log: a line number and its byte offset.
+type Pos struct {
+	Line   int64
+	Offset int64
 }
 
 // scanFactor bounds the lines a filtered read looks at, relative to the
@@ -349,18 +362,23 @@ const scanFactor = 16
 
 // Lines reads a page of job's lines in one short read transaction (the
 // text is copied out: a long reader would block the file's growth). It
-// returns the lines and the number of the next line to look at.
-func (s *Store) Lines(job int64, p Page) ([]Line, int64, error) {
-	if err := s.Err(); err != nil {
-		return nil, p.From, err
-	}
+// returns the lines and the position after the last line looked at.
+func (s *Store) Lines(job int64, p Page) ([]Line, Pos, error) {
 	from := max(p.From, 1)
-	next := from
+	next := Pos{Line: from}
+	if err := s.Err(); err != nil {
+		return nil, next, err
+	}
 	var out []Line
 	err := s.db.View(func(tx *bolt.Tx) error {
 		b := tx.Bucket(bucketJobs).Bucket(jobKey(job))
 		if b == nil {
 			return nil
+		}
+		if from > 1 {
+			if l, ok := decodeLine(from-1, b.Get(lineKey(from-1))); ok {
+				next.Offset = l.Offset + int64(len(l.Text))
+			}
 		}
 		c := b.Cursor()
 		size, scanned := 0, 0
@@ -370,12 +388,12 @@ func (s *Store) Lines(job int64, p Page) ([]Line, int64, error) {
 			if !ok {
 				continue
 			}
-			if len(out) >= p.MaxLines || scanned >= p.MaxLines*scanFactor ||
+			if (p.Last >= 1 && n > p.Last) || len(out) >= p.MaxLines || scanned >= p.MaxLines*scanFactor ||
 				(len(out) > 0 && size+len(l.Text) > p.MaxBytes) {
 				break
 			}
 			scanned++
-			next = n + 1
+			next = Pos{Line: n + 1, Offset: l.Offset + int64(len(l.Text))}
 			if p.Keep != nil && !p.Keep(l.Stream) {
 				continue
 			}

@@ -32,7 +32,7 @@ func all(t *testing.T, s *Store, job int64) []Line {
 			return out
 		}
 		out = append(out, page...)
-		from = next
+		from = next.Line
 	}
 }
 
@@ -134,7 +134,7 @@ func TestRangesFilterAndOffsets(t *testing.T) {
 	check(t, lines, tail)
 
 	page, next, err := s.Lines(5, Page{From: 10, MaxLines: 5, MaxBytes: 1 << 20})
-	if err != nil || len(page) != 5 || page[0].Number != 10 || next != 15 {
+	if err != nil || len(page) != 5 || page[0].Number != 10 || next.Line != 15 || next.Offset != lines[14].Offset {
 		t.Fatalf("range: %d lines from %v, next %d, %v", len(page), page, next, err)
 	}
 	page, _, _ = s.Lines(5, Page{From: 1, MaxLines: 10, MaxBytes: 1 << 20, Keep: func(st Stream) bool { return st == Stderr }})
@@ -149,6 +149,14 @@ func TestRangesFilterAndOffsets(t *testing.T) {
 	page, _, _ = s.Lines(5, Page{From: 1, MaxLines: 100, MaxBytes: 50})
 	if len(page) == 0 || len(page) == 100 {
 		t.Fatalf("byte bound: %d lines", len(page))
+	}
+	page, next, _ = s.Lines(5, Page{From: 1, Last: 3, MaxLines: 100, MaxBytes: 1 << 20})
+	if len(page) != 3 || next.Line != 4 {
+		t.Fatalf("line bound: %d lines, next %d", len(page), next.Line)
+	}
+	page, next, _ = s.Lines(5, Page{From: 101, MaxLines: 100, MaxBytes: 1 << 20})
+	if len(page) != 0 || next != (Pos{101, tail.Bytes}) {
+		t.Fatalf("at the end: %d lines, next %+v", len(page), next)
 	}
 
 	for _, l := range lines {

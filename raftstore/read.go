@@ -152,7 +152,7 @@ func (s *State) Log(id int64) (string, bool) {
 		for _, l := range page {
 			b.Write(l.Text)
 		}
-		from = next
+		from = next.Line
 	}
 }
 
@@ -161,6 +161,7 @@ type LogInfo struct {
 	Bytes     int64 // the log's size
 	Lines     int64 // its lines, the open last one included
 	Truncated bool  // cut at its cap: it takes no more output
+	Open      bool  // the last line has not ended yet
 	// Running is true while an attempt runs: more output may come.
 	Running bool
 	Project string
@@ -176,13 +177,13 @@ func (s *State) LogInfo(id int64) (LogInfo, <-chan struct{}, bool) {
 	if j == nil {
 		return LogInfo{}, s.logNotify, false
 	}
-	return LogInfo{Bytes: j.LogBytes, Lines: j.LogLines, Truncated: j.LogTruncated, Running: j.State == StateWorking, Project: j.Project}, s.logNotify, true
+	return LogInfo{Bytes: j.LogBytes, Lines: j.LogLines, Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateWorking, Project: j.Project}, s.logNotify, true
 }
 
 // LogLines reads a page of a job's log lines from this coordinator's
-// store, and returns the number of the next line to read. The store may
+// store, and returns the position of the next line to read. The store may
 // hold lines that the state read a moment ago did not count yet.
-func (s *State) LogLines(id int64, p joblog.Page) ([]joblog.Line, int64, error) {
+func (s *State) LogLines(id int64, p joblog.Page) ([]joblog.Line, joblog.Pos, error) {
 	return s.lines.Lines(id, p)
 }
 

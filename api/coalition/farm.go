@@ -104,7 +104,7 @@ func (h *Handler) log(c *gin.Context, r *call) error {
 			text = append(text, l.Text...)
 			flush(false)
 		}
-		from = next
+		from = next.Line
 	}
 	flush(true)
 	_, _ = w.Write([]byte{'"'})
