@@ -15,6 +15,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/api/native"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -151,6 +152,7 @@ var routeCases = map[string]routeCase{
 	"POST jobs/:id/dependencies":        {perm: auth.PermWrite, path: "/api/jobs/{a}/dependencies", body: `[]`, otherPath: "/api/jobs/{b}/dependencies", otherBody: `[]`},
 	"GET jobs/:id/childrendependencies": {perm: auth.PermRead, path: "/api/jobs/{a}/childrendependencies", otherPath: "/api/jobs/{b}/childrendependencies"},
 	"GET jobs/:id/log":                  {perm: auth.PermRead, path: "/api/jobs/{a}/log", otherPath: "/api/jobs/{b}/log"},
+	"GET " + native.PathJobLog:          {perm: auth.PermRead, path: "/croft/v1/jobs/{a}/log", otherPath: "/croft/v1/jobs/{b}/log"},
 	"POST resetjobs":                    {perm: auth.PermWrite, path: "/api/resetjobs", body: `[{x}]`, otherBody: `[{b}]`},
 	"POST reseterrorjobs":               {perm: auth.PermWrite, path: "/api/reseterrorjobs", body: `[{x}]`, otherBody: `[{b}]`},
 	"POST startjobs":                    {perm: auth.PermWrite, path: "/api/startjobs", body: `[{x}]`, otherBody: `[{b}]`},

@@ -387,7 +387,11 @@ func (s *countingSink) Cancel() error               { return nil }
 // ones also ran once, which leaves an attempt record) and returns the
 // size of its snapshot per job.
 func snapshotBytesPerJob(tb testing.TB, jobs int, finished bool) float64 {
-	f := raftstore.NewFSM()
+	f, err := raftstore.NewFSM(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer f.Close()
 	var index uint64
 	apply := func(cmd raftstore.Command) any {
 		data, err := raftstore.Encode(cmd)

@@ -240,7 +240,9 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	}
 	cfg.Join = join
 	if fsm == nil {
-		fsm = raftstore.NewFSM()
+		if fsm, err = raftstore.NewFSM(filepath.Join(cfg.DataDir, "joblog")); err != nil {
+			return nil, fmt.Errorf("coordinator: %w", err)
+		}
 	}
 	nodeDefaults(&cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -1113,6 +1115,9 @@ func (n *Node) Shutdown() error {
 		n.wg.Wait()
 		n.proxy.CloseIdleConnections()
 		if cerr := n.store.Close(); err == nil {
+			err = cerr
+		}
+		if cerr := n.fsm.Close(); err == nil {
 			err = cerr
 		}
 		n.stopErr = err

@@ -101,7 +101,7 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 	// A restarted node rebinds its old Raft port; retry while it is busy.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n, err = NewNode(cfg, raftstore.NewFSM())
+		n, err = NewNode(cfg, nil)
 		if err == nil {
 			break
 		}

@@ -22,6 +22,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/api/native"
 	"github.com/croftfarm/croft/coordinator/dispatch"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
@@ -114,7 +115,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.AdminSecret != "" && len(cfg.AdminSecret) < minAdminSecret {
 		return nil, fmt.Errorf("%w: the provisioned admin secret is %d characters, at least %d are needed", ErrInvalidConfig, len(cfg.AdminSecret), minAdminSecret)
 	}
-	node, err := NewNode(cfg.Node, raftstore.NewFSM())
+	node, err := NewNode(cfg.Node, nil) // nil: an FSM with its job logs in DataDir
 	if err != nil {
 		return nil, err
 	}
@@ -149,6 +150,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	coalition.New(st, s.pings, cfg.Limits).Register(fwd)
 	agentapi.New(st, s.pings, s.offers, cfg.Limits.MaxJobOutput).Register(fwd)
 	admin.New(st).Register(fwd)
+	native.NewLog(node.FSM()).Register(fwd)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
 	}

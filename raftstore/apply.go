@@ -6,6 +6,8 @@ import (
 	"math"
 	"sort"
 	"strings"
+
+	"github.com/croftfarm/croft/joblog"
 )
 
 // apply runs one decoded command against the state under the write lock.
@@ -13,10 +15,34 @@ import (
 func (s *State) apply(index uint64, cmd Command) any {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	res := s.applyLocked(index, cmd)
+	s.endApply()
+	return res
+}
+
+// applyBatch applies several entries under one lock, with one write
+// transaction of the log store for all of them. A nil command (an entry
+// that is not a command) gets a nil result; an error, itself.
+func (s *State) applyBatch(indexes []uint64, cmds []any) []any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]any, len(cmds))
+	for i, c := range cmds {
+		switch c := c.(type) {
+		case Command:
+			out[i] = s.applyLocked(indexes[i], c)
+		default:
+			out[i] = c
+		}
+	}
+	s.endApply()
+	return out
+}
+
+func (s *State) applyLocked(index uint64, cmd Command) any {
 	if index > s.applied {
 		s.applied = index
 	}
-	var res any
 	if b, ok := cmd.(*Batch); ok {
 		out := make([]any, len(b.Entries))
 		for i, e := range b.Entries {
@@ -31,16 +57,28 @@ func (s *State) apply(index uint64, cmd Command) any {
 			}
 			out[i] = s.applyOne(sub)
 		}
-		res = out
-	} else {
-		res = s.applyOne(cmd)
+		return out
 	}
+	return s.applyOne(cmd)
+}
+
+// endApply commits the log lines written and wakes waiters. A failed
+// commit (a full disk) loses text on this coordinator only: the
+// replicated state, log tails included, moved on as on every replica, and
+// the store reports joblog.ErrLost to readers until the next start
+// rebuilds it (see joblog/DESIGN.md).
+func (s *State) endApply() {
+	_ = s.lw.Commit()
 	if s.readyGrew {
 		s.readyGrew = false
 		close(s.notify)
 		s.notify = make(chan struct{})
 	}
-	return res
+	if s.logChanged {
+		s.logChanged = false
+		close(s.logNotify)
+		s.logNotify = make(chan struct{})
+	}
 }
 
 // skip records that the entry at index was applied without effect (an
@@ -892,7 +930,7 @@ func (s *State) pick(c *Pick) any {
 	j.Worker = w.Name
 	j.StartTime, j.Duration, j.Progress, j.PingTime = c.Now, 0, 0, c.Now
 	j.State = StateWorking
-	j.Attempt, j.AttemptLog = ev.ID, 0
+	j.Attempt, j.AttemptLog, j.AttemptErrLog = ev.ID, 0, 0
 	s.changed(j, before, old, c.Now)
 
 	w.LastJob, w.CurrentEvent, w.State = j.ID, ev.ID, WorkerWorking
@@ -916,6 +954,7 @@ func (s *State) endAttempt(j *Job, st string, why string, now int64) {
 		s.note(j, "attempt %d on %s ended: %s", j.Attempt, j.Worker, why)
 	}
 	s.freeWorker(j, st, now)
+	s.logChanged = true // a reader following the log sees the end
 	before, old := contribution(j), j.State
 	switch st {
 	case StateFinished, StateError:
@@ -981,24 +1020,16 @@ func (s *State) report(c *Report) (ReportResult, error) {
 		}
 		return ReportResult{}, stale("attempt %d was stopped (%s)", attempt, ev.State)
 	}
-	dup := false
-	if len(c.Log) > 0 {
-		text := c.Log
-		if c.LogOffset >= 0 {
-			// Past this first case the offset is at most AttemptLog, so
-			// the sum below cannot overflow whatever the entry holds.
-			switch {
-			case c.LogOffset > j.AttemptLog:
-				return ReportResult{}, invalid("log offset %d is past the %d bytes received", c.LogOffset, j.AttemptLog)
-			case c.LogOffset+int64(len(text)) <= j.AttemptLog:
-				text, dup = nil, true
-			default:
-				text = text[j.AttemptLog-c.LogOffset:]
-			}
-		}
-		j.AttemptLog += int64(len(text))
-		s.appendLog(j, text, c.LogCap)
+	// Both streams are checked before either is applied: a refused
+	// report changes nothing.
+	if len(c.Log) > 0 && c.LogOffset > j.AttemptLog {
+		return ReportResult{}, invalid("log offset %d is past the %d bytes received", c.LogOffset, j.AttemptLog)
 	}
+	if len(c.Stderr) > 0 && c.StderrOffset > j.AttemptErrLog {
+		return ReportResult{}, invalid("stderr offset %d is past the %d bytes received", c.StderrOffset, j.AttemptErrLog)
+	}
+	dup := s.reportOutput(j, joblog.Stdout, c.Log, c.LogOffset, &j.AttemptLog, c.LogCap)
+	dup = s.reportOutput(j, joblog.Stderr, c.Stderr, c.StderrOffset, &j.AttemptErrLog, c.LogCap) || dup
 	if c.Progress != nil && *c.Progress >= 0 && *c.Progress <= 1 {
 		j.Progress = *c.Progress
 	}
@@ -1020,6 +1051,27 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	}
 	s.endAttempt(j, st, why, c.Now)
 	return ReportResult{Done: true}, nil
+}
+
+// reportOutput appends an attempt's output of one stream, at byte offset
+// off of that stream (-1: no de-duplication; report checked that it is not
+// past the end); got counts the stream's bytes received. It reports
+// whether the output had been received already.
+func (s *State) reportOutput(j *Job, st joblog.Stream, text []byte, off int64, got *int64, logCap int64) bool {
+	if len(text) == 0 {
+		return false
+	}
+	if off >= 0 {
+		// off is at most *got, so the sum cannot overflow whatever the
+		// entry holds.
+		if off+int64(len(text)) <= *got {
+			return true
+		}
+		text = text[*got-off:]
+	}
+	*got += int64(len(text))
+	s.appendLog(j, st, text, logCap)
+	return false
 }
 
 // reportPick applies a final report, then picks the worker's next job.

@@ -1,7 +1,10 @@
 package raftstore
 
 import (
+	"bytes"
 	"fmt"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -25,7 +28,7 @@ func benchApply(b *testing.B, f *FSM, index *uint64, cmd Command) any {
 // queued builds a state with n runnable jobs spread over a few affinities
 // and priorities, plus registered workers.
 func queued(b *testing.B, n int) (*FSM, *uint64) {
-	f := NewFSM()
+	f := testFSM(b)
 	var index uint64
 	affs := []string{"", "linux", "gpu", "linux,gpu"}
 	const chunk = 50_000
@@ -67,7 +70,7 @@ func BenchmarkPick(b *testing.B) {
 // included), and a 100,000-child group created by one command.
 func BenchmarkCreate(b *testing.B) {
 	b.Run("single", func(b *testing.B) {
-		f := NewFSM()
+		f := testFSM(b)
 		var index uint64
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
@@ -82,7 +85,7 @@ func BenchmarkCreate(b *testing.B) {
 		cmd := &JobCreate{Now: 1, Jobs: specs}
 		b.ReportAllocs()
 		for i := 0; i < b.N; i++ {
-			f := NewFSM()
+			f := testFSM(b)
 			var index uint64
 			benchApply(b, f, &index, cmd)
 		}
@@ -103,4 +106,37 @@ func BenchmarkEncodeDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkLogVolume writes 200 MB of job output (four jobs of 50 MB, in
+// 512 KiB reports of 100-byte lines) through Apply and reports the heap in
+// use afterwards: the text goes to the job log store on disk, so the heap
+// must not grow with it.
+func BenchmarkLogVolume(b *testing.B) {
+	const jobs, perJob, chunk = 4, 50 << 20, 512 << 10
+	text := bytes.Repeat([]byte(strings.Repeat("x", 99)+"\n"), chunk/100)
+	var heap uint64
+	for i := 0; i < b.N; i++ {
+		f := testFSM(b)
+		var index uint64
+		specs := make([]JobSpec, jobs)
+		for k := range specs {
+			specs[k] = JobSpec{Title: "noisy", Command: "yes", Retry: 1}
+		}
+		benchApply(b, f, &index, &JobCreate{Now: 1, Jobs: specs})
+		benchApply(b, f, &index, &WorkerRegister{Now: 1, Name: "w"})
+		for k := 0; k < jobs; k++ {
+			a := benchApply(b, f, &index, &Pick{Now: 2, Worker: "w"}).(*Assignment)
+			for off := int64(0); off < perJob; off += int64(len(text)) {
+				benchApply(b, f, &index, &Report{Now: 3, Worker: "w", JobID: a.JobID, AttemptID: a.AttemptID, LogOffset: off, Log: text})
+			}
+			benchApply(b, f, &index, &Report{Now: 4, Worker: "w", JobID: a.JobID, AttemptID: a.AttemptID, LogOffset: -1, Done: true})
+		}
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		heap = ms.HeapInuse
+		b.SetBytes(jobs * perJob)
+	}
+	b.ReportMetric(float64(heap)/(1<<20), "heap-MiB")
 }

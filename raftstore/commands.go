@@ -274,6 +274,12 @@ type Report struct {
 	// hold (the leader's configured quota, stamped so that every replica
 	// cuts at the same byte); 0 means MaxLogBytes.
 	LogCap int64
+	// Stderr is output of the attempt's standard error, at byte offset
+	// StderrOffset of that stream (de-duplicated as Log is). Log is
+	// standard output, or untyped output (older agents, Coalition
+	// workers). Stderr is applied after Log.
+	Stderr       []byte
+	StderrOffset int64
 }
 
 // ReportPick is an attempt's final report (Done) that also takes the

@@ -2,33 +2,76 @@ package raftstore
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-msgpack/v2/codec"
 	"github.com/hashicorp/raft"
+
+	"github.com/croftfarm/croft/joblog"
 )
 
 // FSM is the Raft finite state machine. It is a thin wrapper: decoding and
 // the state swap on restore live here, every rule lives in State.
 type FSM struct {
 	state atomic.Pointer[State]
+	dir   string // where the job log stores live
 	// haltErr is set, once, when an entry of an unknown type that may not
 	// be skipped arrives; halted is closed then.
 	haltErr atomic.Pointer[HaltError]
 	halted  chan struct{}
 }
 
-// NewFSM returns an FSM over an empty state.
-func NewFSM() *FSM {
-	f := &FSM{halted: make(chan struct{})}
-	f.state.Store(NewState())
-	return f
+// storeSeq numbers the job log stores of this process: names never repeat,
+// so closing an FSM cannot remove the file of a newer one in the same
+// directory.
+var storeSeq atomic.Int64
+
+// NewFSM returns an FSM over an empty state, with a new job log store in
+// dir (created if needed). The stores of an earlier run in dir are
+// removed: raft rebuilds the state, logs included, from its snapshot and
+// log. Close the FSM once raft is shut down.
+func NewFSM(dir string) (*FSM, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("raftstore: job log dir: %w", err)
+	}
+	stale, _ := filepath.Glob(filepath.Join(dir, "joblog-*.db"))
+	for _, p := range stale {
+		if err := os.Remove(p); err != nil {
+			return nil, fmt.Errorf("raftstore: %w", err)
+		}
+	}
+	f := &FSM{dir: dir, halted: make(chan struct{})}
+	lines, err := f.newStore()
+	if err != nil {
+		return nil, err
+	}
+	f.state.Store(NewState(lines))
+	return f, nil
+}
+
+// newStore creates the next job log store file.
+func (f *FSM) newStore() (*joblog.Store, error) {
+	name := fmt.Sprintf("joblog-%d-%d.db", os.Getpid(), storeSeq.Add(1))
+	return joblog.Create(filepath.Join(f.dir, name))
+}
+
+// Close closes the job log store (and removes its file). Raft must be shut
+// down first: later applies would lose their log text.
+func (f *FSM) Close() error {
+	s := f.state.Load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lines.Close()
 }
 
 // Halted is closed when the FSM halts (see HaltErr).
@@ -68,6 +111,38 @@ func (f *FSM) State() *State { return f.state.Load() }
 // batch, before any command of the batch is applied. A malformed entry of
 // a known type is refused with ErrBadEntry, alike on every replica.
 func (f *FSM) Apply(l *raft.Log) any {
+	cmd := f.decode(l)
+	if c, ok := cmd.(Command); ok {
+		return f.state.Load().apply(l.Index, c)
+	}
+	return cmd
+}
+
+// ApplyBatch implements raft.BatchingFSM: the entries raft commits
+// together are applied under one lock, and their log lines written in one
+// transaction of the job log store. Results are as Apply's, entry by entry:
+// an entry that halts the FSM is not applied, nor any after it.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	idx := make([]uint64, len(logs))
+	cmds := make([]any, len(logs))
+	for i, l := range logs {
+		idx[i] = l.Index
+		cmds[i] = f.decode(l)
+		if f.HaltErr() != nil {
+			for j := i; j < len(logs); j++ {
+				cmds[j] = f.HaltErr()
+			}
+			break
+		}
+	}
+	return f.state.Load().applyBatch(idx, cmds)
+}
+
+// decode turns an entry into the Command to apply, or into its result
+// when there is nothing to apply: nil (not a command, or an unknown type
+// that may be skipped: the applied index still advances), ErrBadEntry (a
+// malformed entry of a known type) or the halt error.
+func (f *FSM) decode(l *raft.Log) any {
 	if err := f.HaltErr(); err != nil {
 		return err
 	}
@@ -96,14 +171,16 @@ func (f *FSM) Apply(l *raft.Log) any {
 			}
 		}
 	}
-	return f.state.Load().apply(l.Index, cmd)
+	return cmd
 }
 
 // Snapshot implements raft.FSM. It takes the state's read lock and hands
-// it to the snapshot, which streams the state to the sink in Persist and
-// releases the lock when done: the snapshot is exactly the state at this
-// index, without a copy of the whole state in memory. Apply waits for the
-// lock meanwhile (raft keeps committing; only applying pauses).
+// it to the snapshot, which streams the state, then the job logs from the
+// store, to the sink in Persist and releases the lock when done: the
+// snapshot is exactly the state at this index, without a copy of the whole
+// state in memory. Apply waits for the lock meanwhile (raft keeps
+// committing; only applying pauses), so the store does not change under
+// the snapshot either.
 //
 // A halted FSM refuses: its state stopped short of the log, and a
 // snapshot of it would stand for entries it never applied.
@@ -116,22 +193,31 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &snapshot{state: s}, nil
 }
 
-// Restore implements raft.FSM: it builds a fresh state from the snapshot and
-// swaps it in, waking anyone who waits on the old one.
+// Restore implements raft.FSM: it builds a fresh state, with a fresh job
+// log store, from the snapshot and swaps both in, waking anyone who waits
+// on the old state, whose store is then closed.
 // A halted FSM refuses: it applies nothing more until it is upgraded.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := f.HaltErr(); err != nil {
 		return err
 	}
-	s, err := ReadState(bufio.NewReader(rc))
+	lines, err := f.newStore()
 	if err != nil {
+		return err
+	}
+	s, err := ReadState(bufio.NewReader(rc), lines)
+	if err != nil {
+		lines.Close()
 		return err
 	}
 	old := f.state.Swap(s)
 	old.mu.Lock()
 	close(old.notify)
 	old.notify = make(chan struct{})
+	close(old.logNotify)
+	old.logNotify = make(chan struct{})
+	_ = old.lines.Close() // its readers get an error: the state moved on
 	old.mu.Unlock()
 	return nil
 }
@@ -162,7 +248,25 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 func (s *snapshot) Release() { s.unlock() }
 
 // snapshotVersion is bumped when the snapshot layout changes incompatibly.
-const snapshotVersion = 2
+// Version 3 moved the job logs out of snapshotData into line records that
+// follow it; version 2 snapshots (logs in Logs) still restore.
+const (
+	snapshotVersion   = 3
+	snapshotVersionV2 = 2
+)
+
+// snapLine is one job log line of a snapshot; the lines follow the
+// snapshotData record, in job then line order, and end with a record of
+// Job 0.
+type snapLine struct {
+	_struct struct{} `codec:",toarray"`
+
+	Job    int64
+	Number int64
+	Stream uint8
+	Offset int64
+	Text   []byte
+}
 
 // snapshotData is the whole state as written to a snapshot. Derived indexes
 // are not in it: they are rebuilt on restore.
@@ -176,7 +280,8 @@ type snapshotData struct {
 	Workers     []*Worker
 	Events      []*Event
 	Affinities  map[int]string
-	Nodes       []NodeMeta
+	// Logs holds the job logs in version 2 snapshots only.
+	Nodes []NodeMeta
 	// Added in place (map-encoded, so older snapshots still decode):
 	// they read as just the default project and no token.
 	Projects []*Project
@@ -190,10 +295,27 @@ func (s *State) WriteSnapshot(w io.Writer) error {
 	return s.writeSnapshotLocked(w)
 }
 
-// writeSnapshotLocked encodes the state; the caller holds the read lock.
+// writeSnapshotLocked encodes the state, then streams the job logs from
+// the store; the caller holds the read lock. A store that lost writes
+// (joblog.ErrLost) makes no snapshot: it would spread the loss.
 func (s *State) writeSnapshotLocked(w io.Writer) error {
 	d := s.snapshotLocked()
-	return codec.NewEncoder(w, msgpackHandle).Encode(&d)
+	enc := codec.NewEncoder(w, msgpackHandle)
+	if err := enc.Encode(&d); err != nil {
+		return err
+	}
+	return s.writeLinesLocked(enc)
+}
+
+// writeLinesLocked encodes every job log line, then the end record.
+func (s *State) writeLinesLocked(enc *codec.Encoder) error {
+	err := s.lines.Each(func(job int64, l joblog.Line) error {
+		return enc.Encode(&snapLine{Job: job, Number: l.Number, Stream: uint8(l.Stream), Offset: l.Offset, Text: l.Text})
+	})
+	if err != nil {
+		return fmt.Errorf("raftstore: job logs: %w", err)
+	}
+	return enc.Encode(&snapLine{})
 }
 
 // snapshotLocked gathers the state into its snapshot record; the caller
@@ -204,7 +326,6 @@ func (s *State) snapshotLocked() snapshotData {
 		Applied:     s.applied,
 		LastJobID:   s.lastJobID,
 		LastAttempt: s.lastAttempt,
-		Logs:        s.logs,
 		Affinities:  map[int]string{},
 		Jobs:        make([]*Job, 0, len(s.jobs)),
 		Workers:     make([]*Worker, 0, len(s.workers)),
@@ -239,16 +360,18 @@ func (s *State) snapshotLocked() snapshotData {
 	return d
 }
 
-// ReadState decodes a snapshot written by WriteSnapshot into a new state.
-func ReadState(r io.Reader) (*State, error) {
+// ReadState decodes a snapshot written by WriteSnapshot into a new state
+// whose job logs go into lines, a new store.
+func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	var d snapshotData
-	if err := codec.NewDecoder(r, msgpackHandle).Decode(&d); err != nil {
+	dec := codec.NewDecoder(r, msgpackHandle)
+	if err := dec.Decode(&d); err != nil {
 		return nil, fmt.Errorf("%w: snapshot: %v", ErrBadEntry, err)
 	}
-	if d.Version != snapshotVersion {
+	if d.Version != snapshotVersion && d.Version != snapshotVersionV2 {
 		return nil, fmt.Errorf("%w: snapshot version %d, want %d", ErrBadEntry, d.Version, snapshotVersion)
 	}
-	s := NewState()
+	s := NewState(lines)
 	s.applied, s.lastJobID, s.lastAttempt = d.Applied, d.LastJobID, d.LastAttempt
 	for id, name := range d.Affinities {
 		if id >= 1 && id <= MaxAffinityID {
@@ -285,8 +408,17 @@ func ReadState(r io.Reader) (*State, error) {
 		}
 		s.reindex(j)
 	}
-	if d.Logs != nil {
-		s.logs = d.Logs
+	var err error
+	if d.Version == snapshotVersionV2 {
+		s.convertLogs(d.Logs)
+	} else {
+		err = s.readLines(dec)
+	}
+	if cerr := s.lw.Commit(); err == nil && cerr != nil {
+		err = fmt.Errorf("raftstore: job logs: %w", cerr)
+	}
+	if err != nil {
+		return nil, err
 	}
 	for _, w := range d.Workers {
 		w.lines, _ = s.workerLines(w.Affinity, true)
@@ -301,8 +433,76 @@ func ReadState(r io.Reader) (*State, error) {
 	for _, n := range d.Nodes {
 		s.nodes[n.ID] = n
 	}
-	s.readyGrew = false
+	s.readyGrew, s.logChanged = false, false
 	return s, nil
+}
+
+// readLines reads a snapshot's line records into the store, checking that
+// each job's lines follow each other and agree with its tail.
+func (s *State) readLines(dec *codec.Decoder) error {
+	var cur *Job
+	var next, off int64
+	done := func() error {
+		if cur != nil && (next-1 != cur.LogLines || off != cur.LogBytes) {
+			return fmt.Errorf("%w: snapshot: job %d has %d lines, %d bytes; its tail says %d, %d", ErrBadEntry, cur.ID, next-1, off, cur.LogLines, cur.LogBytes)
+		}
+		return nil
+	}
+	for {
+		var l snapLine
+		if err := dec.Decode(&l); err != nil {
+			return fmt.Errorf("%w: snapshot lines: %v", ErrBadEntry, err)
+		}
+		if l.Job == 0 {
+			return done()
+		}
+		if cur == nil || l.Job != cur.ID {
+			if err := done(); err != nil {
+				return err
+			}
+			if cur = s.jobs[l.Job]; cur == nil {
+				return fmt.Errorf("%w: snapshot: lines of unknown job %d", ErrBadEntry, l.Job)
+			}
+			next, off = 1, 0
+		}
+		if l.Number != next || l.Offset != off || l.Stream >= joblog.NumStreams {
+			return fmt.Errorf("%w: snapshot: job %d line %d is out of order", ErrBadEntry, l.Job, l.Number)
+		}
+		s.lw.Put(l.Job, joblog.Line{Number: l.Number, Stream: joblog.Stream(l.Stream), Offset: l.Offset, Text: l.Text})
+		next, off = next+1, off+int64(len(l.Text))
+	}
+}
+
+// convertLogs turns the logs of a version 2 snapshot (one byte slice per
+// job) into lines: a line that starts with "[croft] " was the farm's
+// note, any other is standard output (version 2 had one stream).
+func (s *State) convertLogs(logs map[int64][]byte) {
+	ids := make([]int64, 0, len(logs))
+	for id := range logs {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(a, b int) bool { return ids[a] < ids[b] })
+	for _, id := range ids {
+		j := s.jobs[id]
+		if j == nil {
+			continue
+		}
+		t := joblog.Tail{}
+		for text := logs[id]; len(text) > 0; {
+			n := len(text)
+			if i := bytes.IndexByte(text, '\n'); i >= 0 {
+				n = i + 1
+			}
+			st := joblog.Stdout
+			if bytes.HasPrefix(text[:n], []byte("[croft] ")) {
+				st = joblog.Farm
+			}
+			s.lw.Append(id, &t, st, text[:n])
+			text = text[n:]
+		}
+		setTail(j, t)
+		delete(logs, id) // the converted text can go as we go
+	}
 }
 
 // Digest is a hash of the whole replicated state: two nodes that applied the
@@ -314,7 +514,11 @@ func (s *State) Digest() string {
 	d := s.snapshotLocked()
 	d.Applied = 0
 	h := sha256.New()
-	err := codec.NewEncoder(h, msgpackHandle).Encode(&d)
+	enc := codec.NewEncoder(h, msgpackHandle)
+	err := enc.Encode(&d)
+	if err == nil {
+		err = s.writeLinesLocked(enc)
+	}
 	s.mu.RUnlock()
 	if err != nil {
 		return "error: " + err.Error()

@@ -20,7 +20,18 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
-	return &harness{t: t, fsm: NewFSM(), now: 1_700_000_000 * 1e9}
+	return &harness{t: t, fsm: testFSM(t), now: 1_700_000_000 * 1e9}
+}
+
+// testFSM returns an FSM whose job log store lives in a test directory.
+func testFSM(tb testing.TB) *FSM {
+	tb.Helper()
+	f, err := NewFSM(tb.TempDir())
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { f.Close() })
+	return f
 }
 
 func (h *harness) st() *State { return h.fsm.State() }
@@ -642,7 +653,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if err := snap.Persist(sink); err != nil {
 		t.Fatal(err)
 	}
-	restored := NewFSM()
+	restored := testFSM(t)
 	if err := restored.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
@@ -660,7 +671,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	if h.st().Digest() != h2.st().Digest() {
 		t.Fatal("restored state diverged after further commands")
 	}
-	if err := NewFSM().Restore(io.NopCloser(bytes.NewReader([]byte("garbage")))); !errors.Is(err, ErrBadEntry) {
+	if err := testFSM(t).Restore(io.NopCloser(bytes.NewReader([]byte("garbage")))); !errors.Is(err, ErrBadEntry) {
 		t.Fatalf("garbage snapshot: %v", err)
 	}
 }

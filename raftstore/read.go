@@ -2,6 +2,9 @@ package raftstore
 
 import (
 	"sort"
+	"strings"
+
+	"github.com/croftfarm/croft/joblog"
 )
 
 // Reads return copies, so callers may keep them after the lock is released.
@@ -133,25 +136,67 @@ func (s *State) JobCount() int {
 	return len(s.jobs)
 }
 
-// Log returns a job's log, or false if the job does not exist.
+// Log returns a job's whole log as one string, or false if the job does
+// not exist. It holds the log in memory (up to the job's cap): servers
+// stream pages of LogLines instead.
 func (s *State) Log(id int64) (string, bool) {
-	b, ok := s.LogBytes(id)
-	return string(b), ok
+	if _, _, ok := s.LogInfo(id); !ok {
+		return "", false
+	}
+	var b strings.Builder
+	for from := int64(1); ; {
+		page, next, err := s.LogLines(id, joblog.Page{From: from, MaxLines: 4096, MaxBytes: 1 << 20})
+		if err != nil || len(page) == 0 {
+			return b.String(), true
+		}
+		for _, l := range page {
+			b.Write(l.Text)
+		}
+		from = next.Line
+	}
 }
 
-// LogBytes returns a job's log without copying it, or false if the job
-// does not exist. The bytes are never changed afterwards (a log only
-// grows, by appends past this slice's length): callers may read them
-// without the lock, but must not write.
-func (s *State) LogBytes(id int64) ([]byte, bool) {
+// LogInfo describes a job's log as the replicated state knows it.
+type LogInfo struct {
+	Bytes     int64 // the log's size
+	Lines     int64 // its lines, the open last one included
+	Truncated bool  // cut at its cap: it takes no more output
+	Open      bool  // the last line has not ended yet
+	// Running is true while an attempt runs: more output may come.
+	Running bool
+	Project string
+}
+
+// LogInfo returns a job's log tail, and a channel closed when a log grows
+// or a job's attempt ends or a job goes away (take it before deciding to
+// wait, so that no change is missed); false if the job does not exist.
+func (s *State) LogInfo(id int64) (LogInfo, <-chan struct{}, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	if s.jobs[id] == nil {
-		return nil, false
+	j := s.jobs[id]
+	if j == nil {
+		return LogInfo{}, s.logNotify, false
 	}
-	b := s.logs[id]
-	return b[:len(b):len(b)], true
+	return LogInfo{Bytes: j.LogBytes, Lines: j.LogLines, Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateWorking, Project: j.Project}, s.logNotify, true
 }
+
+// LogLines reads a page of a job's log lines from this coordinator's
+// store, and returns the position of the next line to read. The store may
+// hold lines that the state read a moment ago did not count yet.
+func (s *State) LogLines(id int64, p joblog.Page) ([]joblog.Line, joblog.Pos, error) {
+	return s.lines.Lines(id, p)
+}
+
+// LogLineAt returns the number of a job's line that holds byte offset
+// off; lines+1 when off is at or past the end.
+func (s *State) LogLineAt(id, off, lines int64) (int64, error) {
+	return s.lines.LineAt(id, off, lines)
+}
+
+// LogErr returns joblog.ErrLost once this coordinator's job log store
+// missed a write (its disk failed): reads are then incomplete until the
+// next start rebuilds it.
+func (s *State) LogErr() error { return s.lines.Err() }
 
 // LogSize returns how many bytes a job's log holds and whether it was cut
 // at its cap (then it takes no more output); false if the job does not
@@ -163,7 +208,7 @@ func (s *State) LogSize(id int64) (n int64, truncated, ok bool) {
 	if j == nil {
 		return 0, false, false
 	}
-	return int64(len(s.logs[id])), j.LogTruncated, true
+	return j.LogBytes, j.LogTruncated, true
 }
 
 // Worker returns a worker by name.

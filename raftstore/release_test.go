@@ -334,7 +334,7 @@ func checkRelease0Facts(t *testing.T, s *State) {
 func TestReleaseZeroLogReplays(t *testing.T) {
 	entries := readLogFixture(t, filepath.Join(release0Dir, "log.bin"))
 	seen := map[MessageType]bool{}
-	f := NewFSM()
+	f := testFSM(t)
 	for i, e := range entries {
 		seen[MessageType(e[0])] = true
 		if MessageType(e[0]) == MsgBatch {
@@ -362,7 +362,7 @@ func TestReleaseZeroLogReplays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restored := NewFSM()
+	restored := testFSM(t)
 	if err := restored.Restore(io.NopCloser(snap)); err != nil {
 		t.Fatalf("release 0 snapshot: %v", err)
 	}
@@ -464,7 +464,7 @@ func TestUnknownTypeHalts(t *testing.T) {
 				t.Fatalf("a halted FSM took a snapshot: %v", err)
 			}
 			var buf bytes.Buffer
-			if err := NewState().WriteSnapshot(&buf); err != nil {
+			if err := testFSM(t).State().WriteSnapshot(&buf); err != nil {
 				t.Fatal(err)
 			}
 			if err := h.fsm.Restore(io.NopCloser(&buf)); !errors.Is(err, ErrHalted) {
@@ -498,4 +498,29 @@ func mustEncode(t *testing.T, cmd Command) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// ApplyBatch (raft hands committed entries over in batches) follows the
+// same rules entry by entry: the entries ahead of one that halts apply,
+// it and every later one get the halt error.
+func TestApplyBatchHaltsAtTheUnknownEntry(t *testing.T) {
+	h := newHarness(t)
+	logs := []*raft.Log{
+		{Index: 1, Type: raft.LogCommand, Data: mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "a"}}})},
+		{Index: 2, Type: raft.LogCommand, Data: rawEntry(MessageType(26) | IgnoreUnknownTypeFlag)},
+		{Index: 3, Type: raft.LogCommand, Data: rawEntry(27)},
+		{Index: 4, Type: raft.LogCommand, Data: mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "b"}}})},
+	}
+	res := h.fsm.ApplyBatch(logs)
+	if fmt.Sprint(res[0]) != "[1]" || res[1] != nil {
+		t.Fatalf("results before the halt: %v", res[:2])
+	}
+	for _, r := range res[2:] {
+		if err, _ := r.(error); !errors.Is(err, ErrHalted) {
+			t.Fatalf("result after the halt: %v", r)
+		}
+	}
+	if h.st().JobCount() != 1 || h.st().AppliedIndex() != 2 {
+		t.Fatalf("%d jobs, applied index %d: want 1 job, index 2", h.st().JobCount(), h.st().AppliedIndex())
+	}
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 
 	"github.com/google/btree"
+
+	"github.com/croftfarm/croft/joblog"
 )
 
 // MaxAffinityID is the highest affinity id; ids 1..63 map to mask bits 0..62,
@@ -28,7 +30,6 @@ type State struct {
 
 	jobs        map[int64]*Job
 	root        *Job // pseudo job 0: holds the root jobs as children
-	logs        map[int64][]byte
 	workers     map[string]*Worker
 	eventByID   map[int64]*Event
 	affinities  [MaxAffinityID + 1]string
@@ -51,14 +52,25 @@ type State struct {
 	readyGrew   bool
 
 	wakeNesting int // wakeDependents calls in progress; see maxWakeNesting
+
+	// The jobs' log text lives on this coordinator's disk, not in the
+	// state: lines is the store, lw its writer (one transaction per
+	// applied batch). logNotify is closed when a log grew or a job ended
+	// or went away (logChanged), for readers that follow a log.
+	lines      *joblog.Store
+	lw         *joblog.Writer
+	logNotify  chan struct{}
+	logChanged bool
 }
 
-// NewState returns an empty state.
-func NewState() *State {
+// NewState returns an empty state whose job logs go to lines.
+func NewState(lines *joblog.Store) *State {
 	return &State{
+		lines:       lines,
+		lw:          lines.Writer(),
+		logNotify:   make(chan struct{}),
 		jobs:        make(map[int64]*Job),
 		root:        &Job{State: StateWaiting},
-		logs:        make(map[int64][]byte),
 		workers:     make(map[string]*Worker),
 		eventByID:   make(map[int64]*Event),
 		jobOrder:    btree.NewOrderedG[int64](32),
@@ -90,7 +102,10 @@ func (s *State) addJob(j *Job) {
 func (s *State) dropJob(j *Job) {
 	delete(s.jobs, j.ID)
 	s.jobOrder.Delete(j.ID)
-	delete(s.logs, j.ID)
+	if j.LogLines > 0 {
+		s.lw.Delete(j.ID)
+	}
+	s.logChanged = true
 	if p := s.projects[j.Project]; p != nil {
 		p.jobs--
 	}
@@ -570,34 +585,48 @@ func (s *State) isAncestor(a int64, j *Job) bool {
 	return false
 }
 
-// appendLog adds text to a job's log, within logCap bytes (0 or more than
-// MaxLogBytes: MaxLogBytes). Past the cap the log says where it was cut
-// and takes nothing more.
-func (s *State) appendLog(j *Job, text []byte, logCap int64) {
+// tail returns j's log tail; setTail stores it back.
+func tail(j *Job) joblog.Tail {
+	return joblog.Tail{Bytes: j.LogBytes, Lines: j.LogLines, Open: j.LogOpen, OpenStream: joblog.Stream(j.LogOpenStream)}
+}
+
+func setTail(j *Job, t joblog.Tail) {
+	j.LogBytes, j.LogLines, j.LogOpen, j.LogOpenStream = t.Bytes, t.Lines, t.Open, uint8(t.OpenStream)
+}
+
+// appendLog adds output of stream st to a job's log, within logCap bytes
+// (0 or more than MaxLogBytes: MaxLogBytes). Past the cap the log says
+// where it was cut and takes nothing more.
+func (s *State) appendLog(j *Job, st joblog.Stream, text []byte, logCap int64) {
 	if len(text) == 0 || j.LogTruncated {
 		return
 	}
 	if logCap <= 0 || logCap > MaxLogBytes {
 		logCap = MaxLogBytes
 	}
-	cur := s.logs[j.ID]
-	room := logCap - int64(len(cur))
+	room := logCap - j.LogBytes
 	if int64(len(text)) > room {
 		text = text[:max(room, 0)]
 		j.LogTruncated = true
 	}
-	cur = append(cur, text...)
+	t := tail(j)
+	s.lw.Append(j.ID, &t, st, text)
 	if j.LogTruncated {
-		cur = append(cur, fmt.Sprintf("\n[croft] log truncated at %d bytes\n", logCap)...)
+		s.lw.EndLine(j.ID, &t)
+		s.lw.Append(j.ID, &t, joblog.Farm, fmt.Appendf(nil, "[croft] log truncated at %d bytes\n", logCap))
 	}
-	s.logs[j.ID] = cur
+	setTail(j, t)
+	s.logChanged = true
 }
 
-// note appends a line written by Croft itself to a job's log.
+// note appends a line written by the farm itself to a job's log: every
+// note is one farm line. A line the job left open ends first.
 func (s *State) note(j *Job, format string, args ...any) {
-	msg := "[croft] " + fmt.Sprintf(format, args...) + "\n"
-	if cur := s.logs[j.ID]; len(cur) > 0 && cur[len(cur)-1] != '\n' {
-		msg = "\n" + msg
+	if j.LogTruncated {
+		return // as any output past the cap
 	}
-	s.appendLog(j, []byte(msg), 0)
+	t := tail(j)
+	s.lw.EndLine(j.ID, &t)
+	setTail(j, t)
+	s.appendLog(j, joblog.Farm, []byte("[croft] "+fmt.Sprintf(format, args...)+"\n"), 0)
 }

@@ -71,6 +71,17 @@ type Job struct {
 	// EndTime is when the job (a group: its last job) became FINISHED;
 	// 0 while it is not. Finished root jobs may expire after an age.
 	EndTime int64
+	// The job's log lives in this coordinator's joblog store; the state
+	// keeps only its tail (see joblog.Tail): bytes and lines (the open
+	// one included), the open last line's length (0: it ended) and
+	// stream. Jobs of older snapshots read 0 until their Logs convert.
+	LogBytes      int64
+	LogLines      int64
+	LogOpen       int64
+	LogOpenStream uint8
+	// AttemptErrLog is the bytes of the current attempt's standard error
+	// received, as AttemptLog is for its standard output.
+	AttemptErrLog int64
 
 	ready readyKey // position in the scheduler index; not replicated
 }

@@ -310,8 +310,8 @@ func (h *Handler) report(c *gin.Context) {
 		apierr.Abort(c, apierr.Bad("attempt_id is required"))
 		return
 	}
-	if req.LogOffset < 0 {
-		apierr.Abort(c, apierr.Bad("log_offset %d is negative", req.LogOffset))
+	if req.LogOffset < 0 || req.StderrOffset < 0 {
+		apierr.Abort(c, apierr.Bad("log_offset %d or stderr_offset %d is negative", req.LogOffset, req.StderrOffset))
 		return
 	}
 	if req.Progress != nil && (*req.Progress < 0 || *req.Progress > 1) {
@@ -322,8 +322,8 @@ func (h *Handler) report(c *gin.Context) {
 		apierr.Abort(c, apierr.Bad("next is only for a final report (done)"))
 		return
 	}
-	if len(req.Log) > maxChunk {
-		apierr.Abort(c, fmt.Errorf("%w: a chunk of %d bytes, the limit is %d", raftstore.ErrTooLarge, len(req.Log), maxChunk))
+	if len(req.Log)+len(req.Stderr) > maxChunk {
+		apierr.Abort(c, fmt.Errorf("%w: a chunk of %d bytes, the limit is %d", raftstore.ErrTooLarge, len(req.Log)+len(req.Stderr), maxChunk))
 		return
 	}
 	// Only the worker that holds the attempt reports on it: a token bound
@@ -336,15 +336,20 @@ func (h *Handler) report(c *gin.Context) {
 	// The job's output is capped before Raft: a chunk past the cap is cut
 	// (the log says where) and the agent told to send no more.
 	full := false
-	if n, truncated, ok := st.LogSize(req.JobID); ok && len(req.Log) > 0 {
+	if n, truncated, ok := st.LogSize(req.JobID); ok && len(req.Log)+len(req.Stderr) > 0 {
 		switch {
 		case truncated:
-			req.Log, full = nil, true
+			req.Log, req.Stderr, full = nil, nil, true
 		case n >= h.logCap:
 			// One byte past the cap, which the FSM cuts: the log then
 			// says where it was cut.
-			req.Log, full = req.Log[:1], true
-		case int64(len(req.Log)) > h.logCap-n:
+			if len(req.Log) > 0 {
+				req.Log, req.Stderr = req.Log[:1], nil
+			} else {
+				req.Stderr = req.Stderr[:1]
+			}
+			full = true
+		case int64(len(req.Log)+len(req.Stderr)) > h.logCap-n:
 			full = true // the FSM keeps what fits and notes the cut
 		}
 	}
@@ -354,7 +359,7 @@ func (h *Handler) report(c *gin.Context) {
 		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
 		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost,
-		LogCap: h.logCap,
+		LogCap: h.logCap, Stderr: req.Stderr, StderrOffset: req.StderrOffset,
 	}
 	var cmd raftstore.Command = &rep
 	if req.Next {

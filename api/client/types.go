@@ -119,6 +119,12 @@ type ReportRequest struct {
 	// pull would give it, without waiting: one request per job instead of
 	// two. An agent asks only when the worker will run what it gets.
 	Next bool `json:"next,omitempty"`
+	// Stderr is output of the attempt's standard error (base64), at byte
+	// offset StderrOffset of that stream; Log is then standard output.
+	// An agent that does not separate the streams sends only Log, which
+	// reads as stdout. Both are de-duplicated by offset on retry.
+	Stderr       []byte `json:"stderr,omitempty"`
+	StderrOffset int64  `json:"stderr_offset,omitempty"`
 }
 
 // ReportResponse acknowledges a report. A report from a stale attempt gets

@@ -63,7 +63,12 @@ func newFarm(t *testing.T) *farm {
 func newFarmWith(t *testing.T, cfg auth.Config, limits Limits) *farm {
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	st := &fsmStore{fsm: raftstore.NewFSM()}
+	fsm, err := raftstore.NewFSM(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsm.Close() })
+	st := &fsmStore{fsm: fsm}
 	a := auth.New(cfg, func() auth.Tokens { return st.State() }, nil)
 	New(st, liveness.New(time.Hour), limits).Register(auth.Mount{Router: e, Auth: a})
 	srv := httptest.NewServer(e)

@@ -17,6 +17,7 @@ import (
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/jsonstream"
 	farmmodel "github.com/croftfarm/croft/farm"
+	"github.com/croftfarm/croft/joblog"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/where"
 )
@@ -59,10 +60,14 @@ func (h *Handler) streamChildren(c *gin.Context, r *call, id int64) error {
 	return nil
 }
 
-// log serves a job's log as a JSON string, streamed from the state's
-// bytes: no copy of a 64 MiB log is made.
+// log serves a job's log as a JSON string: the lines of every stream
+// concatenated, streamed page by page from the coordinator's log store,
+// never the whole log in memory.
 func (h *Handler) log(c *gin.Context, r *call) error {
-	text, _ := h.store.State().LogBytes(r.id)
+	st := h.store.State()
+	if err := st.LogErr(); err != nil {
+		return fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
+	}
 	c.Header("Content-Type", "application/json; charset=utf-8")
 	c.Status(http.StatusOK)
 	w := c.Writer
@@ -70,22 +75,40 @@ func (h *Handler) log(c *gin.Context, r *call) error {
 		return nil
 	}
 	const chunk = 32 << 10
-	for len(text) > 0 {
-		n := min(chunk, len(text))
-		// Cut at a character boundary, so a character split in two is
-		// not turned into two replacement characters.
-		for n < len(text) && n > 0 && !utf8.RuneStart(text[n]) {
-			n--
+	var text []byte // held back until a character boundary
+	flush := func(all bool) {
+		for len(text) >= chunk || (all && len(text) > 0) {
+			n := min(chunk, len(text))
+			// Cut at a character boundary, so a character split in two
+			// is not turned into two replacement characters.
+			for n < len(text) && n > 0 && !utf8.RuneStart(text[n]) {
+				n--
+			}
+			if n == 0 {
+				n = min(chunk, len(text))
+			}
+			b, _ := json.Marshal(string(text[:n])) // never fails on a string
+			if _, err := w.Write(b[1 : len(b)-1]); err != nil || c.Request.Context().Err() != nil {
+				panic(http.ErrAbortHandler) // the client went away mid-log
+			}
+			text = append(text[:0], text[n:]...)
 		}
-		if n == 0 {
-			n = min(chunk, len(text))
-		}
-		b, _ := json.Marshal(string(text[:n])) // never fails on a string
-		if _, err := w.Write(b[1 : len(b)-1]); err != nil || c.Request.Context().Err() != nil {
-			panic(http.ErrAbortHandler) // the client went away mid-log
-		}
-		text = text[n:]
 	}
+	for from := int64(1); ; {
+		page, next, err := st.LogLines(r.id, joblog.Page{From: from, MaxLines: 4096, MaxBytes: 1 << 20})
+		if err != nil {
+			panic(http.ErrAbortHandler) // the store failed or was replaced mid-log
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, l := range page {
+			text = append(text, l.Text...)
+			flush(false)
+		}
+		from = next.Line
+	}
+	flush(true)
 	_, _ = w.Write([]byte{'"'})
 	return nil
 }

@@ -1,0 +1,2 @@
+// Package native serves Croft's own REST API, under /croft/v1.
+package native
