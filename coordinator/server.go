@@ -22,9 +22,9 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
-	"github.com/croftfarm/croft/coordinator/dispatch"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/dispatch"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // ServerConfig configures a coordinator process: its Raft node and the

@@ -18,9 +18,9 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/coordinator/dispatch"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/dispatch"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // Store is what the agent routes need from the coordinator; requests reach
