@@ -107,6 +107,9 @@ const notFoundBody = "Web service not found."
 // NewOn.
 func New(store Store, pings *liveness.Tracker, limits Limits) *Handler {
 	limits = limits.withDefaults()
+	if pings == nil {
+		pings = liveness.New(service.DefaultWorkerTTL)
+	}
 	farm := service.New(service.Config{Applier: service.Single(store), State: store.State, Pings: pings,
 		LogCap: limits.MaxJobOutput, MaxProjectJobs: limits.MaxProjectJobs})
 	return NewOn(farm, pings, limits)
