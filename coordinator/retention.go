@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service"
 )
 
 // Retention says how long the leader keeps what would otherwise pile up
@@ -27,10 +27,6 @@ type Retention struct {
 	// Interval is how often the leader checks (default 1 min).
 	Interval time.Duration
 }
-
-// maxExpirePerRound bounds the jobs one retention round deletes (one Raft
-// entry); the next round takes the rest.
-const maxExpirePerRound = 10_000
 
 // Retention defaults.
 const (
@@ -55,9 +51,7 @@ func (r *Retention) defaults() {
 	}
 }
 
-// retain runs the retention rules while this node leads. Only decisions go
-// to Raft (EventPrune, WorkerExpire); the FSM checks each condition again
-// with the stamped time.
+// retain runs the retention rules (service.Retain) while this node leads.
 func (s *Server) retain() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.Retention.Interval)
@@ -77,72 +71,17 @@ func (s *Server) retain() {
 	}
 }
 
-// expireJobs deletes the root jobs finished before the expiry age.
-func (s *Server) expireJobs(ctx context.Context, st *raftstore.State, now int64) error {
-	before := now - s.cfg.Retention.JobExpiry.Nanoseconds()
-	keep := func(j *raftstore.Job) bool { return raftstore.Expired(j, before) }
-	var ids []int64
-	for after, more := int64(0), true; more && len(ids) < maxExpirePerRound; {
-		var page []raftstore.Job
-		page, after, more, _ = st.ChildrenAfter(0, after, raftstore.ScanLimit, keep)
-		for _, j := range page {
-			ids = append(ids, j.ID)
-		}
-	}
-	if len(ids) == 0 {
-		return nil
-	}
-	ids = ids[:min(len(ids), maxExpirePerRound)]
-	s.log.Info("deleting jobs finished long ago", "jobs", len(ids), "finished_for", s.cfg.Retention.JobExpiry)
-	_, err := s.node.Apply(ctx, &raftstore.JobExpire{Now: now, Before: before, IDs: ids})
-	return err
-}
-
 func (s *Server) retainOnce(clock time.Time) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	r, st, now := s.cfg.Retention, s.node.FSM().State(), clock.UnixNano()
-	prune := raftstore.EventPrune{Now: now}
-	if r.EventMaxAge > 0 {
-		prune.Before = now - r.EventMaxAge.Nanoseconds()
+	r := s.cfg.Retention
+	done, err := s.svc.Retain(ctx, clock, service.Retention{EventMaxAge: r.EventMaxAge, EventMaxCount: r.EventMaxCount,
+		WorkerExpiry: r.WorkerExpiry, JobExpiry: r.JobExpiry})
+	if n := len(done.ExpiredJobs); n > 0 {
+		s.log.Info("deleted jobs finished long ago", "jobs", n, "finished_for", r.JobExpiry)
 	}
-	if r.EventMaxCount > 0 {
-		prune.Keep = r.EventMaxCount
+	if n := len(done.ForgottenWorkers); n > 0 {
+		s.log.Info("forgot workers lost long ago", "workers", n, "lost_for", r.WorkerExpiry)
 	}
-	oldest, ok := st.OldestEventStart()
-	if ok && (oldest < prune.Before || (prune.Keep > 0 && st.EventCount() > prune.Keep)) {
-		if _, err := s.node.Apply(ctx, &prune); err != nil {
-			return err
-		}
-	}
-	if r.JobExpiry > 0 {
-		if err := s.expireJobs(ctx, st, now); err != nil {
-			return err
-		}
-	}
-	if r.WorkerExpiry <= 0 {
-		return nil
-	}
-	before := now - r.WorkerExpiry.Nanoseconds()
-	var names []string
-	for after, more := "", true; more; {
-		var page []raftstore.Worker
-		page, after, more = st.WorkersAfter(after, raftstore.ScanLimit)
-		for _, w := range page {
-			if w.State == raftstore.WorkerTimeout && w.LostAt != 0 && w.LostAt < before && w.CurrentEvent == 0 {
-				names = append(names, w.Name)
-			}
-		}
-	}
-	if len(names) == 0 {
-		return nil
-	}
-	s.log.Info("forgetting workers lost long ago", "workers", len(names), "lost_for", r.WorkerExpiry)
-	if _, err := s.node.Apply(ctx, &raftstore.WorkerExpire{Now: now, Before: before, Names: names}); err != nil {
-		return err
-	}
-	for _, n := range names {
-		s.pings.Forget(n)
-	}
-	return nil
+	return err
 }

@@ -23,9 +23,10 @@ import (
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
 	"github.com/croftfarm/croft/api/native"
-	"github.com/croftfarm/croft/coordinator/dispatch"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service"
+	"github.com/croftfarm/croft/service/dispatch"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // ServerConfig configures a coordinator process: its Raft node and the
@@ -86,8 +87,8 @@ type Server struct {
 	log    *slog.Logger
 	auth   *auth.Authenticator
 	routes *auth.Table
-	store  *store
-	conns  *connLimiter // counts and caps the API's connections
+	svc    *service.Service // the only user of Raft commands
+	conns  *connLimiter     // counts and caps the API's connections
 
 	httpSrv *http.Server
 	stop    chan struct{}
@@ -139,17 +140,23 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	// coordinators' X-Forwarded-For; gin's own would trust anyone's.
 	_ = e.SetTrustedProxies(nil)
 	e.Use(bodyLimit(cfg.Limits.MaxBody))
-	st := &store{node: node, offers: s.offers}
-	s.store = st
+	s.svc = service.New(service.Config{
+		Applier:        &store{node: node},
+		State:          func() *raftstore.State { return node.FSM().State() },
+		Pings:          s.pings,
+		Offers:         s.offers,
+		LogCap:         cfg.Limits.MaxJobOutput,
+		MaxProjectJobs: cfg.Limits.MaxProjectJobs,
+	})
 	s.auth = auth.New(cfg.Auth, func() auth.Tokens { return node.FSM().State() }, s.isPeer)
 	s.routes = &auth.Table{}
 	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes}
 	fwd := local
 	fwd.Forward = node.Forward()
 	node.RegisterClusterRoutes(local, fwd, func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure })
-	coalition.New(st, s.pings, cfg.Limits).Register(fwd)
-	agentapi.New(st, s.pings, s.offers, cfg.Limits.MaxJobOutput).Register(fwd)
-	admin.New(st).Register(fwd)
+	coalition.NewOn(s.svc, s.pings, cfg.Limits).Register(fwd)
+	agentapi.New(s.svc).Register(fwd)
+	admin.New(s.svc).Register(fwd)
 	native.NewLog(node.FSM()).Register(fwd)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
@@ -271,7 +278,7 @@ func (s *Server) ensureAdminToken() (bool, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	t, err := admin.CreateTokenWithSecret(ctx, s.store, time.Now(), client.TokenRequest{Name: "admin", Role: raftstore.RoleAdmin}, "bootstrap", s.cfg.AdminSecret)
+	t, err := admin.CreateTokenWithSecret(ctx, s.svc, client.TokenRequest{Name: "admin", Role: raftstore.RoleAdmin}, "bootstrap", s.cfg.AdminSecret)
 	if err != nil {
 		return false, err
 	}
@@ -290,7 +297,7 @@ func (s *Server) ensureAdminToken() (bool, error) {
 // CreateToken creates a token on this node, which must be the leader;
 // the secret is in the result. croft dev makes its agent's token so.
 func (s *Server) CreateToken(ctx context.Context, req client.TokenRequest, by string) (client.Token, error) {
-	return admin.CreateToken(ctx, s.store, time.Now(), req, by)
+	return admin.CreateToken(ctx, s.svc, req, by)
 }
 
 // RevokeTokenNamed revokes the token called name, if there is one; this
@@ -298,8 +305,7 @@ func (s *Server) CreateToken(ctx context.Context, req client.TokenRequest, by st
 func (s *Server) RevokeTokenNamed(ctx context.Context, name string) error {
 	for _, t := range s.node.FSM().State().Tokens() {
 		if t.Name == name {
-			_, err := s.store.Apply(ctx, &raftstore.TokenRevoke{Now: time.Now().UnixNano(), ID: t.ID})
-			return err
+			return s.svc.RevokeToken(ctx, t.ID)
 		}
 	}
 	return nil
@@ -366,56 +372,22 @@ func (s *Server) Close() error {
 	return s.node.Shutdown()
 }
 
-// store adapts the Node to the API packages' Store interface: a command
-// that was not applied becomes apierr.ErrUnavailable (503, safe to retry),
-// or apierr.ErrInsufficientStorage (507) when storage was the cause, one
-// whose fate is unknown apierr.ErrOutcomeUnknown (504). A create that
-// can start jobs while agents wait for work carries their picks in its
-// own entry (see package dispatch).
+// store adapts the Node to the service layer's Applier: a command that
+// was not applied becomes apierr.ErrUnavailable (503, safe to retry), or
+// apierr.ErrInsufficientStorage (507) when storage was the cause, one
+// whose fate is unknown apierr.ErrOutcomeUnknown (504).
 type store struct {
-	node   *Node
-	offers *dispatch.Offers
+	node *Node
 }
 
 func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
-	if c, ok := cmd.(*raftstore.JobCreate); ok && s.offers.Len() > 0 {
-		if ws := s.offers.Claim(min(dispatch.Startable(c), dispatch.MaxClaim)); len(ws) > 0 {
-			return s.createAndOffer(ctx, c, ws)
-		}
-	}
 	res, err := s.node.Apply(ctx, cmd)
 	return res, edgeError(err)
 }
 
-// createAndOffer applies a create and, right after it in the same entry, a
-// pick for each claimed waiter, and hands each waiter its pick's result.
-func (s *store) createAndOffer(ctx context.Context, c *raftstore.JobCreate, ws []*dispatch.Waiter) (any, error) {
-	cmds := make([]raftstore.Command, 0, 1+len(ws))
-	cmds = append(cmds, c)
-	for _, w := range ws {
-		cmds = append(cmds, &raftstore.Pick{Now: c.Now, Worker: w.Worker, IP: w.IP})
-	}
+func (s *store) ApplyGroup(ctx context.Context, cmds ...raftstore.Command) ([]any, error) {
 	out, err := s.node.ApplyGroup(ctx, cmds...)
-	err = edgeError(err)
-	for i, w := range ws {
-		r := dispatch.Result{Err: err}
-		if err == nil {
-			switch v := out[i+1].(type) {
-			case *raftstore.Assignment:
-				r.Assignment = v
-			case error:
-				r.Err = v
-			}
-		}
-		w.Deliver(r)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if e, ok := out[0].(error); ok {
-		return nil, e
-	}
-	return out[0], nil
+	return out, edgeError(err)
 }
 
 // edgeError maps the node's errors to the API's. A storage failure (the
@@ -434,16 +406,13 @@ func edgeError(err error) error {
 	return err
 }
 
-func (s *store) State() *raftstore.State { return s.node.FSM().State() }
-
 // sweep runs the leader's duties: jobs past their timeout become ERROR and
-// silent workers are marked lost. Only decisions are written to Raft; the
-// FSM checks each condition again with the stamped time.
+// silent workers are marked lost (service.Sweep).
 func (s *Server) sweep() {
 	defer s.wg.Done()
 	t := time.NewTicker(s.cfg.SweepInterval)
 	defer t.Stop()
-	var term, scanned time.Time // the leadership swept, and its last full liveness scan
+	var term service.Term // the leadership swept
 	for {
 		select {
 		case <-s.stop:
@@ -458,56 +427,21 @@ func (s *Server) sweep() {
 		if !leader {
 			continue
 		}
-		if !since.Equal(term) {
-			term, scanned = since, time.Time{}
+		if !since.Equal(term.Since) {
+			term = service.Term{Since: since}
 		}
-		if err := s.sweepOnce(since, &scanned); err != nil {
+		if err := s.sweepOnce(&term); err != nil {
 			s.log.Warn("sweep", "err", err)
 		}
 	}
 }
 
-func (s *Server) sweepOnce(since time.Time, scanned *time.Time) error {
+func (s *Server) sweepOnce(term *service.Term) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	clock := time.Now()
-	now := clock.UnixNano()
-	st := s.node.FSM().State()
-	var late []int64
-	for _, r := range st.Running() {
-		if r.Timeout > 0 && now-r.StartTime > r.Timeout*int64(time.Second) {
-			late = append(late, r.AttemptID)
-		}
+	swept, err := s.svc.Sweep(ctx, term, s.cfg.WorkerTTL)
+	if len(swept.Lost) > 0 {
+		s.log.Info("workers lost", "workers", swept.Lost)
 	}
-	if len(late) > 0 {
-		if _, err := s.node.Apply(ctx, &raftstore.JobTimeout{Now: now, Attempts: late}); err != nil {
-			return err
-		}
-	}
-	// Silent workers: those whose TTL timer fired. Once the failover grace
-	// is over, and every TTL after, all the workers of the state are
-	// checked: some never pinged this leader, so have no timer.
-	ttl := s.cfg.WorkerTTL
-	due := s.pings.TakeDue()
-	var candidates []string
-	switch {
-	case clock.Sub(since) <= ttl:
-		return nil // the grace: nobody is late yet
-	case scanned.IsZero() || clock.Sub(*scanned) >= ttl:
-		candidates, *scanned = st.WatchedWorkers(), clock
-	default:
-		for _, name := range due {
-			if w, ok := st.Worker(name); ok && w.State != raftstore.WorkerTimeout {
-				candidates = append(candidates, name)
-			}
-		}
-	}
-	lost := s.pings.Expired(candidates, now, since.UnixNano(), ttl.Nanoseconds())
-	if len(lost) > 0 {
-		s.log.Info("workers lost", "workers", lost)
-		if _, err := s.node.Apply(ctx, &raftstore.WorkerLost{Now: now, Names: lost}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }

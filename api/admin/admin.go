@@ -19,21 +19,28 @@ import (
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// Store is what the access API needs from the coordinator; requests reach
-// it on the leader only.
-type Store interface {
-	Apply(ctx context.Context, cmd raftstore.Command) (any, error)
+// Tokens is what creating a token needs of the service layer.
+type Tokens interface {
+	CreateToken(ctx context.Context, t raftstore.Token) (raftstore.Token, error)
+}
+
+// Access is what the access API needs of the service layer; requests
+// reach it on the leader only.
+type Access interface {
+	Tokens
 	State() *raftstore.State
+	RevokeToken(ctx context.Context, id string) error
+	CreateProject(ctx context.Context, name string) (time.Time, error)
+	DeleteProject(ctx context.Context, name string) error
 }
 
 // Handler serves the access API.
 type Handler struct {
-	store Store
-	now   func() time.Time
+	access Access
 }
 
 // New returns the access API's handler.
-func New(store Store) *Handler { return &Handler{store: store, now: time.Now} }
+func New(access Access) *Handler { return &Handler{access: access} }
 
 // maxBody bounds a request body of the access API.
 const maxBody = 64 << 10
@@ -63,13 +70,13 @@ func decode(c *gin.Context, v any) error {
 // CreateToken draws a secret and an id for a token described by req,
 // proposes it (only the secret's hash goes to the state) and returns it
 // with its secret. The coordinator uses it too, for the bootstrap token.
-func CreateToken(ctx context.Context, store Store, now time.Time, req client.TokenRequest, by string) (client.Token, error) {
-	return CreateTokenWithSecret(ctx, store, now, req, by, "")
+func CreateToken(ctx context.Context, tokens Tokens, req client.TokenRequest, by string) (client.Token, error) {
+	return CreateTokenWithSecret(ctx, tokens, req, by, "")
 }
 
 // CreateTokenWithSecret is CreateToken with a given secret ("" draws one):
 // for a bootstrap admin token that the deployment provisions.
-func CreateTokenWithSecret(ctx context.Context, store Store, now time.Time, req client.TokenRequest, by, secret string) (client.Token, error) {
+func CreateTokenWithSecret(ctx context.Context, tokens Tokens, req client.TokenRequest, by, secret string) (client.Token, error) {
 	if len(req.Projects) == 0 && req.Role != raftstore.RoleAdmin {
 		req.Projects = []string{raftstore.DefaultProject}
 	}
@@ -88,10 +95,10 @@ func CreateTokenWithSecret(ctx context.Context, store Store, now time.Time, req 
 	if err := raftstore.CheckToken(&t); err != nil {
 		return client.Token{}, err
 	}
-	if _, err := store.Apply(ctx, &raftstore.TokenCreate{Now: now.UnixNano(), Token: t}); err != nil {
+	t, err = tokens.CreateToken(ctx, t)
+	if err != nil {
 		return client.Token{}, err
 	}
-	t.Created = now.UnixNano()
 	out := renderToken(&t)
 	out.Secret = secret
 	return out, nil
@@ -115,7 +122,7 @@ func (h *Handler) createToken(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	t, err := CreateToken(c, h.store, h.now(), req, auth.From(c).Name)
+	t, err := CreateToken(c, h.access, req, auth.From(c).Name)
 	if err != nil {
 		apierr.Abort(c, err)
 		return
@@ -131,7 +138,7 @@ func (h *Handler) listTokens(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	ts := h.store.State().Tokens()
+	ts := h.access.State().Tokens()
 	jsonstream.Pages(c, win, func() ([]raftstore.Token, bool) { return ts, false },
 		func(t *raftstore.Token) any { return renderToken(t) })
 }
@@ -139,7 +146,7 @@ func (h *Handler) listTokens(c *gin.Context) {
 // revokeToken revokes a token named by its id or, failing that, its name.
 func (h *Handler) revokeToken(c *gin.Context) {
 	key := c.Param("id")
-	st := h.store.State()
+	st := h.access.State()
 	t, ok := st.TokenByID(key)
 	if !ok {
 		for _, o := range st.Tokens() {
@@ -152,7 +159,7 @@ func (h *Handler) revokeToken(c *gin.Context) {
 		apierr.Abort(c, apierr.NotFound("token %q", key))
 		return
 	}
-	if _, err := h.store.Apply(c, &raftstore.TokenRevoke{Now: h.now().UnixNano(), ID: t.ID}); err != nil {
+	if err := h.access.RevokeToken(c, t.ID); err != nil {
 		apierr.Abort(c, err)
 		return
 	}
@@ -173,8 +180,8 @@ func (h *Handler) createProject(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	now := h.now()
-	if _, err := h.store.Apply(c, &raftstore.ProjectCreate{Now: now.UnixNano(), Name: req.Name}); err != nil {
+	now, err := h.access.CreateProject(c, req.Name)
+	if err != nil {
 		apierr.Abort(c, err)
 		return
 	}
@@ -191,7 +198,7 @@ func (h *Handler) listProjects(c *gin.Context) {
 	}
 	p := auth.From(c)
 	var mine []raftstore.ProjectInfo
-	for _, pr := range h.store.State().Projects() {
+	for _, pr := range h.access.State().Projects() {
 		if p.CanRead(pr.Name) {
 			mine = append(mine, pr)
 		}
@@ -202,7 +209,7 @@ func (h *Handler) listProjects(c *gin.Context) {
 
 func (h *Handler) deleteProject(c *gin.Context) {
 	name := c.Param("name")
-	if _, err := h.store.Apply(c, &raftstore.ProjectDelete{Now: h.now().UnixNano(), Name: name}); err != nil {
+	if err := h.access.DeleteProject(c, name); err != nil {
 		apierr.Abort(c, err)
 		return
 	}

@@ -1,6 +1,8 @@
 // Package agentapi serves the Croft agent protocol (/croft/v1/agent/*):
 // register, heartbeat, long-poll pull and attempt reports. Heartbeats stay
-// in the leader's memory; register, pick and report are Raft commands.
+// in the leader's memory; register, pick and report go through the
+// service layer (package service), which the protocol shares with
+// Coalition's worker protocol.
 package agentapi
 
 import (
@@ -18,30 +20,19 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/coordinator/dispatch"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
-// Store is what the agent routes need from the coordinator; requests reach
-// them on the leader only.
-type Store interface {
-	Apply(ctx context.Context, cmd raftstore.Command) (any, error)
+// Farm is what the agent routes need of the service layer; requests
+// reach them on the leader only.
+type Farm interface {
 	State() *raftstore.State
-}
-
-// Pings is the leader's in-memory record of worker heartbeats.
-type Pings interface {
-	Seen(worker string, p liveness.Ping)
-}
-
-// Waiters registers waiting pulls, so that a create can hand them a job
-// picked in its own entry (see coordinator/dispatch).
-type Waiters interface {
-	Wait(worker, ip string) *dispatch.Waiter
-	// Cancel withdraws a waiter; false if it was claimed already (its
-	// result is coming).
-	Cancel(w *dispatch.Waiter) bool
+	RegisterWorker(ctx context.Context, r service.Registration) error
+	Heartbeat(ctx context.Context, b service.Beat) (kill []int64, err error)
+	Pull(ctx context.Context, p service.Pull) (*raftstore.Assignment, error)
+	Report(ctx context.Context, r service.Report) (service.ReportResult, error)
 }
 
 // MaxPullWait bounds a long poll, so proxies and load balancers in between
@@ -50,21 +41,12 @@ const MaxPullWait = 60 * time.Second
 
 // Handler serves the agent protocol.
 type Handler struct {
-	store   Store
-	pings   Pings
-	waiters Waiters
-	// logCap bounds the output kept of one job (its log), in bytes.
-	logCap int64
-	now    func() time.Time
+	farm Farm
 }
 
-// New returns an agent protocol handler. logCap bounds the output kept of
-// one job, in bytes (0 or more than raftstore.MaxLogBytes: that).
-func New(store Store, pings Pings, waiters Waiters, logCap int64) *Handler {
-	if logCap <= 0 || logCap > raftstore.MaxLogBytes {
-		logCap = raftstore.MaxLogBytes
-	}
-	return &Handler{store: store, pings: pings, waiters: waiters, logCap: logCap, now: time.Now}
+// New returns an agent protocol handler.
+func New(farm Farm) *Handler {
+	return &Handler{farm: farm}
 }
 
 // Register mounts the routes: agent tokens (or admins) only, each request
@@ -132,9 +114,10 @@ func checkResources(r client.Resources) error {
 	return nil
 }
 
-// ping turns an agent's measurements into Coalition's worker columns.
-func ping(now int64, r client.Resources) liveness.Ping {
-	p := liveness.Ping{Time: now, FreeMemory: r.FreeMemory, TotalMemory: r.TotalMemory}
+// ping turns an agent's measurements into Coalition's worker columns (the
+// service stamps its time).
+func ping(r client.Resources) liveness.Ping {
+	p := liveness.Ping{FreeMemory: r.FreeMemory, TotalMemory: r.TotalMemory}
 	if len(r.CPU) > 0 {
 		b := make([]byte, 0, 2+5*len(r.CPU))
 		b = append(b, '[')
@@ -164,14 +147,12 @@ func (h *Handler) register(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	now := h.now().UnixNano()
-	cmd := &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: auth.ClientIPOf(c), SetAffinity: req.SetAffinity, Affinity: req.Affinity,
-		Projects: auth.From(c).WorkerProjects()}
-	if _, err := h.store.Apply(c, cmd); err != nil {
+	reg := service.Registration{Name: req.Name, IP: auth.ClientIPOf(c), SetAffinity: req.SetAffinity, Affinity: req.Affinity,
+		Projects: auth.From(c).WorkerProjects(), Ping: ping(req.Resources)}
+	if err := h.farm.RegisterWorker(c, reg); err != nil {
 		apierr.Abort(c, err)
 		return
 	}
-	h.pings.Seen(req.Name, ping(now, req.Resources))
 	c.JSON(http.StatusOK, gin.H{"ok": true})
 }
 
@@ -191,32 +172,17 @@ func (h *Handler) heartbeat(c *gin.Context) {
 		apierr.Abort(c, fmt.Errorf("%w: %d running attempts, the limit is %d", raftstore.ErrTooLarge, len(req.Running), maxRunning))
 		return
 	}
-	st := h.store.State()
-	w, ok := st.Worker(req.Name)
-	if !ok {
-		apierr.Abort(c, fmt.Errorf("%w: worker %q: register first", raftstore.ErrNotFound, req.Name))
+	kill, err := h.farm.Heartbeat(c, service.Beat{Name: req.Name, IP: auth.ClientIPOf(c), Ping: ping(req.Resources), Running: req.Running})
+	if err != nil {
+		apierr.Abort(c, err)
 		return
 	}
-	now := h.now().UnixNano()
-	h.pings.Seen(req.Name, ping(now, req.Resources))
-	if w.State == raftstore.WorkerTimeout {
-		if _, err := h.store.Apply(c, &raftstore.WorkerRegister{Now: now, Name: req.Name, IP: auth.ClientIPOf(c), Projects: w.Projects}); err != nil {
-			apierr.Abort(c, err)
-			return
-		}
-	}
-	resp := client.HeartbeatResponse{Kill: []int64{}}
-	for _, a := range req.Running {
-		if ev, ok := st.Event(a); !ok || ev.Worker != req.Name || !st.AttemptLive(a) {
-			resp.Kill = append(resp.Kill, a)
-		}
-	}
-	if len(resp.Kill) == 0 {
+	if len(kill) == 0 {
 		// Nearly every reply: skip encoding it, thousands of times a second.
 		c.Data(http.StatusOK, jsonContentType, nothingToKill)
 		return
 	}
-	c.JSON(http.StatusOK, resp)
+	c.JSON(http.StatusOK, client.HeartbeatResponse{Kill: kill})
 }
 
 // The usual heartbeat reply, encoded once.
@@ -224,63 +190,26 @@ var nothingToKill = []byte(`{"kill":[]}`)
 
 const jsonContentType = "application/json; charset=utf-8"
 
-// pull gives the agent a job, waiting up to the asked time for one. It
-// proposes a Pick only when one would change something (State.WorkFor),
-// so idle agents cost no Raft entries. While it waits, a create may claim
-// it and pick for it in the create's own entry (Waiters).
+// pull gives the agent a job, waiting up to the asked time for one (the
+// service's Pull: no Raft entry while there is nothing to pick, and a
+// create may hand a waiting pull its job in the create's own entry).
 func (h *Handler) pull(c *gin.Context) {
 	var req client.PullRequest
 	if !bind(c, &req, func() string { return req.Name }) {
 		return
 	}
 	wait := time.Duration(min(max(req.WaitMillis, 0), int(MaxPullWait/time.Millisecond))) * time.Millisecond
-	timer := time.NewTimer(wait)
-	defer timer.Stop()
-	ip := auth.ClientIPOf(c)
-	projects := auth.From(c).WorkerProjects()
-	for {
-		work, changed := h.store.State().WorkFor(req.Name)
-		if work {
-			now := h.now().UnixNano()
-			h.pings.Seen(req.Name, liveness.Ping{Time: now})
-			res, err := h.store.Apply(c, &raftstore.Pick{Now: now, Worker: req.Name, IP: ip, Projects: projects})
-			if err != nil {
-				apierr.Abort(c, err)
-				return
-			}
-			if a, _ := res.(*raftstore.Assignment); a != nil {
-				c.JSON(http.StatusOK, client.PullResponse{Assignment: assignment(a)})
-				return
-			}
-			// Another worker took it first: wait for the next change.
-		}
-		w := h.waiters.Wait(req.Name, ip)
-		var offer dispatch.Result
-		claimed, expired := false, false
-		select {
-		case offer = <-w.C():
-			claimed = true
-		case <-changed:
-		case <-timer.C:
-			expired = true
-		case <-c.Request.Context().Done():
-		}
-		if !claimed && !h.waiters.Cancel(w) {
-			offer, claimed = <-w.C(), true // a create claimed it meanwhile
-		}
-		if claimed && offer.Err == nil && offer.Assignment != nil {
-			h.pings.Seen(req.Name, liveness.Ping{Time: h.now().UnixNano()})
-			c.JSON(http.StatusOK, client.PullResponse{Assignment: assignment(offer.Assignment)})
-			return
-		}
-		// A claim that gave nothing (or failed) is a wake-up: look again.
-		switch {
-		case c.Request.Context().Err() != nil:
-			return
-		case expired:
-			c.JSON(http.StatusOK, client.PullResponse{})
-			return
-		}
+	ctx := c.Request.Context()
+	a, err := h.farm.Pull(ctx, service.Pull{Worker: req.Name, IP: auth.ClientIPOf(c), Projects: auth.From(c).WorkerProjects(), Wait: wait})
+	switch {
+	case ctx.Err() != nil:
+		return // the agent went away
+	case err != nil:
+		apierr.Abort(c, err)
+	case a != nil:
+		c.JSON(http.StatusOK, client.PullResponse{Assignment: assignment(a)})
+	default:
+		c.JSON(http.StatusOK, client.PullResponse{})
 	}
 }
 
@@ -328,53 +257,25 @@ func (h *Handler) report(c *gin.Context) {
 	}
 	// Only the worker that holds the attempt reports on it: a token bound
 	// to another worker cannot finish, fail or fill someone else's job.
-	st := h.store.State()
-	if ev, ok := st.Event(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
+	if ev, ok := h.farm.State().Event(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
 		apierr.Abort(c, apierr.Forbidden("token %q may not report for worker %q", auth.From(c).Name, ev.Worker))
 		return
 	}
-	// The job's output is capped before Raft: a chunk past the cap is cut
-	// (the log says where) and the agent told to send no more.
-	full := false
-	if n, truncated, ok := st.LogSize(req.JobID); ok && len(req.Log)+len(req.Stderr) > 0 {
-		switch {
-		case truncated:
-			req.Log, req.Stderr, full = nil, nil, true
-		case n >= h.logCap:
-			// One byte past the cap, which the FSM cuts: the log then
-			// says where it was cut.
-			if len(req.Log) > 0 {
-				req.Log, req.Stderr = req.Log[:1], nil
-			} else {
-				req.Stderr = req.Stderr[:1]
-			}
-			full = true
-		case int64(len(req.Log)+len(req.Stderr)) > h.logCap-n:
-			full = true // the FSM keeps what fits and notes the cut
-		}
-	}
-	now := h.now().UnixNano()
-	h.pings.Seen(req.Name, liveness.Ping{Time: now})
-	rep := raftstore.Report{
-		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
+	res, err := h.farm.Report(c, service.Report{
+		Worker: req.Name, IP: c.ClientIP(), JobID: req.JobID, AttemptID: req.AttemptID,
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
-		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost,
-		LogCap: h.logCap, Stderr: req.Stderr, StderrOffset: req.StderrOffset,
-	}
-	var cmd raftstore.Command = &rep
-	if req.Next {
-		cmd = &raftstore.ReportPick{Report: rep, IP: c.ClientIP()}
-	}
-	res, err := h.store.Apply(c, cmd)
+		Stderr: req.Stderr, StderrOffset: req.StderrOffset,
+		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost, Next: req.Next,
+	})
 	switch {
 	case errors.Is(err, raftstore.ErrStaleAttempt):
 		c.JSON(http.StatusConflict, client.ReportResponse{Kill: true, Error: err.Error()})
 	case err != nil:
 		apierr.Abort(c, err)
 	default:
-		resp := client.ReportResponse{Accepted: true, LogFull: full}
-		if rp, ok := res.(raftstore.ReportPickResult); ok && rp.Next != nil {
-			resp.Assignment = assignment(rp.Next)
+		resp := client.ReportResponse{Accepted: true, LogFull: res.LogFull}
+		if res.Next != nil {
+			resp.Assignment = assignment(res.Next)
 		}
 		c.JSON(http.StatusOK, resp)
 	}

@@ -50,7 +50,7 @@ func (h *Handler) streamChildren(c *gin.Context, r *call, id int64) error {
 	if err != nil {
 		return err
 	}
-	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
+	st, keep, redact := h.farm.State(), readable(r.p), r.p.Redacted()
 	after := int64(0)
 	jsonstream.Pages(c, win, func() ([]raftstore.Job, bool) {
 		page, next, more, _ := st.ChildrenAfter(id, after, raftstore.ScanLimit, keep)
@@ -64,7 +64,7 @@ func (h *Handler) streamChildren(c *gin.Context, r *call, id int64) error {
 // concatenated, streamed page by page from the coordinator's log store,
 // never the whole log in memory.
 func (h *Handler) log(c *gin.Context, r *call) error {
-	st := h.store.State()
+	st := h.farm.State()
 	if err := st.LogErr(); err != nil {
 		return fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
 	}
@@ -118,7 +118,7 @@ func (h *Handler) workers(c *gin.Context, r *call) error {
 	if err != nil {
 		return err
 	}
-	st, after := h.store.State(), ""
+	st, after := h.farm.State(), ""
 	jsonstream.Pages(c, win, func() ([]raftstore.Worker, bool) {
 		page, next, more := st.WorkersAfter(after, raftstore.ScanLimit)
 		after = next
@@ -141,7 +141,7 @@ func (h *Handler) editWorkers(c *gin.Context, r *call) error {
 	if len(m) > maxWorkerEdits {
 		return wrapf(raftstore.ErrTooLarge, "%d workers in one edit, the limit is %d", len(m), maxWorkerEdits)
 	}
-	cmd := &raftstore.WorkerEdit{Now: h.stamp()}
+	var edits []raftstore.WorkerEditItem
 	for name, raw := range m {
 		attrs, err := parseObject(raw)
 		if err != nil {
@@ -151,13 +151,11 @@ func (h *Handler) editWorkers(c *gin.Context, r *call) error {
 		if err != nil {
 			return err
 		}
-		cmd.Edits = append(cmd.Edits, raftstore.WorkerEditItem{Name: name, Patch: p})
+		edits = append(edits, raftstore.WorkerEditItem{Name: name, Patch: p})
 	}
-	sort.Slice(cmd.Edits, func(i, j int) bool { return cmd.Edits[i].Name < cmd.Edits[j].Name })
-	if len(cmd.Edits) > 0 {
-		if _, err := h.store.Apply(c, cmd); err != nil {
-			return err
-		}
+	sort.Slice(edits, func(i, j int) bool { return edits[i].Name < edits[j].Name })
+	if err := h.farm.EditWorkers(c, edits); err != nil {
+		return err
 	}
 	reply(c, 1)
 	return nil
@@ -180,13 +178,8 @@ func (h *Handler) deleteWorkers(c *gin.Context, r *call) error {
 	if err != nil {
 		return err
 	}
-	if len(names) > 0 {
-		if _, err := h.store.Apply(c, &raftstore.WorkerDelete{Now: h.stamp(), Names: names}); err != nil {
-			return err
-		}
-		for _, n := range names {
-			h.pings.Forget(n)
-		}
+	if err := h.farm.DeleteWorkers(c, names); err != nil {
+		return err
 	}
 	reply(c, 1)
 	return nil
@@ -198,10 +191,8 @@ func workerAction(verb string) func(*Handler, *gin.Context, *call) error {
 		if err != nil {
 			return err
 		}
-		if len(names) > 0 {
-			if _, err := h.store.Apply(c, &raftstore.WorkerAction{Now: h.stamp(), Action: verb, Names: names}); err != nil {
-				return err
-			}
+		if err := h.farm.ActOnWorkers(c, verb, names); err != nil {
+			return err
 		}
 		reply(c, 1)
 		return nil
@@ -252,7 +243,7 @@ func (h *Handler) events(c *gin.Context, r *call) error {
 	keep := func(e *raftstore.Event) bool {
 		return e.Start > cutoff && (worker == "" || e.Worker == worker) && (job <= 0 || e.JobID == job) && p.CanRead(e.Project)
 	}
-	st, after := h.store.State(), int64(0)
+	st, after := h.farm.State(), int64(0)
 	jsonstream.Pages(c, win, func() ([]raftstore.Event, bool) {
 		page, next, more := st.EventsAfter(after, raftstore.ScanLimit, keep)
 		after = next
@@ -263,7 +254,7 @@ func (h *Handler) events(c *gin.Context, r *call) error {
 
 func (h *Handler) affinities(c *gin.Context, r *call) error {
 	out := make(map[string]string, raftstore.MaxAffinityID)
-	for id, name := range h.store.State().Affinities() {
+	for id, name := range h.farm.State().Affinities() {
 		out[strconv.Itoa(id)] = name
 	}
 	reply(c, out)
@@ -278,7 +269,7 @@ func (h *Handler) setAffinities(c *gin.Context, r *call) error {
 	if err != nil {
 		return err
 	}
-	cmd := &raftstore.AffinitySet{Names: make(map[int]string, len(m))}
+	names := make(map[int]string, len(m))
 	for k, raw := range m {
 		id, err := strconv.Atoi(strings.TrimSpace(k))
 		if err != nil {
@@ -297,12 +288,10 @@ func (h *Handler) setAffinities(c *gin.Context, r *call) error {
 		if strings.IndexByte(name, 0) >= 0 {
 			return bad("affinity %d: the name contains a NUL byte", id)
 		}
-		cmd.Names[id] = name
+		names[id] = name
 	}
-	if len(cmd.Names) > 0 {
-		if _, err := h.store.Apply(c, cmd); err != nil {
-			return err
-		}
+	if err := h.farm.NameAffinities(c, names); err != nil {
+		return err
 	}
 	reply(c, 1)
 	return nil
@@ -323,7 +312,7 @@ const maxDistinct = 10_000
 // [{"user": "..."}, ...].
 func (h *Handler) distinct(c *gin.Context, r *call) error {
 	col := filterColumns[r.seg[1]]
-	st, keep := h.store.State(), readable(r.p)
+	st, keep := h.farm.State(), readable(r.p)
 	seen := map[any]bool{}
 	var vals []any
 	for after, more := int64(0), true; more; {
@@ -395,7 +384,7 @@ func whereError(err error) error {
 // state's lock, a page at a time; a read token's rows are redacted before
 // the clause sees them (it could otherwise probe environment values).
 func (h *Handler) scanWhere(c *gin.Context, r *call, w *where.Clause, match func(client.Job) bool) error {
-	st, keep, redact := h.store.State(), readable(r.p), r.p.Redacted()
+	st, keep, redact := h.farm.State(), readable(r.p), r.p.Redacted()
 	// One budget for the whole query: its steps over every row, and the
 	// request's context (a client that leaves stops the evaluation).
 	budget := where.NewBudget(c.Request.Context(), where.DefaultSteps)
@@ -456,7 +445,7 @@ func (h *Handler) whereJobs(c *gin.Context, r *call) error {
 	if err != nil {
 		return err
 	}
-	st, redact := h.store.State(), r.p.Redacted()
+	st, redact := h.farm.State(), r.p.Redacted()
 	arr := startList(c)
 	for _, id := range ids {
 		if j, ok := st.Job(id); ok && arr.Add(renderJob(&j, redact)) != nil {
@@ -556,10 +545,10 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 	if err := raftstore.CheckSpec(&spec); err != nil {
 		return fail(err)
 	}
-	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: []raftstore.JobSpec{spec}, MaxProjectJobs: h.limits.MaxProjectJobs})
+	ids, err := h.farm.CreateJobs(c, []raftstore.JobSpec{spec})
 	if err != nil {
 		return fail(err)
 	}
-	c.Data(http.StatusOK, "text/plain", []byte(strconv.FormatInt(res.([]int64)[0], 10)))
+	c.Data(http.StatusOK, "text/plain", []byte(strconv.FormatInt(ids[0], 10)))
 	return nil
 }

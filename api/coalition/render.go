@@ -4,8 +4,8 @@ import (
 	"strings"
 
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/liveness"
 	"github.com/croftfarm/croft/where"
 )
 

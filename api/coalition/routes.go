@@ -18,24 +18,60 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
-// Store is what the Coalition routes need from the coordinator. Requests
+// Jobs is what the job routes need of the service layer.
+type Jobs interface {
+	CreateJobs(ctx context.Context, specs []raftstore.JobSpec) ([]int64, error)
+	EditJobs(ctx context.Context, edits []raftstore.JobEditItem) error
+	DeleteJobs(ctx context.Context, ids []int64) error
+	ActOnJobs(ctx context.Context, action string, ids []int64) error
+	SetDependencies(ctx context.Context, id int64, deps []int64) error
+	NameAffinities(ctx context.Context, names map[int]string) error
+}
+
+// Workers is what the worker admin routes need of the service layer.
+type Workers interface {
+	EditWorkers(ctx context.Context, edits []raftstore.WorkerEditItem) error
+	DeleteWorkers(ctx context.Context, names []string) error
+	ActOnWorkers(ctx context.Context, action string, names []string) error
+}
+
+// WorkerProtocol is what Coalition's worker protocol needs of the service
+// layer: the pick and report the Croft agent protocol uses too.
+type WorkerProtocol interface {
+	Touch(name string, p liveness.Ping) bool
+	Pull(ctx context.Context, p service.Pull) (*raftstore.Assignment, error)
+	Report(ctx context.Context, r service.Report) (service.ReportResult, error)
+	AttemptLive(worker string, jobID, attempt int64) bool
+}
+
+// Farm is what the Coalition routes need of the service layer. Requests
 // reach these handlers on the leader only (followers forward them).
+type Farm interface {
+	// State returns the current replicated state for reads.
+	State() *raftstore.State
+	Jobs
+	Workers
+	WorkerProtocol
+}
+
+// Pings is the leader's in-memory record of worker heartbeats, read for
+// the workers' rows.
+type Pings interface {
+	Get(worker string) (liveness.Ping, bool)
+}
+
+// Store is a replicated store that applies commands itself (the package's
+// tests, a single process): New runs a service layer of its own over it.
 type Store interface {
 	// Apply proposes a command and returns the FSM's result.
 	Apply(ctx context.Context, cmd raftstore.Command) (any, error)
 	// State returns the current replicated state for reads.
 	State() *raftstore.State
-}
-
-// Pings is the leader's in-memory record of worker heartbeats.
-type Pings interface {
-	Seen(worker string, p liveness.Ping)
-	Get(worker string) (liveness.Ping, bool)
-	Forget(worker string)
 }
 
 // Limits bound what one request may ask for.
@@ -56,7 +92,7 @@ var DefaultLimits = Limits{MaxBody: 32 << 20, MaxJobsPerRequest: 200_000, MaxPro
 
 // Handler serves the Coalition dialect.
 type Handler struct {
-	store  Store
+	farm   Farm
 	pings  Pings
 	limits Limits
 	now    func() time.Time
@@ -65,8 +101,28 @@ type Handler struct {
 // notFoundBody is Coalition's reply to an unknown service or job.
 const notFoundBody = "Web service not found."
 
-// New returns a Coalition handler; zero limits take DefaultLimits'.
-func New(store Store, pings Pings, limits Limits) *Handler {
+// New returns a Coalition handler over a service layer of its own on
+// store, with pings as its heartbeat record; zero limits take
+// DefaultLimits'. A coordinator, whose dialects share one service, uses
+// NewOn.
+func New(store Store, pings *liveness.Tracker, limits Limits) *Handler {
+	limits = limits.withDefaults()
+	if pings == nil {
+		pings = liveness.New(service.DefaultWorkerTTL)
+	}
+	farm := service.New(service.Config{Applier: service.Single(store), State: store.State, Pings: pings,
+		LogCap: limits.MaxJobOutput, MaxProjectJobs: limits.MaxProjectJobs})
+	return NewOn(farm, pings, limits)
+}
+
+// NewOn returns a Coalition handler over farm; zero limits take
+// DefaultLimits'. The service enforces MaxJobOutput and MaxProjectJobs:
+// give it the same limits.
+func NewOn(farm Farm, pings Pings, limits Limits) *Handler {
+	return &Handler{farm: farm, pings: pings, limits: limits.withDefaults(), now: time.Now}
+}
+
+func (limits Limits) withDefaults() Limits {
 	if limits.MaxBody <= 0 {
 		limits.MaxBody = DefaultLimits.MaxBody
 	}
@@ -76,7 +132,7 @@ func New(store Store, pings Pings, limits Limits) *Handler {
 	if limits.MaxJobOutput <= 0 || limits.MaxJobOutput > raftstore.MaxLogBytes {
 		limits.MaxJobOutput = raftstore.MaxLogBytes
 	}
-	return &Handler{store: store, pings: pings, limits: limits, now: time.Now}
+	return limits
 }
 
 // Register mounts the dialect. Every route needs a credential; the table
@@ -253,7 +309,7 @@ func (h *Handler) serveAPI(c *gin.Context) {
 		return
 	}
 	if rt.job != noJobAccess {
-		j, ok := h.store.State().Job(r.id)
+		j, ok := h.farm.State().Job(r.id)
 		if !ok {
 			notFound(c)
 			return
@@ -294,7 +350,7 @@ func (h *Handler) mayWriteAll(p *auth.Principal, ids []int64) error {
 	if p.IsAdmin() {
 		return nil
 	}
-	st := h.store.State()
+	st := h.farm.State()
 	for _, id := range ids {
 		if j, ok := st.Job(id); ok && !p.CanWrite(j.Project) {
 			return apierr.Forbidden("token %q may not control job %d of project %q", p.Name, id, j.Project)
@@ -303,7 +359,8 @@ func (h *Handler) mayWriteAll(p *auth.Principal, ids []int64) error {
 	return nil
 }
 
-// stamp is the leader's clock, read before a command is proposed.
+// stamp is the leader's clock, for reads that depend on the time (the
+// service stamps commands).
 func (h *Handler) stamp() int64 { return h.now().UnixNano() }
 
 func (h *Handler) getJob(c *gin.Context, r *call) error {
@@ -323,7 +380,7 @@ func (h *Handler) children(c *gin.Context, r *call) error {
 }
 
 func (h *Handler) dependencies(c *gin.Context, r *call) error {
-	deps, _ := h.store.State().Dependencies(r.id)
+	deps, _ := h.farm.State().Dependencies(r.id)
 	out := make([]any, 0, len(deps))
 	for i := range deps {
 		if r.p.CanRead(deps[i].Project) {
@@ -342,7 +399,7 @@ func (h *Handler) setDependencies(c *gin.Context, r *call) error {
 	if err := checkIDs(ids, raftstore.MaxDependencies); err != nil {
 		return err
 	}
-	if _, err := h.store.Apply(c, &raftstore.JobSetDeps{Now: h.stamp(), ID: r.id, Deps: ids}); err != nil {
+	if err := h.farm.SetDependencies(c, r.id, ids); err != nil {
 		return err
 	}
 	reply(c, 1)
@@ -354,7 +411,7 @@ func (h *Handler) childrenDependencies(c *gin.Context, r *call) error {
 		ID         int64 `json:"id"`
 		Dependency int64 `json:"dependency"`
 	}
-	st := h.store.State()
+	st := h.farm.State()
 	arr := startList(c)
 	for after, more := int64(0), true; more; {
 		var page []raftstore.Job
@@ -392,11 +449,11 @@ func (h *Handler) createJob(c *gin.Context, r *call) error {
 		return err
 	}
 	specs[0].Project = project
-	res, err := h.store.Apply(c, &raftstore.JobCreate{Now: h.stamp(), Jobs: specs, MaxProjectJobs: h.limits.MaxProjectJobs})
+	ids, err := h.farm.CreateJobs(c, specs)
 	if err != nil {
 		return err
 	}
-	reply(c, res.([]int64)[0])
+	reply(c, ids[0])
 	return nil
 }
 
@@ -415,7 +472,7 @@ func (h *Handler) projectOf(p *auth.Principal, m map[string]json.RawMessage) (st
 	}
 	if raw, ok := m["parent"]; ok && project == "" {
 		if id, err := asID("parent", raw); err == nil && id != 0 {
-			if j, ok := h.store.State().Job(id); ok {
+			if j, ok := h.farm.State().Job(id); ok {
 				project = j.Project
 			}
 		}
@@ -532,7 +589,7 @@ func (h *Handler) editJobs(c *gin.Context, r *call) error {
 	if len(m) > maxEdits {
 		return wrapf(raftstore.ErrTooLarge, "%d jobs in one edit, the limit is %d", len(m), maxEdits)
 	}
-	cmd := &raftstore.JobEdit{Now: h.stamp()}
+	var edits []raftstore.JobEditItem
 	ids := make([]int64, 0, len(m))
 	for key, raw := range m {
 		id, err := parseID(key)
@@ -550,17 +607,15 @@ func (h *Handler) editJobs(c *gin.Context, r *call) error {
 		if err := raftstore.CheckPatch(&p); err != nil {
 			return wrapf(err, "job %d", id)
 		}
-		cmd.Edits = append(cmd.Edits, raftstore.JobEditItem{ID: id, Patch: p})
+		edits = append(edits, raftstore.JobEditItem{ID: id, Patch: p})
 		ids = append(ids, id)
 	}
 	if err := h.mayWriteAll(r.p, ids); err != nil {
 		return err
 	}
-	sortEdits(cmd.Edits)
-	if len(cmd.Edits) > 0 {
-		if _, err := h.store.Apply(c, cmd); err != nil {
-			return err
-		}
+	sortEdits(edits)
+	if err := h.farm.EditJobs(c, edits); err != nil {
+		return err
 	}
 	reply(c, 1)
 	return nil
@@ -590,10 +645,8 @@ func (h *Handler) deleteJobs(c *gin.Context, r *call) error {
 	if err != nil {
 		return err
 	}
-	if len(ids) > 0 {
-		if _, err := h.store.Apply(c, &raftstore.JobDelete{Now: h.stamp(), IDs: ids}); err != nil {
-			return err
-		}
+	if err := h.farm.DeleteJobs(c, ids); err != nil {
+		return err
 	}
 	reply(c, 1)
 	return nil
@@ -605,10 +658,8 @@ func action(verb string) func(*Handler, *gin.Context, *call) error {
 		if err != nil {
 			return err
 		}
-		if len(ids) > 0 {
-			if _, err := h.store.Apply(c, &raftstore.JobAction{Now: h.stamp(), Action: verb, IDs: ids}); err != nil {
-				return err
-			}
+		if err := h.farm.ActOnJobs(c, verb, ids); err != nil {
+			return err
 		}
 		reply(c, 1)
 		return nil

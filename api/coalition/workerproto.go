@@ -12,9 +12,9 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
-	"github.com/croftfarm/croft/coordinator/liveness"
-	farmmodel "github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // The Coalition worker protocol (api-dialects.md §2.4): form-encoded POSTs
@@ -78,10 +78,8 @@ func (h *Handler) serveWorkers(c *gin.Context) {
 	}
 	// Only workers that exist (or that this pick creates) are tracked:
 	// a stream of made-up names must not grow the leader's memory.
-	ping := pingFromArgs(args, h.stamp())
-	if _, ok := h.store.State().Worker(host); ok {
-		h.pings.Seen(host, ping)
-	}
+	ping := pingFromArgs(args)
+	h.farm.Touch(host, ping)
 	switch path {
 	case "pickjob":
 		err = h.pickJob(c, host, p, ping)
@@ -95,12 +93,14 @@ func (h *Handler) serveWorkers(c *gin.Context) {
 	}
 }
 
-func pingFromArgs(args url.Values, now int64) liveness.Ping {
+// pingFromArgs reads a worker's measurements (the service stamps the
+// ping's time).
+func pingFromArgs(args url.Values) liveness.Ping {
 	load := args.Get("load")
 	if len(load) > maxLoadBytes {
 		load = "" // a load string is a few numbers; ignore a huge one
 	}
-	p := liveness.Ping{Time: now, CPU: load}
+	p := liveness.Ping{CPU: load}
 	p.FreeMemory, _ = strconv.ParseInt(args.Get("free_memory"), 10, 64)
 	p.TotalMemory, _ = strconv.ParseInt(args.Get("total_memory"), 10, 64)
 	return p
@@ -109,20 +109,14 @@ func pingFromArgs(args url.Values, now int64) liveness.Ping {
 // maxLoadBytes bounds the load string a worker reports.
 const maxLoadBytes = 4 << 10
 
-// pickJob proposes a Pick only when it can change something (WorkFor): an
-// idle farm polling every 2 s writes nothing to the Raft log. A worker the
-// pick creates serves the projects of the token it came with.
+// pickJob is the service's pick without a wait: an idle farm polling
+// every 2 s writes nothing to the Raft log. A worker the pick creates
+// serves the projects of the token it came with.
 func (h *Handler) pickJob(c *gin.Context, host string, p *auth.Principal, ping liveness.Ping) error {
-	if work, _ := h.store.State().WorkFor(host); !work {
-		text(c, noJob)
-		return nil
-	}
-	res, err := h.store.Apply(c, &raftstore.Pick{Now: ping.Time, Worker: host, IP: auth.ClientIPOf(c), Projects: p.WorkerProjects()})
+	a, err := h.farm.Pull(c, service.Pull{Worker: host, IP: auth.ClientIPOf(c), Projects: p.WorkerProjects(), Ping: ping})
 	if err != nil {
 		return err
 	}
-	h.pings.Seen(host, ping)
-	a, _ := res.(*raftstore.Assignment)
 	if a == nil {
 		text(c, noJob)
 		return nil
@@ -142,23 +136,12 @@ func (h *Handler) workerHeartbeat(c *gin.Context, host string, args url.Values) 
 	if err != nil {
 		return apierr.Bad("log: not base64: %v", err)
 	}
-	st := h.store.State()
-	if n, full, ok := st.LogSize(jobID); ok && len(logb) > 0 {
-		// A full log takes nothing more, and its output goes no further
-		// (not into Raft); one byte past the cap makes the FSM note the cut.
-		switch {
-		case full:
-			logb = nil
-		case n >= h.limits.MaxJobOutput:
-			logb = logb[:1]
-		}
-	}
 	if len(logb) > 0 {
-		cmd := &raftstore.Report{Now: h.stamp(), Worker: host, JobID: jobID, LogOffset: -1, Log: logb, LogCap: h.limits.MaxJobOutput}
-		if j, ok := st.Job(jobID); ok {
-			cmd.Progress = lastProgress(j.ProgressPattern, logb)
-		}
-		if _, err := h.store.Apply(c, cmd); err != nil {
+		// The worker's current attempt, output only: the log cap and the
+		// stale-attempt check are the service's, shared with the agents.
+		_, err := h.farm.Report(c, service.Report{Worker: host, JobID: jobID, LogOffset: -1, Log: logb,
+			ProgressFromLog: true, OutputOnly: true})
+		if err != nil {
 			if errors.Is(err, raftstore.ErrStaleAttempt) || errors.Is(err, raftstore.ErrNotFound) {
 				text(c, "false")
 				return nil
@@ -166,10 +149,10 @@ func (h *Handler) workerHeartbeat(c *gin.Context, host string, args url.Values) 
 			return err
 		}
 	}
-	w, ok := st.Worker(host)
-	j, jok := st.Job(jobID)
-	alive := ok && jok && w.CurrentEvent != 0 && j.Attempt == w.CurrentEvent &&
-		j.State == raftstore.StateWorking && !j.HPaused
+	// A job under a paused group is not the worker's to run on, even
+	// while it is still WORKING.
+	j, ok := h.farm.State().Job(jobID)
+	alive := ok && !j.HPaused && h.farm.AttemptLive(host, jobID, 0)
 	text(c, strconv.FormatBool(alive))
 	return nil
 }
@@ -183,29 +166,11 @@ func (h *Handler) endJob(c *gin.Context, host string, args url.Values) error {
 	if err != nil {
 		return apierr.Bad("errorCode: %q is not an integer", args.Get("errorCode"))
 	}
-	_, err = h.store.Apply(c, &raftstore.Report{Now: h.stamp(), Worker: host, JobID: jobID, LogOffset: -1, Done: true, ExitCode: code})
+	_, err = h.farm.Report(c, service.Report{Worker: host, JobID: jobID, LogOffset: -1, Done: true, ExitCode: code})
 	if err != nil && !errors.Is(err, raftstore.ErrStaleAttempt) {
 		return err
 	}
 	// Coalition ignores an end from a worker that no longer owns the job.
 	text(c, "None")
 	return nil
-}
-
-// lastProgress returns the last progress value the pattern finds in text.
-func lastProgress(pattern string, text []byte) *float64 {
-	re, scale, err := farmmodel.ProgressRegexp(pattern)
-	if err != nil {
-		return nil
-	}
-	m := re.FindAllSubmatch(text, -1)
-	if len(m) == 0 {
-		return nil
-	}
-	v, err := strconv.ParseFloat(string(m[len(m)-1][1]), 64)
-	if err != nil {
-		return nil
-	}
-	v *= scale
-	return &v
 }
