@@ -109,8 +109,8 @@ func (s *Server) retainOnce(clock time.Time) error {
 	if r.EventMaxCount > 0 {
 		prune.Keep = r.EventMaxCount
 	}
-	oldest, ok := st.OldestEventStart()
-	if ok && (oldest < prune.Before || (prune.Keep > 0 && st.EventCount() > prune.Keep)) {
+	oldest, ok := st.OldestRunStart()
+	if ok && (oldest < prune.Before || (prune.Keep > 0 && st.RunCount() > prune.Keep)) {
 		if _, err := s.node.Apply(ctx, &prune); err != nil {
 			return err
 		}

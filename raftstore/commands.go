@@ -251,6 +251,9 @@ type Report struct {
 	// hold (the leader's configured quota, stamped so that every replica
 	// cuts at the same byte); 0 means MaxLogBytes.
 	LogCap int64
+	// Signal (with Done) is the signal that killed the process, 0 if it
+	// exited (ExitCode is then 128+Signal); 0..MaxSignal.
+	Signal int
 }
 
 // ReportPick is an attempt's final report (Done) that also takes the

@@ -108,7 +108,7 @@ type snapshotData struct {
 	Jobs        []*Job
 	Logs        map[int64][]byte
 	Workers     []*Worker
-	Events      []*Event
+	Events      []*Run // runs; the key keeps its name for older snapshots
 	Affinities  map[int]string
 	Nodes       []NodeMeta
 	// Added in place (map-encoded, so older snapshots still decode):
@@ -142,7 +142,7 @@ func (s *State) snapshotLocked() snapshotData {
 		Affinities:  map[int]string{},
 		Jobs:        make([]*Job, 0, len(s.jobs)),
 		Workers:     make([]*Worker, 0, len(s.workers)),
-		Events:      make([]*Event, 0, len(s.eventByID)),
+		Events:      make([]*Run, 0, len(s.runByID)),
 	}
 	s.jobOrder.Ascend(func(id int64) bool {
 		d.Jobs = append(d.Jobs, s.jobs[id])
@@ -152,8 +152,8 @@ func (s *State) snapshotLocked() snapshotData {
 		d.Workers = append(d.Workers, s.workers[n])
 		return true
 	})
-	s.eventOrder.Ascend(func(id int64) bool {
-		d.Events = append(d.Events, s.eventByID[id])
+	s.runOrder.Ascend(func(id int64) bool {
+		d.Events = append(d.Events, s.runByID[id])
 		return true
 	})
 	for id := 1; id <= MaxAffinityID; id++ {
@@ -230,7 +230,7 @@ func ReadState(r io.Reader) (*State, error) {
 		if e.Project == "" {
 			e.Project = DefaultProject
 		}
-		s.addEvent(e)
+		s.addRun(e)
 	}
 	for _, n := range d.Nodes {
 		s.nodes[n.ID] = n

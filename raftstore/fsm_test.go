@@ -416,7 +416,7 @@ func TestPauseDuringRunStopsTheAttempt(t *testing.T) {
 	if w.State != WorkerWaiting || w.CurrentEvent != 0 {
 		t.Fatalf("worker after pause %+v", w)
 	}
-	ev, _ := h.st().Event(a.AttemptID)
+	ev, _ := h.st().RunByID(a.AttemptID)
 	if ev.State != StatePaused {
 		t.Fatalf("event state %s", ev.State)
 	}

@@ -207,7 +207,7 @@ func (h *Handler) heartbeat(c *gin.Context) {
 	}
 	resp := client.HeartbeatResponse{Kill: []int64{}}
 	for _, a := range req.Running {
-		if ev, ok := st.Event(a); !ok || ev.Worker != req.Name || !st.AttemptLive(a) {
+		if ev, ok := st.RunByID(a); !ok || ev.Worker != req.Name || !st.AttemptLive(a) {
 			resp.Kill = append(resp.Kill, a)
 		}
 	}
@@ -295,6 +295,8 @@ func assignment(a *raftstore.Assignment) *client.Assignment {
 		User:            a.User,
 		ProgressPattern: a.ProgressPattern,
 		Timeout:         a.Timeout,
+		Try:             a.Try,
+		Project:         a.Project,
 	}
 }
 
@@ -329,7 +331,7 @@ func (h *Handler) report(c *gin.Context) {
 	// Only the worker that holds the attempt reports on it: a token bound
 	// to another worker cannot finish, fail or fill someone else's job.
 	st := h.store.State()
-	if ev, ok := st.Event(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
+	if ev, ok := st.RunByID(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
 		apierr.Abort(c, apierr.Forbidden("token %q may not report for worker %q", auth.From(c).Name, ev.Worker))
 		return
 	}
@@ -354,7 +356,7 @@ func (h *Handler) report(c *gin.Context) {
 		Now: now, Worker: req.Name, JobID: req.JobID, AttemptID: req.AttemptID,
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
 		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost,
-		LogCap: h.logCap,
+		LogCap: h.logCap, Signal: req.Signal,
 	}
 	var cmd raftstore.Command = &rep
 	if req.Next {

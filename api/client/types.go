@@ -63,6 +63,10 @@ type Assignment struct {
 	ProgressPattern string `json:"progress_pattern"`
 	// Timeout is in seconds; 0 means none.
 	Timeout int64 `json:"timeout"`
+	// Try is the job's 1-based try number of this attempt.
+	Try int `json:"try"`
+	// Project is the job's project.
+	Project string `json:"project"`
 }
 
 // PullResponse carries an assignment, or none when the wait ran out.
@@ -93,6 +97,9 @@ type ReportRequest struct {
 	// pull would give it, without waiting: one request per job instead of
 	// two. An agent asks only when the worker will run what it gets.
 	Next bool `json:"next,omitempty"`
+	// Signal (with Done) is the signal that killed the process (ExitCode
+	// is then 128+Signal); 0 if it exited. At most 255.
+	Signal int `json:"signal"`
 }
 
 // ReportResponse acknowledges a report. A report from a stale attempt gets
