@@ -116,7 +116,7 @@ func TestEncodeDecodeEveryCommand(t *testing.T) {
 		&WorkerDelete{Now: 1, Names: []string{"w"}},
 		&WorkerAction{Now: 1, Action: ActionWorkerStop, Names: []string{"w"}},
 		&Pick{Now: 1, Worker: "w"},
-		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3, Lost: true},
+		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3, Lost: true, Signal: 9},
 		&JobTimeout{Now: 1, Attempts: []int64{1}},
 		&WorkerLost{Now: 1, Names: []string{"w"}},
 		&ReportPick{Report: Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, LogOffset: 5, Done: true, ExitCode: 1}, IP: "10.0.0.1"},
