@@ -831,14 +831,16 @@ func (s *State) workerAction(c *WorkerAction) error {
 // ---------------------------------------------------------------------------
 // Attempts: pick, report, timeouts, lost workers
 
-// jobOfAttempt returns the job whose current attempt is id, or nil.
+// jobOfAttempt returns the job whose current attempt is id, or nil. A
+// group is never one: a leaf that became a group keeps its last Attempt,
+// and its state, WORKING from its children, must not revive that attempt.
 func (s *State) jobOfAttempt(id int64) *Job {
 	ev := s.runByID[id]
 	if ev == nil {
 		return nil
 	}
 	j := s.jobs[ev.JobID]
-	if j == nil || j.Attempt != id || j.State != StateWorking {
+	if j == nil || j.Attempt != id || j.State != StateWorking || j.IsGroup() {
 		return nil
 	}
 	return j
@@ -1074,8 +1076,9 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if j == nil || j.Attempt != attempt {
 		return ReportResult{}, stale("attempt %d is no longer job %d's", attempt, ev.JobID)
 	}
-	if j.State != StateWorking {
-		// The attempt ended. A retried final report is acknowledged again;
+	if j.State != StateWorking || j.IsGroup() {
+		// The attempt ended (a group's WORKING is its children's). A
+		// retried final report is acknowledged again;
 		// anything else from an attempt that was stopped is refused.
 		if ev.State == StateFinished || ev.State == StateError {
 			return ReportResult{Duplicate: true, Done: true}, nil

@@ -464,6 +464,12 @@ func (p *fuzzProgram) report() Report {
 	flags := p.byte()
 	r.Done, r.TimedOut, r.Lost = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	r.ExitCode = int(flags>>3) % 3
+	switch flags >> 6 {
+	case 2:
+		r.Signal = 9
+	case 3:
+		r.Signal = MaxSignal + 1 // refused
+	}
 	return r
 }
 

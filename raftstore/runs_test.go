@@ -254,3 +254,43 @@ func TestOldRunRecordsDecode(t *testing.T) {
 		t.Fatalf("old run decoded as %+v", r)
 	}
 }
+
+// TestGroupDoesNotReviveItsLastAttempt: a leaf whose run ended and that
+// then became a group keeps its last attempt id; while a child runs the
+// group is WORKING, and a late report of that old attempt is still stale.
+func TestGroupDoesNotReviveItsLastAttempt(t *testing.T) {
+	h := newHarness(t)
+	ids := h.create(JobSpec{Command: "render", Timeout: 10}, JobSpec{Command: "child"})
+	a := h.pick("w")
+	if a.JobID != ids[0] {
+		t.Fatalf("picked %+v", a)
+	}
+	h.tick(11)
+	h.ok(&JobTimeout{Now: h.now, Attempts: []int64{a.AttemptID}})
+	empty, parent := "", ids[0]
+	h.ok(&JobEdit{Now: h.now, Edits: []JobEditItem{
+		{ID: ids[0], Patch: JobPatch{Command: &empty}},
+		{ID: ids[1], Patch: JobPatch{Parent: &parent}},
+	}})
+	if b := h.pick("w2"); b == nil || b.JobID != ids[1] {
+		t.Fatalf("child not picked: %+v", b)
+	}
+	h.wantState(ids[0], StateWorking)
+	if h.st().AttemptLive(a.AttemptID) {
+		t.Fatal("the group's old attempt is live again")
+	}
+	// Like any late final report of an ended run: acknowledged, no change.
+	before := h.st().Digest()
+	for _, rep := range []*Report{
+		{Now: h.now, Worker: "w", AttemptID: a.AttemptID, Log: []byte("x")},
+		{Now: h.now, Worker: "w", AttemptID: a.AttemptID, Done: true},
+	} {
+		if r := h.ok(rep).(ReportResult); !r.Duplicate {
+			t.Fatalf("late report %+v", r)
+		}
+	}
+	if h.st().Digest() != before {
+		t.Fatal("a late report of the group's old attempt changed the state")
+	}
+	h.wantState(ids[0], StateWorking)
+}
