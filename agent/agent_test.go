@@ -505,8 +505,8 @@ func TestAgentHeartbeatKill(t *testing.T) {
 	f.waitFor("the result", func() bool { _, ok := f.results[23]; return ok })
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if res := f.results[23]; res.ExitCode != 128+15 {
-		t.Errorf("result = %+v, want exit code %d (SIGTERM)", res, 128+15)
+	if res := f.results[23]; res.ExitCode != 128+15 || res.Signal != 15 {
+		t.Errorf("result = %+v, want exit code %d, signal 15 (SIGTERM)", res, 128+15)
 	}
 	if got := string(f.logs[23]); got != "started\n" {
 		t.Errorf("log = %q", got)

@@ -131,6 +131,9 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 		req.LogOffset = 0 // the result carries no output: its offset is not checked
 	}
 	req.Done, req.ExitCode, req.TimedOut, req.Lost = true, res.ExitCode, res.TimedOut, res.Lost
+	if res.Signal != "" && res.ExitCode > 128 {
+		req.Signal = res.ExitCode - 128 // exitCode: 128+N when signal N killed the shell
+	}
 	req.Next = next && !res.Lost && a.silence() <= a.cfg.LeaseTimeout && !isClosed(a.draining)
 	resp, err := a.deliver(ctx, log, req)
 	switch {

@@ -167,6 +167,7 @@ var routeCases = map[string]routeCase{
 	"POST affinities":                   {perm: auth.PermAdmin, path: "/api/affinities", body: `{"2":"test"}`},
 	"GET addjob":                        {perm: auth.PermWrite, path: "/xmlrpc/addjob?title=t&state=PAUSED&project=a", otherPath: "/xmlrpc/addjob?title=t&project=b"},
 	"POST addjob":                       {perm: auth.PermWrite, path: "/xmlrpc/addjob?title=t&state=PAUSED&project=a", otherPath: "/xmlrpc/addjob?title=t&project=b"},
+	"GET /croft/v1/jobs/:id/runs":       {perm: auth.PermRead, path: "/croft/v1/jobs/{a}/runs", otherPath: "/croft/v1/jobs/{b}/runs"},
 }
 
 // Who has and who lacks each rule.

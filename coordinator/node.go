@@ -519,6 +519,9 @@ func (n *Node) nodeBecomeReady() {
 		start := time.Now()
 		err := n.raft.Barrier(0).Error()
 		if err == nil {
+			err = n.nodeEnsureRelease()
+		}
+		if err == nil {
 			n.nodeSetReady(term)
 			n.log.Info("leader ready", "term", term, "barrier", time.Since(start).Round(time.Millisecond))
 			break
@@ -534,6 +537,28 @@ func (n *Node) nodeBecomeReady() {
 		}
 	}
 	n.nodeEnsureMeta(term)
+}
+
+// nodeEnsureRelease switches the state to this release's apply rules
+// (raftstore.SetRelease) before the leader takes any request, so every
+// entry it proposes applies by them on every replica.
+func (n *Node) nodeEnsureRelease() error {
+	if n.fsm.State().Release() >= raftstore.Release {
+		return nil
+	}
+	buf, err := raftstore.Encode(&raftstore.SetRelease{Release: raftstore.Release})
+	if err != nil {
+		return err
+	}
+	f := n.raft.Apply(buf, 10*time.Second)
+	if err := f.Error(); err != nil {
+		return err
+	}
+	if err, ok := f.Response().(error); ok {
+		return err
+	}
+	n.log.Info("apply rules switched to this release", "release", raftstore.Release)
+	return nil
 }
 
 func (n *Node) nodeEnsureMeta(term uint64) {

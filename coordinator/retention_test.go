@@ -37,7 +37,7 @@ func TestRetention(t *testing.T) {
 	if err := s.srv.retainOnce(now); err != nil {
 		t.Fatal(err)
 	}
-	if evs := st.Events(nil); len(evs) != 2 || evs[0].JobID != ids[1] {
+	if evs := st.Runs(nil); len(evs) != 2 || evs[0].JobID != ids[1] {
 		t.Fatalf("events after pruning to 2: %+v", evs)
 	}
 	// A worker lost for longer than the expiry is forgotten, with its pings.
@@ -64,7 +64,7 @@ func TestRetention(t *testing.T) {
 		t.Fatalf("jobs expired with no job expiry set: %d left, %v", st.JobCount(), err)
 	}
 	s.srv.cfg.Retention.JobExpiry = 24 * time.Hour
-	if err := s.srv.retainOnce(now.Add(48 * time.Hour)); err != nil || st.JobCount() != 0 || st.EventCount() != 0 {
-		t.Fatalf("after job expiry: %d jobs, %d events, %v", st.JobCount(), st.EventCount(), err)
+	if err := s.srv.retainOnce(now.Add(48 * time.Hour)); err != nil || st.JobCount() != 0 || st.RunCount() != 0 {
+		t.Fatalf("after job expiry: %d jobs, %d events, %v", st.JobCount(), st.RunCount(), err)
 	}
 }

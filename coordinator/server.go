@@ -158,6 +158,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	agentapi.New(s.svc).Register(fwd)
 	admin.New(s.svc).Register(fwd)
 	native.NewLog(node.FSM()).Register(fwd)
+	native.New(s.node.FSM()).Register(fwd)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
 	}

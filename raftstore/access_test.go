@@ -129,17 +129,17 @@ func TestEventsAreDeletedWithTheirJobAndPruned(t *testing.T) {
 		h.finish(h.pick("w"), "w", 1) // b fails thrice: three events
 		h.tick(10)
 	}
-	if n := h.st().EventCount(); n != 4 {
+	if n := h.st().RunCount(); n != 4 {
 		t.Fatalf("%d events, want 4", n)
 	}
 	h.ok(&JobDelete{Now: h.now, IDs: []int64{a}})
-	if evs := h.st().Events(func(e *Event) bool { return e.JobID == a }); len(evs) != 0 {
+	if evs := h.st().Runs(func(e *Run) bool { return e.JobID == a }); len(evs) != 0 {
 		t.Fatalf("events of a deleted job remain: %+v", evs)
 	}
 	// b runs again: its running attempt's record is never pruned.
 	run := h.pick("w")
 	h.ok(&EventPrune{Now: h.now, Before: h.now + 1, Keep: 1})
-	evs := h.st().Events(nil)
+	evs := h.st().Runs(nil)
 	if len(evs) != 1 || evs[0].ID != run.AttemptID {
 		t.Fatalf("after pruning: %+v, want only the running attempt %d", evs, run.AttemptID)
 	}
@@ -149,7 +149,7 @@ func TestEventsAreDeletedWithTheirJobAndPruned(t *testing.T) {
 	c := h.create(JobSpec{Title: "c", Command: "x"})[0]
 	h.finish(h.pick("w"), "w", 0)
 	h.ok(&EventPrune{Now: h.now, Keep: 1})
-	if evs := h.st().Events(nil); len(evs) != 1 || evs[0].JobID != c {
+	if evs := h.st().Runs(nil); len(evs) != 1 || evs[0].JobID != c {
 		t.Fatalf("after keeping one: %+v", evs)
 	}
 	if err := checkInvariants(h.st()); err != nil {

@@ -141,7 +141,7 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *ReportPick:
 		return result(s.reportPick(c))
 	case *EventPrune:
-		s.pruneEvents(c)
+		s.pruneRuns(c)
 		return nil
 	case *WorkerExpire:
 		s.expireWorkers(c)
@@ -156,6 +156,9 @@ func (s *State) applyOne(cmd Command) (res any) {
 		return errOrNil(s.createProject(c))
 	case *ProjectDelete:
 		return errOrNil(s.deleteProject(c))
+	case *SetRelease:
+		s.release = max(s.release, c.Release)
+		return nil
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -380,7 +383,7 @@ func (s *State) editJobs(c *JobEdit) error {
 // leftover would stay in the sums once children arrive.
 func (s *State) becomeGroup(j *Job, now int64) {
 	if j.State == StateWorking {
-		s.endAttempt(j, StateWaiting, "the job became a group (its command was cleared)", now)
+		s.endAttempt(j, StateWaiting, stopped(ReasonCanceled, "the job became a group (its command was cleared)").was("the job became a group (its command was cleared)"), now)
 	}
 	before, old := contribution(j), j.State
 	j.Command = ""
@@ -491,7 +494,7 @@ func (s *State) move(j *Job, parent int64, now int64) {
 // forceState sets FINISHED or ERROR on a leaf by hand.
 func (s *State) forceState(j *Job, st string, now int64) {
 	if j.State == StateWorking {
-		s.endAttempt(j, st, "state set to "+st+" by a user", now)
+		s.endAttempt(j, st, stopped(ReasonCanceled, "state set to "+st+" by a user").was("state set to "+st+" by a user"), now)
 		return
 	}
 	before, old := contribution(j), j.State
@@ -526,7 +529,7 @@ func (s *State) stopPausedWork(j *Job, now int64) {
 			continue
 		}
 		if x.State == StateWorking && x.HPaused {
-			s.endAttempt(x, StateWaiting, "job paused", now)
+			s.endAttempt(x, StateWaiting, stopped(ReasonCanceled, "job paused").was("job paused"), now)
 		}
 	}
 }
@@ -605,7 +608,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 		x := top.j
 		stack = stack[:len(stack)-1]
 		if x.State == StateWorking && !x.IsGroup() {
-			s.freeWorker(x, StateWaiting, now)
+			s.closeRun(x, StateWaiting, stopped(ReasonDeleted, "job deleted"), now)
 		}
 		if x.ready.in {
 			s.ready.remove(x.ready)
@@ -684,7 +687,7 @@ func (s *State) resetLeaf(j *Job, onlyErrors bool, now int64) {
 		return
 	}
 	if j.State == StateWorking {
-		s.endAttempt(j, StateWaiting, "job reset", now)
+		s.endAttempt(j, StateWaiting, stopped(ReasonCanceled, "job reset").was("job reset"), now)
 	}
 	before, old := contribution(j), j.State
 	j.State = s.depState(j)
@@ -837,7 +840,7 @@ func (s *State) setActive(w *Worker, active bool, now int64) {
 	w.Active = active
 	if !active && w.CurrentEvent != 0 {
 		if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
-			s.endAttempt(j, StateWaiting, "worker "+w.Name+" stopped", now)
+			s.endAttempt(j, StateWaiting, stopped(ReasonCanceled, "worker "+w.Name+" stopped; requeued").was("worker "+w.Name+" stopped"), now)
 		}
 	}
 }
@@ -855,7 +858,7 @@ func (s *State) deleteWorkers(c *WorkerDelete) error {
 		}
 		if w.CurrentEvent != 0 {
 			if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
-				s.endAttempt(j, StateWaiting, "worker "+n+" deleted", c.Now)
+				s.endAttempt(j, StateWaiting, stopped(ReasonDeleted, "worker "+n+" deleted; requeued").was("worker "+n+" deleted"), c.Now)
 			}
 		}
 		s.dropWorker(n)
@@ -881,14 +884,16 @@ func (s *State) workerAction(c *WorkerAction) error {
 // ---------------------------------------------------------------------------
 // Attempts: pick, report, timeouts, lost workers
 
-// jobOfAttempt returns the job whose current attempt is id, or nil.
+// jobOfAttempt returns the job whose current attempt is id, or nil. A
+// group is never one: a leaf that became a group keeps its last Attempt,
+// and its state, WORKING from its children, must not revive that attempt.
 func (s *State) jobOfAttempt(id int64) *Job {
-	ev := s.eventByID[id]
+	ev := s.runByID[id]
 	if ev == nil {
 		return nil
 	}
 	j := s.jobs[ev.JobID]
-	if j == nil || j.Attempt != id || j.State != StateWorking {
+	if j == nil || j.Attempt != id || j.State != StateWorking || j.IsGroup() {
 		return nil
 	}
 	return j
@@ -905,7 +910,7 @@ func (s *State) pick(c *Pick) any {
 		// The worker asks for work while we think it runs something: it
 		// restarted and lost that process. Requeue it; not the job's fault.
 		if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
-			s.endAttempt(j, StateWaiting, "worker "+w.Name+" asked for new work; attempt lost", c.Now)
+			s.endAttempt(j, StateWaiting, stopped(ReasonFenced, "worker "+w.Name+" asked for new work; requeued").was("worker "+w.Name+" asked for new work; attempt lost"), c.Now)
 		}
 		w.CurrentEvent = 0
 		w.State = WorkerWaiting
@@ -923,8 +928,17 @@ func (s *State) pick(c *Pick) any {
 	}
 	j := s.jobs[k.id]
 	s.lastAttempt++
-	ev := &Event{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateWorking, Start: c.Now, Project: j.Project}
-	s.addEvent(ev)
+	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateWorking, Start: c.Now, Project: j.Project}
+	if s.release >= 1 {
+		j.Tries++
+		ev.Try = j.Tries
+	}
+	s.addRun(ev)
+	if s.release >= 1 && j.Tries > 1 {
+		// From the second try on, the log holds several tries: each
+		// starts with a line. A job that ran once has just its output.
+		s.note(j, "%s started", tryLabel(j, w.Name))
+	}
 
 	before, old := contribution(j), j.State
 	j.Worker = w.Name
@@ -944,16 +958,76 @@ func (s *State) pick(c *Pick) any {
 		User:            j.User,
 		ProgressPattern: j.ProgressPattern,
 		Timeout:         j.Timeout,
+		Try:             j.Tries,
+		Project:         j.Project,
 	}
 }
 
-// endAttempt closes j's running attempt with state st (WAITING or PENDING to
-// requeue it, FINISHED or ERROR to complete it) and frees its worker.
-func (s *State) endAttempt(j *Job, st string, why string, now int64) {
-	if why != "" {
-		s.note(j, "attempt %d on %s ended: %s", j.Attempt, j.Worker, why)
+// tryLabel names j's current try for its log: "try 2 of 10 on w". The
+// "of" is the try the job stops at if every try from now on fails: the
+// retry rule (Coalition's) reruns a failed job while its completed runs
+// (RunDone) are fewer than Retry, so Retry counts all runs, not extra
+// ones, and tries that ended without a result (lost, canceled...) come
+// on top. A job with Retry 0 or 1 is never rerun: no "of".
+func tryLabel(j *Job, worker string) string {
+	if j.Retry <= 1 {
+		return fmt.Sprintf("try %d on %s", j.Tries, worker)
 	}
-	s.freeWorker(j, st, now)
+	return fmt.Sprintf("try %d of %d on %s", j.Tries, j.Tries-1+max(j.Retry-j.RunDone, 1), worker)
+}
+
+// ending is how a run ended; every place an attempt ends fills one in.
+type ending struct {
+	reason   string // a Reason*
+	exitCode int    // the process's, or NoExitCode
+	signal   int
+	why      string // detail for the job's log line
+	legacy   string // release 0's detail; none: no line (see was)
+}
+
+// stopped is the ending of a run the farm stopped (no exit reported), for
+// reason; why goes to the job's log.
+func stopped(reason, why string) ending {
+	return ending{reason: reason, exitCode: NoExitCode, why: why}
+}
+
+// was sets the release 0 wording of the ending's log line ("attempt 8 on w
+// ended: " then legacy), which entries written by release 0 still get.
+func (e ending) was(legacy string) ending {
+	e.legacy = legacy
+	return e
+}
+
+// line is the farm line that ends a run in the job's log: "exit code 3",
+// "killed by signal 9", "timed out after 60 s", "lost: ...". An exit 0
+// gets none: the output says it all.
+func (e ending) line(timeout int64) string {
+	switch {
+	case e.reason == ReasonTimeout && e.why != "":
+		return fmt.Sprintf("timed out after %d s, %s", timeout, e.why)
+	case e.reason == ReasonTimeout:
+		return fmt.Sprintf("timed out after %d s", timeout)
+	case e.reason != ReasonExit:
+		return e.reason + ": " + e.why
+	case e.signal != 0:
+		return fmt.Sprintf("killed by signal %d", e.signal)
+	case e.exitCode != 0:
+		return fmt.Sprintf("exit code %d", e.exitCode)
+	}
+	return ""
+}
+
+// endAttempt closes j's running attempt with state st (WAITING or PENDING to
+// requeue it, FINISHED or ERROR to complete it), says how in its log and
+// frees its worker.
+func (s *State) endAttempt(j *Job, st string, e ending, now int64) {
+	switch line := e.line(j.Timeout); {
+	case s.release < 1 && e.legacy != "":
+		s.note(j, "attempt %d on %s ended: %s", j.Attempt, j.Worker, e.legacy)
+	case s.release >= 1 && line != "":
+		s.note(j, "%s", line)
+	}
+	s.closeRun(j, st, e, now)
 	s.logChanged = true // a reader following the log sees the end
 	before, old := contribution(j), j.State
 	switch st {
@@ -967,14 +1041,26 @@ func (s *State) endAttempt(j *Job, st string, why string, now int64) {
 	s.changed(j, before, old, now)
 }
 
-// freeWorker closes the event of j's attempt and releases its worker.
-func (s *State) freeWorker(j *Job, st string, now int64) {
-	if ev := s.eventByID[j.Attempt]; ev != nil {
-		ev.State = st
+// closeRun records the end of j's attempt in its run (state st, ending e)
+// and in the job (its last run's exit), and releases its worker.
+func (s *State) closeRun(j *Job, st string, e ending, now int64) {
+	if r := s.runByID[j.Attempt]; r != nil {
+		r.State = st
 		if st == StateWaiting && j.HPaused {
-			ev.State = StatePaused
+			r.State = StatePaused
 		}
-		ev.Duration = now - ev.Start
+		r.Duration = now - r.Start
+		if s.release >= 1 {
+			r.End = now
+			r.ExitCode, r.Signal, r.Reason = e.exitCode, e.signal, e.reason
+			r.Progress = j.Progress
+			if st == StateFinished && e.reason == ReasonExit {
+				r.Progress = 1
+			}
+		}
+	}
+	if s.release >= 1 {
+		j.ExitCode, j.Signal, j.Reason = e.exitCode, e.signal, e.reason
 	}
 	if w := s.workers[j.Worker]; w != nil && w.CurrentEvent == j.Attempt {
 		w.CurrentEvent = 0
@@ -989,6 +1075,9 @@ func (s *State) freeWorker(j *Job, st string, now int64) {
 }
 
 func (s *State) report(c *Report) (ReportResult, error) {
+	if c.Signal < 0 || c.Signal > MaxSignal {
+		return ReportResult{}, invalid("signal %d is outside 0..%d", c.Signal, MaxSignal)
+	}
 	var j *Job
 	attempt := c.AttemptID
 	if attempt == 0 {
@@ -998,7 +1087,7 @@ func (s *State) report(c *Report) (ReportResult, error) {
 		}
 		attempt = w.CurrentEvent
 	}
-	ev := s.eventByID[attempt]
+	ev := s.runByID[attempt]
 	if ev == nil {
 		return ReportResult{}, stale("attempt %d is unknown", attempt)
 	}
@@ -1012,8 +1101,9 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if j == nil || j.Attempt != attempt {
 		return ReportResult{}, stale("attempt %d is no longer job %d's", attempt, ev.JobID)
 	}
-	if j.State != StateWorking {
-		// The attempt ended. A retried final report is acknowledged again;
+	if j.State != StateWorking || j.IsGroup() {
+		// The attempt ended (a group's WORKING is its children's). A
+		// retried final report is acknowledged again;
 		// anything else from an attempt that was stopped is refused.
 		if ev.State == StateFinished || ev.State == StateError {
 			return ReportResult{Duplicate: true, Done: true}, nil
@@ -1038,18 +1128,19 @@ func (s *State) report(c *Report) (ReportResult, error) {
 		return ReportResult{Duplicate: dup}, nil
 	}
 	if c.Lost {
-		s.endAttempt(j, StateWaiting, "the agent lost the process (restart); requeued", c.Now)
+		s.endAttempt(j, StateWaiting, stopped(ReasonLost, "the agent lost the process; requeued").was("the agent lost the process (restart); requeued"), c.Now)
 		return ReportResult{Done: true}, nil
 	}
+	e := ending{reason: ReasonExit, exitCode: c.ExitCode, signal: c.Signal}
+	if c.TimedOut {
+		e.reason, e.why = ReasonTimeout, "killed by the agent"
+		e.legacy = fmt.Sprintf("timed out after %d s, killed by the agent", j.Timeout)
+	}
 	st := StateFinished
-	if c.ExitCode != 0 || c.TimedOut {
+	if c.ExitCode != 0 || c.Signal != 0 || c.TimedOut {
 		st = StateError
 	}
-	why := ""
-	if c.TimedOut {
-		why = fmt.Sprintf("timed out after %d s, killed by the agent", j.Timeout)
-	}
-	s.endAttempt(j, st, why, c.Now)
+	s.endAttempt(j, st, e, c.Now)
 	return ReportResult{Done: true}, nil
 }
 
@@ -1094,7 +1185,7 @@ func (s *State) timeoutJobs(c *JobTimeout) {
 			continue
 		}
 		worker := s.workers[j.Worker]
-		s.endAttempt(j, StateError, fmt.Sprintf("timed out after %d s", j.Timeout), c.Now)
+		s.endAttempt(j, StateError, ending{reason: ReasonTimeout, exitCode: NoExitCode}.was(fmt.Sprintf("timed out after %d s", j.Timeout)), c.Now)
 		if worker != nil {
 			worker.State = WorkerTimeout
 		}
@@ -1125,7 +1216,7 @@ func (s *State) loseWorkers(c *WorkerLost) {
 		}
 		if w.CurrentEvent != 0 {
 			if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
-				s.endAttempt(j, StateWaiting, "worker "+n+" lost (no heartbeat)", c.Now)
+				s.endAttempt(j, StateWaiting, stopped(ReasonLost, "no heartbeat from worker "+n+"; requeued").was("worker "+n+" lost (no heartbeat)"), c.Now)
 			}
 			w.CurrentEvent = 0
 		}
@@ -1136,16 +1227,16 @@ func (s *State) loseWorkers(c *WorkerLost) {
 	}
 }
 
-// pruneEvents drops old attempt records, oldest first, but never the
+// pruneRuns drops old attempt records, oldest first, but never the
 // record of a running attempt.
-func (s *State) pruneEvents(c *EventPrune) {
+func (s *State) pruneRuns(c *EventPrune) {
 	excess := 0
 	if c.Keep > 0 {
-		excess = len(s.eventByID) - c.Keep
+		excess = len(s.runByID) - c.Keep
 	}
-	var drop []*Event
-	s.eventOrder.Ascend(func(id int64) bool {
-		e := s.eventByID[id]
+	var drop []*Run
+	s.runOrder.Ascend(func(id int64) bool {
+		e := s.runByID[id]
 		if e.Start >= c.Before && excess <= 0 {
 			return false
 		}
@@ -1156,7 +1247,7 @@ func (s *State) pruneEvents(c *EventPrune) {
 		return true
 	})
 	for _, e := range drop {
-		s.dropEvent(e)
+		s.dropRun(e)
 	}
 }
 

@@ -39,6 +39,7 @@ const (
 	MsgEventPrune     MessageType = 23 // forget old attempt records (retention)
 	MsgWorkerExpire   MessageType = 24 // forget workers lost long ago
 	MsgJobExpire      MessageType = 25 // delete root jobs finished long ago
+	MsgSetRelease     MessageType = 26 // switch apply to a newer release's rules
 )
 
 // IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
@@ -280,6 +281,9 @@ type Report struct {
 	// workers). Stderr is applied after Log.
 	Stderr       []byte
 	StderrOffset int64
+	// Signal (with Done) is the signal that killed the process, 0 if it
+	// exited (ExitCode is then 128+Signal); 0..MaxSignal.
+	Signal int
 }
 
 // ReportPick is an attempt's final report (Done) that also takes the
@@ -334,6 +338,16 @@ type JobExpire struct {
 	IDs    []int64
 }
 
+// SetRelease switches the state to the apply rules of a release (see
+// Release): entries before it apply as the release that wrote them did,
+// entries after it by the new rules, on every replica alike. A leader
+// running a newer release proposes it once it leads. A replica that does
+// not know the release halts (FSM.HaltErr) rather than apply rules it does
+// not have; a lower release than the state's changes nothing.
+type SetRelease struct {
+	Release int
+}
+
 // Batch carries several encoded commands in one Raft entry. Its result is a
 // []any with one result (or error) per command, in order.
 type Batch struct {
@@ -361,6 +375,7 @@ func (Batch) Type() MessageType          { return MsgBatch }
 func (EventPrune) Type() MessageType     { return MsgEventPrune }
 func (WorkerExpire) Type() MessageType   { return MsgWorkerExpire }
 func (JobExpire) Type() MessageType      { return MsgJobExpire }
+func (SetRelease) Type() MessageType     { return MsgSetRelease }
 
 // msgpackHandle is shared by entries and snapshots. Canonical map ordering
 // keeps encodings of equal values byte-identical across nodes.
@@ -441,6 +456,8 @@ func newCommand(t MessageType) Command {
 		return &WorkerExpire{}
 	case MsgJobExpire:
 		return &JobExpire{}
+	case MsgSetRelease:
+		return &SetRelease{}
 	}
 	return nil
 }

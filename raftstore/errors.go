@@ -56,6 +56,9 @@ type HaltError struct {
 	// InBatch is true when the type was that of a command inside a
 	// MsgBatch entry.
 	InBatch bool
+	// Release, when not 0, is the release a SetRelease entry asks for,
+	// newer than this code's (the type itself is known).
+	Release int
 }
 
 func (e *HaltError) Error() string {
@@ -63,8 +66,17 @@ func (e *HaltError) Error() string {
 	if e.InBatch {
 		where = " (in a batch)"
 	}
+	if e.Release != 0 {
+		return fmt.Sprintf("%v: entry %d%s switches to the rules of release %d, this coordinator has release %d's: it was written by a newer release", ErrHalted, e.Index, where, e.Release, Release)
+	}
 	return fmt.Sprintf("%v: entry %d has message type %d%s, which this release does not know and may not skip: it was written by a newer release", ErrHalted, e.Index, e.Type, where)
 }
 
-// Unwrap lets errors.Is match ErrHalted and ErrUnknownType.
-func (e *HaltError) Unwrap() []error { return []error{ErrHalted, ErrUnknownType} }
+// Unwrap lets errors.Is match ErrHalted and, for an unknown type,
+// ErrUnknownType.
+func (e *HaltError) Unwrap() []error {
+	if e.Release != 0 {
+		return []error{ErrHalted}
+	}
+	return []error{ErrHalted, ErrUnknownType}
+}

@@ -169,7 +169,15 @@ func (f *FSM) decode(l *raft.Log) any {
 			if t := MessageType(e[0]); newCommand(t) == nil && !t.Ignorable() {
 				return f.halt(&HaltError{Index: l.Index, Type: t, InBatch: true})
 			}
+			if MessageType(e[0]) == MsgSetRelease {
+				if sub, err := Decode(e); err == nil && sub.(*SetRelease).Release > Release {
+					return f.halt(&HaltError{Index: l.Index, Type: MsgSetRelease, InBatch: true, Release: sub.(*SetRelease).Release})
+				}
+			}
 		}
+	}
+	if r, ok := cmd.(*SetRelease); ok && r.Release > Release {
+		return f.halt(&HaltError{Index: l.Index, Type: MsgSetRelease, Release: r.Release})
 	}
 	return cmd
 }
@@ -278,7 +286,7 @@ type snapshotData struct {
 	Jobs        []*Job
 	Logs        map[int64][]byte
 	Workers     []*Worker
-	Events      []*Event
+	Events      []*Run // runs; the key keeps its name for older snapshots
 	Affinities  map[int]string
 	// Logs holds the job logs in version 2 snapshots only.
 	Nodes []NodeMeta
@@ -286,6 +294,9 @@ type snapshotData struct {
 	// they read as just the default project and no token.
 	Projects []*Project
 	Tokens   []*Token
+	// Release is the release whose apply rules are in force (0 in older
+	// snapshots).
+	Release int
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -326,10 +337,11 @@ func (s *State) snapshotLocked() snapshotData {
 		Applied:     s.applied,
 		LastJobID:   s.lastJobID,
 		LastAttempt: s.lastAttempt,
+		Release:     s.release,
 		Affinities:  map[int]string{},
 		Jobs:        make([]*Job, 0, len(s.jobs)),
 		Workers:     make([]*Worker, 0, len(s.workers)),
-		Events:      make([]*Event, 0, len(s.eventByID)),
+		Events:      make([]*Run, 0, len(s.runByID)),
 	}
 	s.jobOrder.Ascend(func(id int64) bool {
 		d.Jobs = append(d.Jobs, s.jobs[id])
@@ -339,8 +351,8 @@ func (s *State) snapshotLocked() snapshotData {
 		d.Workers = append(d.Workers, s.workers[n])
 		return true
 	})
-	s.eventOrder.Ascend(func(id int64) bool {
-		d.Events = append(d.Events, s.eventByID[id])
+	s.runOrder.Ascend(func(id int64) bool {
+		d.Events = append(d.Events, s.runByID[id])
 		return true
 	})
 	for id := 1; id <= MaxAffinityID; id++ {
@@ -373,6 +385,7 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	}
 	s := NewState(lines)
 	s.applied, s.lastJobID, s.lastAttempt = d.Applied, d.LastJobID, d.LastAttempt
+	s.release = d.Release
 	for id, name := range d.Affinities {
 		if id >= 1 && id <= MaxAffinityID {
 			s.affinities[id] = name
@@ -428,7 +441,7 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 		if e.Project == "" {
 			e.Project = DefaultProject
 		}
-		s.addEvent(e)
+		s.addRun(e)
 	}
 	for _, n := range d.Nodes {
 		s.nodes[n.ID] = n

@@ -23,8 +23,19 @@ func newHarness(t *testing.T) *harness {
 	return &harness{t: t, fsm: testFSM(t), now: 1_700_000_000 * 1e9}
 }
 
-// testFSM returns an FSM whose job log store lives in a test directory.
+// testFSM returns an FSM whose job log store lives in a test directory,
+// with this release's apply rules in force (as a leader's SetRelease
+// would put them).
 func testFSM(tb testing.TB) *FSM {
+	tb.Helper()
+	f := releaseZeroFSM(tb)
+	f.State().apply(0, &SetRelease{Release: Release})
+	return f
+}
+
+// releaseZeroFSM returns an FSM as a replica starts: release 0's rules
+// until a SetRelease entry.
+func releaseZeroFSM(tb testing.TB) *FSM {
 	tb.Helper()
 	f, err := NewFSM(tb.TempDir())
 	if err != nil {
@@ -125,7 +136,7 @@ func TestEncodeDecodeEveryCommand(t *testing.T) {
 		&WorkerDelete{Now: 1, Names: []string{"w"}},
 		&WorkerAction{Now: 1, Action: ActionWorkerStop, Names: []string{"w"}},
 		&Pick{Now: 1, Worker: "w"},
-		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3, Lost: true},
+		&Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, Log: []byte{0xff, 0}, Progress: &p, Done: true, ExitCode: 3, Lost: true, Signal: 9},
 		&JobTimeout{Now: 1, Attempts: []int64{1}},
 		&WorkerLost{Now: 1, Names: []string{"w"}},
 		&ReportPick{Report: Report{Now: 1, Worker: "w", JobID: 1, AttemptID: 2, LogOffset: 5, Done: true, ExitCode: 1}, IP: "10.0.0.1"},
@@ -425,7 +436,7 @@ func TestPauseDuringRunStopsTheAttempt(t *testing.T) {
 	if w.State != WorkerWaiting || w.CurrentEvent != 0 {
 		t.Fatalf("worker after pause %+v", w)
 	}
-	ev, _ := h.st().Event(a.AttemptID)
+	ev, _ := h.st().RunByID(a.AttemptID)
 	if ev.State != StatePaused {
 		t.Fatalf("event state %s", ev.State)
 	}

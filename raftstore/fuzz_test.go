@@ -472,6 +472,12 @@ func (p *fuzzProgram) report() Report {
 	flags := p.byte()
 	r.Done, r.TimedOut, r.Lost = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	r.ExitCode = int(flags>>3) % 3
+	switch flags >> 6 {
+	case 2:
+		r.Signal = 9
+	case 3:
+		r.Signal = MaxSignal + 1 // refused
+	}
 	return r
 }
 
@@ -735,10 +741,10 @@ var fuzzSeedPrograms = map[string][]byte{
 	// Stretches of the random walk with targeted edits in between.
 	"walk-then-swap": {opWalk, 0, 0, 0, 0, 0, 0, 0, 7, 63, opEdit, 1, 3, 1, 4, 4, 1, 0, opWalk, 0, 0, 0, 0, 0, 0, 0, 8, 63, opSnapshot, opEdit, 2, 5, 5, 2, 6, 5, 1, 7, 9, 6, 4, 2, 5, 6},
 	// An entry of an unknown type that may be skipped, then more work.
-	"unknown-type-skipped": cat(fuzzLeaves(2), []byte{opRaw, 3, 0, 26 | byte(IgnoreUnknownTypeFlag), 0x91, 0x01, opPick, 0, opSnapshot}),
+	"unknown-type-skipped": cat(fuzzLeaves(2), []byte{opRaw, 3, 0, 100 | byte(IgnoreUnknownTypeFlag), 0x91, 0x01, opPick, 0, opSnapshot}),
 	// An entry of an unknown type that may not be skipped: both replicas
 	// halt there, and the program ends.
-	"unknown-type-halts": cat(fuzzLeaves(2), []byte{opRaw, 3, 0, 26, 0x91, 0x01, opPick, 0, opSnapshot}),
+	"unknown-type-halts": cat(fuzzLeaves(2), []byte{opRaw, 3, 0, 100, 0x91, 0x01, opPick, 0, opSnapshot}),
 	// Work in flight, then a command cleared, a pause and a timeout.
 	"running-then-edited": cat(fuzzLeaves(2), []byte{opPick, 0, opPick, 1, opEdit, 0, 1, 2, 0, opTick, 200, opTimeout, 0, opReport, 1, 1, 0, 1, 3, 0, 1}),
 }

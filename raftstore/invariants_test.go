@@ -133,6 +133,17 @@ func checkInvariants(s *State) error {
 			}
 		}
 	}
+	// A run is open (WORKING, no end) exactly while it is its job's
+	// current attempt, and carries the job's latest try number.
+	for id, r := range s.runByID {
+		j := s.jobOfAttempt(id)
+		switch {
+		case j != nil && (r.State != StateWorking || r.End != 0 || (s.release >= 1 && (r.Try != j.Tries || r.Try < 1))):
+			return fmt.Errorf("running run %+v of job %d (tries %d)", *r, j.ID, j.Tries)
+		case j == nil && r.State == StateWorking:
+			return fmt.Errorf("run %d is WORKING but not its job's current attempt", id)
+		}
+	}
 	return nil
 }
 

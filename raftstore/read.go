@@ -282,33 +282,33 @@ func (s *State) WatchedWorkers() []string {
 	return out
 }
 
-// Events returns the events that keep accepts, in id order. It copies
-// them all: for tests; requests use EventsAfter.
-func (s *State) Events(keep func(*Event) bool) []Event {
-	var out []Event
+// Runs returns the runs that keep accepts, in id order. It copies
+// them all: for tests; requests use RunsAfter.
+func (s *State) Runs(keep func(*Run) bool) []Run {
+	var out []Run
 	for after, more := int64(0), true; more; {
-		var page []Event
-		page, after, more = s.EventsAfter(after, ScanLimit, keep)
+		var page []Run
+		page, after, more = s.RunsAfter(after, ScanLimit, keep)
 		out = append(out, page...)
 	}
 	return out
 }
 
-// EventsAfter returns, in id order, up to n events with an id above after
+// RunsAfter returns, in id order, up to n runs with an id above after
 // that keep (nil: all) accepts, looking at no more than ScanLimit; next and
 // more are as for JobsAfter. keep runs under the read lock.
-func (s *State) EventsAfter(after int64, n int, keep func(*Event) bool) (page []Event, next int64, more bool) {
+func (s *State) RunsAfter(after int64, n int, keep func(*Run) bool) (page []Run, next int64, more bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	next, seen := after, 0
-	s.eventOrder.AscendGreaterOrEqual(after+1, func(id int64) bool {
+	s.runOrder.AscendGreaterOrEqual(after+1, func(id int64) bool {
 		if len(page) >= n || seen >= ScanLimit {
 			more = true
 			return false
 		}
 		seen++
 		next = id
-		if e := s.eventByID[id]; keep == nil || keep(e) {
+		if e := s.runByID[id]; keep == nil || keep(e) {
 			page = append(page, *e)
 		}
 		return true
@@ -316,31 +316,49 @@ func (s *State) EventsAfter(after int64, n int, keep func(*Event) bool) (page []
 	return page, next, more
 }
 
-// OldestEventStart returns the start time of the oldest event kept.
-func (s *State) OldestEventStart() (int64, bool) {
+// JobRunsAfter returns, in try order, up to n of a job's runs with an id
+// above after; next is the last id returned and more says whether later
+// runs exist. A job's runs are kept with it (retention may drop the oldest).
+func (s *State) JobRunsAfter(job, after int64, n int) (page []Run, next int64, more bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	id, ok := s.eventOrder.Min()
+	ids := s.jobRuns[job] // ascending: ids grow with each start
+	i := sort.Search(len(ids), func(i int) bool { return ids[i] > after })
+	next = after
+	for ; i < len(ids) && len(page) < n; i++ {
+		if r := s.runByID[ids[i]]; r != nil {
+			page = append(page, *r)
+		}
+		next = ids[i]
+	}
+	return page, next, i < len(ids)
+}
+
+// OldestRunStart returns the start time of the oldest run kept.
+func (s *State) OldestRunStart() (int64, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	id, ok := s.runOrder.Min()
 	if !ok {
 		return 0, false
 	}
-	return s.eventByID[id].Start, true
+	return s.runByID[id].Start, true
 }
 
-// EventCount returns the number of events kept.
-func (s *State) EventCount() int {
+// RunCount returns the number of runs kept.
+func (s *State) RunCount() int {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return len(s.eventByID)
+	return len(s.runByID)
 }
 
-// Event returns an event (attempt) by id.
-func (s *State) Event(id int64) (Event, bool) {
+// RunByID returns a run (attempt) by its id.
+func (s *State) RunByID(id int64) (Run, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	e := s.eventByID[id]
+	e := s.runByID[id]
 	if e == nil {
-		return Event{}, false
+		return Run{}, false
 	}
 	return *e, true
 }

@@ -301,7 +301,7 @@ func checkRelease0Facts(t *testing.T, s *State) {
 	// Events: the prune kept the 5 newest of 7, then those of the
 	// deleted jobs 8 and 6 went with them.
 	var events []string
-	for _, e := range s.Events(nil) {
+	for _, e := range s.Runs(nil) {
 		events = append(events, fmt.Sprintf("%d:%s", e.JobID, e.Worker))
 	}
 	expect("events", events, []string{"3:render-02", "4:render-02", "7:render-03"})
@@ -334,7 +334,7 @@ func checkRelease0Facts(t *testing.T, s *State) {
 func TestReleaseZeroLogReplays(t *testing.T) {
 	entries := readLogFixture(t, filepath.Join(release0Dir, "log.bin"))
 	seen := map[MessageType]bool{}
-	f := testFSM(t)
+	f := releaseZeroFSM(t)
 	for i, e := range entries {
 		seen[MessageType(e[0])] = true
 		if MessageType(e[0]) == MsgBatch {
@@ -362,7 +362,7 @@ func TestReleaseZeroLogReplays(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	restored := testFSM(t)
+	restored := releaseZeroFSM(t)
 	if err := restored.Restore(io.NopCloser(snap)); err != nil {
 		t.Fatalf("release 0 snapshot: %v", err)
 	}
@@ -385,7 +385,7 @@ func TestIgnorableUnknownTypeIsSkipped(t *testing.T) {
 	h := newHarness(t)
 	h.create(JobSpec{Command: "a"})
 	before := h.st().Digest()
-	newType := MessageType(26) | IgnoreUnknownTypeFlag
+	newType := MessageType(100) | IgnoreUnknownTypeFlag
 	h.index++
 	if res := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: rawEntry(newType)}); res != nil {
 		t.Fatalf("ignorable entry: %v", res)
@@ -422,14 +422,14 @@ func TestUnknownTypeHalts(t *testing.T) {
 			h := newHarness(t)
 			h.create(JobSpec{Command: "a"})
 			before := h.st().Digest()
-			entry := rawEntry(26)
+			entry := rawEntry(100)
 			if inBatch {
 				// The create ahead of it must not apply either: a
 				// batch is applied whole or, halted, not at all.
 				var err error
 				entry, err = EncodeBatch([][]byte{
 					mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "b", Retry: 1}}}),
-					rawEntry(26),
+					rawEntry(100),
 				})
 				if err != nil {
 					t.Fatal(err)
@@ -441,7 +441,7 @@ func TestUnknownTypeHalts(t *testing.T) {
 			if err, _ := res.(error); !errors.Is(err, ErrHalted) || !errors.As(err, &he) {
 				t.Fatalf("unknown type: %v", res)
 			}
-			if he.Index != h.index || he.Type != 26 || he.InBatch != inBatch {
+			if he.Index != h.index || he.Type != 100 || he.InBatch != inBatch {
 				t.Fatalf("halt error %+v", he)
 			}
 			select {
@@ -507,8 +507,8 @@ func TestApplyBatchHaltsAtTheUnknownEntry(t *testing.T) {
 	h := newHarness(t)
 	logs := []*raft.Log{
 		{Index: 1, Type: raft.LogCommand, Data: mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "a"}}})},
-		{Index: 2, Type: raft.LogCommand, Data: rawEntry(MessageType(26) | IgnoreUnknownTypeFlag)},
-		{Index: 3, Type: raft.LogCommand, Data: rawEntry(27)},
+		{Index: 2, Type: raft.LogCommand, Data: rawEntry(MessageType(100) | IgnoreUnknownTypeFlag)},
+		{Index: 3, Type: raft.LogCommand, Data: rawEntry(101)},
 		{Index: 4, Type: raft.LogCommand, Data: mustEncode(t, &JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "b"}}})},
 	}
 	res := h.fsm.ApplyBatch(logs)
@@ -522,5 +522,58 @@ func TestApplyBatchHaltsAtTheUnknownEntry(t *testing.T) {
 	}
 	if h.st().JobCount() != 1 || h.st().AppliedIndex() != 2 {
 		t.Fatalf("%d jobs, applied index %d: want 1 job, index 2", h.st().JobCount(), h.st().AppliedIndex())
+	}
+}
+
+// Entries written before a SetRelease apply by release 0's rules, the
+// ones after it by this release's, on every replica at the same index; a
+// snapshot keeps the release in force.
+func TestSetReleaseSwitchesTheRules(t *testing.T) {
+	f := releaseZeroFSM(t)
+	index := uint64(0)
+	apply := func(cmd Command) any {
+		t.Helper()
+		index++
+		return f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: mustEncode(t, cmd)})
+	}
+	now := int64(1_700_000_000e9)
+	apply(&JobCreate{Now: now, Jobs: []JobSpec{{Command: "a", Retry: 3}}})
+	a, _ := apply(&Pick{Now: now, Worker: "w"}).(*Assignment)
+	if a == nil || a.Try != 0 {
+		t.Fatalf("release 0 pick: %+v, want try 0 (no try numbers)", a)
+	}
+	apply(&Report{Now: now, Worker: "w", AttemptID: a.AttemptID, LogOffset: 0, Done: true, ExitCode: 3})
+	if r, _ := f.State().RunByID(a.AttemptID); r.End != 0 || r.ExitCode != 0 {
+		t.Fatalf("release 0 run end: %+v", r)
+	}
+	if res := apply(&SetRelease{Release: Release}); res != nil || f.State().Release() != Release {
+		t.Fatalf("SetRelease: %v, release %d", res, f.State().Release())
+	}
+	b, _ := apply(&Pick{Now: now, Worker: "w"}).(*Assignment)
+	if b == nil || b.Try != 1 {
+		t.Fatalf("release %d pick: %+v, want try 1", Release, b)
+	}
+	apply(&Report{Now: now + 1e9, Worker: "w", AttemptID: b.AttemptID, LogOffset: 0, Done: true, ExitCode: 4})
+	if r, _ := f.State().RunByID(b.AttemptID); r.End != now+1e9 || r.ExitCode != 4 {
+		t.Fatalf("release %d run end: %+v", Release, r)
+	}
+	// A lower release changes nothing; the release survives a snapshot.
+	apply(&SetRelease{Release: 0})
+	var buf bytes.Buffer
+	if err := f.State().WriteSnapshot(&buf); err != nil {
+		t.Fatal(err)
+	}
+	restored := releaseZeroFSM(t)
+	if err := restored.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	if restored.State().Release() != Release {
+		t.Fatalf("restored release %d, want %d", restored.State().Release(), Release)
+	}
+	// A newer release's rules are not known here: the replica halts.
+	res := apply(&SetRelease{Release: Release + 1})
+	var he *HaltError
+	if err, _ := res.(error); !errors.As(err, &he) || he.Release != Release+1 || errors.Is(err, ErrUnknownType) {
+		t.Fatalf("SetRelease %d: %v", Release+1, res)
 	}
 }

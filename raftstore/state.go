@@ -31,7 +31,7 @@ type State struct {
 	jobs        map[int64]*Job
 	root        *Job // pseudo job 0: holds the root jobs as children
 	workers     map[string]*Worker
-	eventByID   map[int64]*Event
+	runByID     map[int64]*Run
 	affinities  [MaxAffinityID + 1]string
 	nodes       map[string]NodeMeta
 	tokens      map[string]*Token // by hash of the secret
@@ -40,12 +40,16 @@ type State struct {
 	lastJobID   int64
 	lastAttempt int64
 	applied     uint64
+	// release is the release whose apply rules are in force (SetRelease):
+	// 0 for a state built by replaying the log from its start or restored
+	// from a snapshot of release 0.
+	release int
 
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
-	eventOrder  *btree.BTreeG[int64]  // event ids
+	runOrder    *btree.BTreeG[int64]  // run ids
 	workerOrder *btree.BTreeG[string] // worker names
-	jobEvents   map[int64][]int64     // a job's events, to delete them with it
+	jobRuns     map[int64][]int64     // a job's runs in try order, to read and delete them
 	dependents  map[int64]map[int64]struct{}
 	ready       *readyIndex
 	notify      chan struct{} // closed when runnable work may have appeared
@@ -72,11 +76,11 @@ func NewState(lines *joblog.Store) *State {
 		jobs:        make(map[int64]*Job),
 		root:        &Job{State: StateWaiting},
 		workers:     make(map[string]*Worker),
-		eventByID:   make(map[int64]*Event),
+		runByID:     make(map[int64]*Run),
 		jobOrder:    btree.NewOrderedG[int64](32),
-		eventOrder:  btree.NewOrderedG[int64](32),
+		runOrder:    btree.NewOrderedG[int64](32),
 		workerOrder: btree.NewOrderedG[string](32),
-		jobEvents:   make(map[int64][]int64),
+		jobRuns:     make(map[int64][]int64),
 		nodes:       make(map[string]NodeMeta),
 		tokens:      make(map[string]*Token),
 		tokenByID:   make(map[string]*Token),
@@ -98,7 +102,7 @@ func (s *State) addJob(j *Job) {
 }
 
 // dropJob takes a job out of the state's maps and indexes, with its log
-// and its events.
+// and its runs.
 func (s *State) dropJob(j *Job) {
 	delete(s.jobs, j.ID)
 	s.jobOrder.Delete(j.ID)
@@ -109,25 +113,25 @@ func (s *State) dropJob(j *Job) {
 	if p := s.projects[j.Project]; p != nil {
 		p.jobs--
 	}
-	for _, id := range s.jobEvents[j.ID] {
-		delete(s.eventByID, id)
-		s.eventOrder.Delete(id)
+	for _, id := range s.jobRuns[j.ID] {
+		delete(s.runByID, id)
+		s.runOrder.Delete(id)
 	}
-	delete(s.jobEvents, j.ID)
+	delete(s.jobRuns, j.ID)
 }
 
-// addEvent records an attempt.
-func (s *State) addEvent(e *Event) {
-	s.eventByID[e.ID] = e
-	s.eventOrder.ReplaceOrInsert(e.ID)
-	s.jobEvents[e.JobID] = append(s.jobEvents[e.JobID], e.ID)
+// addRun records an attempt.
+func (s *State) addRun(e *Run) {
+	s.runByID[e.ID] = e
+	s.runOrder.ReplaceOrInsert(e.ID)
+	s.jobRuns[e.JobID] = append(s.jobRuns[e.JobID], e.ID)
 }
 
-// dropEvent forgets an attempt's record (retention).
-func (s *State) dropEvent(e *Event) {
-	delete(s.eventByID, e.ID)
-	s.eventOrder.Delete(e.ID)
-	ids := s.jobEvents[e.JobID]
+// dropRun forgets an attempt's record (retention).
+func (s *State) dropRun(e *Run) {
+	delete(s.runByID, e.ID)
+	s.runOrder.Delete(e.ID)
+	ids := s.jobRuns[e.JobID]
 	for i, id := range ids {
 		if id == e.ID {
 			ids = append(ids[:i:i], ids[i+1:]...)
@@ -135,9 +139,9 @@ func (s *State) dropEvent(e *Event) {
 		}
 	}
 	if len(ids) == 0 {
-		delete(s.jobEvents, e.JobID)
+		delete(s.jobRuns, e.JobID)
 	} else {
-		s.jobEvents[e.JobID] = ids
+		s.jobRuns[e.JobID] = ids
 	}
 }
 

@@ -82,6 +82,14 @@ type Job struct {
 	// AttemptErrLog is the bytes of the current attempt's standard error
 	// received, as AttemptLog is for its standard output.
 	AttemptErrLog int64
+	// Tries counts the job's starts since it was created (a reset does
+	// not restart it): the Try of its latest run.
+	Tries int
+	// ExitCode, Signal and Reason are those of the job's last ended run
+	// (see Run); a reset keeps them. 0, 0, "" before its first end.
+	ExitCode int
+	Signal   int
+	Reason   string
 
 	ready readyKey // position in the scheduler index; not replicated
 }
@@ -125,9 +133,10 @@ type Worker struct {
 	lines []uint64 // affinity masks per line; derived, not replicated
 }
 
-// Event is one attempt: a dispatch of a job to a worker. Its id is the
-// attempt id that fences every report.
-type Event struct {
+// Run is one attempt: a dispatch of a job to a worker, from its start to
+// its end. Its id is the attempt id that fences every report. Coalition
+// shows runs as its "events".
+type Run struct {
 	// Snapshots encode it as an array, not a map of field names: a third
 	// of the size and faster. Fields are appended at the end only; the
 	// snapshot version changes when that is not enough.
@@ -142,7 +151,42 @@ type Event struct {
 	Duration int64
 	// Project is the job's project, so reads can be filtered by it.
 	Project string
+	// Try is the job's 1-based try number: its Tries after this start.
+	// It counts every start since the job was created (a reset does not
+	// restart it), so a job's runs are numbered 1, 2, 3... without a
+	// repeat. 0: a run recorded before try numbers existed.
+	Try int
+	// End is when the run ended (unix ns); 0 while it runs.
+	End int64
+	// ExitCode is the process's exit code (128+N when signal N killed
+	// it), or NoExitCode when no exit was reported: the run was lost,
+	// canceled, fenced, deleted or timed out by the coordinator.
+	ExitCode int
+	// Signal is the signal that killed the process; 0 if it exited.
+	Signal int
+	// Reason says why the run ended: ReasonExit (the process ended by
+	// itself, see ExitCode and Signal) or one of the other Reason*.
+	Reason string
+	// Progress is the job's progress when the run ended: 1 for a run
+	// that exited 0 by itself, whatever it reported last.
+	Progress float64
 }
+
+// Reasons a run ended (Run.Reason), in the farm's neutral words.
+const (
+	ReasonExit     = ""         // the process ended by itself: see ExitCode and Signal
+	ReasonTimeout  = "timeout"  // it ran past the job's timeout
+	ReasonCanceled = "canceled" // a user stopped it: reset, pause, forced state, worker stopped, command cleared
+	ReasonLost     = "lost"     // the worker went silent, or the agent lost the process
+	ReasonFenced   = "fenced"   // the worker asked for new work while it ran: it was replaced
+	ReasonDeleted  = "deleted"  // its job or its worker was deleted
+)
+
+// NoExitCode is a run's ExitCode when the process's end was not reported.
+const NoExitCode = -1
+
+// MaxSignal bounds Report.Signal: signal numbers are small (Linux has 64).
+const MaxSignal = 255
 
 // Assignment is what a worker receives when it picks a job.
 type Assignment struct {
@@ -155,6 +199,10 @@ type Assignment struct {
 	User            string
 	ProgressPattern string
 	Timeout         int64
+	// Try is the job's 1-based try number of this attempt (Run.Try).
+	Try int
+	// Project is the job's project.
+	Project string
 }
 
 // ReportResult is the result of an accepted Report.

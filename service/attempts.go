@@ -125,7 +125,9 @@ type Report struct {
 	OutputOnly bool
 	Done       bool
 	ExitCode   int
-	TimedOut   bool
+	// Signal is the signal that killed the process, 0 if it exited.
+	Signal   int
+	TimedOut bool
 	// Lost (with Done): the worker lost the process without a result;
 	// the job is requeued, not failed.
 	Lost bool
@@ -200,7 +202,7 @@ func (s *Service) Report(ctx context.Context, r Report) (ReportResult, error) {
 		Now: now, Worker: r.Worker, JobID: r.JobID, AttemptID: attempt,
 		LogOffset: r.LogOffset, Log: r.Log, Progress: progress,
 		Done: r.Done, ExitCode: r.ExitCode, TimedOut: r.TimedOut, Lost: r.Lost,
-		LogCap: s.logCap, Stderr: r.Stderr, StderrOffset: r.StderrOffset,
+		LogCap: s.logCap, Stderr: r.Stderr, StderrOffset: r.StderrOffset, Signal: r.Signal,
 	}
 	if r.Next {
 		cmd := &raftstore.ReportPick{Report: rep, IP: r.IP}
@@ -238,7 +240,7 @@ func (s *Service) AttemptLive(worker string, jobID, attempt int64) bool {
 		}
 		attempt = w.CurrentEvent
 	}
-	ev, ok := st.Event(attempt)
+	ev, ok := st.RunByID(attempt)
 	if !ok || ev.Worker != worker || (jobID != 0 && ev.JobID != jobID) {
 		return false
 	}

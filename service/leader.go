@@ -113,8 +113,8 @@ func (s *Service) Retain(ctx context.Context, now time.Time, r Retention) (Retai
 	if r.EventMaxCount > 0 {
 		prune.Keep = r.EventMaxCount
 	}
-	oldest, ok := st.OldestEventStart()
-	if ok && (oldest < prune.Before || (prune.Keep > 0 && st.EventCount() > prune.Keep)) {
+	oldest, ok := st.OldestRunStart()
+	if ok && (oldest < prune.Before || (prune.Keep > 0 && st.RunCount() > prune.Keep)) {
 		if _, err := s.apply(ctx, &prune); err != nil {
 			return out, err
 		}

@@ -418,8 +418,8 @@ func TestRetainForgetsOldRecords(t *testing.T) {
 	}
 	now := f.clock.now()
 	r, err := f.svc.Retain(f.ctx(), now, Retention{EventMaxCount: 1})
-	if err != nil || !r.Pruned || f.store.fsm.State().EventCount() != 1 {
-		t.Fatalf("retain: %+v %v, %d events", r, err, f.store.fsm.State().EventCount())
+	if err != nil || !r.Pruned || f.store.fsm.State().RunCount() != 1 {
+		t.Fatalf("retain: %+v %v, %d events", r, err, f.store.fsm.State().RunCount())
 	}
 	r, err = f.svc.Retain(f.ctx(), now.Add(2*time.Hour), Retention{JobExpiry: time.Hour})
 	if err != nil || len(r.ExpiredJobs) != 3 || f.store.fsm.State().JobCount() != 0 {

@@ -224,6 +224,8 @@ func assignment(a *raftstore.Assignment) *client.Assignment {
 		User:            a.User,
 		ProgressPattern: a.ProgressPattern,
 		Timeout:         a.Timeout,
+		Try:             a.Try,
+		Project:         a.Project,
 	}
 }
 
@@ -257,7 +259,7 @@ func (h *Handler) report(c *gin.Context) {
 	}
 	// Only the worker that holds the attempt reports on it: a token bound
 	// to another worker cannot finish, fail or fill someone else's job.
-	if ev, ok := h.farm.State().Event(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
+	if ev, ok := h.farm.State().RunByID(req.AttemptID); ok && !auth.From(c).MayActAs(ev.Worker) {
 		apierr.Abort(c, apierr.Forbidden("token %q may not report for worker %q", auth.From(c).Name, ev.Worker))
 		return
 	}
@@ -266,6 +268,7 @@ func (h *Handler) report(c *gin.Context) {
 		LogOffset: req.LogOffset, Log: req.Log, Progress: req.Progress,
 		Stderr: req.Stderr, StderrOffset: req.StderrOffset,
 		Done: req.Done, ExitCode: req.ExitCode, TimedOut: req.TimedOut, Lost: req.Lost, Next: req.Next,
+		Signal: req.Signal,
 	})
 	switch {
 	case errors.Is(err, raftstore.ErrStaleAttempt):

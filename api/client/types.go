@@ -125,6 +125,9 @@ type ReportRequest struct {
 	// reads as stdout. Both are de-duplicated by offset on retry.
 	Stderr       []byte `json:"stderr,omitempty"`
 	StderrOffset int64  `json:"stderr_offset,omitempty"`
+	// Signal (with Done) is the signal that killed the process (ExitCode
+	// is then 128+Signal); 0 if it exited. At most 255.
+	Signal int `json:"signal"`
 }
 
 // ReportResponse acknowledges a report. A report from a stale attempt gets

@@ -240,15 +240,15 @@ func (h *Handler) events(c *gin.Context, r *call) error {
 	worker := c.Query("worker")
 	cutoff := h.stamp() - howlong*nanosPerSecond
 	p := r.p
-	keep := func(e *raftstore.Event) bool {
+	keep := func(e *raftstore.Run) bool {
 		return e.Start > cutoff && (worker == "" || e.Worker == worker) && (job <= 0 || e.JobID == job) && p.CanRead(e.Project)
 	}
 	st, after := h.farm.State(), int64(0)
-	jsonstream.Pages(c, win, func() ([]raftstore.Event, bool) {
-		page, next, more := st.EventsAfter(after, raftstore.ScanLimit, keep)
+	jsonstream.Pages(c, win, func() ([]raftstore.Run, bool) {
+		page, next, more := st.RunsAfter(after, raftstore.ScanLimit, keep)
 		after = next
 		return page, more
-	}, func(e *raftstore.Event) any { return renderEvent(e) })
+	}, func(e *raftstore.Run) any { return renderEvent(e) })
 	return nil
 }
 

@@ -116,7 +116,7 @@ func renderWorker(w *raftstore.Worker, p liveness.Ping) client.Worker {
 	}
 }
 
-func renderEvent(e *raftstore.Event) client.Event {
+func renderEvent(e *raftstore.Run) client.Event {
 	return client.Event{
 		ID:       e.ID,
 		Worker:   e.Worker,
