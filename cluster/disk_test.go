@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"bytes"
@@ -194,7 +194,7 @@ func TestCompactionBySize(t *testing.T) {
 // fullStore fails every StoreLogs with ENOSPC while full is set, as bbolt
 // does when its file cannot grow.
 type fullStore struct {
-	nodeStore
+	Store
 	path string
 	full *atomic.Bool
 }
@@ -203,7 +203,7 @@ func (s *fullStore) StoreLogs(logs []*raft.Log) error {
 	if s.full.Load() {
 		return &os.PathError{Op: "write", Path: s.path, Err: syscall.ENOSPC}
 	}
-	return s.nodeStore.StoreLogs(logs)
+	return s.Store.StoreLogs(logs)
 }
 
 func (s *fullStore) StoreLog(l *raft.Log) error { return s.StoreLogs([]*raft.Log{l}) }
@@ -216,8 +216,8 @@ func TestDiskFullAnswers507(t *testing.T) {
 	full := &atomic.Bool{}
 	dir := t.TempDir()
 	s := startDiskServer(t, dir, func(c *Config) {
-		c.wrapStore = func(ns nodeStore) nodeStore {
-			return &fullStore{nodeStore: ns, path: filepath.Join(dir, "raft.db"), full: full}
+		c.wrapStore = func(ns Store) Store {
+			return &fullStore{Store: ns, path: filepath.Join(dir, "raft.db"), full: full}
 		}
 	})
 	t.Cleanup(func() { full.Store(false) }) // before the server stops
@@ -458,7 +458,7 @@ func BenchmarkSnapshotBytesPerJob(b *testing.B) {
 
 // failingStable fails its first `fails` SetUint64 calls with ENOSPC.
 type failingStable struct {
-	nodeStore
+	Store
 	fails int
 	tries int
 }
@@ -468,7 +468,7 @@ func (s *failingStable) SetUint64(k []byte, v uint64) error {
 	if s.tries <= s.fails {
 		return &os.PathError{Op: "write", Path: "raft.db", Err: syscall.ENOSPC}
 	}
-	return s.nodeStore.SetUint64(k, v)
+	return s.Store.SetUint64(k, v)
 }
 
 // TestSavingTheTermWaitsForRoom checks the stable store's failures: Raft
@@ -476,9 +476,9 @@ func (s *failingStable) SetUint64(k []byte, v uint64) error {
 // works (or the node stops); the vote's failure is returned at once.
 func TestSavingTheTermWaitsForRoom(t *testing.T) {
 	health := &diskHealth{log: nodeTestLogger()}
-	inner := &failingStable{nodeStore: raft.NewInmemStore(), fails: 3}
+	inner := &failingStable{Store: raft.NewInmemStore(), fails: 3}
 	stop := make(chan struct{})
-	s := &diskStore{nodeStore: inner, id: "s1", health: health, sizes: newLogSizes(0), shutdown: stop, retry: time.Millisecond}
+	s := &diskStore{Store: inner, id: "s1", health: health, sizes: newLogSizes(0), shutdown: stop, retry: time.Millisecond}
 
 	if err := s.SetUint64([]byte("CurrentTerm"), 7); err != nil || inner.tries != 4 {
 		t.Fatalf("saving the term: %v after %d tries, want success after 4", err, inner.tries)

@@ -18,9 +18,9 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/coordinator/dispatch"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/dispatch"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // Store is what the agent routes need from the coordinator; requests reach
@@ -36,7 +36,7 @@ type Pings interface {
 }
 
 // Waiters registers waiting pulls, so that a create can hand them a job
-// picked in its own entry (see coordinator/dispatch).
+// picked in its own entry (see service/dispatch).
 type Waiters interface {
 	Wait(worker, ip string) *dispatch.Waiter
 	// Cancel withdraws a waiter; false if it was claimed already (its

@@ -19,8 +19,8 @@ import (
 
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // fsmStore applies commands straight to an FSM: the API logic is tested

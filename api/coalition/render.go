@@ -4,8 +4,8 @@ import (
 	"strings"
 
 	"github.com/croftfarm/croft/api/client"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // nanosPerSecond converts the FSM's unix nanoseconds to Coalition's seconds.

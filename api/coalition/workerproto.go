@@ -12,8 +12,8 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
-	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/liveness"
 )
 
 // The Coalition worker protocol (api-dialects.md §2.4): form-encoded POSTs
