@@ -1,3 +1,9 @@
+// Package cluster is one coordinator's Raft member: the node, raft.db and
+// its disk-health accounting, snapshots, the transport (TCP or mutual
+// TLS), group commit, membership, recovery and compaction. It makes no
+// HTTP call and serves no route: joining is a Joiner the coordinator
+// injects, and its sentinel errors are translated to HTTP statuses at the
+// coordinator's edge. See DESIGN.md.
 package cluster
 
 import (

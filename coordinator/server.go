@@ -1,3 +1,8 @@
+// Package coordinator is the HTTP side of a coordinator process: the
+// server (gin engine, authentication, limits, HTTPS), leader forwarding in
+// front of every dialect, the cluster routes, the one edge where the Raft
+// layer's errors become the API's, and the leader's sweeper and retention
+// duties. The Raft node is package cluster. See DESIGN.md.
 package coordinator
 
 import (
