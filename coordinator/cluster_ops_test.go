@@ -13,12 +13,13 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 )
 
 // Operations on a running cluster: planned restarts, long outages, five
 // members, replacing a dead member.
 
-func clusterOpsStart(t *testing.T, n int, tune func(*Config)) []*nodeTestMember {
+func clusterOpsStart(t *testing.T, n int, tune func(*cluster.Config)) []*nodeTestMember {
 	t.Helper()
 	dir := t.TempDir()
 	ms := []*nodeTestMember{nodeTestStartWith(t, t, "n1", filepath.Join(dir, "n1"), "", true, nil, tune)}
@@ -77,7 +78,7 @@ func TestLeadershipTransferOnShutdown(t *testing.T) {
 }
 
 func TestFollowerCatchesUpFromSnapshot(t *testing.T) {
-	tune := func(c *Config) {
+	tune := func(c *cluster.Config) {
 		c.SnapshotThreshold = 64
 		c.TrailingLogs = 8
 		c.SnapshotInterval = time.Hour // snapshots are taken by hand below

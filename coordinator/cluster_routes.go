@@ -1,98 +1,132 @@
 package coordinator
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 )
 
-// nodeMembershipTimeout bounds a join or remove: a configuration change
-// commits within a few heartbeats unless the cluster is losing its leader.
-const nodeMembershipTimeout = 30 * time.Second
-
-// RegisterClusterRoutes mounts the cluster endpoints. GET /cluster/status is
-// answered by the node asked (its own view; any valid token), and so is
-// POST /cluster/snapshot (admins); POST /cluster/join and POST
-// /cluster/remove change the membership and so run on the leader (admins;
-// forwarded). local mounts a route on this node, forwarded on the leader;
-// status adds to each status reply.
-func (n *Node) RegisterClusterRoutes(local, forwarded auth.Mount, status func(*client.ClusterStatus)) {
-	local.Handle(http.MethodGet, "/cluster/status", auth.PermAuthenticated, func(c *gin.Context) { n.nodeHandleStatus(c, status) })
-	local.Handle(http.MethodPost, "/cluster/snapshot", auth.PermAdmin, n.nodeHandleSnapshot)
-	forwarded.Handle(http.MethodPost, "/cluster/join", auth.PermAdmin, n.nodeHandleJoin)
-	forwarded.Handle(http.MethodPost, "/cluster/remove", auth.PermAdmin, n.nodeHandleRemove)
+// clusterRoutes serves the cluster endpoints of a node.
+type clusterRoutes struct {
+	node *cluster.Node
+	// status adds to each status reply (nil: nothing).
+	status func(*client.ClusterStatus)
 }
 
-// nodeHandleStatus serves the local view; ?digest=1 adds the state digest,
+// register mounts the cluster endpoints. GET /cluster/status is answered by
+// the node asked (its own view; any valid token), and so is POST
+// /cluster/snapshot (admins); POST /cluster/join and POST /cluster/remove
+// change the membership and so run on the leader (admins; forwarded).
+// local mounts a route on this node, forwarded on the leader.
+func (r clusterRoutes) register(local, forwarded auth.Mount) {
+	local.Handle(http.MethodGet, "/cluster/status", auth.PermAuthenticated, r.handleStatus)
+	local.Handle(http.MethodPost, "/cluster/snapshot", auth.PermAdmin, r.handleSnapshot)
+	forwarded.Handle(http.MethodPost, "/cluster/join", auth.PermAdmin, r.handleJoin)
+	forwarded.Handle(http.MethodPost, "/cluster/remove", auth.PermAdmin, r.handleRemove)
+}
+
+// handleStatus serves the local view; ?digest=1 adds the state digest,
 // which hashes the whole state and so is only computed when asked for.
-func (n *Node) nodeHandleStatus(c *gin.Context, status func(*client.ClusterStatus)) {
-	st := n.Status()
+func (r clusterRoutes) handleStatus(c *gin.Context) {
+	st := statusReply(r.node.Status())
 	if c.Query("digest") != "" {
-		st.Digest = n.fsm.State().Digest()
+		st.Digest = r.node.FSM().State().Digest()
 	}
-	if status != nil {
-		status(&st)
+	if r.status != nil {
+		r.status(&st)
 	}
 	c.JSON(http.StatusOK, st)
 }
 
-// nodeHandleSnapshot takes a Raft snapshot of this node now (log
-// compaction on demand, before maintenance or to measure it) and answers
-// with its index, size and the time it took.
-func (n *Node) nodeHandleSnapshot(c *gin.Context) {
-	t0 := time.Now()
-	f := n.raft.Snapshot()
-	if err := f.Error(); err != nil {
-		c.JSON(http.StatusConflict, client.ErrorBody{Error: "snapshot: " + err.Error()})
-		return
+// statusReply converts the node's status to the wire type.
+func statusReply(s cluster.Status) client.ClusterStatus {
+	out := client.ClusterStatus{
+		NodeID:         s.NodeID,
+		State:          s.State,
+		LeaderID:       s.LeaderID,
+		LeaderHTTP:     s.LeaderHTTP,
+		LeaderRaft:     s.LeaderRaft,
+		Term:           s.Term,
+		AppliedIndex:   s.AppliedIndex,
+		FSMIndex:       s.FSMIndex,
+		CommitIndex:    s.CommitIndex,
+		LastIndex:      s.LastIndex,
+		Members:        make([]client.ClusterMember, 0, len(s.Members)),
+		StorageError:   s.StorageError,
+		StorageErrorAt: s.StorageErrorAt,
+		DiskFull:       s.DiskFull,
+		DiskFreeBytes:  s.DiskFreeBytes,
+		DiskTotalBytes: s.DiskTotalBytes,
+		RaftDBBytes:    s.RaftDBBytes,
+		RaftLogBytes:   s.RaftLogBytes,
 	}
-	took := time.Since(t0)
-	meta, rc, err := f.Open()
-	if err != nil {
-		c.JSON(http.StatusInternalServerError, client.ErrorBody{Error: "snapshot: " + err.Error()})
-		return
+	for _, m := range s.Members {
+		out.Members = append(out.Members, client.ClusterMember{
+			ID:            m.ID,
+			RaftAddr:      m.RaftAddr,
+			HTTPAddr:      m.HTTPAddr,
+			Suffrage:      m.Suffrage,
+			Leader:        m.Leader,
+			CaughtUp:      m.CaughtUp,
+			LastContactMS: m.LastContactMS,
+			LastLog:       m.LastLog,
+		})
 	}
-	rc.Close()
-	c.JSON(http.StatusOK, gin.H{"index": meta.Index, "bytes": meta.Size, "took_ms": float64(took.Microseconds()) / 1000})
+	return out
 }
 
-func (n *Node) nodeHandleJoin(c *gin.Context) {
+// handleSnapshot takes a Raft snapshot of this node now (log compaction
+// on demand, before maintenance or to measure it) and answers with its
+// index, size and the time it took.
+func (r clusterRoutes) handleSnapshot(c *gin.Context) {
+	info, err := r.node.Snapshot()
+	if err != nil {
+		abortEdge(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"index": info.Index, "bytes": info.Bytes, "took_ms": float64(info.Took.Microseconds()) / 1000})
+}
+
+func (r clusterRoutes) handleJoin(c *gin.Context) {
 	var req client.JoinRequest
 	if !nodeDecodeJSON(c, &req) {
 		return
 	}
 	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
-		nodeAbortJSON(c, http.StatusBadRequest, "node_id, raft_addr and http_addr are required")
+		apierr.Abort(c, apierr.Bad("node_id, raft_addr and http_addr are required"))
 		return
 	}
-	ctx, cancel := nodeContext(c, nodeMembershipTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), cluster.MembershipTimeout)
 	defer cancel()
-	if err := n.Join(ctx, req); err != nil {
-		nodeClusterError(c, err)
+	// A lost leadership or a change that did not commit in time is a
+	// 503: the client tries again (a join is idempotent).
+	if err := r.node.Join(ctx, cluster.JoinRequest{NodeID: req.NodeID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr}); err != nil {
+		abortEdge(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{})
 }
 
-func (n *Node) nodeHandleRemove(c *gin.Context) {
+func (r clusterRoutes) handleRemove(c *gin.Context) {
 	var req client.RemoveRequest
 	if !nodeDecodeJSON(c, &req) {
 		return
 	}
 	if req.NodeID == "" {
-		nodeAbortJSON(c, http.StatusBadRequest, "node_id is required")
+		apierr.Abort(c, apierr.Bad("node_id is required"))
 		return
 	}
-	ctx, cancel := nodeContext(c, nodeMembershipTimeout)
+	ctx, cancel := context.WithTimeout(c.Request.Context(), cluster.MembershipTimeout)
 	defer cancel()
-	if err := n.Remove(ctx, req.NodeID); err != nil {
-		nodeClusterError(c, err)
+	if err := r.node.Remove(ctx, req.NodeID); err != nil {
+		abortEdge(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{})
@@ -112,11 +146,4 @@ func nodeDecodeJSON(c *gin.Context, v any) bool {
 		return false
 	}
 	return true
-}
-
-// nodeClusterError answers a membership error. A lost leadership or a
-// change that did not commit in time is a 503: the client tries again (a
-// join or remove is idempotent).
-func nodeClusterError(c *gin.Context, err error) {
-	apierr.Abort(c, edgeError(err))
 }

@@ -2,11 +2,12 @@ package coordinator
 
 import (
 	"bytes"
-	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptrace"
 	"net/http/httputil"
@@ -16,10 +17,10 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/apierr"
-	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
+	"github.com/croftfarm/croft/raftstore"
 )
 
 const (
@@ -39,24 +40,73 @@ const (
 	// again: not every change that matters (a NodeMeta applied by the FSM)
 	// wakes it.
 	nodeForwardPoll = 50 * time.Millisecond
+	// DefaultLeaderWait is how long a request waits for a leader before
+	// 503 when ServerConfig.LeaderWait is zero.
+	DefaultLeaderWait = 5 * time.Second
 )
 
-// Forward returns middleware that serves a request on the ready leader and
-// proxies it there from any other node, so every read and write is served
-// by the leader (consistent reads). It waits up to Config.LeaderWait for a
-// leader whose HTTP address is known, then answers 503 with a JSON error,
-// or 507 when this node's own writes fail (its disk is full).
-func (n *Node) Forward() gin.HandlerFunc {
-	return n.nodeForward
+// leaderView is what forwarding needs of the Raft node (*cluster.Node).
+type leaderView interface {
+	ID() string
+	// Leadership reports whether this node is the ready leader.
+	Leadership() (leader bool, since time.Time)
+	// RaftLeader reports whether Raft made it leader, ready or not.
+	RaftLeader() bool
+	LeaderHTTP() (addr, why string)
+	Changed() <-chan struct{}
+	Done() <-chan struct{}
+	StorageErr() error
 }
 
-func (n *Node) nodeForward(c *gin.Context) {
-	deadline := time.NewTimer(n.cfg.LeaderWait)
+// forwarder serves a request on the ready leader and proxies it there from
+// any other node, so every read and write is served by the leader
+// (consistent reads). It is the one place requests are forwarded: every
+// dialect is mounted behind it (Server.mountDialects).
+type forwarder struct {
+	node   leaderView
+	wait   time.Duration // for a leader, before 503
+	scheme string        // of every coordinator's API, as this node's own configuration says
+	proxy  *http.Transport
+	log    *slog.Logger
+}
+
+// newForwarder makes the forwarding of node. tlsConf, when set, makes the
+// leader's API HTTPS, verified with it; wait <= 0 means DefaultLeaderWait.
+func newForwarder(node leaderView, tlsConf *tls.Config, wait time.Duration, log *slog.Logger) *forwarder {
+	if wait <= 0 {
+		wait = DefaultLeaderWait
+	}
+	return &forwarder{
+		node:   node,
+		wait:   wait,
+		scheme: nodeScheme(tlsConf != nil),
+		log:    log,
+		proxy: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     tlsConf.Clone(), // nil stays nil
+			TLSHandshakeTimeout: 5 * time.Second,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+			// No ResponseHeaderTimeout: agents long-poll through the proxy.
+		},
+	}
+}
+
+// close drops the proxy's idle connections.
+func (f *forwarder) close() { f.proxy.CloseIdleConnections() }
+
+// handle is the middleware. It waits up to the leader wait for a leader
+// whose HTTP address is known, then answers 503 with a JSON error, or 507
+// when this node's own writes fail (its disk is full).
+func (f *forwarder) handle(c *gin.Context) {
+	n := f.node
+	deadline := time.NewTimer(f.wait)
 	defer deadline.Stop()
 	var body *nodeBody // read on the first proxy attempt only
 	why := ""
 	for {
-		changed := n.nodeChanged()
+		changed := n.Changed()
 		if ready, _ := n.Leadership(); ready {
 			if body != nil {
 				body.restore(c.Request)
@@ -65,20 +115,20 @@ func (n *Node) nodeForward(c *gin.Context) {
 			return
 		}
 		hops, _ := strconv.Atoi(c.GetHeader(ForwardedHeader))
-		if hops > 0 && n.raft.State() != raft.Leader {
+		if hops > 0 && !n.RaftLeader() {
 			// Forwarded here by a node that thought we lead (an election
 			// just happened). Holding it for LeaderWait would stall the
 			// client while the new leader is already serving: tell the
 			// forwarder at once; it knows as much as we do and replays.
 			c.Header(NotLeaderHeader, "1")
-			nodeAbortJSON(c, http.StatusServiceUnavailable, ErrNotLeader.Error()+": "+n.cfg.NodeID+" is not the leader")
+			abortEdge(c, fmt.Errorf("%w: %s is not the leader", cluster.ErrNotLeader, n.ID()))
 			return
 		}
-		target, reason := n.nodeLeaderHTTP()
+		target, reason := n.LeaderHTTP()
 		why = reason
 		if target != "" {
 			if hops >= nodeMaxForwardHops {
-				nodeAbortJSON(c, http.StatusServiceUnavailable, fmt.Sprintf("%v: forwarded %d times, members disagree on the leader", ErrNoLeader, hops))
+				abortEdge(c, fmt.Errorf("%w: forwarded %d times, members disagree on the leader", cluster.ErrNoLeader, hops))
 				return
 			}
 			if body == nil {
@@ -86,14 +136,14 @@ func (n *Node) nodeForward(c *gin.Context) {
 				if body, err = nodeReadBody(c.Request); err != nil {
 					var mb *http.MaxBytesError
 					if errors.As(err, &mb) {
-						nodeAbortJSON(c, http.StatusRequestEntityTooLarge, fmt.Sprintf("the body is over the limit of %d bytes", mb.Limit))
+						abortEdge(c, fmt.Errorf("%w: the body is over the limit of %d bytes", raftstore.ErrTooLarge, mb.Limit))
 						return
 					}
-					nodeAbortJSON(c, http.StatusBadRequest, "read request body: "+err.Error())
+					abortEdge(c, apierr.Bad("read request body: %v", err))
 					return
 				}
 			}
-			delivered, err := n.nodeProxy(c, target, hops+1, body)
+			delivered, err := f.proxyTo(c, target, hops+1, body)
 			if err == nil {
 				c.Abort()
 				return
@@ -108,12 +158,12 @@ func (n *Node) nodeForward(c *gin.Context) {
 			// point the outcome is unknown: 502, and the client decides.
 			notLeader := errors.Is(err, errUpstreamNotLeader)
 			if !body.replayable || (delivered && !notLeader) {
-				n.log.Warn("forwarding to leader failed", "leader_http", target, "err", err)
-				nodeAbortJSON(c, http.StatusBadGateway, fmt.Sprintf("forward to leader %s: %v", target, err))
+				f.log.Warn("forwarding to leader failed", "leader_http", target, "err", err)
+				abortEdge(c, fmt.Errorf("%w: forward to leader %s: %w", apierr.ErrBadGateway, target, err))
 				return
 			}
 			why = fmt.Sprintf("leader %s unreachable: %v", target, err)
-			n.log.Debug("leader unreachable, looking again", "leader_http", target, "err", err)
+			f.log.Debug("leader unreachable, looking again", "leader_http", target, "err", err)
 			if !notLeader {
 				changed = nil // the dead leader stays "known" until an election: back off instead
 			}
@@ -126,20 +176,20 @@ func (n *Node) nodeForward(c *gin.Context) {
 			poll.Stop()
 			c.Abort()
 			return
-		case <-n.shutdownCh:
+		case <-n.Done():
 			poll.Stop()
-			nodeAbortJSON(c, http.StatusServiceUnavailable, ErrNoLeader.Error()+": this node is shutting down")
+			abortEdge(c, fmt.Errorf("%w: this node is shutting down", cluster.ErrNoLeader))
 			return
 		case <-deadline.C:
 			poll.Stop()
-			msg := fmt.Sprintf("%v: %s after %v", ErrNoLeader, why, n.cfg.LeaderWait)
-			if serr := n.nodeStorageErr(); serr != nil {
+			msg := fmt.Sprintf("%s after %v", why, f.wait)
+			if serr := n.StorageErr(); serr != nil {
 				// A leader that cannot store its log steps down at once,
 				// every time it is elected: the cause is the disk.
-				apierr.Abort(c, fmt.Errorf("%w: %w (%s)", apierr.ErrInsufficientStorage, serr, msg))
+				abortEdge(c, fmt.Errorf("%w (%v: %s)", serr, cluster.ErrNoLeader, msg))
 				return
 			}
-			nodeAbortJSON(c, http.StatusServiceUnavailable, msg)
+			abortEdge(c, fmt.Errorf("%w: %s", cluster.ErrNoLeader, msg))
 			return
 		}
 		poll.Stop()
@@ -149,39 +199,22 @@ func (n *Node) nodeForward(c *gin.Context) {
 // errUpstreamNotLeader: the node we forwarded to says it is not the leader.
 var errUpstreamNotLeader = errors.New("forwarded to a node that is not the leader")
 
-// nodeLeaderHTTP returns the HTTP address of another node that leads, or
-// why there is none to forward to.
-func (n *Node) nodeLeaderHTTP() (addr, why string) {
-	_, id := n.raft.LeaderWithID()
-	switch {
-	case id == "":
-		return "", "no leader known"
-	case string(id) == n.cfg.NodeID:
-		return "", "this node leads but has not caught up yet"
-	}
-	m, ok := n.fsm.State().Node(string(id))
-	if !ok || m.HTTPAddr == "" {
-		return "", fmt.Sprintf("leader %s has no known HTTP address", id)
-	}
-	return m.HTTPAddr, ""
-}
-
-// nodeProxy sends the request to target and streams the reply back. It
+// proxyTo sends the request to target and streams the reply back. It
 // returns an error only when nothing was written to the client; delivered
 // then tells whether the whole request reached the leader.
-func (n *Node) nodeProxy(c *gin.Context, target string, hops int, body *nodeBody) (delivered bool, err error) {
+func (f *forwarder) proxyTo(c *gin.Context, target string, hops int, body *nodeBody) (delivered bool, err error) {
 	var proxyErr error
 	var wrote atomic.Bool
-	u := &url.URL{Scheme: n.httpScheme(), Host: target}
+	u := &url.URL{Scheme: f.scheme, Host: target}
 	rp := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u) // keeps the path and query
 			pr.SetXForwarded()
 			pr.Out.Header.Set(ForwardedHeader, strconv.Itoa(hops))
 		},
-		Transport:     n.proxy,
+		Transport:     f.proxy,
 		FlushInterval: -1, // stream log tails and long polls as they come
-		ErrorLog:      slog.NewLogLogger(n.log.Handler(), slog.LevelWarn),
+		ErrorLog:      slog.NewLogLogger(f.log.Handler(), slog.LevelWarn),
 		ErrorHandler: func(_ http.ResponseWriter, _ *http.Request, err error) {
 			proxyErr = err // nothing written yet: the caller decides to retry or answer
 		},
@@ -244,13 +277,4 @@ func (b *nodeBody) restore(r *http.Request) {
 	r.ContentLength = int64(len(b.buf))
 	r.Header.Del("Transfer-Encoding")
 	r.TransferEncoding = nil
-}
-
-func nodeAbortJSON(c *gin.Context, status int, msg string) {
-	c.AbortWithStatusJSON(status, client.ErrorBody{Error: msg})
-}
-
-// nodeContext bounds work a handler does on behalf of a request.
-func nodeContext(c *gin.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(c.Request.Context(), d)
 }

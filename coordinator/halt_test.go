@@ -12,6 +12,7 @@ import (
 
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/hashicorp/raft"
 )
@@ -38,7 +39,7 @@ func (l *haltTestLog) String() string {
 // the ignore flag, else the node halts, says so and stops its Raft node.
 func TestHaltedNodeShutsDown(t *testing.T) {
 	logs := &haltTestLog{}
-	s := startServerIn(t, t.TempDir(), ServerConfig{WorkerTTL: time.Hour, Auth: auth.Config{Insecure: true}}, func(c *Config) {
+	s := startServerIn(t, t.TempDir(), ServerConfig{WorkerTTL: time.Hour, Auth: auth.Config{Insecure: true}}, func(c *cluster.Config) {
 		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
 	})
 	ctx := s.ctx(t)
@@ -55,16 +56,16 @@ func TestHaltedNodeShutsDown(t *testing.T) {
 		return f.Response()
 	}
 	body := []byte{0x91, 0x01}
-	if res := apply(append([]byte{byte(26 | raftstore.IgnoreUnknownTypeFlag)}, body...)); res != nil {
+	if res := apply(append([]byte{byte(100 | raftstore.IgnoreUnknownTypeFlag)}, body...)); res != nil {
 		t.Fatalf("an ignorable unknown entry: %v", res)
 	}
 	if _, err := s.c.CreateJob(ctx, client.NewJob{Title: "b", Command: "true"}); err != nil {
 		t.Fatalf("after an ignorable entry: %v", err)
 	}
 
-	res := apply(append([]byte{26}, body...))
+	res := apply(append([]byte{100}, body...))
 	var he *raftstore.HaltError
-	if err, _ := res.(error); !errors.As(err, &he) || he.Type != 26 {
+	if err, _ := res.(error); !errors.As(err, &he) || he.Type != 100 {
 		t.Fatalf("an unknown entry: %v", res)
 	}
 	select {
@@ -82,7 +83,7 @@ func TestHaltedNodeShutsDown(t *testing.T) {
 	if err := s.srv.Close(); err != nil {
 		t.Fatalf("close after the halt: %v", err)
 	}
-	want := "level=ERROR msg=\"this coordinator cannot apply entry " + strconv.FormatUint(he.Index, 10) + " of type 26 written by a newer release: upgrade it; stopping\""
+	want := "level=ERROR msg=\"this coordinator cannot apply entry " + strconv.FormatUint(he.Index, 10) + " of type 100 written by a newer release: upgrade it; stopping\""
 	if out := logs.String(); !strings.Contains(out, want) {
 		t.Fatalf("the log lacks %s:\n%s", want, out)
 	}

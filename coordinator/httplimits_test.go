@@ -20,6 +20,7 @@ import (
 
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/internal/tlsconfig/tlstest"
 )
 
@@ -105,11 +106,12 @@ func TestConnCapsUnderTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv, err := NewServer(ServerConfig{
-		Node: Config{
+		Node: cluster.Config{
 			NodeID: "s1", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(), Bootstrap: true,
 			HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-			LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(), TLS: farm.Client(),
+			LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(),
 		},
+		TLS:     farm.Client(),
 		HTTPTLS: &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{farm.Issue(t, "s1", "127.0.0.1").TLS}},
 		Auth:    auth.Config{Insecure: true},
 		HTTP:    HTTPLimits{MaxConnsPerIP: 2},

@@ -1,19 +1,20 @@
 package coordinator
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 )
 
 // ErrSchemeMismatch means a join URL's scheme is not the cluster's, or a
 // Server would serve one scheme and reach its peers with the other: a
-// cluster's HTTP API is all-HTTPS or all-plain (see Config.TLS).
+// cluster's HTTP API is all-HTTPS or all-plain (see ServerConfig.TLS).
 var ErrSchemeMismatch = errors.New("URL scheme does not match the cluster's")
-
-// httpScheme is the scheme of every coordinator's API, as this node's own
-// configuration says: NodeMeta records host:port only.
-func (n *Node) httpScheme() string { return nodeScheme(n.cfg.TLS != nil) }
 
 func nodeScheme(https bool) string {
 	if https {
@@ -40,3 +41,30 @@ func nodeJoinURLs(urls []string, https bool) ([]string, error) {
 	}
 	return out, nil
 }
+
+// httpJoiner asks existing members to add a node over their HTTP API
+// (POST /cluster/join; the client follows the leader): the cluster.Joiner
+// of a coordinator started with join URLs.
+type httpJoiner struct {
+	urls []string
+	c    *client.Client
+}
+
+// newJoiner returns the joiner of a node started with urls (nil without
+// any), checking their scheme against tlsConf's.
+func newJoiner(urls []string, token string, tlsConf *tls.Config) (cluster.Joiner, error) {
+	if len(urls) == 0 {
+		return nil, nil
+	}
+	urls, err := nodeJoinURLs(urls, tlsConf != nil)
+	if err != nil {
+		return nil, err
+	}
+	return &httpJoiner{urls: urls, c: client.NewWith(client.Options{Token: token, TLS: tlsConf}, urls...)}, nil
+}
+
+func (j *httpJoiner) Join(ctx context.Context, req cluster.JoinRequest) error {
+	return j.c.Join(ctx, client.JoinRequest{NodeID: req.NodeID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr})
+}
+
+func (j *httpJoiner) String() string { return strings.Join(j.urls, ",") }

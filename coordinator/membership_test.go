@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 )
 
 // Membership safety: joins are non-voters until caught up, and a lost
@@ -50,7 +52,7 @@ func memberOf(st client.ClusterStatus, id string) (client.ClusterMember, bool) {
 func memberWaitSuffrage(t *testing.T, m *nodeTestMember, id, suffrage string) {
 	t.Helper()
 	nodeEventually(t, 20*time.Second, fmt.Sprintf("%s sees %s as %s", m.id, id, suffrage), func() (bool, string) {
-		mem, ok := memberOf(m.node.Status(), id)
+		mem, ok := memberOf(statusReply(m.node.Status()), id)
 		return ok && mem.Suffrage == suffrage, fmt.Sprintf("%+v", mem)
 	})
 }
@@ -107,18 +109,18 @@ func TestJoinUnreachableKeepsQuorum(t *testing.T) {
 // entry of m's log, oldest first ("-" where it was not a member).
 func memberConfigHistory(t *testing.T, m *nodeTestMember, id string) []string {
 	t.Helper()
-	first, err := m.node.store.FirstIndex()
+	first, err := m.node.LogStore().FirstIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
-	last, err := m.node.store.LastIndex()
+	last, err := m.node.LogStore().LastIndex()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for i := first; i <= last; i++ {
 		var l raft.Log
-		if err := m.node.store.GetLog(i, &l); err != nil {
+		if err := m.node.LogStore().GetLog(i, &l); err != nil {
 			t.Fatalf("log %d: %v", i, err)
 		}
 		if l.Type != raft.LogConfiguration {
@@ -283,7 +285,7 @@ func TestRecoverLostQuorum(t *testing.T) {
 	}
 
 	peers := filepath.Join(t.TempDir(), "peers.json")
-	recoverCfg := func(c *Config) {
+	recoverCfg := func(c *cluster.Config) {
 		c.Recover = peers
 		c.Bootstrap, c.Join = false, nil
 	}
@@ -292,22 +294,22 @@ func TestRecoverLostQuorum(t *testing.T) {
 	for _, tc := range []struct {
 		what  string
 		peers []*nodeTestMember
-		cfg   Config
+		cfg   cluster.Config
 	}{
-		{"bootstrap", []*nodeTestMember{survivor}, Config{Bootstrap: true}},
-		{"join", []*nodeTestMember{survivor}, Config{Join: []string{"http://127.0.0.1:1"}}},
-		{"a file without this node", []*nodeTestMember{{id: "other", raftAddr: "127.0.0.1:1"}}, Config{}},
-		{"another raft address", []*nodeTestMember{survivor}, Config{}},
+		{"bootstrap", []*nodeTestMember{survivor}, cluster.Config{Bootstrap: true}},
+		{"join", []*nodeTestMember{survivor}, cluster.Config{Join: cluster.JoinFunc(func(context.Context, cluster.JoinRequest) error { return nil })}},
+		{"a file without this node", []*nodeTestMember{{id: "other", raftAddr: "127.0.0.1:1"}}, cluster.Config{}},
+		{"another raft address", []*nodeTestMember{survivor}, cluster.Config{}},
 	} {
 		memberWritePeers(t, peers, tc.peers...)
 		cfg := tc.cfg
 		cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.Recover = survivor.id, survivor.dir, "127.0.0.1:0", peers
 		cfg.Logger = nodeTestLogger()
-		if n, err := NewNode(cfg, nil); !errors.Is(err, ErrInvalidConfig) {
+		if n, err := cluster.NewNode(cfg, nil); !errors.Is(err, cluster.ErrInvalidConfig) {
 			if n != nil {
 				n.Shutdown()
 			}
-			t.Fatalf("recover with %s: %v, want ErrInvalidConfig", tc.what, err)
+			t.Fatalf("recover with %s: %v, want cluster.ErrInvalidConfig", tc.what, err)
 		}
 	}
 	if _, err := os.Stat(peers); err != nil {

@@ -22,6 +22,7 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -36,7 +37,8 @@ const (
 )
 
 // nodeTestMember is one coordinator of a test cluster: a Node plus a gin
-// HTTP server with the cluster routes and a test write route.
+// HTTP server with the forwarding, the cluster routes and a test write
+// route.
 type nodeTestMember struct {
 	id       string
 	dir      string
@@ -44,7 +46,7 @@ type nodeTestMember struct {
 	url      string
 	boot     bool     // started with Bootstrap (kept on restart)
 	join     []string // started with Join (kept on restart)
-	node     *Node
+	node     *cluster.Node
 	stopOnce sync.Once
 	stopFn   func()
 }
@@ -75,8 +77,8 @@ func nodeTestStart(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool
 	return nodeTestStartWith(t, owner, id, dir, raftAddr, bootstrap, join, nil)
 }
 
-// nodeTestStartWith is nodeTestStart with a hook that adjusts the Config.
-func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool, join []string, tune func(*Config)) *nodeTestMember {
+// nodeTestStartWith is nodeTestStart with a hook that adjusts the cluster.Config.
+func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool, join []string, tune func(*cluster.Config)) *nodeTestMember {
 	t.Helper()
 	gin.SetMode(gin.TestMode)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -86,37 +88,42 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 	if raftAddr == "" {
 		raftAddr = "127.0.0.1:0"
 	}
-	cfg := Config{
+	joiner, err := newJoiner(join, "", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := cluster.Config{
 		NodeID: id, DataDir: dir, RaftAddr: raftAddr, HTTPAddr: ln.Addr().String(),
-		Bootstrap: bootstrap, Join: join,
+		Bootstrap: bootstrap, Join: joiner,
 		HeartbeatTimeout: nodeTestHeartbeat, ElectionTimeout: nodeTestHeartbeat,
 		LeaderLeaseTimeout: nodeTestLease, CommitTimeout: 10 * time.Millisecond,
 		StabilizationTime: nodeTestStabilization,
-		LeaderWait:        nodeTestWait, Logger: nodeTestLogger().With("test", t.Name()),
+		Logger:            nodeTestLogger().With("test", t.Name()),
 	}
 	if tune != nil {
 		tune(&cfg)
 	}
-	var n *Node
+	var n *cluster.Node
 	// A restarted node rebinds its old Raft port; retry while it is busy.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		n, err = NewNode(cfg, nil)
+		n, err = cluster.NewNode(cfg, nil)
 		if err == nil {
 			break
 		}
 		if !strings.Contains(err.Error(), "address already in use") || time.Now().After(deadline) {
 			ln.Close()
-			t.Fatalf("NewNode %s: %v", id, err)
+			t.Fatalf("cluster.NewNode %s: %v", id, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	engine := gin.New()
 	local := auth.Mount{Router: engine, Auth: auth.New(auth.Config{Insecure: true}, nil, nil), Abort: apierr.Abort}
+	forward := newForwarder(n, nil, nodeTestWait, cfg.Logger)
 	fwd := local
-	fwd.Forward = n.Forward()
-	n.RegisterClusterRoutes(local, fwd, nil)
-	engine.Any("/test/jobs", n.Forward(), func(c *gin.Context) {
+	fwd.Forward = forward.handle
+	clusterRoutes{node: n}.register(local, fwd)
+	engine.Any("/test/jobs", forward.handle, func(c *gin.Context) {
 		var in struct{ Title string }
 		if err := json.NewDecoder(c.Request.Body).Decode(&in); err != nil {
 			c.JSON(http.StatusBadRequest, client.ErrorBody{Error: err.Error()})
@@ -129,7 +136,7 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 			Jobs: []raftstore.JobSpec{{Title: in.Title, Command: "true"}},
 		})
 		switch {
-		case errors.Is(err, ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
+		case errors.Is(err, cluster.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
 			c.JSON(http.StatusServiceUnavailable, client.ErrorBody{Error: err.Error()})
 			return
 		case err != nil:
@@ -149,6 +156,7 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 	m := &nodeTestMember{id: id, dir: dir, raftAddr: n.RaftAddr(), url: "http://" + ln.Addr().String(), boot: bootstrap, join: join, node: n}
 	m.stopFn = func() {
 		srv.Close()
+		forward.close()
 		if err := n.Shutdown(); err != nil {
 			owner.Errorf("shutdown %s: %v", id, err)
 		}
@@ -303,8 +311,8 @@ func TestNodeCluster(t *testing.T) {
 			if m.node.IsLeader() {
 				t.Fatalf("%s and %s both ready leaders", m.id, leader.id)
 			}
-			if _, err := m.node.Apply(context.Background(), raftstore.NodeRemove{ID: "x"}); !errors.Is(err, ErrNotLeader) {
-				t.Fatalf("Apply on follower %s: %v, want ErrNotLeader", m.id, err)
+			if _, err := m.node.Apply(context.Background(), raftstore.NodeRemove{ID: "x"}); !errors.Is(err, cluster.ErrNotLeader) {
+				t.Fatalf("Apply on follower %s: %v, want cluster.ErrNotLeader", m.id, err)
 			}
 			if err := m.node.WaitLeader(context.Background()); err != nil {
 				t.Fatal(err)
@@ -442,7 +450,7 @@ func TestNodeCluster(t *testing.T) {
 		batches := 0
 		for idx := before + 1; idx <= after; idx++ {
 			var l raft.Log
-			if err := leader.node.store.GetLog(idx, &l); err == nil && l.Type == raft.LogCommand && len(l.Data) > 0 &&
+			if err := leader.node.LogStore().GetLog(idx, &l); err == nil && l.Type == raft.LogCommand && len(l.Data) > 0 &&
 				raftstore.MessageType(l.Data[0]) == raftstore.MsgBatch {
 				batches++
 			}
@@ -457,7 +465,7 @@ func TestNodeCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		var l raft.Log
-		if err := leader.node.store.GetLog(r.LastIndex(), &l); err != nil || raftstore.MessageType(l.Data[0]) != raftstore.MsgAffinitySet {
+		if err := leader.node.LogStore().GetLog(r.LastIndex(), &l); err != nil || raftstore.MessageType(l.Data[0]) != raftstore.MsgAffinitySet {
 			t.Fatalf("lone command entry: type %d, err %v", l.Data[0], err)
 		}
 	})
@@ -623,14 +631,14 @@ func TestNodeCluster(t *testing.T) {
 		t.Logf("503 after %v: %s", took.Round(time.Millisecond), eb.Error)
 		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 		defer cancel()
-		if err := survivor.node.WaitLeader(ctx); err != nil && !errors.Is(err, ErrNoLeader) {
+		if err := survivor.node.WaitLeader(ctx); err != nil && !errors.Is(err, cluster.ErrNoLeader) {
 			t.Fatalf("WaitLeader: %v", err)
 		}
 	})
 }
 
 // TestNodeLoneLeaderSteppingDown checks that a leader that loses its
-// quorum fails writes with ErrNotLeader instead of hanging.
+// quorum fails writes with cluster.ErrNotLeader instead of hanging.
 func TestNodeLoneLeaderSteppingDown(t *testing.T) {
 	base := t.TempDir()
 	a := nodeTestStart(t, t, "a", base+"/a", "", true, nil)
@@ -645,23 +653,13 @@ func TestNodeLoneLeaderSteppingDown(t *testing.T) {
 	defer cancel()
 	start := time.Now()
 	_, err := a.node.Apply(ctx, raftstore.JobCreate{Now: 1, Jobs: []raftstore.JobSpec{{Title: "x", Command: "true"}}})
-	if !errors.Is(err, ErrNotLeader) {
-		t.Fatalf("Apply without quorum: %v, want ErrNotLeader", err)
+	if !errors.Is(err, cluster.ErrNotLeader) {
+		t.Fatalf("Apply without quorum: %v, want cluster.ErrNotLeader", err)
 	}
 	t.Logf("failed after %v: %v", time.Since(start).Round(time.Millisecond), err)
 	code, out := nodeTestPost(t, a.url+"/test/jobs", map[string]string{"title": "y"}, nil)
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("request without quorum: %d %s", code, out)
-	}
-}
-
-// TestNodeConfig checks the refusals of NewNode.
-func TestNodeConfig(t *testing.T) {
-	if _, err := NewNode(Config{NodeID: "x"}, nil); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("missing DataDir and RaftAddr: %v", err)
-	}
-	if _, err := NewNode(Config{NodeID: "x", DataDir: t.TempDir(), RaftAddr: "127.0.0.1:0", Bootstrap: true, Join: []string{"http://127.0.0.1:1"}}, nil); !errors.Is(err, ErrInvalidConfig) {
-		t.Fatalf("Bootstrap with Join: %v", err)
 	}
 }
 

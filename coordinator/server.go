@@ -1,3 +1,8 @@
+// Package coordinator is the HTTP side of a coordinator process: the
+// server (gin engine, authentication, limits, HTTPS), leader forwarding in
+// front of every dialect, the cluster routes, the one edge where the Raft
+// layer's errors become the API's, and the leader's sweeper and retention
+// duties. The Raft node is package cluster. See DESIGN.md.
 package coordinator
 
 import (
@@ -23,16 +28,37 @@ import (
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
 	"github.com/croftfarm/croft/api/native"
+	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 	"github.com/croftfarm/croft/service/dispatch"
 	"github.com/croftfarm/croft/service/liveness"
 )
 
-// ServerConfig configures a coordinator process: its Raft node and the
-// leader's background duties.
+// ServerConfig configures a coordinator process: its Raft node, its HTTP
+// API and the leader's background duties.
 type ServerConfig struct {
-	Node Config
+	// Node configures the Raft node; its Join is set from Join below.
+	Node cluster.Config
+	// Join lists HTTP URLs of existing members. A node without Raft state
+	// asks them (POST /cluster/join) to add it, until that succeeds. It
+	// joins as a non-voter; the leader promotes it once it has caught up.
+	// A bare host:port gets this node's scheme; an explicit scheme must
+	// match it. It excludes Node.Bootstrap and Node.Recover.
+	Join []string
+	// JoinToken is the admin token the join request carries.
+	JoinToken string
+	// TLS, when set, makes the cluster's HTTP API HTTPS as seen from this
+	// node: it forwards to the leader and joins over https, verifying the
+	// other coordinators' certificates with this configuration (RootCAs:
+	// the farm's CA; nil RootCAs: the system's roots). Serving HTTPS is
+	// HTTPTLS's part. A cluster is all-HTTPS or all-plain: NodeMeta
+	// records host:port only, and each node uses its own scheme to reach
+	// the others. nil: plain HTTP.
+	TLS *tls.Config
+	// LeaderWait bounds how long a request waits for a leader before 503
+	// (zero: DefaultLeaderWait).
+	LeaderWait time.Duration
 	// WorkerTTL is how long a worker may stay silent before the leader
 	// marks it lost and requeues its job (default 15 s).
 	WorkerTTL time.Duration
@@ -42,7 +68,7 @@ type ServerConfig struct {
 	// HTTPTLS, when set, makes Serve speak HTTPS with this configuration
 	// (Certificates: this coordinator's certificate, valid for the IP of its
 	// HTTP address, which the other coordinators dial, and for the names
-	// clients use). Set Node.TLS with it: the cluster is then HTTPS
+	// clients use). Set TLS with it: the cluster is then HTTPS
 	// throughout. nil: plain HTTP.
 	HTTPTLS *tls.Config
 	// Pprof mounts Go's profiler at /debug/pprof/ (off by default: it
@@ -80,7 +106,8 @@ type ServerConfig struct {
 // sweeper that times out jobs and loses silent workers.
 type Server struct {
 	cfg    ServerConfig
-	node   *Node
+	node   *cluster.Node
+	fwd    *forwarder // the leader forwarding of every dialect
 	pings  *liveness.Tracker
 	offers *dispatch.Offers // pulls waiting for work
 	engine *gin.Engine
@@ -108,21 +135,27 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Node.Logger == nil {
 		cfg.Node.Logger = slog.Default()
 	}
-	if (cfg.HTTPTLS == nil) != (cfg.Node.TLS == nil) {
+	if (cfg.HTTPTLS == nil) != (cfg.TLS == nil) {
 		// Serving one scheme while reaching the others with the other
 		// breaks forwarding: the cluster is all-HTTPS or all-plain.
-		return nil, fmt.Errorf("coordinator: HTTPTLS and Node.TLS go together: %w", ErrSchemeMismatch)
+		return nil, fmt.Errorf("coordinator: HTTPTLS and TLS go together: %w", ErrSchemeMismatch)
 	}
 	if cfg.AdminSecret != "" && len(cfg.AdminSecret) < minAdminSecret {
-		return nil, fmt.Errorf("%w: the provisioned admin secret is %d characters, at least %d are needed", ErrInvalidConfig, len(cfg.AdminSecret), minAdminSecret)
+		return nil, fmt.Errorf("%w: the provisioned admin secret is %d characters, at least %d are needed", cluster.ErrInvalidConfig, len(cfg.AdminSecret), minAdminSecret)
 	}
-	node, err := NewNode(cfg.Node, nil) // nil: an FSM with its job logs in DataDir
+	join, err := newJoiner(cfg.Join, cfg.JoinToken, cfg.TLS)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Node.Join = join
+	node, err := cluster.NewNode(cfg.Node, nil) // nil: an FSM with its job logs in DataDir
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg:    cfg,
 		node:   node,
+		fwd:    newForwarder(node, cfg.TLS, cfg.LeaderWait, cfg.Node.Logger),
 		pings:  liveness.New(cfg.WorkerTTL),
 		offers: &dispatch.Offers{},
 		log:    cfg.Node.Logger,
@@ -151,14 +184,14 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.auth = auth.New(cfg.Auth, func() auth.Tokens { return node.FSM().State() }, s.isPeer)
 	s.routes = &auth.Table{}
 	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes}
-	fwd := local
-	fwd.Forward = node.Forward()
-	node.RegisterClusterRoutes(local, fwd, func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure })
-	coalition.NewOn(s.svc, s.pings, cfg.Limits).Register(fwd)
-	agentapi.New(s.svc).Register(fwd)
-	admin.New(s.svc).Register(fwd)
-	native.NewLog(node.FSM()).Register(fwd)
-	native.New(s.node.FSM()).Register(fwd)
+	clusterRoutes{node: node, status: func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure }}.register(local, s.forwarded(local))
+	s.mountDialects(local,
+		coalition.NewOn(s.svc, s.pings, cfg.Limits),
+		agentapi.New(s.svc),
+		admin.New(s.svc),
+		native.NewLog(node.FSM()),
+		native.New(node.FSM()),
+	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
 	}
@@ -180,6 +213,27 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		go s.bootstrapToken()
 	}
 	return s, nil
+}
+
+// Dialect is an API package: it mounts its routes on the Mount it is given.
+type Dialect interface {
+	Register(auth.Mount)
+}
+
+// mountDialects mounts each dialect behind leader forwarding. It is the
+// only way a dialect reaches the engine, so none can serve a request from
+// a follower's state (which may lag) or change it where it is not leader.
+func (s *Server) mountDialects(m auth.Mount, ds ...Dialect) {
+	fwd := s.forwarded(m)
+	for _, d := range ds {
+		d.Register(fwd)
+	}
+}
+
+// forwarded returns m with the leader forwarding set.
+func (s *Server) forwarded(m auth.Mount) auth.Mount {
+	m.Forward = s.fwd.handle
+	return m
 }
 
 // bodyLimit refuses, before any work (a follower would otherwise read it
@@ -332,7 +386,7 @@ func WriteSecret(file, secret string) error {
 }
 
 // Node returns the Raft node.
-func (s *Server) Node() *Node { return s.node }
+func (s *Server) Node() *cluster.Node { return s.node }
 
 // Handler returns the HTTP handler of the API.
 func (s *Server) Handler() http.Handler { return s.engine }
@@ -370,15 +424,14 @@ func (s *Server) Close() error {
 	_ = s.httpSrv.Shutdown(ctx)
 	cancel()
 	_ = s.httpSrv.Close()
+	s.fwd.close()
 	return s.node.Shutdown()
 }
 
-// store adapts the Node to the service layer's Applier: a command that
-// was not applied becomes apierr.ErrUnavailable (503, safe to retry), or
-// apierr.ErrInsufficientStorage (507) when storage was the cause, one
-// whose fate is unknown apierr.ErrOutcomeUnknown (504).
+// store adapts the Node to the service layer's Applier, its errors
+// translated by edgeError.
 type store struct {
-	node *Node
+	node *cluster.Node
 }
 
 func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
@@ -389,22 +442,6 @@ func (s *store) Apply(ctx context.Context, cmd raftstore.Command) (any, error) {
 func (s *store) ApplyGroup(ctx context.Context, cmds ...raftstore.Command) ([]any, error) {
 	out, err := s.node.ApplyGroup(ctx, cmds...)
 	return out, edgeError(err)
-}
-
-// edgeError maps the node's errors to the API's. A storage failure (the
-// leader could not store the entry, or lost its leadership while its own
-// writes fail) is told as such, not as a missing leader.
-func edgeError(err error) error {
-	switch {
-	case err == nil:
-	case errors.Is(err, ErrOutcomeUnknown):
-		err = fmt.Errorf("%w: %v", apierr.ErrOutcomeUnknown, err)
-	case errors.Is(err, ErrStorage):
-		err = fmt.Errorf("%w: %v", apierr.ErrInsufficientStorage, err)
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNoLeader):
-		err = fmt.Errorf("%w: %v", apierr.ErrUnavailable, err)
-	}
-	return err
 }
 
 // sweep runs the leader's duties: jobs past their timeout become ERROR and

@@ -13,6 +13,7 @@ import (
 
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/cluster"
 )
 
 // serverTest is a one-node coordinator on real Raft and HTTP over loopback.
@@ -29,7 +30,7 @@ func startServer(t *testing.T, ttl time.Duration) *serverTest {
 	return startServerWith(t, ServerConfig{WorkerTTL: ttl, Auth: auth.Config{Insecure: true}})
 }
 
-// startServerWith starts a one-node coordinator with cfg (its Node and
+// startServerWith starts a one-node coordinator with cfg (its cluster.Node and
 // SweepInterval filled in for tests).
 func startServerWith(t *testing.T, cfg ServerConfig) *serverTest {
 	t.Helper()
@@ -37,14 +38,14 @@ func startServerWith(t *testing.T, cfg ServerConfig) *serverTest {
 }
 
 // startServerIn is startServerWith on data directory dir, with tune (if
-// not nil) adjusting the node's test Config.
-func startServerIn(t *testing.T, dir string, cfg ServerConfig, tune func(*Config)) *serverTest {
+// not nil) adjusting the node's test cluster.Config.
+func startServerIn(t *testing.T, dir string, cfg ServerConfig, tune func(*cluster.Config)) *serverTest {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.Node = Config{
+	cfg.Node = cluster.Config{
 		NodeID: "s1", DataDir: dir, RaftAddr: "127.0.0.1:0", HTTPAddr: ln.Addr().String(),
 		Bootstrap: true, HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, Logger: nodeTestLogger(),

@@ -37,6 +37,13 @@ var (
 	// store: a disk is full (507). Nothing was acknowledged; retry once
 	// space is back.
 	ErrInsufficientStorage = errors.New("insufficient storage")
+	// ErrConflict marks a request the current state refuses to carry out,
+	// e.g. a snapshot asked for while one is taken (409).
+	ErrConflict = errors.New("conflict")
+	// ErrBadGateway marks a request this coordinator forwarded to the
+	// leader that was delivered but got no reply: its outcome is unknown
+	// (502). The Go client retries it.
+	ErrBadGateway = errors.New("bad gateway")
 )
 
 // Forbidden returns an ErrForbidden error with a message.
@@ -74,8 +81,10 @@ func Status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, raftstore.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, raftstore.ErrStaleAttempt):
+	case errors.Is(err, raftstore.ErrStaleAttempt), errors.Is(err, ErrConflict):
 		return http.StatusConflict
+	case errors.Is(err, ErrBadGateway):
+		return http.StatusBadGateway
 	case errors.Is(err, ErrOutcomeUnknown):
 		return http.StatusGatewayTimeout
 	case errors.Is(err, ErrUnavailable), errors.Is(err, context.DeadlineExceeded):

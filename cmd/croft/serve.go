@@ -17,6 +17,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/coordinator"
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -89,8 +90,8 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.DurationVar(&f.retention.EventMaxAge, "event-max-age", coordinator.DefaultEventMaxAge, "forget attempt records (events) older than this (negative: never)")
 	fs.IntVar(&f.retention.EventMaxCount, "event-max-count", coordinator.DefaultEventMaxCount, "keep at most this many attempt records, the newest (negative: no limit)")
 	fs.DurationVar(&f.retention.WorkerExpiry, "worker-expiry", coordinator.DefaultWorkerExpiry, "forget workers lost (silent) for this long (negative: never)")
-	fs.Int64Var(&f.snapshotBytes, "snapshot-bytes", coordinator.DefaultSnapshotBytes, "snapshot (and compact the Raft log) once this many bytes of entries were written since the last one (negative: by count only)")
-	fs.Int64Var(&f.trailingBytes, "trailing-bytes", coordinator.DefaultTrailingBytes, "bytes of the newest entries kept in the Raft log after a snapshot, for followers that fall behind (negative: by count only)")
+	fs.Int64Var(&f.snapshotBytes, "snapshot-bytes", cluster.DefaultSnapshotBytes, "snapshot (and compact the Raft log) once this many bytes of entries were written since the last one (negative: by count only)")
+	fs.Int64Var(&f.trailingBytes, "trailing-bytes", cluster.DefaultTrailingBytes, "bytes of the newest entries kept in the Raft log after a snapshot, for followers that fall behind (negative: by count only)")
 	fs.DurationVar(&f.retention.JobExpiry, "job-expiry", 0, "delete top-level jobs FINISHED for this long, with their logs and events (0: never)")
 	fs.IntVar(&f.http.MaxConnsPerIP, "max-conns-per-ip", coordinator.DefaultMaxConnsPerIP, "most API connections one client address holds (429 beyond; coordinators exempt; -1: no cap); raise it for many agents behind one NAT address")
 	fs.IntVar(&f.http.MaxConns, "max-conns", 0, "most API connections in all (0: 80% of the open-file limit minus 256; -1: no cap)")
@@ -234,22 +235,22 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 		return nil, "", fmt.Errorf("http listener: %w", err)
 	}
 	srv, err := coordinator.NewServer(coordinator.ServerConfig{
-		Node: coordinator.Config{
+		Node: cluster.Config{
 			NodeID:        f.nodeID,
 			DataDir:       f.dataDir,
 			RaftAddr:      f.raftAddr,
 			HTTPAddr:      ln.Addr().String(),
 			Bootstrap:     f.bootstrap,
-			Join:          splitURLs(f.join),
-			JoinToken:     joinToken,
 			Recover:       f.recover,
 			MaxBatch:      f.maxBatch,
 			SnapshotBytes: f.snapshotBytes,
 			TrailingBytes: f.trailingBytes,
 			Logger:        logger,
-			TLS:           tlsCfg.Node.TLS,
 			RaftTLS:       tlsCfg.Node.RaftTLS,
 		},
+		Join:           splitURLs(f.join),
+		JoinToken:      joinToken,
+		TLS:            tlsCfg.TLS,
 		WorkerTTL:      f.workerTTL,
 		Pprof:          f.pprof,
 		HTTPTLS:        tlsCfg.HTTPTLS,

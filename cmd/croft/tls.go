@@ -65,7 +65,7 @@ func (f *tlsFlags) configure(cfg *coordinator.ServerConfig) error {
 		if err != nil {
 			return err
 		}
-		cfg.HTTPTLS, cfg.Node.TLS = srv, cli
+		cfg.HTTPTLS, cfg.TLS = srv, cli
 	}
 	if f.raftCert != "" {
 		conf, err := tlsconfig.Mutual(f.raftCert, f.raftKey, f.raftCA)

@@ -10,6 +10,9 @@
 // affinity that does not match, a paused parent) hands back no job and the
 // pull waits on as before. Claims are bounded by the jobs the create can
 // start at once, so a create never costs more picks than it has jobs.
+//
+// It is part of the service layer: state the leader keeps in memory beside
+// the replicated state, used by the API packages and the coordinator.
 package dispatch
 
 import (

@@ -8,6 +8,9 @@
 // from the timers that fired, instead of scanning the whole farm every
 // tick. A full scan still runs once the failover grace is over, for the
 // workers of the state that never pinged this leader.
+//
+// It is part of the service layer: state the leader keeps in memory beside
+// the replicated state, used by the API packages and the coordinator.
 package liveness
 
 import (

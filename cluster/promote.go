@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"context"
@@ -98,7 +98,7 @@ func (n *Node) nodePromoteLoop() {
 // nodePromote makes s a voter, unless the configuration changed since
 // index prev (then the next tick looks again).
 func (n *Node) nodePromote(s raft.Server, prev uint64, stable time.Duration) {
-	ctx, cancel := context.WithTimeout(n.baseCtx, nodeMembershipTimeout)
+	ctx, cancel := context.WithTimeout(n.baseCtx, MembershipTimeout)
 	defer cancel()
 	if err := nodeWaitFuture(ctx, n.raft.AddVoter(s.ID, s.Address, prev, 0)); err != nil {
 		n.log.Warn("promoting a non-voter failed", "id", s.ID, "err", err)

@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"errors"
@@ -33,7 +33,7 @@ func (n *Node) nodeRecover(rc *raft.Config, store *raftboltdb.BoltStore, snaps r
 		}
 	}
 	if err != nil {
-		return fmt.Errorf("coordinator: %w: recover from %s: %w", ErrInvalidConfig, path, err)
+		return fmt.Errorf("cluster: %w: recover from %s: %w", ErrInvalidConfig, path, err)
 	}
 	self := false
 	var list []string
@@ -44,22 +44,22 @@ func (n *Node) nodeRecover(rc *raft.Config, store *raftboltdb.BoltStore, snaps r
 		}
 		if string(s.Address) != n.raftAddr {
 			// The others would dial an address this node does not serve.
-			return fmt.Errorf("coordinator: %w: %s lists %s at %s, but its Raft address is %s", ErrInvalidConfig, path, s.ID, s.Address, n.raftAddr)
+			return fmt.Errorf("cluster: %w: %s lists %s at %s, but its Raft address is %s", ErrInvalidConfig, path, s.ID, s.Address, n.raftAddr)
 		}
 		self = true
 	}
 	if !self {
-		return fmt.Errorf("coordinator: %w: %s does not list this node (%s)", ErrInvalidConfig, path, n.cfg.NodeID)
+		return fmt.Errorf("cluster: %w: %s does not list this node (%s)", ErrInvalidConfig, path, n.cfg.NodeID)
 	}
 	if !hasState {
-		return fmt.Errorf("coordinator: %w: nothing to recover: no Raft state in %s", ErrInvalidConfig, n.cfg.DataDir)
+		return fmt.Errorf("cluster: %w: nothing to recover: no Raft state in %s", ErrInvalidConfig, n.cfg.DataDir)
 	}
 	if err := raft.RecoverCluster(rc, n.fsm, store, store, snaps, trans, peers); err != nil {
-		return fmt.Errorf("coordinator: recover from %s: %w", path, err)
+		return fmt.Errorf("cluster: recover from %s: %w", path, err)
 	}
 	if err := os.Rename(path, path+recoveredSuffix); err != nil {
 		// Left in place, the file would be applied again at every start.
-		return fmt.Errorf("coordinator: recovered, but renaming %s failed (remove it or drop --recover before restarting): %w", path, err)
+		return fmt.Errorf("cluster: recovered, but renaming %s failed (remove it or drop --recover before restarting): %w", path, err)
 	}
 	n.log.Warn("recovered the Raft configuration from a peers file", "file", path, "renamed_to", path+recoveredSuffix, "peers", strings.Join(list, ","))
 	return nil

@@ -1,4 +1,10 @@
-package coordinator
+// Package cluster is one coordinator's Raft member: the node, raft.db and
+// its disk-health accounting, snapshots, the transport (TCP or mutual
+// TLS), group commit, membership, recovery and compaction. It makes no
+// HTTP call and serves no route: joining is a Joiner the coordinator
+// injects, and its sentinel errors are translated to HTTP statuses at the
+// coordinator's edge. See DESIGN.md.
+package cluster
 
 import (
 	"context"
@@ -6,8 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -21,12 +25,12 @@ import (
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
 
-	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// Sentinel errors of the Raft layer. The HTTP edge maps ErrNotLeader and
-// ErrNoLeader to 503, which the Go client retries, and ErrStorage to 507.
+// Sentinel errors of the Raft layer. The HTTP edge (package coordinator)
+// translates them to the API's: ErrNotLeader and ErrNoLeader to 503, which
+// the Go client retries, ErrOutcomeUnknown to 504 and ErrStorage to 507.
 var (
 	// ErrNotLeader means this node is not the Raft leader, or lost the
 	// leadership before a command was committed (its outcome is unknown).
@@ -47,6 +51,9 @@ var (
 	// the leader could not store was not applied. The HTTP edge answers
 	// 507.
 	ErrStorage = errors.New("storage failure")
+	// ErrSnapshotRefused means Raft did not take the snapshot asked for
+	// (nothing new since the last one, or one is being taken).
+	ErrSnapshotRefused = errors.New("snapshot not taken")
 )
 
 // Production Raft timing, used when the Config leaves a value at zero.
@@ -58,7 +65,6 @@ const (
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultTrailingLogs       = 10240
-	DefaultLeaderWait         = 5 * time.Second
 	// DefaultStabilizationTime is how long a joined non-voter must stay
 	// caught up before the leader promotes it to voter.
 	DefaultStabilizationTime = 2 * time.Second
@@ -96,14 +102,11 @@ type Config struct {
 	// Bootstrap starts a new single-voter cluster with this node if it has
 	// no Raft state yet. It excludes Join.
 	Bootstrap bool
-	// Join lists HTTP URLs of existing members. A node without Raft state
-	// asks them (POST /cluster/join) to add it, until that succeeds. It
-	// joins as a non-voter; the leader promotes it once it has caught up.
-	// A bare host:port gets this node's scheme; an explicit scheme must
-	// match it.
-	Join []string
-	// JoinToken is the admin token the join request carries.
-	JoinToken string
+	// Join, when set, is how a node without Raft state asks an existing
+	// member to add it (the coordinator posts to another one's
+	// /cluster/join); it is asked again until it succeeds. The node joins
+	// as a non-voter; the leader promotes it once it has caught up.
+	Join Joiner
 	// Recover is the path of a peers file (raft's peers.json format:
 	// [{"id":..,"address":..,"non_voter":false}, ...]) that replaces the
 	// Raft configuration before Raft starts: the way out of a lost quorum
@@ -113,14 +116,6 @@ type Config struct {
 	// restart with the same flags starts normally (with a warning).
 	Recover string
 
-	// TLS, when set, makes the cluster's HTTP API HTTPS as seen from this
-	// node: it forwards to the leader and joins over https, verifying the
-	// other coordinators' certificates with this configuration (RootCAs:
-	// the farm's CA; nil RootCAs: the system's roots). Serving HTTPS is the
-	// Server's part (ServerConfig.HTTPTLS). A cluster is all-HTTPS or
-	// all-plain: NodeMeta records host:port only, and each node uses its
-	// own scheme to reach the others. nil: plain HTTP.
-	TLS *tls.Config
 	// RaftTLS, when set, runs Raft over mutual TLS: this node presents its
 	// certificate (Certificates) and verifies its peers' against the CA,
 	// which must be set as both RootCAs and ClientCAs (tlsconfig.Mutual
@@ -156,19 +151,39 @@ type Config struct {
 	// DefaultStabilizationTime.
 	StabilizationTime time.Duration
 
-	// LeaderWait bounds how long a request waits for a leader before 503.
-	LeaderWait time.Duration
 	// MaxBatch caps the commands group-committed in one Raft entry (default
 	// 512). 1 turns group commit off; `croft bench` uses it for comparison.
 	MaxBatch int
 	// Logger receives the node's logs and raft's warnings; nil = slog.Default.
 	Logger *slog.Logger
 
-	// wrapStore, set by tests, wraps raft.db's store (to inject faults
-	// underneath the node's own wrapper).
-	wrapStore func(nodeStore) nodeStore
-	// diskPoll is how often the free space is read (tests shorten it).
-	diskPoll time.Duration
+	// DiskPoll is how often the data directory's free space is read;
+	// zero means every 5 s.
+	DiskPoll time.Duration
+	// WrapStore, when set, wraps raft.db's log and stable store beneath
+	// the node's own accounting: tests inject faults (a full disk) there.
+	WrapStore func(Store) Store
+}
+
+// Joiner asks a member of an existing cluster to add this node. The
+// coordinator implements it with its HTTP client (POST /cluster/join), so
+// this package makes no HTTP call.
+type Joiner interface {
+	Join(ctx context.Context, req JoinRequest) error
+}
+
+// JoinFunc adapts a function to Joiner.
+type JoinFunc func(ctx context.Context, req JoinRequest) error
+
+// Join calls f.
+func (f JoinFunc) Join(ctx context.Context, req JoinRequest) error { return f(ctx, req) }
+
+// JoinRequest asks the leader to add a coordinator: its Raft server id, the
+// address its Raft transport advertises and its HTTP API's address.
+type JoinRequest struct {
+	NodeID   string
+	RaftAddr string
+	HTTPAddr string
 }
 
 // Node is one coordinator's Raft member: it owns the log store, the
@@ -188,7 +203,6 @@ type Node struct {
 
 	applyCh  chan *nodeApplyReq
 	observer *raft.Observer
-	proxy    *http.Transport
 
 	// baseCtx ends at Shutdown; background work (join, NodeMeta) uses it.
 	baseCtx    context.Context
@@ -222,31 +236,27 @@ type Node struct {
 // cluster from its log and snapshots.
 func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	if cfg.NodeID == "" || cfg.DataDir == "" || cfg.RaftAddr == "" {
-		return nil, fmt.Errorf("coordinator: %w: NodeID, DataDir and RaftAddr are required", ErrInvalidConfig)
+		return nil, fmt.Errorf("cluster: %w: NodeID, DataDir and RaftAddr are required", ErrInvalidConfig)
 	}
-	if cfg.Bootstrap && len(cfg.Join) > 0 {
+	if cfg.Bootstrap && cfg.Join != nil {
 		// Every node of a templated deployment bootstrapping its own
 		// cluster would be a split brain: refuse the ambiguity.
-		return nil, fmt.Errorf("coordinator: %w: Bootstrap and Join are exclusive", ErrInvalidConfig)
+		return nil, fmt.Errorf("cluster: %w: Bootstrap and Join are exclusive", ErrInvalidConfig)
 	}
-	if cfg.Recover != "" && (cfg.Bootstrap || len(cfg.Join) > 0) {
+	if cfg.Recover != "" && (cfg.Bootstrap || cfg.Join != nil) {
 		// Recovery rewrites an existing cluster's membership; starting or
 		// joining one at the same time is a mistake either way.
-		return nil, fmt.Errorf("coordinator: %w: Recover excludes Bootstrap and Join", ErrInvalidConfig)
+		return nil, fmt.Errorf("cluster: %w: Recover excludes Bootstrap and Join", ErrInvalidConfig)
 	}
-	join, err := nodeJoinURLs(cfg.Join, cfg.TLS != nil)
-	if err != nil {
-		return nil, err
-	}
-	cfg.Join = join
 	if fsm == nil {
+		var err error
 		if fsm, err = raftstore.NewFSM(filepath.Join(cfg.DataDir, "joblog")); err != nil {
-			return nil, fmt.Errorf("coordinator: %w", err)
+			return nil, fmt.Errorf("cluster: %w", err)
 		}
 	}
 	nodeDefaults(&cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("coordinator: data dir: %w", err)
+		return nil, fmt.Errorf("cluster: data dir: %w", err)
 	}
 	n := &Node{
 		cfg:        cfg,
@@ -255,15 +265,6 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		applyCh:    make(chan *nodeApplyReq, 4*nodeMaxBatchCommands),
 		shutdownCh: make(chan struct{}),
 		changed:    make(chan struct{}),
-		proxy: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			TLSClientConfig:     cfg.TLS.Clone(), // nil stays nil
-			TLSHandshakeTimeout: 5 * time.Second,
-			MaxIdleConnsPerHost: 64,
-			IdleConnTimeout:     90 * time.Second,
-			// No ResponseHeaderTimeout: agents long-poll through the proxy.
-		},
 	}
 	n.baseCtx, n.baseCancel = context.WithCancel(context.Background())
 	hlog := hclog.New(&hclog.LoggerOptions{
@@ -279,27 +280,27 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		BoltOptions: &bbolt.Options{Timeout: 5 * time.Second}, // another process holding the file fails, not hangs
 	})
 	if err != nil {
-		return nil, fmt.Errorf("coordinator: open raft.db: %w", err)
+		return nil, fmt.Errorf("cluster: open raft.db: %w", err)
 	}
 	n.store = store
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hlog)
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("coordinator: snapshot store: %w", err)
+		return nil, fmt.Errorf("cluster: snapshot store: %w", err)
 	}
 	n.health = &diskHealth{log: n.log}
 	n.sizes = newLogSizes(cfg.SnapshotBytes)
-	var raw nodeStore = store
-	if cfg.wrapStore != nil {
-		raw = cfg.wrapStore(raw)
+	var raw Store = store
+	if cfg.WrapStore != nil {
+		raw = cfg.WrapStore(raw)
 	}
-	disk := &diskStore{nodeStore: raw, id: cfg.NodeID, health: n.health, sizes: n.sizes, shutdown: n.shutdownCh}
+	disk := &diskStore{Store: raw, id: cfg.NodeID, health: n.health, sizes: n.sizes, shutdown: n.shutdownCh}
 	sstore := &snapStore{SnapshotStore: snaps, node: n}
 	n.nodePollDisk()
 	inner, raftTLS, err := nodeRaftTransport(cfg, hlog, n.log)
 	if err != nil {
 		store.Close()
-		return nil, fmt.Errorf("coordinator: raft transport: %w", err)
+		return nil, fmt.Errorf("cluster: raft transport: %w", err)
 	}
 	// Whatever transport is built above, Raft talks through the progress
 	// wrapper, which measures how far each follower has caught up.
@@ -320,14 +321,14 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	if err := raft.ValidateConfig(rc); err != nil {
 		progress.Close()
 		store.Close()
-		return nil, fmt.Errorf("coordinator: raft config: %w", err)
+		return nil, fmt.Errorf("cluster: raft config: %w", err)
 	}
 
 	hasState, err := raft.HasExistingState(store, store, snaps)
 	if err != nil {
 		progress.Close()
 		store.Close()
-		return nil, fmt.Errorf("coordinator: read raft state: %w", err)
+		return nil, fmt.Errorf("cluster: read raft state: %w", err)
 	}
 	if cfg.Recover != "" {
 		if err := n.nodeRecover(rc, store, snaps, trans, hasState); err != nil {
@@ -344,13 +345,13 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	if err := n.sizes.scan(store, snapIndex); err != nil {
 		progress.Close()
 		store.Close()
-		return nil, fmt.Errorf("coordinator: read raft log: %w", err)
+		return nil, fmt.Errorf("cluster: read raft log: %w", err)
 	}
 	r, err := raft.NewRaft(rc, fsm, newLogCache(disk, nodeLogCacheBytes), disk, sstore, trans)
 	if err != nil {
 		progress.Close()
 		store.Close()
-		return nil, fmt.Errorf("coordinator: start raft: %w", err)
+		return nil, fmt.Errorf("cluster: start raft: %w", err)
 	}
 	n.raft = r
 	sstore.raft.Store(r)
@@ -362,7 +363,7 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		}}})
 		if err := f.Error(); err != nil {
 			n.Shutdown()
-			return nil, fmt.Errorf("coordinator: bootstrap: %w", err)
+			return nil, fmt.Errorf("cluster: bootstrap: %w", err)
 		}
 		n.log.Info("bootstrapped a new cluster", "raft_addr", n.raftAddr)
 	}
@@ -384,7 +385,7 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	go n.nodePromoteLoop()
 	go n.nodeCompactLoop()
 	go n.nodeDiskLoop()
-	if !hasState && len(cfg.Join) > 0 {
+	if !hasState && cfg.Join != nil {
 		n.wg.Add(1)
 		go n.nodeJoinLoop(cfg.Join)
 	}
@@ -403,9 +404,8 @@ func nodeDefaults(cfg *Config) {
 	setDur(&cfg.LeaderLeaseTimeout, DefaultLeaderLeaseTimeout)
 	setDur(&cfg.CommitTimeout, DefaultCommitTimeout)
 	setDur(&cfg.SnapshotInterval, DefaultSnapshotInterval)
-	setDur(&cfg.LeaderWait, DefaultLeaderWait)
 	setDur(&cfg.StabilizationTime, DefaultStabilizationTime)
-	setDur(&cfg.diskPoll, nodeDefaultDiskPoll)
+	setDur(&cfg.DiskPoll, nodeDefaultDiskPoll)
 	if cfg.SnapshotBytes == 0 {
 		cfg.SnapshotBytes = DefaultSnapshotBytes
 	}
@@ -454,6 +454,75 @@ func (n *Node) Leadership() (leader bool, since time.Time) {
 	}
 	return true, at
 }
+
+// MembershipTimeout bounds a join, a remove or a promotion: a
+// configuration change commits within a few heartbeats unless the cluster
+// is losing its leader.
+const MembershipTimeout = 30 * time.Second
+
+// RaftLeader reports whether Raft made this node the leader, ready to serve
+// or not (its barrier may still run).
+func (n *Node) RaftLeader() bool { return n.raft.State() == raft.Leader }
+
+// LeaderHTTP returns the HTTP address of another node that leads, or why
+// there is none to forward to.
+func (n *Node) LeaderHTTP() (addr, why string) {
+	_, id := n.raft.LeaderWithID()
+	switch {
+	case id == "":
+		return "", "no leader known"
+	case string(id) == n.cfg.NodeID:
+		return "", "this node leads but has not caught up yet"
+	}
+	m, ok := n.fsm.State().Node(string(id))
+	if !ok || m.HTTPAddr == "" {
+		return "", fmt.Sprintf("leader %s has no known HTTP address", id)
+	}
+	return m.HTTPAddr, ""
+}
+
+// Changed returns a channel closed at the next leader or readiness change
+// (not every change is seen: poll as well). Take it before checking the
+// condition, so no wake-up is missed.
+func (n *Node) Changed() <-chan struct{} { return n.nodeChanged() }
+
+// Done is closed when the node starts shutting down.
+func (n *Node) Done() <-chan struct{} { return n.shutdownCh }
+
+// StorageErr returns this node's current failure to write its Raft log or
+// stable store (wrapping ErrStorage and the cause), or nil: while it is
+// set, a leader steps down at every election, and the disk is why there is
+// no leader.
+func (n *Node) StorageErr() error { return n.nodeStorageErr() }
+
+// SnapshotInfo describes a snapshot taken on demand.
+type SnapshotInfo struct {
+	Index uint64
+	Bytes int64
+	Took  time.Duration
+}
+
+// Snapshot takes a Raft snapshot of this node now (log compaction on
+// demand). A snapshot Raft declines (nothing new, one in progress) is
+// ErrSnapshotRefused.
+func (n *Node) Snapshot() (SnapshotInfo, error) {
+	t0 := time.Now()
+	f := n.raft.Snapshot()
+	if err := f.Error(); err != nil {
+		return SnapshotInfo{}, fmt.Errorf("%w: %w", ErrSnapshotRefused, err)
+	}
+	took := time.Since(t0)
+	meta, rc, err := f.Open()
+	if err != nil {
+		return SnapshotInfo{}, fmt.Errorf("snapshot: %w", err)
+	}
+	rc.Close()
+	return SnapshotInfo{Index: meta.Index, Bytes: meta.Size, Took: took}, nil
+}
+
+// LogStore returns raft.db's log, for tests and diagnostics: reading it is
+// safe, writing it is Raft's business.
+func (n *Node) LogStore() raft.LogStore { return n.store }
 
 // nodeChanged returns a channel closed at the next leader or readiness
 // change. Take it before checking the condition, so no wake-up is missed.
@@ -843,7 +912,7 @@ func nodeDeliver(reqs []*nodeApplyReq, f raft.ApplyFuture) {
 	if !ok || len(out) != total {
 		err, isErr := resp.(error)
 		if !isErr {
-			err = fmt.Errorf("coordinator: batch of %d got response %T", total, resp)
+			err = fmt.Errorf("cluster: batch of %d got response %T", total, resp)
 		}
 		nodeDeliverErr(reqs, err)
 		return
@@ -901,7 +970,7 @@ func nodeWaitFuture(ctx context.Context, f raft.Future) error {
 // first and moved as a non-voter, to be promoted again once caught up
 // there. The leader's own address cannot be moved, and a Raft address used
 // by another id is refused (remove that one first).
-func (n *Node) Join(ctx context.Context, req client.JoinRequest) error {
+func (n *Node) Join(ctx context.Context, req JoinRequest) error {
 	if req.NodeID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
 		return fmt.Errorf("%w: node_id, raft_addr and http_addr are required", raftstore.ErrInvalid)
 	}
@@ -1004,27 +1073,26 @@ func (n *Node) Remove(ctx context.Context, id string) error {
 	return nil
 }
 
-// nodeJoinLoop asks the given members to add this node until one accepts
-// (the client follows the leader) or the node shuts down.
-func (n *Node) nodeJoinLoop(urls []string) {
+// nodeJoinLoop asks j to add this node until it succeeds or the node shuts
+// down.
+func (n *Node) nodeJoinLoop(j Joiner) {
 	defer n.wg.Done()
-	c := client.NewWith(client.Options{Token: n.cfg.JoinToken, TLS: n.cfg.TLS}, urls...)
-	req := client.JoinRequest{NodeID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
+	req := JoinRequest{NodeID: n.cfg.NodeID, RaftAddr: n.raftAddr, HTTPAddr: n.cfg.HTTPAddr}
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		ctx, cancel := context.WithTimeout(n.baseCtx, 10*time.Second)
-		err := c.Join(ctx, req)
+		err := j.Join(ctx, req)
 		cancel()
 		if err == nil {
 			// Promotion to voter is the leader's job, once this node
 			// has caught up.
-			n.log.Info("joined the cluster as a non-voter", "via", strings.Join(urls, ","), "attempts", attempt)
+			n.log.Info("joined the cluster as a non-voter", "via", joinVia(j), "attempts", attempt)
 			return
 		}
 		if n.baseCtx.Err() != nil {
 			return
 		}
-		n.log.Warn("joining the cluster failed, retrying", "via", strings.Join(urls, ","), "attempt", attempt, "err", err)
+		n.log.Warn("joining the cluster failed, retrying", "via", joinVia(j), "attempt", attempt, "err", err)
 		select {
 		case <-n.baseCtx.Done():
 			return
@@ -1034,14 +1102,22 @@ func (n *Node) nodeJoinLoop(urls []string) {
 	}
 }
 
+// joinVia names the members a Joiner asks, for the logs.
+func joinVia(j Joiner) string {
+	if s, ok := j.(fmt.Stringer); ok {
+		return s.String()
+	}
+	return "the joiner"
+}
+
 // ---------------------------------------------------------------------------
 // Status and shutdown
 
 // Status returns this node's local view of the cluster.
-func (n *Node) Status() client.ClusterStatus {
+func (n *Node) Status() Status {
 	st := n.fsm.State()
 	leaderAddr, leaderID := n.raft.LeaderWithID()
-	s := client.ClusterStatus{
+	s := Status{
 		NodeID:       n.cfg.NodeID,
 		State:        n.raft.State().String(),
 		LeaderID:     string(leaderID),
@@ -1051,7 +1127,7 @@ func (n *Node) Status() client.ClusterStatus {
 		FSMIndex:     st.AppliedIndex(),
 		CommitIndex:  n.raft.CommitIndex(),
 		LastIndex:    n.raft.LastIndex(),
-		Members:      []client.ClusterMember{},
+		Members:      []Member{},
 	}
 	if leaderID != "" {
 		if m, ok := st.Node(string(leaderID)); ok {
@@ -1062,7 +1138,7 @@ func (n *Node) Status() client.ClusterStatus {
 	now := time.Now()
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, srv := range cf.Configuration().Servers {
-			m := client.ClusterMember{
+			m := Member{
 				ID:       string(srv.ID),
 				RaftAddr: string(srv.Address),
 				Suffrage: srv.Suffrage.String(),
@@ -1138,7 +1214,6 @@ func (n *Node) Shutdown() error {
 		// pipeline drains) and closes the transport.
 		err := n.raft.Shutdown().Error()
 		n.wg.Wait()
-		n.proxy.CloseIdleConnections()
 		if cerr := n.store.Close(); err == nil {
 			err = cerr
 		}

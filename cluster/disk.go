@@ -1,4 +1,4 @@
-package coordinator
+package cluster
 
 import (
 	"errors"
@@ -14,8 +14,6 @@ import (
 
 	"github.com/hashicorp/raft"
 	"golang.org/x/sys/unix"
-
-	"github.com/croftfarm/croft/api/client"
 )
 
 // Disk: what a coordinator writes (raft.db, snapshots) and what happens when
@@ -35,9 +33,9 @@ const nodeDefaultDiskPoll = 5 * time.Second
 // tries again.
 const nodeTermRetry = time.Second
 
-// nodeStore is what Raft needs of raft.db: its log and its stable store
+// Store is what Raft needs of raft.db: its log and its stable store
 // (term, vote).
-type nodeStore interface {
+type Store interface {
 	raft.LogStore
 	raft.StableStore
 }
@@ -120,7 +118,7 @@ func isDiskFull(err error) bool {
 // apply that failed because the leader could not store it says so) and
 // tracks the size of the log (logSizes) for compaction by size.
 type diskStore struct {
-	nodeStore
+	Store
 	id       string
 	health   *diskHealth
 	sizes    *logSizes
@@ -143,7 +141,7 @@ func (s *diskStore) StoreLog(l *raft.Log) error {
 // commands clear a failure: a new leader's no-op and barrier are tiny and
 // written at every election, so they would hide that the commands fail.
 func (s *diskStore) StoreLogs(logs []*raft.Log) error {
-	if err := s.nodeStore.StoreLogs(logs); err != nil {
+	if err := s.Store.StoreLogs(logs); err != nil {
 		what := "store raft log entries"
 		if len(logs) > 0 {
 			what = fmt.Sprintf("store raft log entries %d-%d (%d bytes)", logs[0].Index, logs[len(logs)-1].Index, logBytes(logs))
@@ -165,7 +163,7 @@ func (s *diskStore) StoreLogs(logs []*raft.Log) error {
 // DeleteRange deletes entries: compaction after a snapshot, or a
 // follower's conflicting suffix.
 func (s *diskStore) DeleteRange(lo, hi uint64) error {
-	if err := s.nodeStore.DeleteRange(lo, hi); err != nil {
+	if err := s.Store.DeleteRange(lo, hi); err != nil {
 		err = storageError(s.id, fmt.Sprintf("delete raft log entries %d-%d", lo, hi), err)
 		s.health.failed(storageSnapshot, err)
 		return err
@@ -177,12 +175,12 @@ func (s *diskStore) DeleteRange(lo, hi uint64) error {
 
 // Set saves a stable value (the vote).
 func (s *diskStore) Set(k, v []byte) error {
-	return s.stable(k, func() error { return s.nodeStore.Set(k, v) })
+	return s.stable(k, func() error { return s.Store.Set(k, v) })
 }
 
 // SetUint64 saves a stable number (the term, the vote's term).
 func (s *diskStore) SetUint64(k []byte, v uint64) error {
-	return s.stable(k, func() error { return s.nodeStore.SetUint64(k, v) })
+	return s.stable(k, func() error { return s.Store.SetUint64(k, v) })
 }
 
 // stable runs a stable-store write. Raft panics when it cannot save its
@@ -535,7 +533,7 @@ type diskSpace struct {
 // much before it is compacted again).
 func (n *Node) nodeDiskLoop() {
 	defer n.wg.Done()
-	t := time.NewTicker(n.cfg.diskPoll)
+	t := time.NewTicker(n.cfg.DiskPoll)
 	defer t.Stop()
 	for {
 		select {
@@ -591,7 +589,7 @@ func (n *Node) nodeStorageCause(err error) error {
 }
 
 // diskStatus fills the storage fields of a status.
-func (n *Node) diskStatus(s *client.ClusterStatus) {
+func (n *Node) diskStatus(s *Status) {
 	if f := n.health.current(); f != nil {
 		at := f.at
 		s.StorageError, s.StorageErrorAt, s.DiskFull = f.err.Error(), &at, isDiskFull(f.err)
