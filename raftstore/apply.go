@@ -103,6 +103,10 @@ func (s *State) applyOne(cmd Command) (res any) {
 		return errOrNil(s.createProject(c))
 	case *ProjectDelete:
 		return errOrNil(s.deleteProject(c))
+	case *InterpreterSet:
+		return errOrNil(s.setInterpreter(c))
+	case *InterpreterDelete:
+		return errOrNil(s.deleteInterpreter(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -720,6 +724,11 @@ func (s *State) registerWorker(c *WorkerRegister) error {
 			return err
 		}
 	}
+	if c.Host != nil {
+		if err := s.checkHostRoom(c.Name, c.Host); err != nil {
+			return err
+		}
+	}
 	w := s.ensureWorker(c.Name, c.IP, c.Projects, c.Now)
 	w.Projects = cloneStrings(c.Projects)
 	if c.SetAffinity {
@@ -733,6 +742,9 @@ func (s *State) registerWorker(c *WorkerRegister) error {
 		}
 	}
 	w.LostAt = 0
+	if c.Host != nil {
+		s.setHost(w.Name, c.Host, c.Projects, c.Now)
+	}
 	return nil
 }
 

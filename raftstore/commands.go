@@ -39,6 +39,8 @@ const (
 	MsgEventPrune     MessageType = 23 // forget old attempt records (retention)
 	MsgWorkerExpire   MessageType = 24 // forget workers lost long ago
 	MsgJobExpire      MessageType = 25 // delete root jobs finished long ago
+	MsgInterpreterSet MessageType = 26 // configure a named interpreter
+	MsgInterpreterDel MessageType = 27 // remove a configured interpreter
 )
 
 // Command is one state change. The leader fills in every id-free, time-like
@@ -178,6 +180,26 @@ type WorkerRegister struct {
 	// Projects restricts the worker to these projects (nil: the whole
 	// farm); it is set on every registration, from the agent's token.
 	Projects []string
+	// Host, when set (an agent's registration), makes the worker a slot
+	// of this host and records what the agent advertised of it. nil (a
+	// heartbeat's re-registration, an entry older than hosts) leaves the
+	// worker's host as it is. The host takes the worker's Projects.
+	Host *HostInfo
+}
+
+// HostInfo is what an agent advertises of its host when a slot registers.
+type HostInfo struct {
+	// Name is the host's (the agent's) name: its first slot's worker
+	// name, without a slot suffix.
+	Name string
+	// Slots is how many slots the agent runs (0: not said).
+	Slots int
+	// CPUs is the count of logical CPUs (0: not said).
+	CPUs int
+	// TotalMemory is in MiB (0: not measured).
+	TotalMemory int64
+	// Interpreters replace the host's advertised interpreters.
+	Interpreters []HostInterpreter
 }
 
 // WorkerPatch holds the worker attributes to change; nil means unchanged.
@@ -305,6 +327,24 @@ type JobExpire struct {
 	IDs    []int64
 }
 
+// InterpreterSet configures a named interpreter, or replaces its
+// template. The result is nil.
+type InterpreterSet struct {
+	Now      int64
+	Name     string
+	Template string
+	// Uses names the detected interpreter whose path {interpreter}
+	// stands for, and which hosts must offer; "" means Name.
+	Uses string
+}
+
+// InterpreterDelete removes a configured interpreter (hosts that detect
+// one of that name still offer it, with the default template).
+type InterpreterDelete struct {
+	Now  int64
+	Name string
+}
+
 // Batch carries several encoded commands in one Raft entry. Its result is a
 // []any with one result (or error) per command, in order.
 type Batch struct {
@@ -332,6 +372,9 @@ func (Batch) Type() MessageType          { return MsgBatch }
 func (EventPrune) Type() MessageType     { return MsgEventPrune }
 func (WorkerExpire) Type() MessageType   { return MsgWorkerExpire }
 func (JobExpire) Type() MessageType      { return MsgJobExpire }
+
+func (InterpreterSet) Type() MessageType    { return MsgInterpreterSet }
+func (InterpreterDelete) Type() MessageType { return MsgInterpreterDel }
 
 // msgpackHandle is shared by entries and snapshots. Canonical map ordering
 // keeps encodings of equal values byte-identical across nodes.
@@ -415,6 +458,10 @@ func Decode(buf []byte) (Command, error) {
 		cmd = &WorkerExpire{}
 	case MsgJobExpire:
 		cmd = &JobExpire{}
+	case MsgInterpreterSet:
+		cmd = &InterpreterSet{}
+	case MsgInterpreterDel:
+		cmd = &InterpreterDelete{}
 	default:
 		return nil, fmt.Errorf("%w: unknown message type %d", ErrBadEntry, buf[0])
 	}

@@ -115,6 +115,10 @@ type snapshotData struct {
 	// they read as just the default project and no token.
 	Projects []*Project
 	Tokens   []*Token
+	// Added in place too: an older snapshot restores with no host and
+	// no configured interpreter.
+	Hosts        []*Host
+	Interpreters []*Interpreter
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -169,6 +173,13 @@ func (s *State) snapshotLocked() snapshotData {
 	}
 	for _, id := range sortedKeys(keysOf(s.tokenByID)) {
 		d.Tokens = append(d.Tokens, s.tokenByID[id])
+	}
+	s.hostOrder.Ascend(func(n string) bool {
+		d.Hosts = append(d.Hosts, s.hosts[n])
+		return true
+	})
+	for _, n := range sortedKeys(keysOf(s.interpreters)) {
+		d.Interpreters = append(d.Interpreters, s.interpreters[n])
 	}
 	return d
 }
@@ -234,6 +245,16 @@ func ReadState(r io.Reader) (*State, error) {
 	}
 	for _, n := range d.Nodes {
 		s.nodes[n.ID] = n
+	}
+	for _, h := range d.Hosts {
+		s.hosts[h.Name] = h
+		s.hostOrder.ReplaceOrInsert(h.Name)
+		for _, w := range h.Slots {
+			s.slotHost[w] = h.Name
+		}
+	}
+	for _, in := range d.Interpreters {
+		s.interpreters[in.Name] = in
 	}
 	s.readyGrew = false
 	return s, nil

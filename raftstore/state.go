@@ -40,10 +40,16 @@ type State struct {
 	lastAttempt int64
 	applied     uint64
 
+	// hosts are the agents' hosts; slotHost (derived) names each slot's.
+	hosts        map[string]*Host
+	interpreters map[string]*Interpreter // configured, by name
+
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
 	eventOrder  *btree.BTreeG[int64]  // event ids
 	workerOrder *btree.BTreeG[string] // worker names
+	hostOrder   *btree.BTreeG[string] // host names
+	slotHost    map[string]string     // worker name -> its host's name
 	jobEvents   map[int64][]int64     // a job's events, to delete them with it
 	dependents  map[int64]map[int64]struct{}
 	ready       *readyIndex
@@ -72,6 +78,11 @@ func NewState() *State {
 		dependents:  make(map[int64]map[int64]struct{}),
 		ready:       newReadyIndex(),
 		notify:      make(chan struct{}),
+
+		hosts:        make(map[string]*Host),
+		interpreters: make(map[string]*Interpreter),
+		hostOrder:    btree.NewOrderedG[string](32),
+		slotHost:     make(map[string]string),
 	}
 }
 
@@ -132,10 +143,11 @@ func (s *State) addWorker(w *Worker) {
 	s.workerOrder.ReplaceOrInsert(w.Name)
 }
 
-// dropWorker forgets a worker.
+// dropWorker forgets a worker, and its host if it was the last slot.
 func (s *State) dropWorker(name string) {
 	delete(s.workers, name)
 	s.workerOrder.Delete(name)
+	s.unlinkSlot(name)
 }
 
 // node returns job id, or the root for id 0.
