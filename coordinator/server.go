@@ -22,6 +22,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/api/native"
 	"github.com/croftfarm/croft/coordinator/dispatch"
 	"github.com/croftfarm/croft/coordinator/liveness"
 	"github.com/croftfarm/croft/raftstore"
@@ -149,6 +150,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	coalition.New(st, s.pings, cfg.Limits).Register(fwd)
 	agentapi.New(st, s.pings, s.offers, cfg.Limits.MaxJobOutput).Register(fwd)
 	admin.New(st).Register(fwd)
+	native.NewHosts(st, s.pings).Register(fwd)
+	native.NewInterpreters(st).Register(fwd)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
 	}
