@@ -191,6 +191,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		admin.New(s.svc),
 		native.NewLog(node.FSM()),
 		native.New(node.FSM()),
+		native.NewHosts(node.FSM(), s.pings),
+		native.NewInterpreters(node.FSM(), s.svc),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))

@@ -159,6 +159,10 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *SetRelease:
 		s.release = max(s.release, c.Release)
 		return nil
+	case *InterpreterSet:
+		return errOrNil(s.setInterpreter(c))
+	case *InterpreterDelete:
+		return errOrNil(s.deleteInterpreter(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -776,6 +780,11 @@ func (s *State) registerWorker(c *WorkerRegister) error {
 			return err
 		}
 	}
+	if c.Host != nil {
+		if err := s.checkHostRoom(c.Name, c.Host); err != nil {
+			return err
+		}
+	}
 	w := s.ensureWorker(c.Name, c.IP, c.Projects, c.Now)
 	w.Projects = cloneStrings(c.Projects)
 	if c.SetAffinity {
@@ -789,6 +798,9 @@ func (s *State) registerWorker(c *WorkerRegister) error {
 		}
 	}
 	w.LostAt = 0
+	if c.Host != nil {
+		s.setHost(w.Name, c.Host, c.Projects, c.Now)
+	}
 	return nil
 }
 

@@ -40,6 +40,8 @@ const (
 	MsgWorkerExpire   MessageType = 24 // forget workers lost long ago
 	MsgJobExpire      MessageType = 25 // delete root jobs finished long ago
 	MsgSetRelease     MessageType = 26 // switch apply to a newer release's rules
+	MsgInterpreterSet MessageType = 27 // configure a named interpreter
+	MsgInterpreterDel MessageType = 28 // remove a configured interpreter
 )
 
 // IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
@@ -202,6 +204,26 @@ type WorkerRegister struct {
 	// Projects restricts the worker to these projects (nil: the whole
 	// farm); it is set on every registration, from the agent's token.
 	Projects []string
+	// Host, when set (an agent's registration), makes the worker a slot
+	// of this host and records what the agent advertised of it. nil (a
+	// heartbeat's re-registration, an entry older than hosts) leaves the
+	// worker's host as it is. The host takes the worker's Projects.
+	Host *HostInfo
+}
+
+// HostInfo is what an agent advertises of its host when a slot registers.
+type HostInfo struct {
+	// Name is the host's (the agent's) name: its first slot's worker
+	// name, without a slot suffix.
+	Name string
+	// Slots is how many slots the agent runs (0: not said).
+	Slots int
+	// CPUs is the count of logical CPUs (0: not said).
+	CPUs int
+	// TotalMemory is in MiB (0: not measured).
+	TotalMemory int64
+	// Interpreters replace the host's advertised interpreters.
+	Interpreters []HostInterpreter
 }
 
 // WorkerPatch holds the worker attributes to change; nil means unchanged.
@@ -348,6 +370,24 @@ type SetRelease struct {
 	Release int
 }
 
+// InterpreterSet configures a named interpreter, or replaces its
+// template. The result is nil.
+type InterpreterSet struct {
+	Now      int64
+	Name     string
+	Template string
+	// Uses names the detected interpreter whose path {interpreter}
+	// stands for, and which hosts must offer; "" means Name.
+	Uses string
+}
+
+// InterpreterDelete removes a configured interpreter (hosts that detect
+// one of that name still offer it, with the default template).
+type InterpreterDelete struct {
+	Now  int64
+	Name string
+}
+
 // Batch carries several encoded commands in one Raft entry. Its result is a
 // []any with one result (or error) per command, in order.
 type Batch struct {
@@ -376,6 +416,9 @@ func (EventPrune) Type() MessageType     { return MsgEventPrune }
 func (WorkerExpire) Type() MessageType   { return MsgWorkerExpire }
 func (JobExpire) Type() MessageType      { return MsgJobExpire }
 func (SetRelease) Type() MessageType     { return MsgSetRelease }
+
+func (InterpreterSet) Type() MessageType    { return MsgInterpreterSet }
+func (InterpreterDelete) Type() MessageType { return MsgInterpreterDel }
 
 // msgpackHandle is shared by entries and snapshots. Canonical map ordering
 // keeps encodings of equal values byte-identical across nodes.
@@ -458,6 +501,10 @@ func newCommand(t MessageType) Command {
 		return &JobExpire{}
 	case MsgSetRelease:
 		return &SetRelease{}
+	case MsgInterpreterSet:
+		return &InterpreterSet{}
+	case MsgInterpreterDel:
+		return &InterpreterDelete{}
 	}
 	return nil
 }

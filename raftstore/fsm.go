@@ -297,6 +297,10 @@ type snapshotData struct {
 	// Release is the release whose apply rules are in force (0 in older
 	// snapshots).
 	Release int
+	// Added in place too: an older snapshot restores with no host and
+	// no configured interpreter.
+	Hosts        []*Host
+	Interpreters []*Interpreter
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -368,6 +372,13 @@ func (s *State) snapshotLocked() snapshotData {
 	}
 	for _, id := range sortedKeys(keysOf(s.tokenByID)) {
 		d.Tokens = append(d.Tokens, s.tokenByID[id])
+	}
+	s.hostOrder.Ascend(func(n string) bool {
+		d.Hosts = append(d.Hosts, s.hosts[n])
+		return true
+	})
+	for _, n := range sortedKeys(keysOf(s.interpreters)) {
+		d.Interpreters = append(d.Interpreters, s.interpreters[n])
 	}
 	return d
 }
@@ -445,6 +456,16 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	}
 	for _, n := range d.Nodes {
 		s.nodes[n.ID] = n
+	}
+	for _, h := range d.Hosts {
+		s.hosts[h.Name] = h
+		s.hostOrder.ReplaceOrInsert(h.Name)
+		for _, w := range h.Slots {
+			s.slotHost[w] = h.Name
+		}
+	}
+	for _, in := range d.Interpreters {
+		s.interpreters[in.Name] = in
 	}
 	s.readyGrew, s.logChanged = false, false
 	return s, nil

@@ -331,14 +331,14 @@ func (p *fuzzProgram) command(op byte) Command {
 	return nil
 }
 
-// accessOrRetention reads one of the commands of projects, tokens and
-// retention (or a coordinator's metadata): their rules must hold whatever
-// the state, like the others'.
+// accessOrRetention reads one of the commands of projects, tokens,
+// retention, hosts and interpreters (or a coordinator's metadata): their
+// rules must hold whatever the state, like the others'.
 func (p *fuzzProgram) accessOrRetention() Command {
 	projects := []string{DefaultProject, "a", "b", "bad name", ""}
 	project := projects[int(p.byte())%len(projects)]
 	now := p.now()
-	switch p.byte() % 9 {
+	switch p.byte() % 12 {
 	case 0:
 		return &ProjectCreate{Now: now, Name: project}
 	case 1:
@@ -357,8 +357,36 @@ func (p *fuzzProgram) accessOrRetention() Command {
 		return &JobExpire{Now: now, Before: now - int64(p.byte())*1e9, IDs: p.ids(3)}
 	case 7:
 		return &WorkerRegister{Now: now, Name: fuzzWorkers[int(p.byte())%len(fuzzWorkers)], Projects: []string{project}}
+	case 8:
+		c := &WorkerRegister{Now: now, Name: fuzzWorkers[int(p.byte())%len(fuzzWorkers)], Host: p.hostInfo()}
+		if p.bool() {
+			c.Projects = []string{project}
+		}
+		return c
+	case 9:
+		names := []string{"sh", "py", "bad name", ""}
+		templates := []string{"{interpreter} {file}", "{interpreter} -c {code}", "{bogus}", "", "run {file"}
+		return &InterpreterSet{Now: now, Name: names[int(p.byte())%len(names)], Uses: names[int(p.byte())%len(names)],
+			Template: templates[int(p.byte())%len(templates)]}
+	case 10:
+		return &InterpreterDelete{Now: now, Name: []string{"sh", "py", ""}[p.byte()%3]}
 	}
 	return &NodeMeta{ID: "n1", RaftAddr: "r", HTTPAddr: "h"}
+}
+
+// fuzzHosts are the host names the fuzzer registers slots under.
+var fuzzHosts = []string{"h0", "h1", "w0", "", "bad\nname"}
+
+// hostInfo reads what an agent advertises of its host: now and then
+// out of bounds.
+func (p *fuzzProgram) hostInfo() *HostInfo {
+	hi := &HostInfo{Name: fuzzHosts[int(p.byte())%len(fuzzHosts)], Slots: int(int8(p.byte())), CPUs: int(p.byte()), TotalMemory: int64(int8(p.byte()))}
+	for range p.byte() % 4 {
+		hi.Interpreters = append(hi.Interpreters, []HostInterpreter{
+			{Name: "sh", Path: "/bin/sh"}, {Name: "py", Path: "/usr/bin/python3"}, {Name: "x y", Path: "/x"}, {Name: "rel", Path: "bin/rel"},
+		}[p.byte()%4])
+	}
+	return hi
 }
 
 // spec reads the i-th job of a create.
@@ -545,6 +573,21 @@ func checkEffect(s *State, cmd Command, res any) error {
 		return nil
 	}
 	switch c := cmd.(type) {
+	case *WorkerRegister:
+		if c.Host == nil {
+			break
+		}
+		if h, ok := s.HostOf(c.Name); !ok || h != c.Host.Name {
+			return fmt.Errorf("worker %s is a slot of %q, the registration said %q", c.Name, h, c.Host.Name)
+		}
+	case *InterpreterSet:
+		if in, ok := s.ConfiguredInterpreter(c.Name); !ok || in.Template != c.Template {
+			return fmt.Errorf("interpreter %s is %+v, the command said %q", c.Name, in, c.Template)
+		}
+	case *InterpreterDelete:
+		if _, ok := s.ConfiguredInterpreter(c.Name); ok {
+			return fmt.Errorf("interpreter %s is still configured", c.Name)
+		}
 	case *JobCreate:
 		ids := res.([]int64)
 		for i, spec := range c.Jobs {

@@ -144,6 +144,37 @@ func checkInvariants(s *State) error {
 			return fmt.Errorf("run %d is WORKING but not its job's current attempt", id)
 		}
 	}
+	return checkHosts(s)
+}
+
+// checkHosts checks the hosts: each has a slot, each slot is a worker that
+// names the host in the derived index, and the index has no other entry.
+// The caller holds the read lock.
+func checkHosts(s *State) error {
+	if s.hostOrder.Len() != len(s.hosts) {
+		return fmt.Errorf("%d hosts in order, %d in the map", s.hostOrder.Len(), len(s.hosts))
+	}
+	slots := 0
+	for name, h := range s.hosts {
+		if len(h.Slots) == 0 || len(h.Slots) > MaxHostSlots {
+			return fmt.Errorf("host %s has %d slots", name, len(h.Slots))
+		}
+		if !slices.IsSorted(h.Slots) {
+			return fmt.Errorf("host %s: slots %v not sorted", name, h.Slots)
+		}
+		for _, w := range h.Slots {
+			if s.workers[w] == nil {
+				return fmt.Errorf("host %s: slot %s is no worker", name, w)
+			}
+			if s.slotHost[w] != name {
+				return fmt.Errorf("host %s: slot %s is indexed under %q", name, w, s.slotHost[w])
+			}
+		}
+		slots += len(h.Slots)
+	}
+	if slots != len(s.slotHost) {
+		return fmt.Errorf("%d slots in hosts, %d in the index", slots, len(s.slotHost))
+	}
 	return nil
 }
 
@@ -295,6 +326,10 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			return &WorkerEdit{Now: now, Edits: []WorkerEditItem{{Name: worker(), Patch: WorkerPatch{Affinity: &a, Active: &active}}}}
 		case 3:
 			return &WorkerDelete{Now: now, Names: []string{worker()}}
+		case 4:
+			host := []string{"h0", "h1"}[r.Intn(2)]
+			return &WorkerRegister{Now: now, Name: worker(), Host: &HostInfo{Name: host, Slots: 3, CPUs: 4,
+				Interpreters: []HostInterpreter{{Name: "sh", Path: "/bin/sh"}}}}
 		}
 		return &WorkerRegister{Now: now, Name: worker(), SetAffinity: true, Affinity: affs[r.Intn(len(affs))] + "\nlinux"}
 	case k == 17:

@@ -30,6 +30,21 @@ const (
 	MaxWorkers = 100_000
 )
 
+// Limits of hosts and interpreters. A host exists only while it has a
+// slot, so MaxWorkers bounds the hosts too.
+const (
+	// MaxHostSlots bounds the slots of one host.
+	MaxHostSlots = 1024
+	// MaxHostCPUs bounds the CPU count a host advertises.
+	MaxHostCPUs = 4096
+	// MaxHostInterpreters bounds the interpreters one host advertises
+	// (names and paths: farm.MaxInterpreterName, farm.MaxInterpreterPath).
+	MaxHostInterpreters = 64
+	// MaxInterpreters bounds the interpreters configured on the
+	// coordinator (templates: farm.MaxTemplateBytes).
+	MaxInterpreters = 256
+)
+
 // checkText checks one string field: its length, and no NUL byte (commands
 // and environments reach execve, which cannot carry one; a NUL would fail
 // every retry of the job).

@@ -45,11 +45,17 @@ type State struct {
 	// from a snapshot of release 0.
 	release int
 
+	// hosts are the agents' hosts; slotHost (derived) names each slot's.
+	hosts        map[string]*Host
+	interpreters map[string]*Interpreter // configured, by name
+
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
 	runOrder    *btree.BTreeG[int64]  // run ids
 	workerOrder *btree.BTreeG[string] // worker names
 	jobRuns     map[int64][]int64     // a job's runs in try order, to read and delete them
+	hostOrder   *btree.BTreeG[string] // host names
+	slotHost    map[string]string     // worker name -> its host's name
 	dependents  map[int64]map[int64]struct{}
 	ready       *readyIndex
 	notify      chan struct{} // closed when runnable work may have appeared
@@ -88,6 +94,11 @@ func NewState(lines *joblog.Store) *State {
 		dependents:  make(map[int64]map[int64]struct{}),
 		ready:       newReadyIndex(),
 		notify:      make(chan struct{}),
+
+		hosts:        make(map[string]*Host),
+		interpreters: make(map[string]*Interpreter),
+		hostOrder:    btree.NewOrderedG[string](32),
+		slotHost:     make(map[string]string),
 	}
 }
 
@@ -151,10 +162,11 @@ func (s *State) addWorker(w *Worker) {
 	s.workerOrder.ReplaceOrInsert(w.Name)
 }
 
-// dropWorker forgets a worker.
+// dropWorker forgets a worker, and its host if it was the last slot.
 func (s *State) dropWorker(name string) {
 	delete(s.workers, name)
 	s.workerOrder.Delete(name)
+	s.unlinkSlot(name)
 }
 
 // node returns job id, or the root for id 0.

@@ -20,13 +20,16 @@ type Registration struct {
 	Projects []string
 	// Ping is what the worker measured; its Time is stamped here.
 	Ping liveness.Ping
+	// Host is the agent's host (its slots, CPUs, memory, interpreters);
+	// nil leaves the worker's link to its host as it is.
+	Host *raftstore.HostInfo
 }
 
 // RegisterWorker creates the worker if it is unknown and updates its
 // address, projects and (SetAffinity) affinity, then records its ping.
 func (s *Service) RegisterWorker(ctx context.Context, r Registration) error {
 	now := s.stamp()
-	cmd := &raftstore.WorkerRegister{Now: now, Name: r.Name, IP: r.IP, SetAffinity: r.SetAffinity, Affinity: r.Affinity, Projects: r.Projects}
+	cmd := &raftstore.WorkerRegister{Now: now, Name: r.Name, IP: r.IP, SetAffinity: r.SetAffinity, Affinity: r.Affinity, Projects: r.Projects, Host: r.Host}
 	if _, err := s.apply(ctx, cmd); err != nil {
 		return err
 	}
@@ -113,5 +116,19 @@ func (s *Service) ActOnWorkers(ctx context.Context, action string, names []strin
 		return nil
 	}
 	_, err := s.apply(ctx, &raftstore.WorkerAction{Now: s.stamp(), Action: action, Names: names})
+	return err
+}
+
+// SetInterpreter configures interpreter name (or replaces its template):
+// how code runs with it, through template, on the hosts that offer uses
+// ("" means name).
+func (s *Service) SetInterpreter(ctx context.Context, name, template, uses string) error {
+	_, err := s.apply(ctx, &raftstore.InterpreterSet{Now: s.stamp(), Name: name, Template: template, Uses: uses})
+	return err
+}
+
+// DeleteInterpreter removes configured interpreter name.
+func (s *Service) DeleteInterpreter(ctx context.Context, name string) error {
+	_, err := s.apply(ctx, &raftstore.InterpreterDelete{Now: s.stamp(), Name: name})
 	return err
 }

@@ -143,17 +143,50 @@ func (h *Handler) register(c *gin.Context) {
 	if err == nil && req.SetAffinity {
 		err = raftstore.CheckAffinity("affinity", req.Affinity)
 	}
+	host := hostInfo(&req)
+	if err == nil {
+		err = raftstore.CheckHostInfo(host)
+	}
 	if err != nil {
 		apierr.Abort(c, err)
 		return
 	}
 	reg := service.Registration{Name: req.Name, IP: auth.ClientIPOf(c), SetAffinity: req.SetAffinity, Affinity: req.Affinity,
-		Projects: auth.From(c).WorkerProjects(), Ping: ping(req.Resources)}
+		Projects: auth.From(c).WorkerProjects(), Ping: ping(req.Resources), Host: host}
 	if err := h.farm.RegisterWorker(c, reg); err != nil {
 		apierr.Abort(c, err)
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"ok": true})
+}
+
+// hostInfo is what a slot's registration says of its host. The host is
+// named by the agent: its first slot's worker name, the others' without
+// their "/N" suffix (agent.SlotName), N in 2..Slots.
+func hostInfo(req *client.RegisterRequest) *raftstore.HostInfo {
+	hi := &raftstore.HostInfo{Name: HostName(req.Name, req.Slots), Slots: req.Slots, CPUs: req.CPUs, TotalMemory: req.Resources.TotalMemory}
+	if len(req.Interpreters) > 0 {
+		hi.Interpreters = make([]raftstore.HostInterpreter, len(req.Interpreters))
+		for i, in := range req.Interpreters {
+			hi.Interpreters[i] = raftstore.HostInterpreter{Name: in.Name, Path: in.Path}
+		}
+	}
+	return hi
+}
+
+// HostName is the host of the agent slot named worker, for an agent that
+// runs slots slots: worker without a "/N" suffix when N is a slot number
+// (2..slots, no leading zero), else worker itself.
+func HostName(worker string, slots int) string {
+	i := strings.LastIndexByte(worker, '/')
+	if i <= 0 || slots < 2 {
+		return worker
+	}
+	n, err := strconv.Atoi(worker[i+1:])
+	if err != nil || n < 2 || n > slots || strconv.Itoa(n) != worker[i+1:] {
+		return worker
+	}
+	return worker[:i]
 }
 
 // heartbeat records the agent's measurements in memory and tells it which

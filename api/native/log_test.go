@@ -19,9 +19,9 @@ import (
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// farm is an FSM applied to directly, served by the log route with
+// logFarm is an FSM applied to directly, served by the log route with
 // access control on.
-type farm struct {
+type logFarm struct {
 	t     *testing.T
 	mu    sync.Mutex
 	fsm   *raftstore.FSM
@@ -29,9 +29,9 @@ type farm struct {
 	srv   *httptest.Server
 }
 
-func (f *farm) State() *raftstore.State { return f.fsm.State() }
+func (f *logFarm) State() *raftstore.State { return f.fsm.State() }
 
-func (f *farm) apply(cmd raftstore.Command) any {
+func (f *logFarm) apply(cmd raftstore.Command) any {
 	f.t.Helper()
 	buf, err := raftstore.Encode(cmd)
 	if err != nil {
@@ -47,13 +47,13 @@ func (f *farm) apply(cmd raftstore.Command) any {
 	return res
 }
 
-func newFarm(t *testing.T) *farm {
+func newLogFarm(t *testing.T) *logFarm {
 	fsm, err := raftstore.NewFSM(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fsm.Close() })
-	f := &farm{t: t, fsm: fsm}
+	f := &logFarm{t: t, fsm: fsm}
 	for _, p := range []string{"a", "b"} {
 		f.apply(&raftstore.ProjectCreate{Name: p})
 	}
@@ -73,12 +73,12 @@ func newFarm(t *testing.T) *farm {
 }
 
 // running creates a job in project p and starts an attempt on it.
-func (f *farm) running(p string) *raftstore.Assignment {
+func (f *logFarm) running(p string) *raftstore.Assignment {
 	f.apply(&raftstore.JobCreate{Now: 1, Jobs: []raftstore.JobSpec{{Title: "t", Command: "c", Retry: 1, Project: p}}})
 	return f.apply(&raftstore.Pick{Now: 2, Worker: "w-" + p}).(*raftstore.Assignment)
 }
 
-func (f *farm) get(path string) (int, string, http.Header) {
+func (f *logFarm) get(path string) (int, string, http.Header) {
 	f.t.Helper()
 	req, _ := http.NewRequest(http.MethodGet, f.srv.URL+path, nil)
 	req.Header.Set("Authorization", "Bearer secret-read-a")
@@ -91,7 +91,7 @@ func (f *farm) get(path string) (int, string, http.Header) {
 	return resp.StatusCode, string(b), resp.Header
 }
 
-func (f *farm) read(path string) LogReply {
+func (f *logFarm) read(path string) LogReply {
 	f.t.Helper()
 	code, body, _ := f.get(path)
 	if code != http.StatusOK {
@@ -113,7 +113,7 @@ func texts(r LogReply) string {
 }
 
 func TestLogRangesOffsetsAndStreams(t *testing.T) {
-	f := newFarm(t)
+	f := newLogFarm(t)
 	a := f.running("a")
 	f.apply(&raftstore.Report{Now: 3, Worker: "w-a", JobID: a.JobID, AttemptID: a.AttemptID,
 		Log: []byte("one\ntwo\nthr"), Stderr: []byte("err\n")})
@@ -144,7 +144,7 @@ func TestLogRangesOffsetsAndStreams(t *testing.T) {
 }
 
 func TestLogOpenLineWaitsWhileRunning(t *testing.T) {
-	f := newFarm(t)
+	f := newLogFarm(t)
 	a := f.running("a")
 	f.apply(&raftstore.Report{Now: 3, Worker: "w-a", JobID: a.JobID, AttemptID: a.AttemptID, Log: []byte("done\nhalf")})
 	r := f.read(fmt.Sprintf("/croft/v1/jobs/%d/log", a.JobID))
@@ -154,7 +154,7 @@ func TestLogOpenLineWaitsWhileRunning(t *testing.T) {
 }
 
 func TestLogFollowReturnsWhenALineArrives(t *testing.T) {
-	f := newFarm(t)
+	f := newLogFarm(t)
 	a := f.running("a")
 	path := fmt.Sprintf("/croft/v1/jobs/%d/log?follow=true&wait=60s", a.JobID)
 	got := make(chan LogReply)
@@ -186,7 +186,7 @@ func TestLogFollowReturnsWhenALineArrives(t *testing.T) {
 }
 
 func TestLogBadRequestsAndAccess(t *testing.T) {
-	f := newFarm(t)
+	f := newLogFarm(t)
 	a := f.running("a")
 	b := f.running("b")
 	for _, q := range []string{"from_line=0", "from_line=x", "limit=0", "limit=10001", "offset=-1",

@@ -18,15 +18,15 @@ import (
 	"github.com/croftfarm/croft/raftstore"
 )
 
-// fsmStore applies commands straight to an FSM: the routes are tested
+// runsStore applies commands straight to an FSM: the routes are tested
 // without Raft (the coordinator tests cover the replicated path).
-type fsmStore struct {
+type runsStore struct {
 	mu    sync.Mutex
 	fsm   *raftstore.FSM
 	index uint64
 }
 
-func (s *fsmStore) apply(t *testing.T, cmd raftstore.Command) any {
+func (s *runsStore) apply(t *testing.T, cmd raftstore.Command) any {
 	t.Helper()
 	buf, err := raftstore.Encode(cmd)
 	if err != nil {
@@ -42,14 +42,14 @@ func (s *fsmStore) apply(t *testing.T, cmd raftstore.Command) any {
 	return res
 }
 
-func (s *fsmStore) State() *raftstore.State { return s.fsm.State() }
+func (s *runsStore) State() *raftstore.State { return s.fsm.State() }
 
 // runsFarm serves the native routes with access control, projects a and b and
 // a token per role; now is the leader's clock the commands are stamped with.
 type runsFarm struct {
 	t     *testing.T
 	srv   *httptest.Server
-	store *fsmStore
+	store *runsStore
 	now   time.Time
 }
 
@@ -61,7 +61,7 @@ func newRunsFarm(t *testing.T) *runsFarm {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fsm.Close() })
-	st := &fsmStore{fsm: fsm}
+	st := &runsStore{fsm: fsm}
 	f := &runsFarm{t: t, store: st, now: time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)}
 	st.apply(t, &raftstore.SetRelease{Release: raftstore.Release}) // as a leader does first
 	for _, p := range []string{"a", "b"} {
