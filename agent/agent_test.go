@@ -24,7 +24,8 @@ import (
 )
 
 // fake is an in-memory coordinator serving the agent protocol. It stores
-// logs by offset as the real one does, so duplicated reports are harmless.
+// each stream's log by its own offset as the real one does, so duplicated
+// reports are harmless.
 type fake struct {
 	t *testing.T
 
@@ -34,7 +35,8 @@ type fake struct {
 	heartbeats []client.HeartbeatRequest
 	queue      []client.Assignment
 	workers    map[string]bool
-	logs       map[int64][]byte
+	logs       map[int64][]byte // stdout
+	errs       map[int64][]byte // stderr
 	progress   map[int64]float64
 	results    map[int64]client.ReportRequest // first Done report
 	dones      map[int64]int                  // Done reports received
@@ -48,7 +50,7 @@ type fake struct {
 	refuse400 int64          // answer 400 to the first log chunk at this offset (if > 0)
 	refused   []byte         // the chunk refused so
 	down      bool           // answer 503 to everything: the agent is cut off
-	logCap    int            // when not 0, a log takes this many bytes, then says it is full
+	logCap    int            // when not 0, a log takes this many bytes (both streams), then says it is full
 	// refuseDone: answer 503 to Done reports without applying them
 	// (counted in refusedDones).
 	refuseDone   bool
@@ -61,9 +63,10 @@ type fake struct {
 	sent      []sentReport     // every log chunk received
 }
 
-// sentReport is a log chunk as the fake received it.
+// sentReport is a log chunk of one stream as the fake received it.
 type sentReport struct {
 	worker       string
+	stream       int // streamOut or streamErr
 	offset, size int64
 }
 
@@ -73,6 +76,7 @@ func newFake(t *testing.T) (*fake, *httptest.Server) {
 		changed:  make(chan struct{}),
 		workers:  map[string]bool{},
 		logs:     map[int64][]byte{},
+		errs:     map[int64][]byte{},
 		progress: map[int64]float64{},
 		results:  map[int64]client.ReportRequest{},
 		dones:    map[int64]int{},
@@ -155,20 +159,16 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		return http.StatusConflict, client.ReportResponse{Kill: true, Error: "stale attempt"}
 	}
 	if _, done := f.results[req.AttemptID]; !done {
-		log := f.logs[req.AttemptID]
-		if req.LogOffset > int64(len(log)) {
+		// As the coordinator does: both streams are checked before
+		// either is stored.
+		if len(req.Log) > 0 && req.LogOffset > int64(len(f.logs[req.AttemptID])) {
 			return http.StatusBadRequest, client.ErrorBody{Error: "log offset past the bytes received"}
 		}
-		if len(req.Log) > 0 {
-			f.sent = append(f.sent, sentReport{req.Name, req.LogOffset, int64(len(req.Log))})
-			// Bytes sent again must be the bytes already stored.
-			if old := log[req.LogOffset:min(int64(len(log)), req.LogOffset+int64(len(req.Log)))]; !bytes.Equal(old, req.Log[:len(old)]) {
-				f.t.Errorf("attempt %d: chunk at %d differs from the bytes stored", req.AttemptID, req.LogOffset)
-			}
+		if len(req.Stderr) > 0 && req.StderrOffset > int64(len(f.errs[req.AttemptID])) {
+			return http.StatusBadRequest, client.ErrorBody{Error: "stderr offset past the bytes received"}
 		}
-		if end := req.LogOffset + int64(len(req.Log)); end > int64(len(log)) {
-			f.logs[req.AttemptID] = append(log, req.Log[int64(len(log))-req.LogOffset:]...)
-		}
+		f.store(req, streamOut, f.logs, req.LogOffset, req.Log)
+		f.store(req, streamErr, f.errs, req.StderrOffset, req.Stderr)
 		if req.Progress != nil {
 			f.progress[req.AttemptID] = *req.Progress
 		}
@@ -180,9 +180,11 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		}
 	}
 	resp := client.ReportResponse{Accepted: true}
-	if log := f.logs[req.AttemptID]; f.logCap > 0 && len(log) >= f.logCap {
-		// As the coordinator does: the log keeps what fits.
-		f.logs[req.AttemptID], resp.LogFull = log[:f.logCap], true
+	if log, errs := f.logs[req.AttemptID], f.errs[req.AttemptID]; f.logCap > 0 && len(log)+len(errs) >= f.logCap {
+		// As the coordinator does: the log keeps what fits, both
+		// streams together.
+		log = log[:min(len(log), f.logCap)]
+		f.logs[req.AttemptID], f.errs[req.AttemptID], resp.LogFull = log, errs[:min(len(errs), f.logCap-len(log))], true
 	}
 	if req.Next && req.Done && len(f.queue) > 0 {
 		// As the coordinator does: the next job, handed to this worker.
@@ -201,6 +203,23 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		return http.StatusServiceUnavailable, client.ErrorBody{Error: "leader lost before replying"}
 	}
 	return http.StatusOK, resp
+}
+
+// store adds a report's bytes of one stream (data at offset off) to that
+// stream's logs, skipping what it has already.
+func (f *fake) store(req client.ReportRequest, stream int, logs map[int64][]byte, off int64, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	f.sent = append(f.sent, sentReport{req.Name, stream, off, int64(len(data))})
+	log := logs[req.AttemptID]
+	// Bytes sent again must be the bytes already stored.
+	if old := log[off:min(int64(len(log)), off+int64(len(data)))]; !bytes.Equal(old, data[:len(old)]) {
+		f.t.Errorf("attempt %d: stream %d: chunk at %d differs from the bytes stored", req.AttemptID, stream, off)
+	}
+	if end := off + int64(len(data)); end > int64(len(log)) {
+		logs[req.AttemptID] = append(log, data[int64(len(log))-off:]...)
+	}
 }
 
 // pull hands out the next queued assignment, waiting for one as long as
