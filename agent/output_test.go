@@ -152,7 +152,7 @@ func TestSpoolSharesAChunkBetweenStreams(t *testing.T) {
 		{[numStreams]int64{0, 0}, "0123", "ABCD"},
 		{[numStreams]int64{4, 4}, "4567", "EFGH"},
 		{[numStreams]int64{8, 8}, "89abcd", "IJ"}, // stderr has less: stdout takes the room
-		{[numStreams]int64{14, 10}, "ef", ""},      // a short chunk at once: the one before was full
+		{[numStreams]int64{14, 10}, "ef", ""},     // a short chunk at once: the one before was full
 	} {
 		ch, err := sp.next(ctx)
 		if err != nil || ch.offset != want.off || string(ch.data[streamOut]) != want.out || string(ch.data[streamErr]) != want.err {
