@@ -49,13 +49,13 @@ type fake struct {
 	refuse503 int            // answer 503 to this many reports without applying
 	refuse400 int64          // answer 400 to the first log chunk at this offset (if > 0)
 	refused   []byte         // the chunk refused so
+	down      bool           // answer 503 to everything: the agent is cut off
+	logCap    int            // when not 0, a log takes this many bytes (both streams), then says it is full
 	// refusedErr is the stderr of the report refused so, at
 	// refusedErrAt: dropped with it.
 	refusedErr   []byte
 	refusedErrAt int64
 	refuseBoth   bool // refuse400 only a report with both streams
-	down         bool // answer 503 to everything: the agent is cut off
-	logCap       int  // when not 0, a log takes this many bytes (both streams), then says it is full
 	// refuseDone: answer 503 to Done reports without applying them
 	// (counted in refusedDones).
 	refuseDone   bool
