@@ -338,7 +338,7 @@ func (s *supervisor) stop(wait time.Duration) {
 // supervisor s, or under a supervisor of its own if s is nil (it exits
 // after the attempt). The journal names the supervisor before the job
 // runs. start does not fail: an attempt that cannot start is a finished
-// process with ExitNotStarted, the reason in its output.
+// process with ExitNotStarted, the reason in its stderr.
 func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	log := r.log.With("attempt", j.Assignment.AttemptID, "job", j.Assignment.JobID)
 	if j.Assignment.User != "" {
