@@ -24,7 +24,8 @@ import (
 )
 
 // fake is an in-memory coordinator serving the agent protocol. It stores
-// logs by offset as the real one does, so duplicated reports are harmless.
+// each stream's log by its own offset as the real one does, so duplicated
+// reports are harmless.
 type fake struct {
 	t *testing.T
 
@@ -34,7 +35,8 @@ type fake struct {
 	heartbeats []client.HeartbeatRequest
 	queue      []client.Assignment
 	workers    map[string]bool
-	logs       map[int64][]byte
+	logs       map[int64][]byte // stdout
+	errs       map[int64][]byte // stderr
 	progress   map[int64]float64
 	results    map[int64]client.ReportRequest // first Done report
 	dones      map[int64]int                  // Done reports received
@@ -48,7 +50,12 @@ type fake struct {
 	refuse400 int64          // answer 400 to the first log chunk at this offset (if > 0)
 	refused   []byte         // the chunk refused so
 	down      bool           // answer 503 to everything: the agent is cut off
-	logCap    int            // when not 0, a log takes this many bytes, then says it is full
+	logCap    int            // when not 0, a log takes this many bytes (both streams), then says it is full
+	// refusedErr is the stderr of the report refused so, at
+	// refusedErrAt: dropped with it.
+	refusedErr   []byte
+	refusedErrAt int64
+	refuseBoth   bool // refuse400 only a report with both streams
 	// refuseDone: answer 503 to Done reports without applying them
 	// (counted in refusedDones).
 	refuseDone   bool
@@ -59,11 +66,13 @@ type fake struct {
 	pulls     int              // pull requests
 	nexts     int              // assignments handed out with a result
 	sent      []sentReport     // every log chunk received
+	outputs   int              // reports that carried output (either stream)
 }
 
-// sentReport is a log chunk as the fake received it.
+// sentReport is a log chunk of one stream as the fake received it.
 type sentReport struct {
 	worker       string
+	stream       int // streamOut or streamErr
 	offset, size int64
 }
 
@@ -73,6 +82,7 @@ func newFake(t *testing.T) (*fake, *httptest.Server) {
 		changed:  make(chan struct{}),
 		workers:  map[string]bool{},
 		logs:     map[int64][]byte{},
+		errs:     map[int64][]byte{},
 		progress: map[int64]float64{},
 		results:  map[int64]client.ReportRequest{},
 		dones:    map[int64]int{},
@@ -146,8 +156,8 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		f.refusedDones++
 		return http.StatusServiceUnavailable, client.ErrorBody{Error: "no leader"}
 	}
-	if f.refuse400 > 0 && req.LogOffset >= f.refuse400 && len(req.Log) > 0 && f.refused == nil {
-		f.refused = req.Log
+	if f.refuse400 > 0 && req.LogOffset >= f.refuse400 && len(req.Log) > 0 && f.refused == nil && (!f.refuseBoth || len(req.Stderr) > 0) {
+		f.refused, f.refusedErr, f.refusedErrAt = req.Log, req.Stderr, req.StderrOffset
 		return http.StatusBadRequest, client.ErrorBody{Error: "this chunk is refused"}
 	}
 	if f.stale[req.AttemptID] {
@@ -155,20 +165,19 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		return http.StatusConflict, client.ReportResponse{Kill: true, Error: "stale attempt"}
 	}
 	if _, done := f.results[req.AttemptID]; !done {
-		log := f.logs[req.AttemptID]
-		if req.LogOffset > int64(len(log)) {
+		// As the coordinator does: both streams are checked before
+		// either is stored.
+		if len(req.Log) > 0 && req.LogOffset > int64(len(f.logs[req.AttemptID])) {
 			return http.StatusBadRequest, client.ErrorBody{Error: "log offset past the bytes received"}
 		}
-		if len(req.Log) > 0 {
-			f.sent = append(f.sent, sentReport{req.Name, req.LogOffset, int64(len(req.Log))})
-			// Bytes sent again must be the bytes already stored.
-			if old := log[req.LogOffset:min(int64(len(log)), req.LogOffset+int64(len(req.Log)))]; !bytes.Equal(old, req.Log[:len(old)]) {
-				f.t.Errorf("attempt %d: chunk at %d differs from the bytes stored", req.AttemptID, req.LogOffset)
-			}
+		if len(req.Stderr) > 0 && req.StderrOffset > int64(len(f.errs[req.AttemptID])) {
+			return http.StatusBadRequest, client.ErrorBody{Error: "stderr offset past the bytes received"}
 		}
-		if end := req.LogOffset + int64(len(req.Log)); end > int64(len(log)) {
-			f.logs[req.AttemptID] = append(log, req.Log[int64(len(log))-req.LogOffset:]...)
+		if len(req.Log)+len(req.Stderr) > 0 {
+			f.outputs++
 		}
+		f.store(req, streamOut, f.logs, req.LogOffset, req.Log)
+		f.store(req, streamErr, f.errs, req.StderrOffset, req.Stderr)
 		if req.Progress != nil {
 			f.progress[req.AttemptID] = *req.Progress
 		}
@@ -180,9 +189,11 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		}
 	}
 	resp := client.ReportResponse{Accepted: true}
-	if log := f.logs[req.AttemptID]; f.logCap > 0 && len(log) >= f.logCap {
-		// As the coordinator does: the log keeps what fits.
-		f.logs[req.AttemptID], resp.LogFull = log[:f.logCap], true
+	if log, errs := f.logs[req.AttemptID], f.errs[req.AttemptID]; f.logCap > 0 && len(log)+len(errs) >= f.logCap {
+		// As the coordinator does: the log keeps what fits, both
+		// streams together.
+		log = log[:min(len(log), f.logCap)]
+		f.logs[req.AttemptID], f.errs[req.AttemptID], resp.LogFull = log, errs[:min(len(errs), f.logCap-len(log))], true
 	}
 	if req.Next && req.Done && len(f.queue) > 0 {
 		// As the coordinator does: the next job, handed to this worker.
@@ -201,6 +212,23 @@ func (f *fake) report(req client.ReportRequest) (int, any) {
 		return http.StatusServiceUnavailable, client.ErrorBody{Error: "leader lost before replying"}
 	}
 	return http.StatusOK, resp
+}
+
+// store adds a report's bytes of one stream (data at offset off) to that
+// stream's logs, skipping what it has already.
+func (f *fake) store(req client.ReportRequest, stream int, logs map[int64][]byte, off int64, data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	f.sent = append(f.sent, sentReport{req.Name, stream, off, int64(len(data))})
+	log := logs[req.AttemptID]
+	// Bytes sent again must be the bytes already stored.
+	if old := log[off:min(int64(len(log)), off+int64(len(data)))]; !bytes.Equal(old, data[:len(old)]) {
+		f.t.Errorf("attempt %d: stream %d: chunk at %d differs from the bytes stored", req.AttemptID, stream, off)
+	}
+	if end := off + int64(len(data)); end > int64(len(log)) {
+		logs[req.AttemptID] = append(log, data[int64(len(log))-off:]...)
+	}
 }
 
 // pull hands out the next queued assignment, waiting for one as long as
@@ -450,8 +478,11 @@ func TestAgentRunsAnAssignment(t *testing.T) {
 	if len(f.registers) == 0 || f.registers[0].Name != a.Name() || f.registers[0].Resources.TotalMemory <= 0 {
 		t.Errorf("registers = %+v", f.registers)
 	}
-	if got, want := string(f.logs[11]), "hello\nPROGRESS:50\noops\n"; got != want {
-		t.Errorf("log = %q, want %q", got, want)
+	if got, want := string(f.logs[11]), "hello\nPROGRESS:50\n"; got != want {
+		t.Errorf("stdout = %q, want %q", got, want)
+	}
+	if got, want := string(f.errs[11]), "oops\n"; got != want {
+		t.Errorf("stderr = %q, want %q", got, want)
 	}
 	if f.progress[11] != 0.5 {
 		t.Errorf("progress = %v, want 0.5", f.progress[11])
@@ -735,10 +766,12 @@ func TestAgentRestartedAfterLeaseFindsJobsFenced(t *testing.T) {
 	short := func(c *Config) { c.LeaseTimeout = 500 * time.Millisecond }
 	dir, restart := readoptTest(t, f, srv, client.Assignment{AttemptID: 34, JobID: 4, Command: `echo started; sleep 300 & echo $! >&2; wait`},
 		short, func(string) {
-			f.waitFor("the job to start", func() bool { return strings.Count(string(f.logs[34]), "\n") == 2 })
+			f.waitFor("the job to start", func() bool {
+				return string(f.logs[34]) == "started\n" && strings.HasSuffix(string(f.errs[34]), "\n")
+			})
 		})
 	f.mu.Lock()
-	kid, err := strconv.Atoi(strings.Fields(string(f.logs[34]))[1])
+	kid, err := strconv.Atoi(strings.TrimSpace(string(f.errs[34])))
 	f.mu.Unlock()
 	if err != nil {
 		t.Fatal(err)
@@ -756,8 +789,8 @@ func TestAgentRestartedAfterLeaseFindsJobsFenced(t *testing.T) {
 	if res := f.results[34]; !res.Lost {
 		t.Errorf("result = %+v, want Lost", res)
 	}
-	if log := string(f.logs[34]); !strings.Contains(log, "no word from the agent") {
-		t.Errorf("log %q does not say why the job stopped", log)
+	if log := string(f.errs[34]); !strings.Contains(log, "no word from the agent") {
+		t.Errorf("stderr %q does not say why the job stopped", log)
 	}
 }
 
@@ -944,28 +977,29 @@ func TestAgentSlotReusesItsFiles(t *testing.T) {
 	dir := t.TempDir()
 	runAgent(t, newAgent(t, srv, dir, nil))
 	slot := filepath.Join(dir, slotsDir, "1")
-	var files [][3]os.FileInfo
+	slotFiles := []string{journalName, outputName, stderrName, resultName}
+	var files [][4]os.FileInfo
 	for id := int64(51); id <= 53; id++ {
-		f.push(client.Assignment{AttemptID: id, JobID: id, Command: fmt.Sprintf("echo attempt %d", id)})
+		f.push(client.Assignment{AttemptID: id, JobID: id, Command: fmt.Sprintf("echo attempt %d; echo err %d >&2", id, id)})
 		f.waitFor("the result", func() bool { _, ok := f.results[id]; return ok })
 		waitUntil(t, "the slot to be freed", func() bool { return slotOf(dir, id) == "" })
-		var fis [3]os.FileInfo
-		for i, name := range []string{journalName, outputName, resultName} {
+		var fis [4]os.FileInfo
+		for i, name := range slotFiles {
 			fi, err := os.Stat(filepath.Join(slot, name))
 			if err != nil {
 				t.Fatal(err)
 			}
 			fis[i] = fi
 		}
-		if fis[1].Size() != 0 {
-			t.Errorf("attempt %d: output not emptied (%d bytes)", id, fis[1].Size())
+		if fis[1].Size() != 0 || fis[2].Size() != 0 {
+			t.Errorf("attempt %d: output not emptied (%d and %d bytes)", id, fis[1].Size(), fis[2].Size())
 		}
 		files = append(files, fis)
 		if r, err := readResult(slot, id); err != nil || r.ExitCode != 0 {
 			t.Errorf("attempt %d: result on disk %+v, %v", id, r, err)
 		}
 	}
-	for i, name := range []string{journalName, outputName, resultName} {
+	for i, name := range slotFiles {
 		if !os.SameFile(files[0][i], files[2][i]) {
 			t.Errorf("%s was replaced between attempts, not rewritten", name)
 		}
@@ -974,6 +1008,9 @@ func TestAgentSlotReusesItsFiles(t *testing.T) {
 	for id := int64(51); id <= 53; id++ {
 		if got, want := string(f.logs[id]), fmt.Sprintf("attempt %d\n", id); got != want {
 			t.Errorf("attempt %d: log %q, want %q", id, got, want)
+		}
+		if got, want := string(f.errs[id]), fmt.Sprintf("err %d\n", id); got != want {
+			t.Errorf("attempt %d: stderr %q, want %q", id, got, want)
 		}
 	}
 	f.mu.Unlock()
@@ -986,7 +1023,7 @@ func TestAgentSlotReusesItsFiles(t *testing.T) {
 		}
 		return nil
 	})
-	want := []string{"lease", "lock", "slots", "slots/1", "slots/1/journal.json", "slots/1/output", "slots/1/result.json"}
+	want := []string{"lease", "lock", "slots", "slots/1", "slots/1/journal.json", "slots/1/output", "slots/1/result.json", "slots/1/stderr"}
 	if !slices.Equal(names, want) {
 		t.Errorf("data directory holds %q, want %q", names, want)
 	}
@@ -1072,5 +1109,175 @@ func TestAgentTakesItsNextJobWithItsResult(t *testing.T) {
 	// and the one after the last result (nothing left) asked for work.
 	if f.pulls > 2 {
 		t.Errorf("%d pulls for 4 jobs", f.pulls)
+	}
+}
+
+// seqLines returns the lines prefix+i for i in from..to, as seq prints
+// them through sed.
+func seqLines(prefix string, from, to int) string {
+	var b strings.Builder
+	for i := from; i <= to; i++ {
+		fmt.Fprintf(&b, "%s%d\n", prefix, i)
+	}
+	return b.String()
+}
+
+func TestAgentReportsEachStreamWithItsOwnOffsets(t *testing.T) {
+	// Both streams, interleaved, with partial lines and more than a
+	// chunk each: each arrives whole, typed, at its own offsets. The
+	// progress pattern matches stderr only, so its value comes from there.
+	f, srv := newFake(t)
+	runAgent(t, newAgent(t, srv, t.TempDir(), func(c *Config) { c.Executor.ChunkSize = 4 << 10 }))
+	f.push(client.Assignment{AttemptID: 81, JobID: 81, Command: `printf 'out-'; printf 'err-' >&2; echo a; echo b >&2
+seq 1 3000; seq 1 2000 | sed s/^/e/ >&2; echo PROGRESS:30 >&2
+printf 'out end'; printf 'err end' >&2; exit 2`})
+	f.waitFor("the result", func() bool { _, ok := f.results[81]; return ok })
+	wantOut := "out-a\n" + seqLines("", 1, 3000) + "out end"
+	wantErr := "err-b\n" + seqLines("e", 1, 2000) + "PROGRESS:30\nerr end"
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := string(f.logs[81]); got != wantOut {
+		t.Errorf("stdout has %d bytes, want %d", len(got), len(wantOut))
+	}
+	if got := string(f.errs[81]); got != wantErr {
+		t.Errorf("stderr has %d bytes, want %d", len(got), len(wantErr))
+	}
+	res := f.results[81]
+	if res.ExitCode != 2 || res.LogOffset != int64(len(wantOut)) || res.StderrOffset != int64(len(wantErr)) {
+		t.Errorf("result = exit %d at offsets %d and %d", res.ExitCode, res.LogOffset, res.StderrOffset)
+	}
+	if res.Progress == nil || *res.Progress != 0.3 {
+		t.Errorf("progress %v, want 0.3 (on stderr only)", res.Progress)
+	}
+	// Each stream's chunks follow one another, every report within the
+	// chunk size.
+	var next [numStreams]int64
+	for _, r := range f.sent {
+		if r.offset != next[r.stream] {
+			t.Fatalf("stream %d: chunk at %d, want %d", r.stream, r.offset, next[r.stream])
+		}
+		next[r.stream] += r.size
+	}
+	if f.outputs < 4 {
+		t.Errorf("%d reports with output; want more than a chunk per stream", f.outputs)
+	}
+}
+
+func TestAgentReadoptsBothStreamsExactly(t *testing.T) {
+	// The agent stops mid-job; the job writes both streams while no agent
+	// runs; the next agent goes on from each stream's acknowledged
+	// offset: nothing lost, nothing sent twice.
+	f, srv := newFake(t)
+	work := t.TempDir()
+	beforeOut, beforeErr := seqLines("", 1, 1000), seqLines("e", 1, 500)
+	small := func(c *Config) { c.Executor.ChunkSize = 4 << 10 }
+	dir, restart := readoptTest(t, f, srv, client.Assignment{
+		AttemptID: 82, JobID: 82, Dir: work,
+		Command: `seq 1 1000; seq 1 500 | sed s/^/e/ >&2; while [ ! -e go ]; do sleep 0.02; done
+seq 1001 30000; seq 501 20000 | sed s/^/e/ >&2; printf partial >&2`,
+	}, small, func(dir string) {
+		f.waitFor("the first lines", func() bool { return string(f.logs[82]) == beforeOut && string(f.errs[82]) == beforeErr })
+		waitUntil(t, "the acknowledgements in the journal", func() bool {
+			j, err := readJournal(slotOf(dir, 82))
+			return err == nil && j.Acked == int64(len(beforeOut)) && j.ErrAcked == int64(len(beforeErr))
+		})
+	})
+	j := journalOf(t, dir, 82)
+	f.mu.Lock()
+	mark := len(f.sent)
+	f.mu.Unlock()
+	if err := os.WriteFile(filepath.Join(work, "go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the result on disk", func() bool { return hasResult(dir, 82) })
+	restart()
+	f.waitFor("the result", func() bool { _, ok := f.results[82]; return ok })
+	wantOut, wantErr := seqLines("", 1, 30000), seqLines("e", 1, 20000)+"partial"
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if got := string(f.logs[82]); got != wantOut {
+		t.Errorf("stdout has %d bytes, want %d", len(got), len(wantOut))
+	}
+	if got := string(f.errs[82]); got != wantErr {
+		t.Errorf("stderr has %d bytes, want %d", len(got), len(wantErr))
+	}
+	if res := f.results[82]; res.ExitCode != 0 || res.LogOffset != int64(len(wantOut)) || res.StderrOffset != int64(len(wantErr)) {
+		t.Errorf("result = exit %d at offsets %d and %d", res.ExitCode, res.LogOffset, res.StderrOffset)
+	}
+	next := [numStreams]int64{j.Acked, j.ErrAcked}
+	for _, r := range f.sent[mark:] {
+		if r.offset != next[r.stream] {
+			t.Fatalf("stream %d: chunk at %d, want %d (journal acked %d and %d)", r.stream, r.offset, next[r.stream], j.Acked, j.ErrAcked)
+		}
+		next[r.stream] += r.size
+	}
+	if next != [numStreams]int64{int64(len(wantOut)), int64(len(wantErr))} {
+		t.Errorf("chunks end at %v", next)
+	}
+}
+
+func TestAgentDropsBothStreamsOfARefusedReport(t *testing.T) {
+	// A report refused for good is dropped whole: each stream's later
+	// offsets shift by its own part, so they follow what the coordinator
+	// has.
+	f, srv := newFake(t)
+	f.set(func() { f.refuse400, f.refuseBoth = 1, true })
+	runAgent(t, newAgent(t, srv, t.TempDir(), func(c *Config) { c.Executor.ChunkSize = 4 << 10 }))
+	f.push(client.Assignment{AttemptID: 83, JobID: 83, Command: `for i in $(seq 1 40); do seq $((i*100)) $((i*100+99)); seq $((i*100)) $((i*100+99)) | sed s/^/e/ >&2; done`})
+	f.waitFor("the result", func() bool { _, ok := f.results[83]; return ok })
+	var out, errOut strings.Builder
+	for i := 1; i <= 40; i++ {
+		out.WriteString(seqLines("", i*100, i*100+99))
+		errOut.WriteString(seqLines("e", i*100, i*100+99))
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.refused == nil {
+		t.Fatal("no report refused")
+	}
+	wantOut := strings.Replace(out.String(), string(f.refused), "", 1)
+	e := errOut.String()
+	wantErr := e[:f.refusedErrAt] + e[f.refusedErrAt+int64(len(f.refusedErr)):]
+	if got := string(f.logs[83]); got != wantOut {
+		t.Errorf("stdout has %d bytes, want %d", len(got), len(wantOut))
+	}
+	if got := string(f.errs[83]); got != wantErr {
+		t.Errorf("stderr has %d bytes, want %d (%d refused)", len(got), len(wantErr), len(f.refusedErr))
+	}
+	if res := f.results[83]; res.LogOffset != int64(len(wantOut)) || res.StderrOffset != int64(len(wantErr)) {
+		t.Errorf("result at offsets %d and %d, want %d and %d", res.LogOffset, res.StderrOffset, len(wantOut), len(wantErr))
+	}
+}
+
+func TestAgentFullLogStopsBothStreams(t *testing.T) {
+	// The cap counts both streams: once the coordinator says the log is
+	// full, neither stream is sent, whichever filled it.
+	for _, tc := range []struct{ name, cmd string }{
+		{"stderr first", `seq 1 200000 >&2; seq 1 200000; echo PROGRESS:100`},
+		{"stdout first", `seq 1 200000; seq 1 200000 >&2; echo PROGRESS:100`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f, srv := newFake(t)
+			f.set(func() { f.logCap = 1000 })
+			runAgent(t, newAgent(t, srv, t.TempDir(), nil))
+			f.push(client.Assignment{AttemptID: 84, JobID: 84, Command: tc.cmd})
+			f.waitFor("the result", func() bool { _, ok := f.results[84]; return ok })
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			var sent int64
+			for _, r := range f.sent {
+				sent += r.size
+			}
+			if f.outputs != 1 || sent > DefaultChunkSize {
+				t.Errorf("%d reports with output (%d bytes) for a log capped at 1000 bytes; want 1", f.outputs, sent)
+			}
+			if n := len(f.logs[84]) + len(f.errs[84]); n != 1000 {
+				t.Errorf("the log keeps %d bytes, want 1000", n)
+			}
+			res := f.results[84]
+			if res.ExitCode != 0 || res.Progress == nil || *res.Progress != 1 {
+				t.Errorf("result %+v: want exit 0 and the last progress (parsed from output not sent)", res)
+			}
+		})
 	}
 }

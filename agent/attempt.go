@@ -26,13 +26,15 @@ import (
 //	lease                    leaseClock() of the last full heartbeat round
 //	slots/<n>/journal.json   the slot's attempt (assignment, worker, supervisor,
 //	                         acked offset); {} once the coordinator is done with it
-//	slots/<n>/output         that attempt's stdout and stderr (the spool),
-//	                         emptied when it is over (see clearOutput)
+//	slots/<n>/output         that attempt's stdout (the spool), emptied when
+//	                         it is over (see clearOutput)
+//	slots/<n>/stderr         that attempt's stderr, the same way
 //	slots/<n>/result.json    the last result written in the slot, naming its attempt
 const (
 	slotsDir    = "slots"
 	journalName = "journal.json"
 	outputName  = "output"
+	stderrName  = "stderr"
 	resultName  = "result.json"
 	leaseName   = "lease"
 	// unreadableSuffix marks a journal set aside because it could not be
@@ -78,9 +80,14 @@ type journal struct {
 	Acked   int64 `json:"acked"`
 	Dropped int64 `json:"dropped"`
 	// LogFull: the coordinator said the job's log reached the farm's
-	// cap; no more output is sent for this attempt (it stays in the
-	// spool), only the result.
+	// cap (both streams together); no more output of either stream is
+	// sent for this attempt (it stays in the spool), only the result.
 	LogFull bool `json:"log_full,omitempty"`
+	// ErrAcked and ErrDropped are Acked and Dropped for the job's
+	// standard error, a stream with offsets of its own. A journal of an
+	// agent that mixed both streams in the output has neither: 0.
+	ErrAcked   int64 `json:"err_acked,omitempty"`
+	ErrDropped int64 `json:"err_dropped,omitempty"`
 }
 
 // result is how an attempt ended. The supervisor writes it to its slot's
@@ -106,19 +113,35 @@ type result struct {
 	// Fenced: the supervisor stopped it itself because the agent's lease
 	// ran out (implies Lost).
 	Fenced bool `json:"fenced,omitempty"`
-	// OutputSize is the output's size when the shell ended; later bytes
-	// (from a process that escaped the group) are not sent. -1: unknown,
-	// send the whole file.
+	// OutputSize is the stdout file's size when the shell ended; later
+	// bytes (from a process that escaped the group) are not sent. -1:
+	// unknown, send the whole file.
 	OutputSize int64 `json:"output_size"`
 	// Note says why, for the agent's log.
 	Note string `json:"note,omitempty"`
 	// Err says why the command could not start (in memory only).
 	Err error `json:"-"`
+	// StderrSize is OutputSize for the stderr file. A result written by
+	// a supervisor that mixed both streams in the output has none (0):
+	// it wrote no stderr file either.
+	StderrSize int64 `json:"stderr_size"`
+}
+
+// unknownSizes marks a result made without looking at the output files:
+// they are sent whole.
+func (r result) unknownSizes() result {
+	r.OutputSize, r.StderrSize = -1, -1
+	return r
+}
+
+// sizes returns the output sizes per stream (see streamFiles).
+func (r result) sizes() [numStreams]int64 {
+	return [numStreams]int64{r.OutputSize, r.StderrSize}
 }
 
 // lost returns the result of an attempt whose process ended without one.
 func lost(id int64, note string) result {
-	return result{AttemptID: id, ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: note}
+	return result{AttemptID: id, ExitCode: ExitNotStarted, Lost: true, Note: note}.unknownSizes()
 }
 
 // writeRecord replaces file's record with data, in place: the file keeps
@@ -281,12 +304,21 @@ func readResult(dir string, id int64) (result, error) {
 	return r, nil
 }
 
-// newOutput puts an empty output file in place for the slot's next
-// attempt. The last attempt's output was cleared when it was over (see
-// clearOutput): the file is empty and nobody holds it, or it is gone. One
+// newOutput puts empty output files (stdout and stderr) in place for the
+// slot's next attempt. The last attempt's were cleared when it was over
+// (see clearOutput): each is empty and nobody holds it, or it is gone. One
 // that is not empty (not expected) is cleared now.
 func newOutput(dir string) error {
-	f, err := os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_CREATE, 0o644)
+	for _, name := range streamFiles {
+		if err := newOutputFile(filepath.Join(dir, name)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newOutputFile(file string) error {
+	f, err := os.OpenFile(file, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
@@ -295,25 +327,32 @@ func newOutput(dir string) error {
 	if err != nil || fi.Size() == 0 {
 		return err
 	}
-	if err := clearOutput(dir); err != nil {
+	if err := clearOutputFile(file); err != nil {
 		return err
 	}
-	f, err = os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_CREATE, 0o644)
+	f, err = os.OpenFile(file, os.O_WRONLY|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}
 	return f.Close()
 }
 
-// clearOutput empties the slot's output once its attempt is over. The file
-// is truncated and kept when no process holds it open: creating a file per
-// attempt costs an inode allocation, the dearest step of a short attempt
-// on some file systems. A process the attempt left running (one that
-// escaped its group) may still hold it: then the file is removed instead,
-// so that what it writes later goes to the old file, never into the next
-// attempt's log.
+// clearOutput empties the slot's output files once its attempt is over.
+// A file is truncated and kept when no process holds it open: creating a
+// file per attempt costs an inode allocation, the dearest step of a short
+// attempt on some file systems. A process the attempt left running (one
+// that escaped its group) may still hold it: then the file is removed
+// instead, so that what it writes later goes to the old file, never into
+// the next attempt's log.
 func clearOutput(dir string) error {
-	file := filepath.Join(dir, outputName)
+	var errs []error
+	for _, name := range streamFiles {
+		errs = append(errs, clearOutputFile(filepath.Join(dir, name)))
+	}
+	return errors.Join(errs...)
+}
+
+func clearOutputFile(file string) error {
 	f, err := os.OpenFile(file, os.O_WRONLY, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil
@@ -336,9 +375,11 @@ func clearOutput(dir string) error {
 	return err
 }
 
-// appendOutput adds an agent's note to an attempt's output.
-func appendOutput(dir, text string) error {
-	f, err := os.OpenFile(filepath.Join(dir, outputName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+// appendNote adds an agent's or a supervisor's note (why the command did
+// not start, why it was stopped) to an attempt's stderr: the job's own
+// diagnostics go there too.
+func appendNote(dir, text string) error {
+	f, err := os.OpenFile(filepath.Join(dir, stderrName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
 	if err != nil {
 		return err
 	}

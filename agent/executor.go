@@ -281,7 +281,7 @@ func (s *supervisor) send(m superviseMsg) error {
 func (s *supervisor) run(p *process, spec *superviseSpec) {
 	b, err := json.Marshal(superviseMsg{Run: spec})
 	if err != nil {
-		p.finish(result{AttemptID: p.id, ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err})
+		p.finish(result{AttemptID: p.id, ExitCode: ExitNotStarted, Note: err.Error(), Err: err}.unknownSizes())
 		return
 	}
 	s.mu.Lock()
@@ -338,7 +338,7 @@ func (s *supervisor) stop(wait time.Duration) {
 // supervisor s, or under a supervisor of its own if s is nil (it exits
 // after the attempt). The journal names the supervisor before the job
 // runs. start does not fail: an attempt that cannot start is a finished
-// process with ExitNotStarted, the reason in its output.
+// process with ExitNotStarted, the reason in its stderr.
 func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	log := r.log.With("attempt", j.Assignment.AttemptID, "job", j.Assignment.JobID)
 	if j.Assignment.User != "" {
@@ -360,12 +360,12 @@ func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	if err != nil {
 		log.Warn("attempt could not start", "err", err)
 		j.Pid, j.Ident = 0, procIdent{}
-		res := result{AttemptID: p.id, ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error(), Err: err}
+		res := result{AttemptID: p.id, ExitCode: ExitNotStarted, Note: err.Error(), Err: err}.unknownSizes()
 		// On disk too, so that a restarted agent still delivers it.
 		if werr := errors.Join(
 			os.MkdirAll(dir, 0o755),
 			newOutput(dir),
-			appendOutput(dir, fmt.Sprintf("croft agent: cannot run attempt %d: %v\n", j.Assignment.AttemptID, err)),
+			appendNote(dir, fmt.Sprintf("croft agent: cannot run attempt %d: %v\n", j.Assignment.AttemptID, err)),
 			writeJournal(dir, j),
 			writeResult(dir, res, true),
 		); werr != nil {
@@ -379,7 +379,7 @@ func (r *runner) start(dir string, j *journal, s *supervisor) *process {
 	return p
 }
 
-// prepare prepares slot directory dir for the attempt (a new output file,
+// prepare prepares slot directory dir for the attempt (new output files,
 // which the spool reads as soon as start returns), journals s as the
 // attempt's supervisor, and returns the attempt's spec.
 func (r *runner) prepare(dir string, j *journal, s *supervisor) (*superviseSpec, error) {

@@ -66,7 +66,7 @@ func start(t *testing.T, r *runner, a client.Assignment) *testAttempt {
 func spoolOf(t *testing.T, r *runner, dir string, p *process, pattern string) *spool {
 	t.Helper()
 	progress, _ := newProgressParser(pattern)
-	sp, err := openSpool(dir, 0, r.chunk, r.flush, progress, p.done, func() int64 { return p.res.OutputSize })
+	sp, err := openSpool(dir, [numStreams]int64{}, r.chunk, r.flush, progress, p.done, func() [numStreams]int64 { return p.res.sizes() })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,15 +92,21 @@ func drain(t *testing.T, sp *spool) []chunk {
 	}
 }
 
-func joined(chunks []chunk) string {
+// joined returns the stdout of chunks.
+func joined(chunks []chunk) string { return joinedStream(chunks, streamOut) }
+
+// joinedErr returns the stderr of chunks.
+func joinedErr(chunks []chunk) string { return joinedStream(chunks, streamErr) }
+
+func joinedStream(chunks []chunk, stream int) string {
 	var b bytes.Buffer
 	for _, c := range chunks {
-		b.Write(c.data)
+		b.Write(c.data[stream])
 	}
 	return b.String()
 }
 
-// run runs a command to the end and returns its output and result.
+// run runs a command to the end and returns its stdout and result.
 func run(t *testing.T, a client.Assignment) (string, result) {
 	t.Helper()
 	at := start(t, testRunner(t), a)
@@ -119,7 +125,7 @@ func waitResult(t *testing.T, p *process) result {
 	}
 }
 
-// readLines reads the output until it holds n lines.
+// readLines reads stdout until it holds n lines.
 func readLines(t *testing.T, sp *spool, n int) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), deadline)
@@ -130,7 +136,7 @@ func readLines(t *testing.T, sp *spool, n int) string {
 		if err != nil {
 			t.Fatalf("reading %d lines from %q: %v", n, out, err)
 		}
-		out += string(ch.data)
+		out += string(ch.data[streamOut])
 	}
 	return out
 }
@@ -294,32 +300,44 @@ func TestTimeoutCountsFromStart(t *testing.T) {
 func TestChattyOutputArrivesWhole(t *testing.T) {
 	r := testRunner(t)
 	r.chunk = 16 << 10
-	at := start(t, r, client.Assignment{AttemptID: 1, Command: `seq 1 200000; echo to-stderr >&2; printf 'no newline'`})
+	// Both streams, interleaved, each more than a chunk, the last lines
+	// without a newline.
+	at := start(t, r, client.Assignment{AttemptID: 1,
+		Command: `seq 1 100000; seq 1 50000 | sed 's/^/e/' >&2; echo to-stderr >&2; seq 100001 200000; printf 'no newline'; printf 'err end' >&2`})
 	chunks := drain(t, at.sp)
 
-	var want strings.Builder
+	var want, wantErr strings.Builder
 	for i := 1; i <= 200000; i++ {
 		want.WriteString(strconv.Itoa(i) + "\n")
 	}
-	want.WriteString("to-stderr\nno newline")
+	want.WriteString("no newline")
+	for i := 1; i <= 50000; i++ {
+		wantErr.WriteString("e" + strconv.Itoa(i) + "\n")
+	}
+	wantErr.WriteString("to-stderr\nerr end")
 	if got := joined(chunks); got != want.String() {
-		t.Fatalf("output differs: got %d bytes, want %d", len(got), want.Len())
+		t.Fatalf("stdout differs: got %d bytes, want %d", len(got), want.Len())
+	}
+	if got := joinedErr(chunks); got != wantErr.String() {
+		t.Fatalf("stderr differs: got %d bytes, want %d", len(got), wantErr.Len())
 	}
 	if len(chunks) < 10 {
 		t.Errorf("%d chunks; want the output split", len(chunks))
 	}
-	var off int64
+	var off [numStreams]int64
 	for i, c := range chunks {
-		if c.offset != off {
-			t.Fatalf("chunk %d at offset %d, want %d", i, c.offset, off)
+		for s := range numStreams {
+			if c.offset[s] != off[s] {
+				t.Fatalf("chunk %d: stream %d at offset %d, want %d", i, s, c.offset[s], off[s])
+			}
+			off[s] += int64(len(c.data[s]))
 		}
-		if len(c.data) == 0 || len(c.data) > r.chunk {
-			t.Fatalf("chunk %d has %d bytes", i, len(c.data))
+		if c.size() == 0 || c.size() > r.chunk {
+			t.Fatalf("chunk %d has %d bytes", i, c.size())
 		}
-		off += int64(len(c.data))
 	}
-	if res := waitResult(t, at.p); res.ExitCode != 0 || res.OutputSize != off {
-		t.Errorf("result = %+v, want exit 0 and output size %d", res, off)
+	if res := waitResult(t, at.p); res.ExitCode != 0 || res.sizes() != off {
+		t.Errorf("result = %+v, want exit 0 and output sizes %v", res, off)
 	}
 }
 
@@ -375,12 +393,13 @@ func mustEval(t *testing.T, dir string) string {
 
 func TestMissingDir(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "missing")
-	out, res := run(t, client.Assignment{AttemptID: 7, Command: "true", Dir: dir})
-	if res.ExitCode != ExitNotStarted || !errors.Is(res.Err, os.ErrNotExist) {
+	at := start(t, testRunner(t), client.Assignment{AttemptID: 7, Command: "true", Dir: dir})
+	out := joinedErr(drain(t, at.sp))
+	if res := waitResult(t, at.p); res.ExitCode != ExitNotStarted || !errors.Is(res.Err, os.ErrNotExist) {
 		t.Errorf("result = %+v, want ExitNotStarted and ErrNotExist", res)
 	}
 	if !strings.Contains(out, "cannot run attempt 7") || !strings.Contains(out, dir) {
-		t.Errorf("output %q does not explain", out)
+		t.Errorf("stderr %q does not explain", out)
 	}
 
 	file := filepath.Join(t.TempDir(), "file")
@@ -396,12 +415,12 @@ func TestMissingSupervisor(t *testing.T) {
 	r := testRunner(t)
 	r.supervisor = filepath.Join(t.TempDir(), "no-croft")
 	at := start(t, r, client.Assignment{AttemptID: 9, Command: "true"})
-	out := joined(drain(t, at.sp))
+	out := joinedErr(drain(t, at.sp))
 	if res := waitResult(t, at.p); res.ExitCode != ExitNotStarted || !errors.Is(res.Err, os.ErrNotExist) {
 		t.Errorf("result = %+v, want ExitNotStarted", res)
 	}
 	if !strings.Contains(out, "supervisor") {
-		t.Errorf("output %q does not explain", out)
+		t.Errorf("stderr %q does not explain", out)
 	}
 	// Recorded, so that a restarted agent delivers it.
 	if _, err := readResult(at.dir, 9); err != nil {
@@ -456,7 +475,7 @@ func TestProgress(t *testing.T) {
 	} {
 		at := start(t, testRunner(t), client.Assignment{AttemptID: 1, Command: "printf '%b' '" + tc.out + "'", ProgressPattern: tc.pattern})
 		drain(t, at.sp)
-		got := at.sp.progress.latest()
+		got := at.sp.progress()
 		switch {
 		case tc.want == nil && got != nil:
 			t.Errorf("pattern %q on %q: progress %v, want none", tc.pattern, tc.out, *got)
@@ -491,8 +510,8 @@ func TestSupervisorFencesOnStaleLease(t *testing.T) {
 		t.Errorf("result = %+v, want Lost and Fenced", res)
 	}
 	waitGone(t, kids[0])
-	if out := joined(drain(t, at.sp)); !strings.Contains(out, "no word from the agent") {
-		t.Errorf("output %q does not say why the job stopped", out)
+	if out := joinedErr(drain(t, at.sp)); !strings.Contains(out, "no word from the agent") {
+		t.Errorf("stderr %q does not say why the job stopped", out)
 	}
 }
 

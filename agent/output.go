@@ -3,7 +3,9 @@ package agent
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,80 +15,128 @@ import (
 	"github.com/croftfarm/croft/farm"
 )
 
-// chunk is a piece of an attempt's output, sent in one report.
+// The streams of an attempt's output, each in a file of its slot
+// (streamFiles) with its own byte offsets: the coordinator stores them as
+// typed lines.
+const (
+	streamOut  = 0 // the job's standard output: the report's Log
+	streamErr  = 1 // its standard error: the report's Stderr
+	numStreams = 2
+)
+
+// streamFiles names each stream's file in the slot's directory. Stdout
+// keeps the name of the file that held both streams before they were
+// separated: a supervisor of that time, re-adopted after an upgrade,
+// writes both there, and its attempt has no stderr file.
+var streamFiles = [numStreams]string{outputName, stderrName}
+
+// chunk is a piece of an attempt's output, sent in one report: the next
+// bytes of each stream (either may be empty).
 type chunk struct {
-	// offset is the byte offset of data within the attempt's output. It
-	// never changes for a given byte, so a retried report is recognised by
-	// the coordinator and not stored twice.
-	offset int64
-	// data is raw output bytes.
-	data []byte
+	// offset is the byte offset of each stream's data within that stream.
+	// It never changes for a given byte, so a retried report is recognised
+	// by the coordinator and not stored twice.
+	offset [numStreams]int64
+	// data is raw output bytes, per stream.
+	data [numStreams][]byte
 	// progress is the last progress (0..1) parsed from the output up to
-	// this chunk, nil while none was found.
+	// this chunk, nil while none was found (see spool.progress).
 	progress *float64
 }
 
-// spool reads an attempt's output file for the reporter and cuts it into
-// chunks: ChunkSize bytes as soon as they are there, and what there is
-// once per flush interval (a report per line would cost a Raft entry per
-// line). Output waits on disk, never in memory: the job writes to the
-// file and never waits for the coordinator.
+// end returns the offset after the chunk's bytes of stream i.
+func (c chunk) end(i int) int64 { return c.offset[i] + int64(len(c.data[i])) }
+
+// size returns the chunk's bytes, both streams together.
+func (c chunk) size() int { return len(c.data[streamOut]) + len(c.data[streamErr]) }
+
+// spool reads an attempt's output files for the reporter and cuts them
+// into chunks: ChunkSize bytes (both streams together) as soon as they are
+// there, and what there is once per flush interval (a report per line
+// would cost a Raft entry per line). Output waits on disk, never in
+// memory: the job writes to the files and never waits for the coordinator.
 type spool struct {
-	f        *os.File
+	streams  [numStreams]spoolStream
 	size     int
 	interval time.Duration
-	progress *progressParser // nil: progress disabled
-	off      int64           // the next byte to send
-	done     <-chan struct{} // closed when the job ended
-	end      func() int64    // the output size once done; -1: the whole file
-	last     time.Time       // when the last short chunk was cut
+	done     <-chan struct{}          // closed when the job ended
+	end      func() [numStreams]int64 // the output sizes once done; -1: the whole file
+	last     time.Time                // when the last short chunk was cut
 }
 
-// openSpool opens attempt directory dir's output to be read from offset
-// from on. Progress is parsed from the start of the output, so an agent
-// restarted mid-attempt finds the value the first one had.
-func openSpool(dir string, from int64, size int, interval time.Duration, progress *progressParser, done <-chan struct{}, end func() int64) (*spool, error) {
-	f, err := os.Open(filepath.Join(dir, outputName))
-	if err != nil {
-		return nil, err
-	}
-	s := &spool{f: f, size: size, interval: interval, progress: progress, off: from, done: done, end: end}
-	if progress != nil && from > 0 {
-		if _, err := io.Copy(progressWriter{progress}, io.NewSectionReader(f, 0, from)); err != nil {
-			f.Close()
+// spoolStream is one stream of a spool.
+type spoolStream struct {
+	f        *os.File // nil: no file (an attempt of a supervisor that mixed the streams)
+	off      int64    // the next byte to send
+	progress *progressParser
+}
+
+// openSpool opens the output of the attempt in slot directory dir, each
+// stream to be read from its offset in from on. Progress (parsed with a
+// copy of progress per stream; nil: disabled) is parsed from the start of
+// the output, so an agent restarted mid-attempt finds the value the first
+// one had.
+func openSpool(dir string, from [numStreams]int64, size int, interval time.Duration, progress *progressParser, done <-chan struct{}, end func() [numStreams]int64) (*spool, error) {
+	s := &spool{size: size, interval: interval, done: done, end: end}
+	for i, name := range streamFiles {
+		st := &s.streams[i]
+		st.off, st.progress = from[i], progress.fresh()
+		f, err := os.Open(filepath.Join(dir, name))
+		if i == streamErr && errors.Is(err, fs.ErrNotExist) {
+			continue // an older supervisor's attempt: all of it is in the output
+		}
+		if err != nil {
+			s.close()
 			return nil, err
+		}
+		st.f = f
+		if st.progress != nil && from[i] > 0 {
+			if _, err := io.Copy(progressWriter{st.progress}, io.NewSectionReader(f, 0, from[i])); err != nil {
+				s.close()
+				return nil, err
+			}
 		}
 	}
 	return s, nil
 }
 
-func (s *spool) close() { s.f.Close() }
+func (s *spool) close() {
+	for _, st := range s.streams {
+		if st.f != nil {
+			st.f.Close()
+		}
+	}
+}
 
 // next returns the next chunk, waiting for one; io.EOF once the job ended
 // and its output was all read.
 func (s *spool) next(ctx context.Context) (chunk, error) {
 	for {
 		ended := isClosed(s.done)
-		fi, err := s.f.Stat()
-		if err != nil {
-			return chunk{}, err
-		}
-		limit := fi.Size()
+		ends := [numStreams]int64{-1, -1}
 		if ended {
-			if n := s.end(); n >= 0 {
-				limit = min(limit, n) // later bytes come from a process that left the group
+			ends = s.end()
+		}
+		var avail [numStreams]int64
+		var total int64
+		for i := range s.streams {
+			n, err := s.streams[i].avail(ends[i])
+			if err != nil {
+				return chunk{}, err
 			}
+			avail[i], total = n, total+n
 		}
-		avail := limit - s.off
-		if avail >= int64(s.size) || (avail > 0 && (ended || time.Since(s.last) >= s.interval)) {
-			return s.read(int(min(avail, int64(s.size))))
+		if total >= int64(s.size) || (total > 0 && (ended || time.Since(s.last) >= s.interval)) {
+			return s.read(avail)
 		}
 		if ended {
-			s.progress.end()
+			for _, st := range s.streams {
+				st.progress.end()
+			}
 			return chunk{}, io.EOF
 		}
 		wait := s.interval // no output: look again then
-		if avail > 0 {
+		if total > 0 {
 			wait -= time.Since(s.last)
 		}
 		t := time.NewTimer(wait)
@@ -101,18 +151,63 @@ func (s *spool) next(ctx context.Context) (chunk, error) {
 	}
 }
 
-func (s *spool) read(n int) (chunk, error) {
-	b := make([]byte, n)
-	if _, err := s.f.ReadAt(b, s.off); err != nil {
-		return chunk{}, err
+// avail returns how many bytes of the stream are there to send, up to
+// end (the file's size when the job ended; -1: the whole file).
+func (st *spoolStream) avail(end int64) (int64, error) {
+	if st.f == nil {
+		return 0, nil
 	}
-	s.progress.feed(b)
-	ch := chunk{offset: s.off, data: b, progress: s.progress.latest()}
-	s.off += int64(n)
-	if n < s.size {
+	fi, err := st.f.Stat()
+	if err != nil {
+		return 0, err
+	}
+	limit := fi.Size()
+	if end >= 0 {
+		limit = min(limit, end) // later bytes come from a process that left the group
+	}
+	return max(limit-st.off, 0), nil
+}
+
+// read cuts the next chunk from avail bytes per stream: at most size in
+// all, each stream getting at least half of it when both have that much,
+// so that neither waits behind the other.
+func (s *spool) read(avail [numStreams]int64) (chunk, error) {
+	size := int64(s.size)
+	n := [numStreams]int64{}
+	n[streamErr] = min(avail[streamErr], max(size/2, size-avail[streamOut]))
+	n[streamOut] = min(avail[streamOut], size-n[streamErr])
+	var ch chunk
+	for i := range s.streams {
+		st := &s.streams[i]
+		ch.offset[i] = st.off
+		if n[i] == 0 {
+			continue
+		}
+		b := make([]byte, n[i])
+		if _, err := st.f.ReadAt(b, st.off); err != nil {
+			return chunk{}, err
+		}
+		st.progress.feed(b)
+		ch.data[i] = b
+		st.off += n[i]
+	}
+	ch.progress = s.progress()
+	if ch.size() < s.size {
 		s.last = time.Now()
 	}
 	return ch, nil
+}
+
+// progress returns the job's progress: the last value found on stdout,
+// or, when stdout has none, on stderr. Renderers that report progress on
+// stdout keep their value whatever they print on stderr, and those that
+// report it on stderr only (as ffmpeg does) still have one. Each stream is
+// parsed from its own start, so a restarted agent finds the same value.
+func (s *spool) progress() *float64 {
+	if v := s.streams[streamOut].progress.latest(); v != nil {
+		return v
+	}
+	return s.streams[streamErr].progress.latest()
 }
 
 func isClosed(ch <-chan struct{}) bool {
@@ -198,6 +293,15 @@ type progressWriter struct{ p *progressParser }
 func (w progressWriter) Write(b []byte) (int, error) {
 	w.p.feed(b)
 	return len(b), nil
+}
+
+// fresh returns a parser of the same pattern with nothing parsed yet
+// (nil for a nil parser).
+func (p *progressParser) fresh() *progressParser {
+	if p == nil {
+		return nil
+	}
+	return &progressParser{re: p.re, scale: p.scale}
 }
 
 // latest returns the last value found, nil if none.

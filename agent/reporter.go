@@ -67,7 +67,7 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 	if err != nil {
 		log.Warn("invalid progress pattern, progress disabled", "pattern", j.Assignment.ProgressPattern, "err", err)
 	}
-	sp, err := openSpool(at.dir, j.Acked, a.run.chunk, a.run.flush, progress, at.p.done, func() int64 { return at.p.res.OutputSize })
+	sp, err := openSpool(at.dir, [numStreams]int64{j.Acked, j.ErrAcked}, a.run.chunk, a.run.flush, progress, at.p.done, func() [numStreams]int64 { return at.p.res.sizes() })
 	if err != nil {
 		log.Error("output unreadable, sending the result only", "err", err)
 	} else {
@@ -88,13 +88,16 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 		if j.LogFull {
 			// The log is full: read on (the progress is parsed from
 			// the output) but send nothing until the result.
-			j.Acked = ch.offset + int64(len(ch.data))
+			j.Acked, j.ErrAcked = ch.end(streamOut), ch.end(streamErr)
 			continue
 		}
 		req := base
 		// The coordinator's log lacks what was dropped: shift the offsets
 		// so they still follow what it has (and stay stable on retry).
-		req.LogOffset, req.Log, req.Progress = ch.offset-j.Dropped, ch.data, ch.progress
+		// Each stream has its own.
+		req.LogOffset, req.Log = ch.offset[streamOut]-j.Dropped, ch.data[streamOut]
+		req.StderrOffset, req.Stderr = ch.offset[streamErr]-j.ErrDropped, ch.data[streamErr]
+		req.Progress = ch.progress
 		switch resp, err := a.deliver(ctx, log, req); {
 		case err == nil:
 			if resp.LogFull {
@@ -102,8 +105,10 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 				j.LogFull = true
 			}
 		case errors.Is(err, errRejected):
-			log.Error("log chunk refused, dropped", "offset", ch.offset, "bytes", len(ch.data), "err", err)
-			j.Dropped += int64(len(ch.data))
+			log.Error("log chunk refused, dropped", "offset", ch.offset[streamOut], "bytes", len(ch.data[streamOut]),
+				"stderr_offset", ch.offset[streamErr], "stderr_bytes", len(ch.data[streamErr]), "err", err)
+			j.Dropped += int64(len(ch.data[streamOut]))
+			j.ErrDropped += int64(len(ch.data[streamErr]))
 		case errors.Is(err, errStale):
 			log.Warn("attempt is stale, killing it", "err", err)
 			at.p.kill()
@@ -111,7 +116,7 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 		default:
 			return false, nil // ctx ended
 		}
-		j.Acked = ch.offset + int64(len(ch.data))
+		j.Acked, j.ErrAcked = ch.end(streamOut), ch.end(streamErr)
 		if err := writeJournal(at.dir, j); err != nil {
 			log.Warn("journal not updated", "err", err) // a restart sends some output again: harmless
 		}
@@ -126,9 +131,13 @@ func (a *Agent) report(ctx context.Context, at *attempt, next bool) (bool, *clie
 		log.Warn("attempt failed", "err", res.Err)
 	}
 	req := base
-	req.LogOffset, req.Progress = j.Acked-j.Dropped, progress.latest()
+	req.LogOffset, req.StderrOffset = j.Acked-j.Dropped, j.ErrAcked-j.ErrDropped
+	if sp != nil {
+		req.Progress = sp.progress()
+	}
 	if j.LogFull {
-		req.LogOffset = 0 // the result carries no output: its offset is not checked
+		// The result carries no output: its offsets are not checked.
+		req.LogOffset, req.StderrOffset = 0, 0
 	}
 	req.Done, req.ExitCode, req.TimedOut, req.Lost = true, res.ExitCode, res.TimedOut, res.Lost
 	if res.Signal != "" && res.ExitCode > 128 {

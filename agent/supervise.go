@@ -48,8 +48,8 @@ const (
 type superviseSpec struct {
 	// ID is the attempt's id: kill messages and events name it.
 	ID int64 `json:"id"`
-	// Dir is the slot's directory: output is appended to Dir/output and
-	// the result written to Dir/result.json.
+	// Dir is the slot's directory: stdout is appended to Dir/output,
+	// stderr to Dir/stderr, and the result written to Dir/result.json.
 	Dir     string `json:"dir"`
 	Command string `json:"command"`
 	WorkDir string `json:"work_dir"`
@@ -101,9 +101,9 @@ type superviseEvent struct {
 // of its own, out of reach of signals meant for the agent, and sends it
 // attempts to run on descriptor 3, one at a time; it answers on
 // descriptor 4. It runs each attempt's command with /bin/sh -c in a
-// process group of its own (the shell leads it), its output appended to
-// the attempt's output file, and waits for it. It stops the group
-// (SIGTERM, SIGKILL after the grace) when asked, at the attempt's
+// process group of its own (the shell leads it), its stdout and stderr
+// appended to the slot's two output files, and waits for it. It stops the
+// group (SIGTERM, SIGKILL after the grace) when asked, at the attempt's
 // deadline, or when the agent's lease is older than the lease timeout: a
 // job never runs on unsupervised once its agent is gone, because the
 // coordinator then runs it elsewhere. When the shell ended, whatever the
@@ -194,7 +194,8 @@ type superviser struct {
 type job struct {
 	spec     *superviseSpec
 	cmd      *exec.Cmd
-	out      *os.File
+	out      *os.File      // its stdout
+	errOut   *os.File      // its stderr, where the supervisor's notes go too
 	started  int64         // leaseClock() when it started
 	exited   chan struct{} // closed when the shell exited
 	reaped   bool          // the shell was reaped already (no waitid): its group id may be reused
@@ -293,7 +294,7 @@ func (s *superviser) loop(msgs <-chan superviseMsg) int {
 				return 0 // the agent is dead, hung or cut off: no work will come
 			}
 			if s.cur.reason == "" {
-				fmt.Fprintf(s.cur.out, "croft: no word from the agent for %v (it died or lost its coordinators): stopping the job, it will run again\n", age.Round(time.Millisecond))
+				fmt.Fprintf(s.cur.errOut, "croft: no word from the agent for %v (it died or lost its coordinators): stopping the job, it will run again\n", age.Round(time.Millisecond))
 				s.cur.stop(stopFenced)
 			}
 		}
@@ -315,7 +316,7 @@ func (s *superviser) handle(m superviseMsg) {
 		s.syncResult()
 		if s.cur != nil || s.quit {
 			// Not from a working agent: one attempt at a time.
-			s.finish(m.Run, result{ExitCode: ExitNotStarted, Lost: true, OutputSize: -1, Note: "the supervisor is busy or stopping"})
+			s.finish(m.Run, result{ExitCode: ExitNotStarted, Lost: true, Note: "the supervisor is busy or stopping"}.unknownSizes())
 			return
 		}
 		j, res := startJob(m.Run)
@@ -353,7 +354,7 @@ func (s *superviser) send(ev superviseEvent) {
 func (s *superviser) finish(spec *superviseSpec, res result) {
 	res.AttemptID = spec.ID
 	if err := writeResult(spec.Dir, res, false); err != nil {
-		_ = appendOutput(spec.Dir, fmt.Sprintf("croft: cannot record the result: %v\n", err))
+		_ = appendNote(spec.Dir, fmt.Sprintf("croft: cannot record the result: %v\n", err))
 	} else {
 		s.syncResult() // an earlier one, if any (same file: one sync)
 		s.unsynced, s.syncAt = spec, time.NewTimer(resultSyncDelay)
@@ -368,7 +369,7 @@ func (s *superviser) syncResult() {
 	}
 	s.syncAt.Stop()
 	if err := syncResult(s.unsynced.Dir); err != nil {
-		_ = appendOutput(s.unsynced.Dir, fmt.Sprintf("croft: cannot sync the result: %v\n", err))
+		_ = appendNote(s.unsynced.Dir, fmt.Sprintf("croft: cannot sync the result: %v\n", err))
 	}
 	s.unsynced, s.syncAt = nil, nil
 }
@@ -376,22 +377,34 @@ func (s *superviser) syncResult() {
 // startJob runs spec's command in a process group of its own. nil and the
 // result when it could not start.
 func startJob(spec *superviseSpec) (*job, result) {
-	out, err := os.OpenFile(filepath.Join(spec.Dir, outputName), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		return nil, result{ExitCode: ExitNotStarted, OutputSize: -1, Note: err.Error()}
+	var files [numStreams]*os.File
+	for i, name := range streamFiles {
+		f, err := os.OpenFile(filepath.Join(spec.Dir, name), os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+		if err != nil {
+			if i > 0 {
+				files[0].Close()
+			}
+			return nil, result{ExitCode: ExitNotStarted, Note: err.Error()}.unknownSizes()
+		}
+		files[i] = f
 	}
+	out, errOut := files[streamOut], files[streamErr]
 	cmd := exec.Command("/bin/sh", "-c", spec.Command)
 	cmd.Dir, cmd.Env = spec.WorkDir, append(os.Environ(), spec.Env...)
-	cmd.Stdout, cmd.Stderr = out, out // one file: the log keeps the order the job wrote in
+	// Two files, so the coordinator keeps the streams apart; the order in
+	// which the job wrote to one and the other is lost (a job that wants
+	// it writes 2>&1).
+	cmd.Stdout, cmd.Stderr = out, errOut
 	// The shell leads a group of its own: a kill takes the job's whole
 	// group, and the supervisor stays out of it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	j := &job{spec: spec, cmd: cmd, out: out, started: leaseClock(), exited: make(chan struct{})}
+	j := &job{spec: spec, cmd: cmd, out: out, errOut: errOut, started: leaseClock(), exited: make(chan struct{})}
 	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(out, "croft: cannot run the command: %v\n", err)
+		fmt.Fprintf(errOut, "croft: cannot run the command: %v\n", err)
 		res := result{ExitCode: ExitNotStarted, Note: err.Error()}
-		res.OutputSize = outputSize(out)
+		res.OutputSize, res.StderrSize = outputSize(out), outputSize(errOut)
 		out.Close()
+		errOut.Close()
 		return nil, res
 	}
 	pid := cmd.Process.Pid
@@ -475,7 +488,8 @@ func (s *superviser) end() {
 			res.ExitCode = ExitTimedOut // a timed-out job never succeeds
 		}
 	}
-	res.OutputSize = outputSize(j.out)
+	res.OutputSize, res.StderrSize = outputSize(j.out), outputSize(j.errOut)
 	j.out.Close()
+	j.errOut.Close()
 	s.finish(j.spec, res)
 }
