@@ -1,20 +1,25 @@
 package raftstore
 
-// Job states, with Coalition's names.
+// Job states: the farm's neutral names (see DESIGN.md, "States"). Each
+// dialect maps them to its own names at its edge; Coalition's are the
+// upper-case names of the previous release (coalition.coalitionState).
+// The identifiers keep their historical spelling for now; their values are
+// what the state, the log and snapshots hold.
 const (
-	StateWaiting  = "WAITING"  // runnable
-	StatePending  = "PENDING"  // blocked by unfinished dependencies
-	StateWorking  = "WORKING"  // an attempt is running
-	StateFinished = "FINISHED" // last attempt exited 0
-	StateError    = "ERROR"    // last attempt failed or timed out
-	StatePaused   = "PAUSED"   // reported whenever Paused is set
+	StateWaiting  = "waiting"  // runnable
+	StatePending  = "blocked"  // blocked by unfinished dependencies
+	StateWorking  = "running"  // an attempt is running
+	StateFinished = "finished" // last attempt exited 0
+	StateError    = "failed"   // last attempt failed or timed out
+	StateCanceled = "canceled" // canceled by a user; not runnable until reset or started
+	StatePaused   = "paused"   // reported whenever Paused is set
 )
 
-// Worker states.
+// Worker states, neutral names as for jobs.
 const (
-	WorkerWaiting = "WAITING"
-	WorkerWorking = "WORKING"
-	WorkerTimeout = "TIMEOUT"
+	WorkerWaiting = "idle" // speaks, runs nothing
+	WorkerWorking = "busy" // runs an attempt
+	WorkerTimeout = "lost" // went silent (or its attempt timed out)
 )
 
 // Job is one node of the job tree: a leaf with a command, or a group (empty
@@ -46,9 +51,9 @@ type Job struct {
 	AffinityBits    uint64
 	User            string
 	URL             string
-	Finished        int // direct children FINISHED
-	Errors          int // direct children ERROR
-	Working         int // direct children WORKING
+	Finished        int // direct children finished
+	Errors          int // direct children failed or canceled
+	Working         int // direct children running
 	Total           int // leaf descendants
 	TotalFinished   int
 	TotalErrors     int
@@ -61,14 +66,14 @@ type Job struct {
 	HDepth          int
 	Dependencies    []int64
 	Children        []int64 // ascending ids
-	Attempt         int64   // current attempt id while WORKING
+	Attempt         int64   // current attempt id while running
 	AttemptLog      int64   // bytes of the current attempt's output received
 	LogTruncated    bool
 	Created         int64
 	// Project is the project the job belongs to; a child is in its
 	// parent's. "" (jobs of older snapshots) reads as DefaultProject.
 	Project string
-	// EndTime is when the job (a group: its last job) became FINISHED;
+	// EndTime is when the job (a group: its last job) became finished;
 	// 0 while it is not. Finished root jobs may expire after an age.
 	EndTime int64
 
@@ -78,7 +83,7 @@ type Job struct {
 // IsGroup reports whether the job is a group node (never runnable).
 func (j *Job) IsGroup() bool { return j.Command == "" }
 
-// Reported is the state shown to users: PAUSED whenever the job is paused.
+// Reported is the state shown to users: paused whenever the job is paused.
 func (j *Job) Reported() string {
 	if j.Paused {
 		return StatePaused
@@ -107,7 +112,7 @@ type Worker struct {
 	// Projects restricts the worker to these projects' jobs; nil serves
 	// the whole farm. It comes from the token the worker registered with.
 	Projects []string
-	// LostAt is when the worker was marked lost (TIMEOUT for silence); 0
+	// LostAt is when the worker was marked lost for silence; 0
 	// while it speaks. Workers lost for long are forgotten (WorkerExpire).
 	LostAt int64
 
