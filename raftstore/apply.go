@@ -61,7 +61,7 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *JobCreate:
 		return result(s.createJobs(c))
 	case *JobEdit:
-		return errOrNil(s.editJobs(c))
+		return errOrNil(s.editJobs(upgradeEdit(c)))
 	case *JobDelete:
 		return errOrNil(s.deleteJobs(c))
 	case *JobAction:
@@ -290,7 +290,7 @@ func (s *State) editJobs(c *JobEdit) error {
 		p := e.Patch
 		if p.State != nil {
 			if !validEditStates[*p.State] {
-				return invalid("state %q cannot be set (use WAITING, PAUSED, FINISHED or ERROR)", *p.State)
+				return invalid("state %q cannot be set (use waiting, paused, finished or failed)", *p.State)
 			}
 			if (*p.State == StateFinished || *p.State == StateError) && o.isGroup(e.ID) {
 				return invalid("the state of group %d derives from its children", e.ID)

@@ -182,6 +182,7 @@ func ReadState(r io.Reader) (*State, error) {
 	if d.Version != snapshotVersion {
 		return nil, fmt.Errorf("%w: snapshot version %d, want %d", ErrBadEntry, d.Version, snapshotVersion)
 	}
+	upgradeSnapshot(&d)
 	s := NewState()
 	s.applied, s.lastJobID, s.lastAttempt = d.Applied, d.LastJobID, d.LastAttempt
 	for id, name := range d.Affinities {
