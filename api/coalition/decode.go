@@ -317,6 +317,8 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 				}
 			}
 		case "state":
+			// Still in Coalition's words: an edit turns it into the
+			// neutral state (fromCoalitionState), a create reads it.
 			str(&p.State)
 			if err == nil {
 				up := strings.ToUpper(*p.State)
@@ -393,10 +395,11 @@ func specFromPatch(p raftstore.JobPatch) (raftstore.JobSpec, error) {
 		s.Paused = *p.Paused
 	}
 	if p.State != nil {
+		// parseJobAttrs leaves the state in Coalition's words.
 		switch *p.State {
-		case raftstore.StatePaused:
+		case "PAUSED":
 			s.Paused = true
-		case raftstore.StateWaiting, raftstore.StatePending, "":
+		case "WAITING", "PENDING", "":
 		default:
 			return s, bad("state %q: a new job is WAITING or PAUSED", *p.State)
 		}

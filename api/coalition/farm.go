@@ -506,7 +506,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 			return fail(apierr.Bad("localprogress: %v", err))
 		}
 	}
-	if s := strings.ToUpper(args.Get("state")); s == raftstore.StatePaused {
+	if s := strings.ToUpper(args.Get("state")); s == "PAUSED" {
 		spec.Paused = true
 	}
 	if s := args.Get("paused"); s != "" && s != "0" && !strings.EqualFold(s, "false") {

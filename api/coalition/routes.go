@@ -556,6 +556,15 @@ func (h *Handler) editJobs(c *gin.Context, r *call) error {
 	if err := h.mayWriteAll(r.p, ids); err != nil {
 		return err
 	}
+	for i := range cmd.Edits {
+		if st := cmd.Edits[i].Patch.State; st != nil {
+			n, err := fromCoalitionState(*st)
+			if err != nil {
+				return err
+			}
+			cmd.Edits[i].Patch.State = &n
+		}
+	}
 	sortEdits(cmd.Edits)
 	if len(cmd.Edits) > 0 {
 		if _, err := h.store.Apply(c, cmd); err != nil {
