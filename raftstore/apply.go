@@ -276,6 +276,7 @@ func (s *State) setDeps(c *JobSetDeps) error {
 
 var validEditStates = map[string]bool{
 	StateWaiting: true, StatePending: true, StatePaused: true, StateFinished: true, StateError: true,
+	StateCanceled: true,
 }
 
 func (s *State) editJobs(c *JobEdit) error {
@@ -290,7 +291,7 @@ func (s *State) editJobs(c *JobEdit) error {
 		p := e.Patch
 		if p.State != nil {
 			if !validEditStates[*p.State] {
-				return invalid("state %q cannot be set (use waiting, paused, finished or failed)", *p.State)
+				return invalid("state %q cannot be set (use waiting, paused, finished, failed or canceled)", *p.State)
 			}
 			if (*p.State == StateFinished || *p.State == StateError) && o.isGroup(e.ID) {
 				return invalid("the state of group %d derives from its children", e.ID)
@@ -414,7 +415,10 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		case StatePaused:
 			s.pauseJob(j, now)
 		case StateWaiting, StatePending:
+			s.uncancel(j, now)
 			s.startJob(j, now)
+		case StateCanceled:
+			s.cancelJob(j, now)
 		default:
 			s.forceState(j, *p.State, now)
 		}
@@ -568,7 +572,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 
 func (s *State) jobAction(c *JobAction) error {
 	switch c.Action {
-	case ActionReset, ActionResetError, ActionStart, ActionPause:
+	case ActionReset, ActionResetError, ActionStart, ActionPause, ActionCancel:
 	default:
 		return invalid("unknown job action %q", c.Action)
 	}
@@ -585,9 +589,12 @@ func (s *State) jobAction(c *JobAction) error {
 		case ActionResetError:
 			s.resetJob(j, true, c.Now)
 		case ActionStart:
+			s.uncancel(j, c.Now)
 			s.startJob(j, c.Now)
 		case ActionPause:
 			s.pauseJob(j, c.Now)
+		case ActionCancel:
+			s.cancelJob(j, c.Now)
 		}
 	}
 	return nil
@@ -616,7 +623,7 @@ func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
 				x.State = s.depState(x)
 			}
 			s.changed(x, before, old, now)
-		case onlyErrors && x.TotalErrors == 0 && x.State != StateError:
+		case onlyErrors && x.TotalErrors == 0 && x.State != StateError && x.State != StateCanceled:
 		default:
 			stack = append(stack, frame{j: x, post: true})
 			for i := len(x.Children) - 1; i >= 0; i-- {
@@ -630,7 +637,7 @@ func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
 
 // resetLeaf is resetJob for a job with a command.
 func (s *State) resetLeaf(j *Job, onlyErrors bool, now int64) {
-	if onlyErrors && j.State != StateError {
+	if onlyErrors && j.State != StateError && j.State != StateCanceled {
 		return
 	}
 	if j.State == StateWorking {
@@ -910,6 +917,9 @@ func (s *State) endAttempt(j *Job, st string, why string, now int64) {
 		j.State = st
 		j.Duration = now - j.StartTime
 		j.RunDone++
+	case StateCanceled:
+		j.State = st
+		j.Duration = now - j.StartTime
 	default:
 		j.State = s.depState(j)
 	}

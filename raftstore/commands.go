@@ -19,7 +19,7 @@ const (
 	MsgJobCreate      MessageType = 3  // create one or many jobs
 	MsgJobEdit        MessageType = 4  // edit job attributes (Coalition POST /api/jobs)
 	MsgJobDelete      MessageType = 5  // recursive delete
-	MsgJobAction      MessageType = 6  // reset, reseterror, start, pause
+	MsgJobAction      MessageType = 6  // reset, reseterror, start, pause, cancel
 	MsgJobSetDeps     MessageType = 7  // replace a job's dependencies
 	MsgAffinitySet    MessageType = 8  // name affinity ids
 	MsgWorkerRegister MessageType = 9  // a worker announces itself
@@ -146,6 +146,10 @@ const (
 	ActionResetError = "reseterror"
 	ActionStart      = "start"
 	ActionPause      = "pause"
+	// ActionCancel cancels the leaves of a subtree that are not finished:
+	// a running attempt ends (its agent is told to kill it), and the job
+	// is not run again until it is reset or started.
+	ActionCancel = "cancel"
 )
 
 // JobAction runs one of the Action* verbs on jobs.

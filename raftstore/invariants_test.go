@@ -43,6 +43,7 @@ func checkInvariants(s *State) error {
 			sum.fin += cc.fin
 			sum.errs += cc.errs
 			sum.work += cc.work
+			sum.canceled += cc.canceled
 			sum.dur += cc.dur
 			fin += b2i(cc.isFin)
 			errs += b2i(cc.isErr)
@@ -52,8 +53,8 @@ func checkInvariants(s *State) error {
 			}
 		}
 		if j.IsGroup() && len(j.Children) > 0 {
-			got := [7]int{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working}
-			want := [7]int{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work}
+			got := [8]int{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working, j.TotalCanceled}
+			want := [8]int{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work, sum.canceled}
 			if got != want {
 				return sum, fmt.Errorf("group %d counters %v, recomputed %v", id, got, want)
 			}
@@ -245,8 +246,8 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 		}
 		return &rep
 	case k == 13:
-		actions := []string{ActionReset, ActionResetError, ActionStart, ActionPause}
-		return &JobAction{Now: now, Action: actions[r.Intn(4)], IDs: ids()}
+		actions := []string{ActionReset, ActionResetError, ActionStart, ActionPause, ActionCancel}
+		return &JobAction{Now: now, Action: actions[r.Intn(len(actions))], IDs: ids()}
 	case k == 14:
 		return &JobSetDeps{Now: now, ID: id(), Deps: ids()}
 	case k == 15:
@@ -265,7 +266,7 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			a := affs[r.Intn(len(affs))]
 			p.Affinity = &a
 		case 3:
-			st := []string{StateWaiting, StatePaused, StateFinished, StateError}[r.Intn(4)]
+			st := []string{StateWaiting, StatePaused, StateFinished, StateError, StateCanceled}[r.Intn(5)]
 			p.State = &st
 		case 4:
 			paused := r.Intn(2) == 0

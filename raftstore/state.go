@@ -229,22 +229,25 @@ func (s *State) pushChildren(stack []*Job, j *Job) []*Job {
 
 // contrib is what a job adds to its parent's counters.
 type contrib struct {
-	leaves, fin, errs, work int
-	isFin, isErr, isWork    bool
+	leaves, fin, errs, work, canceled int
+	isFin, isErr, isWork              bool
 	dur                     int64
 	start                   int64
 }
 
 func contribution(j *Job) contrib {
+	// A canceled job counts as an error in its parent's counters, and
+	// in TotalCanceled besides.
 	c := contrib{
 		isFin:  j.State == StateFinished,
-		isErr:  j.State == StateError,
+		isErr:  j.State == StateError || j.State == StateCanceled,
 		isWork: j.State == StateWorking,
 		start:  j.StartTime,
 	}
 	if j.Total == 0 {
 		c.leaves = 1
 		c.fin, c.errs, c.work = b2i(c.isFin), b2i(c.isErr), b2i(c.isWork)
+		c.canceled = b2i(j.State == StateCanceled)
 		if c.isFin || c.isErr {
 			c.dur = j.Duration
 		}
@@ -253,6 +256,7 @@ func contribution(j *Job) contrib {
 		}
 	} else {
 		c.leaves, c.fin, c.errs, c.work = j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking
+		c.canceled = j.TotalCanceled
 	}
 	c.dur = j.Duration
 	return c
@@ -279,10 +283,12 @@ func (s *State) depState(j *Job) string {
 func (s *State) groupState(g *Job) string {
 	switch {
 	case g.Total == 0:
-		if g.State == StateFinished || g.State == StateError {
+		if g.State == StateFinished || g.State == StateError || g.State == StateCanceled {
 			return g.State
 		}
 		return s.depState(g)
+	case g.TotalErrors > 0 && g.TotalErrors == g.TotalCanceled:
+		return StateCanceled
 	case g.TotalErrors > 0:
 		return StateError
 	case g.TotalFinished == g.Total:
@@ -354,6 +360,7 @@ func addDelta(p *Job, before, after contrib) {
 	p.TotalFinished += after.fin - before.fin
 	p.TotalErrors += after.errs - before.errs
 	p.TotalWorking += after.work - before.work
+	p.TotalCanceled += after.canceled - before.canceled
 	p.Finished += b2i(after.isFin) - b2i(before.isFin)
 	p.Errors += b2i(after.isErr) - b2i(before.isErr)
 	p.Working += b2i(after.isWork) - b2i(before.isWork)

@@ -76,6 +76,9 @@ type Job struct {
 	// EndTime is when the job (a group: its last job) became finished;
 	// 0 while it is not. Finished root jobs may expire after an age.
 	EndTime int64
+	// TotalCanceled counts the canceled leaf descendants (also counted in
+	// TotalErrors): a group whose errors are all cancels is canceled.
+	TotalCanceled int
 
 	ready readyKey // position in the scheduler index; not replicated
 }
