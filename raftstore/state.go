@@ -231,8 +231,8 @@ func (s *State) pushChildren(stack []*Job, j *Job) []*Job {
 type contrib struct {
 	leaves, fin, errs, work, canceled int
 	isFin, isErr, isWork              bool
-	dur                     int64
-	start                   int64
+	dur                               int64
+	start                             int64
 }
 
 func contribution(j *Job) contrib {
