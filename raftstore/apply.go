@@ -201,7 +201,7 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 			Paused:          spec.Paused,
 			Retry:           spec.Retry,
 			Timeout:         spec.Timeout,
-			Priority:        ClampPriority(spec.Priority),
+			Priority:        clampPriority(spec.Priority),
 			Affinity:        spec.Affinity,
 			AffinityBits:    bits,
 			User:            spec.User,
@@ -391,7 +391,7 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		j.Retry = *p.Retry
 	}
 	if p.Priority != nil {
-		j.Priority = ClampPriority(*p.Priority)
+		j.Priority = clampPriority(*p.Priority)
 	}
 	if p.Affinity != nil {
 		j.Affinity = *p.Affinity

@@ -80,7 +80,7 @@ type JobSpec struct {
 	Environment     string
 	Paused          bool
 	Timeout         int64 // seconds, 0 = none
-	Priority        int   // clamped to 0..255
+	Priority        int   // MinPriority..MaxPriority, higher runs first
 	Retry           int
 	Affinity        string
 	User            string

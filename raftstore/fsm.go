@@ -218,6 +218,14 @@ func ReadState(r io.Reader) (*State, error) {
 			}
 			m[j.ID] = struct{}{}
 		}
+	}
+	// The priority paths are not in the snapshot: derive every h_* cache
+	// from the root down, then index what the walk did not reach (only a
+	// corrupt state has such jobs).
+	for _, id := range s.root.Children {
+		s.refreshH(s.jobs[id], true)
+	}
+	for _, j := range d.Jobs {
 		s.reindex(j)
 	}
 	if d.Logs != nil {

@@ -7,7 +7,7 @@ type readyKey struct {
 	in      bool
 	project string
 	mask    uint64
-	hprio   uint64
+	hprio   PriorityPath
 	id      int64
 }
 
@@ -21,8 +21,8 @@ type bucketKey struct {
 // readyLess orders runnable jobs the way Coalition's pick query does:
 // hierarchical priority descending, then id ascending.
 func readyLess(a, b readyKey) bool {
-	if a.hprio != b.hprio {
-		return a.hprio > b.hprio
+	if higher, equal := a.hprio.higher(b.hprio); !equal {
+		return higher
 	}
 	return a.id < b.id
 }

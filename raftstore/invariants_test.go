@@ -73,12 +73,17 @@ func checkInvariants(s *State) error {
 		}
 		p := s.node(j.Parent)
 		depth := p.HDepth + 1
-		shift := max(56-8*depth, 0)
-		wantH := [3]uint64{p.HAffinity | j.AffinityBits, p.HPriority + uint64(j.Priority)<<uint(shift), uint64(b2i(p.HPaused || j.Paused || j.State == StatePending))}
-		if gotH := [3]uint64{j.HAffinity, j.HPriority, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
+		wantH := [2]uint64{p.HAffinity | j.AffinityBits, uint64(b2i(p.HPaused || j.Paused || j.State == StatePending))}
+		if gotH := [2]uint64{j.HAffinity, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
 			return sum, fmt.Errorf("job %d h_* %v depth %d, recomputed %v depth %d", id, gotH, j.HDepth, wantH, depth)
 		}
-		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+		wantPath := p.hprio
+		level := min(depth, PriorityLevels) - 1
+		wantPath[level] += int32(j.Priority)
+		if j.hprio != wantPath || j.HPriority != 0 {
+			return sum, fmt.Errorf("job %d priority path %v (h_priority %d), recomputed %v", id, j.hprio, j.HPriority, wantPath)
+		}
+		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.hprio, id: j.ID}
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}

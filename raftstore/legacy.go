@@ -34,11 +34,13 @@ func upgrade(names map[string]string, v string) string {
 }
 
 // upgradeSnapshot turns a decoded snapshot of the previous release into
-// the neutral model: job, event and worker states. A current snapshot
-// passes through unchanged.
+// the neutral model: job, event and worker states, and the packed
+// h_priority that PriorityPath replaced. A current snapshot passes through
+// unchanged.
 func upgradeSnapshot(d *snapshotData) {
 	for _, j := range d.Jobs {
 		j.State = upgrade(legacyJobStates, j.State)
+		j.HPriority = 0
 	}
 	for _, e := range d.Events {
 		e.State = upgrade(legacyJobStates, e.State)

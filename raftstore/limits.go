@@ -25,6 +25,11 @@ const (
 	MaxTimeout = 1<<31 - 1
 	// MaxRetry is the most retries a job may ask for.
 	MaxRetry = 10_000
+	// MinPriority and MaxPriority bound a job's priority: plain
+	// integers, higher runs first; each dialect maps its own range into
+	// it (Coalition: 0..255).
+	MinPriority = -1_000_000
+	MaxPriority = 1_000_000
 	// MaxWorkers bounds the workers of a farm: a registration past it is
 	// refused (a forged or runaway agent cannot grow the state forever).
 	MaxWorkers = 100_000
@@ -84,6 +89,13 @@ func checkRetry(n int) error {
 	return nil
 }
 
+func checkPriority(p int) error {
+	if p < MinPriority || p > MaxPriority {
+		return fmt.Errorf("%w: priority %d is outside %d..%d", ErrInvalid, p, MinPriority, MaxPriority)
+	}
+	return nil
+}
+
 func checkDeps(deps []int64) error {
 	if len(deps) > MaxDependencies {
 		return fmt.Errorf("%w: %d dependencies, the limit is %d", ErrTooLarge, len(deps), MaxDependencies)
@@ -101,7 +113,7 @@ func checkDeps(deps []int64) error {
 func CheckSpec(s *JobSpec) error {
 	p := JobPatch{
 		Parent: &s.Parent, Title: &s.Title, Command: &s.Command, Dir: &s.Dir, Environment: &s.Environment,
-		Timeout: &s.Timeout, Retry: &s.Retry, Affinity: &s.Affinity, User: &s.User, URL: &s.URL,
+		Timeout: &s.Timeout, Priority: &s.Priority, Retry: &s.Retry, Affinity: &s.Affinity, User: &s.User, URL: &s.URL,
 		ProgressPattern: &s.ProgressPattern, Dependencies: &s.Dependencies,
 	}
 	if err := CheckPatch(&p); err != nil {
@@ -151,6 +163,11 @@ func CheckPatch(p *JobPatch) error {
 	}
 	if p.Retry != nil {
 		if err := checkRetry(*p.Retry); err != nil {
+			return err
+		}
+	}
+	if p.Priority != nil {
+		if err := checkPriority(*p.Priority); err != nil {
 			return err
 		}
 	}

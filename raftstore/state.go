@@ -18,9 +18,6 @@ const MaxAffinityID = 63
 // the coordinators' memory; what is cut is said in the log itself.
 const MaxLogBytes = 64 << 20
 
-// MaxPriority is the top of Coalition's clamped priority range.
-const MaxPriority = 255
-
 // State is the whole replicated state. It is changed only by apply (the FSM)
 // and read through the exported methods, which take the read lock.
 type State struct {
@@ -158,7 +155,7 @@ func (s *State) runnable(j *Job) bool {
 
 // reindex brings j's entry in the ready index in line with its fields.
 func (s *State) reindex(j *Job) {
-	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.hprio, id: j.ID}
 	if want == j.ready {
 		return
 	}
@@ -203,15 +200,11 @@ func (s *State) refreshOne(j *Job) bool {
 		p = s.root // only in a corrupt state: never dereference nil
 	}
 	depth := p.HDepth + 1
-	shift := 56 - 8*depth
-	if shift < 0 {
-		shift = 0 // deeper than 7 levels share the last byte
-	}
 	haff := p.HAffinity | j.AffinityBits
-	hprio := p.HPriority + uint64(j.Priority)<<uint(shift)
+	hprio := p.hprio.below(depth, j.Priority)
 	hpaused := p.HPaused || j.Paused || j.State == StatePending
-	changed := haff != j.HAffinity || hprio != j.HPriority || hpaused != j.HPaused || depth != j.HDepth
-	j.HAffinity, j.HPriority, j.HPaused, j.HDepth = haff, hprio, hpaused, depth
+	changed := haff != j.HAffinity || hprio != j.hprio || hpaused != j.HPaused || depth != j.HDepth
+	j.HAffinity, j.hprio, j.HPaused, j.HDepth = haff, hprio, hpaused, depth
 	s.reindex(j)
 	return changed
 }
@@ -519,15 +512,10 @@ func (s *State) workerLines(aff string, dry bool) ([]uint64, error) {
 // ---------------------------------------------------------------------------
 // Small helpers
 
-// ClampPriority clamps a priority into Coalition's 0..255 range.
-func ClampPriority(p int) int {
-	if p < 0 {
-		return 0
-	}
-	if p > MaxPriority {
-		return MaxPriority
-	}
-	return p
+// clampPriority keeps a priority of any entry in MinPriority..MaxPriority
+// (the API edge refuses values outside; an entry may hold anything).
+func clampPriority(p int) int {
+	return min(max(p, MinPriority), MaxPriority)
 }
 
 func sortedKeys[K int64 | string](m map[K]struct{}) []K {

@@ -1,5 +1,7 @@
 package raftstore
 
+import "math"
+
 // Job states: the farm's neutral names (see DESIGN.md, "States"). Each
 // dialect maps them to its own names at its edge; Coalition's are the
 // upper-case names of the previous release (coalition.coalitionState).
@@ -61,7 +63,7 @@ type Job struct {
 	Progress        float64
 	ProgressPattern string
 	HAffinity       uint64
-	HPriority       uint64
+	HPriority       uint64 // no longer kept (0): see PriorityPath; keeps its toarray slot
 	HPaused         bool
 	HDepth          int
 	Dependencies    []int64
@@ -80,7 +82,46 @@ type Job struct {
 	// TotalErrors): a group whose errors are all cancels is canceled.
 	TotalCanceled int
 
-	ready readyKey // position in the scheduler index; not replicated
+	ready readyKey     // position in the scheduler index; not replicated
+	hprio PriorityPath // derived from the ancestors' priorities; not replicated
+}
+
+// PriorityLevels is the number of tree levels that the scheduler orders by
+// one at a time; the priorities of deeper levels add up into the last.
+const PriorityLevels = 7
+
+// PriorityPath is a job's hierarchical priority: the priority of its root
+// ancestor, of the next one down, ..., of the job itself, one level per
+// entry; levels below PriorityLevels add into the last entry, and missing
+// levels are 0. Runnable jobs run in descending lexicographic order of
+// their paths (then by id): a child of a higher-priority group runs before
+// any child of a lower one. For priorities in 0..255 this is the order of
+// Coalition's h_priority (8 bits per level), which coalition derives from
+// the path.
+type PriorityPath [PriorityLevels]int32
+
+// PriorityPath returns the job's hierarchical priority.
+func (j *Job) PriorityPath() PriorityPath { return j.hprio }
+
+// below returns the path of a child at depth (1 for a root job) with
+// priority prio under a parent whose path is p. The sum of deep levels
+// saturates: a legacy tree deeper than MaxDepth cannot wrap it around.
+func (p PriorityPath) below(depth, prio int) PriorityPath {
+	i := min(max(depth, 1), PriorityLevels) - 1
+	v := int64(p[i]) + int64(clampPriority(prio))
+	p[i] = int32(min(max(v, math.MinInt32), math.MaxInt32))
+	return p
+}
+
+// higher compares two paths for the scheduler: whether p is higher than
+// b, or equal to it.
+func (p PriorityPath) higher(b PriorityPath) (higher, equal bool) {
+	for i := range p {
+		if p[i] != b[i] {
+			return p[i] > b[i], false
+		}
+	}
+	return false, true
 }
 
 // IsGroup reports whether the job is a group node (never runnable).

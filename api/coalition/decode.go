@@ -340,7 +340,7 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 		case "priority":
 			var n int64
 			if n, err = asInt(k, raw); err == nil {
-				v := raftstore.ClampPriority(int(max(min(n, math.MaxInt32), math.MinInt32)))
+				v := ClampPriority(int(max(min(n, math.MaxInt32), math.MinInt32)))
 				p.Priority = &v
 			}
 		case "retry":
@@ -372,7 +372,7 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 func specFromPatch(p raftstore.JobPatch) (raftstore.JobSpec, error) {
 	s := raftstore.JobSpec{
 		Timeout:  defaultTimeout,
-		Priority: raftstore.ClampPriority(defaultPriority),
+		Priority: ClampPriority(defaultPriority),
 		Retry:    defaultRetry,
 	}
 	str := func(dst *string, v *string) {

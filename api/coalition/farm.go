@@ -469,7 +469,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 		c.Data(apierr.Status(err), "text/plain", []byte("-1"))
 		return nil
 	}
-	spec := raftstore.JobSpec{Timeout: defaultTimeout, Priority: raftstore.ClampPriority(defaultPriority), Retry: defaultRetry}
+	spec := raftstore.JobSpec{Timeout: defaultTimeout, Priority: ClampPriority(defaultPriority), Retry: defaultRetry}
 	intArg := func(name string, dst *int64) error {
 		if s := args.Get(name); s != "" {
 			v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
@@ -489,7 +489,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 			return fail(err)
 		}
 	}
-	spec.Priority, spec.Retry = raftstore.ClampPriority(int(max(min(prio, 1<<20), -1))), int(max(min(retry, 1<<31), 0))
+	spec.Priority, spec.Retry = ClampPriority(int(max(min(prio, 1<<20), -1))), int(max(min(retry, 1<<31), 0))
 	spec.Title = args.Get("title")
 	spec.Command = args.Get("cmd")
 	if spec.Command == "" {
