@@ -197,6 +197,7 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 			Command:         spec.Command,
 			Dir:             spec.Dir,
 			Environment:     spec.Environment,
+			Env:             envOf(spec.Env, spec.Environment),
 			State:           StateWaiting,
 			Paused:          spec.Paused,
 			Retry:           spec.Retry,
@@ -378,6 +379,12 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 	set(&j.Title, p.Title)
 	set(&j.Dir, p.Dir)
 	set(&j.Environment, p.Environment)
+	if p.Env != nil || p.Environment != nil {
+		j.Env = envOfPatch(p)
+		if p.Environment == nil {
+			j.Environment = "" // the text no longer says what the map holds
+		}
+	}
 	set(&j.User, p.User)
 	set(&j.URL, p.URL)
 	set(&j.ProgressPattern, p.ProgressPattern)
@@ -898,6 +905,7 @@ func (s *State) pick(c *Pick) any {
 		Command:         j.Command,
 		Dir:             j.Dir,
 		Environment:     j.Environment,
+		Env:             j.Env,
 		User:            j.User,
 		ProgressPattern: j.ProgressPattern,
 		Timeout:         j.Timeout,

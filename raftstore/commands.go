@@ -90,6 +90,11 @@ type JobSpec struct {
 	// Project of the job; "" means its parent's (DefaultProject for a
 	// root job).
 	Project string
+	// Env is the job's environment. Environment, when set, is the text a
+	// dialect wrote it as, kept to show it back unchanged; an entry with
+	// the text and no map (the previous release's) gets the map parsed
+	// from the text (EnvFromText).
+	Env map[string]string
 }
 
 // JobCreate creates jobs in order; the result is their ids ([]int64). Either
@@ -120,6 +125,12 @@ type JobPatch struct {
 	URL             *string
 	ProgressPattern *string
 	Dependencies    *[]int64
+	// Env replaces the environment (an empty map clears it: a nil one
+	// encodes as no patch at all). Set without Environment, it clears
+	// the text (which no longer describes it); Environment without Env
+	// (an entry of the previous release) sets the map parsed from it.
+	// Omitted when nil: an edit without it encodes as before.
+	Env *map[string]string `codec:",omitempty"`
 }
 
 // JobEditItem is one job's patch.

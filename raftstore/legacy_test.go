@@ -3,6 +3,7 @@ package raftstore
 import (
 	"bytes"
 	"encoding/binary"
+	"maps"
 	"os"
 	"testing"
 
@@ -63,6 +64,19 @@ func checkLegacyState(t *testing.T, s *State) {
 	for name, want := range map[string]string{"w1": WorkerWaiting, "w2": WorkerWorking, "w3": WorkerTimeout} {
 		if w, _ := s.Worker(name); w.State != want {
 			t.Errorf("worker %s is %q, want %q", name, w.State, want)
+		}
+	}
+	for id, want := range map[int64]struct {
+		text string
+		env  map[string]string
+	}{
+		1: {"", nil},
+		2: {`A=1\nB=2`, map[string]string{"A": "1", "B": "2"}},
+		3: {"X=1\nX=2\nnoequals", map[string]string{"X": "2"}},
+		4: {"K=v", map[string]string{"K": "v"}},
+	} {
+		if j, _ := s.Job(id); j.Environment != want.text || !maps.Equal(j.Env, want.env) || (j.Env == nil) != (want.env == nil) {
+			t.Errorf("job %d environment %q %v, want %q %v", id, j.Environment, j.Env, want.text, want.env)
 		}
 	}
 	evs, _, _ := s.EventsAfter(0, 100, nil)

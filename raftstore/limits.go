@@ -2,7 +2,9 @@ package raftstore
 
 import (
 	"fmt"
+	"sort"
 	"strings"
+	"unicode"
 )
 
 // Limits of what one job, worker or request may hold. They bound the
@@ -96,6 +98,37 @@ func checkPriority(p int) error {
 	return nil
 }
 
+// checkEnv checks an environment map: its size written as the agent's
+// KEY=VALUE lines (MaxEnvironmentBytes, as the text), and that every
+// variable reaches the job's process as it is: a key is not empty, has no
+// "=", no surrounding space, and neither key nor value holds a NUL, a
+// newline or the two characters `\n` (the agent's separators), nor does
+// a value end in a space (the agent trims entries).
+func checkEnv(env map[string]string) error {
+	size := max(len(env)-1, 0) // len(EnvText(env)), never more than the text it came from
+	for k, v := range env {
+		size += len(k) + 1 + len(v)
+	}
+	if size > MaxEnvironmentBytes {
+		return fmt.Errorf("%w: environment is %d bytes, the limit is %d", ErrTooLarge, size, MaxEnvironmentBytes)
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // report the first bad variable deterministically
+	for _, k := range keys {
+		v := env[k]
+		switch {
+		case k == "" || strings.TrimSpace(k) != k || strings.ContainsAny(k, "=\x00\n") || strings.Contains(k, `\n`):
+			return fmt.Errorf("%w: environment key %q: not empty, no '=', NUL, newline, `\\n` or surrounding space", ErrInvalid, truncate(k, 40))
+		case strings.ContainsAny(v, "\x00\n") || strings.Contains(v, `\n`) || strings.TrimRightFunc(v, unicode.IsSpace) != v:
+			return fmt.Errorf("%w: environment %s: the value may not hold a NUL, a newline or `\\n`, nor end in a space", ErrInvalid, truncate(k, 40))
+		}
+	}
+	return nil
+}
+
 func checkDeps(deps []int64) error {
 	if len(deps) > MaxDependencies {
 		return fmt.Errorf("%w: %d dependencies, the limit is %d", ErrTooLarge, len(deps), MaxDependencies)
@@ -115,6 +148,9 @@ func CheckSpec(s *JobSpec) error {
 		Parent: &s.Parent, Title: &s.Title, Command: &s.Command, Dir: &s.Dir, Environment: &s.Environment,
 		Timeout: &s.Timeout, Priority: &s.Priority, Retry: &s.Retry, Affinity: &s.Affinity, User: &s.User, URL: &s.URL,
 		ProgressPattern: &s.ProgressPattern, Dependencies: &s.Dependencies,
+	}
+	if s.Env != nil {
+		p.Env = &s.Env
 	}
 	if err := CheckPatch(&p); err != nil {
 		return err
@@ -168,6 +204,11 @@ func CheckPatch(p *JobPatch) error {
 	}
 	if p.Priority != nil {
 		if err := checkPriority(*p.Priority); err != nil {
+			return err
+		}
+	}
+	if p.Env != nil {
+		if err := checkEnv(*p.Env); err != nil {
 			return err
 		}
 	}

@@ -38,7 +38,7 @@ type Job struct {
 	Title           string
 	Command         string
 	Dir             string
-	Environment     string
+	Environment     string // the environment as a dialect wrote it (see Env), or ""
 	State           string // stored state; see Reported for what users see
 	Paused          bool
 	Worker          string
@@ -81,6 +81,9 @@ type Job struct {
 	// TotalCanceled counts the canceled leaf descendants (also counted in
 	// TotalErrors): a group whose errors are all cancels is canceled.
 	TotalCanceled int
+	// Env is the job's environment, KEY -> VALUE (nil: none). It is
+	// replaced whole, never changed in place: readers share it.
+	Env map[string]string
 
 	ready readyKey     // position in the scheduler index; not replicated
 	hprio PriorityPath // derived from the ancestors' priorities; not replicated
@@ -189,10 +192,11 @@ type Assignment struct {
 	Title           string
 	Command         string
 	Dir             string
-	Environment     string
+	Environment     string // the text a dialect wrote, "" when none (see Job)
 	User            string
 	ProgressPattern string
 	Timeout         int64
+	Env             map[string]string // the environment to run with (shared: read only)
 }
 
 // ReportResult is the result of an accepted Report.

@@ -303,6 +303,10 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 			str(&p.Dir)
 		case "environment":
 			str(&p.Environment)
+			if err == nil {
+				env := fromCoalitionEnv(*p.Environment)
+				p.Env = &env
+			}
 		case "affinity":
 			str(&p.Affinity)
 		case "user":
@@ -387,6 +391,9 @@ func specFromPatch(p raftstore.JobPatch) (raftstore.JobSpec, error) {
 	str(&s.Command, p.Command)
 	str(&s.Dir, p.Dir)
 	str(&s.Environment, p.Environment)
+	if p.Env != nil {
+		s.Env = *p.Env
+	}
 	str(&s.Affinity, p.Affinity)
 	str(&s.User, p.User)
 	str(&s.URL, p.URL)

@@ -497,6 +497,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 	}
 	spec.Dir = args.Get("dir")
 	spec.Environment = args.Get("env")
+	spec.Env = fromCoalitionEnv(spec.Environment)
 	spec.Affinity = args.Get("affinity")
 	spec.URL = args.Get("url")
 	spec.User = args.Get("user")

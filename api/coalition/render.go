@@ -23,7 +23,7 @@ func b2i(b bool) int {
 // renderJob turns a stored job into Coalition's JSON row; with redact the
 // environment's values are hidden (a read-only token sees the names).
 func renderJob(j *raftstore.Job, redact bool) client.Job {
-	env := j.Environment
+	env := coalitionEnv(j.Environment, j.Env)
 	if redact {
 		env = RedactEnvironment(env)
 	}
