@@ -4,11 +4,11 @@ import "github.com/google/btree"
 
 // readyKey is a runnable job's place in the scheduler index.
 type readyKey struct {
-	in      bool
 	project string
 	mask    uint64
-	hprio   PriorityPath
 	id      int64
+	hprio   PriorityPath
+	in      bool // in the index (runnable); the other fields are kept when not
 }
 
 // bucketKey names a bucket of the index: the jobs of one project with one

@@ -77,13 +77,13 @@ func checkInvariants(s *State) error {
 		if gotH := [2]uint64{j.HAffinity, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
 			return sum, fmt.Errorf("job %d h_* %v depth %d, recomputed %v depth %d", id, gotH, j.HDepth, wantH, depth)
 		}
-		wantPath := p.hprio
+		wantPath := p.ready.hprio
 		level := min(depth, PriorityLevels) - 1
 		wantPath[level] += int32(j.Priority)
-		if j.hprio != wantPath || j.HPriority != 0 {
-			return sum, fmt.Errorf("job %d priority path %v (h_priority %d), recomputed %v", id, j.hprio, j.HPriority, wantPath)
+		if j.ready.hprio != wantPath || j.HPriority != 0 {
+			return sum, fmt.Errorf("job %d priority path %v (h_priority %d), recomputed %v", id, j.ready.hprio, j.HPriority, wantPath)
 		}
-		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.hprio, id: j.ID}
+		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: wantPath, id: j.ID}
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}

@@ -154,8 +154,11 @@ func (s *State) runnable(j *Job) bool {
 }
 
 // reindex brings j's entry in the ready index in line with its fields.
-func (s *State) reindex(j *Job) {
-	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.hprio, id: j.ID}
+func (s *State) reindex(j *Job) { s.place(j, j.ready.hprio) }
+
+// place is reindex with a new priority path for j.
+func (s *State) place(j *Job, hprio PriorityPath) {
+	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: hprio, id: j.ID}
 	if want == j.ready {
 		return
 	}
@@ -201,11 +204,11 @@ func (s *State) refreshOne(j *Job) bool {
 	}
 	depth := p.HDepth + 1
 	haff := p.HAffinity | j.AffinityBits
-	hprio := p.hprio.below(depth, j.Priority)
+	hprio := p.ready.hprio.below(depth, j.Priority)
 	hpaused := p.HPaused || j.Paused || j.State == StatePending
-	changed := haff != j.HAffinity || hprio != j.hprio || hpaused != j.HPaused || depth != j.HDepth
-	j.HAffinity, j.hprio, j.HPaused, j.HDepth = haff, hprio, hpaused, depth
-	s.reindex(j)
+	changed := haff != j.HAffinity || hprio != j.ready.hprio || hpaused != j.HPaused || depth != j.HDepth
+	j.HAffinity, j.HPaused, j.HDepth = haff, hpaused, depth
+	s.place(j, hprio)
 	return changed
 }
 

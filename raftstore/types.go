@@ -85,8 +85,9 @@ type Job struct {
 	// replaced whole, never changed in place: readers share it.
 	Env map[string]string
 
-	ready readyKey     // position in the scheduler index; not replicated
-	hprio PriorityPath // derived from the ancestors' priorities; not replicated
+	// ready is the job's place in the scheduler index, and holds its
+	// PriorityPath even while it is not runnable; not replicated.
+	ready readyKey
 }
 
 // PriorityLevels is the number of tree levels that the scheduler orders by
@@ -104,7 +105,7 @@ const PriorityLevels = 7
 type PriorityPath [PriorityLevels]int32
 
 // PriorityPath returns the job's hierarchical priority.
-func (j *Job) PriorityPath() PriorityPath { return j.hprio }
+func (j *Job) PriorityPath() PriorityPath { return j.ready.hprio }
 
 // below returns the path of a child at depth (1 for a root job) with
 // priority prio under a parent whose path is p. The sum of deep levels
