@@ -111,7 +111,7 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *JobCreate:
 		return result(s.createJobs(c))
 	case *JobEdit:
-		return errOrNil(s.editJobs(c))
+		return errOrNil(s.editJobs(upgradeEdit(c)))
 	case *JobDelete:
 		return errOrNil(s.deleteJobs(c))
 	case *JobAction:
@@ -254,11 +254,12 @@ func (s *State) createJobs(c *JobCreate) ([]int64, error) {
 			Command:         spec.Command,
 			Dir:             spec.Dir,
 			Environment:     spec.Environment,
+			Env:             envOf(spec.Env, spec.Environment),
 			State:           StateWaiting,
 			Paused:          spec.Paused,
 			Retry:           spec.Retry,
 			Timeout:         spec.Timeout,
-			Priority:        ClampPriority(spec.Priority),
+			Priority:        clampPriority(spec.Priority),
 			Affinity:        spec.Affinity,
 			AffinityBits:    bits,
 			User:            spec.User,
@@ -333,6 +334,7 @@ func (s *State) setDeps(c *JobSetDeps) error {
 
 var validEditStates = map[string]bool{
 	StateWaiting: true, StatePending: true, StatePaused: true, StateFinished: true, StateError: true,
+	StateCanceled: true,
 }
 
 func (s *State) editJobs(c *JobEdit) error {
@@ -347,7 +349,7 @@ func (s *State) editJobs(c *JobEdit) error {
 		p := e.Patch
 		if p.State != nil {
 			if !validEditStates[*p.State] {
-				return invalid("state %q cannot be set (use WAITING, PAUSED, FINISHED or ERROR)", *p.State)
+				return invalid("state %q cannot be set (use waiting, paused, finished, failed or canceled)", *p.State)
 			}
 			if (*p.State == StateFinished || *p.State == StateError) && o.isGroup(e.ID) {
 				return invalid("the state of group %d derives from its children", e.ID)
@@ -434,6 +436,12 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 	set(&j.Title, p.Title)
 	set(&j.Dir, p.Dir)
 	set(&j.Environment, p.Environment)
+	if p.Env != nil || p.Environment != nil {
+		j.Env = envOfPatch(p)
+		if p.Environment == nil {
+			j.Environment = "" // the text no longer says what the map holds
+		}
+	}
 	set(&j.User, p.User)
 	set(&j.URL, p.URL)
 	set(&j.ProgressPattern, p.ProgressPattern)
@@ -447,7 +455,7 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		j.Retry = *p.Retry
 	}
 	if p.Priority != nil {
-		j.Priority = ClampPriority(*p.Priority)
+		j.Priority = clampPriority(*p.Priority)
 	}
 	if p.Affinity != nil {
 		j.Affinity = *p.Affinity
@@ -471,7 +479,10 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		case StatePaused:
 			s.pauseJob(j, now)
 		case StateWaiting, StatePending:
+			s.uncancel(j, now)
 			s.startJob(j, now)
+		case StateCanceled:
+			s.cancelJob(j, now)
 		default:
 			s.forceState(j, *p.State, now)
 		}
@@ -498,7 +509,7 @@ func (s *State) move(j *Job, parent int64, now int64) {
 // forceState sets FINISHED or ERROR on a leaf by hand.
 func (s *State) forceState(j *Job, st string, now int64) {
 	if j.State == StateWorking {
-		s.endAttempt(j, st, stopped(ReasonCanceled, "state set to "+st+" by a user").was("state set to "+st+" by a user"), now)
+		s.endAttempt(j, st, stopped(ReasonCanceled, "state set to "+st+" by a user").was("state set to "+legacyName(st)+" by a user"), now)
 		return
 	}
 	before, old := contribution(j), j.State
@@ -625,7 +636,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 
 func (s *State) jobAction(c *JobAction) error {
 	switch c.Action {
-	case ActionReset, ActionResetError, ActionStart, ActionPause:
+	case ActionReset, ActionResetError, ActionStart, ActionPause, ActionCancel:
 	default:
 		return invalid("unknown job action %q", c.Action)
 	}
@@ -642,9 +653,12 @@ func (s *State) jobAction(c *JobAction) error {
 		case ActionResetError:
 			s.resetJob(j, true, c.Now)
 		case ActionStart:
+			s.uncancel(j, c.Now)
 			s.startJob(j, c.Now)
 		case ActionPause:
 			s.pauseJob(j, c.Now)
+		case ActionCancel:
+			s.cancelJob(j, c.Now)
 		}
 	}
 	return nil
@@ -673,7 +687,7 @@ func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
 				x.State = s.depState(x)
 			}
 			s.changed(x, before, old, now)
-		case onlyErrors && x.TotalErrors == 0 && x.State != StateError:
+		case onlyErrors && x.TotalErrors == 0 && x.State != StateError && x.State != StateCanceled:
 		default:
 			stack = append(stack, frame{j: x, post: true})
 			for i := len(x.Children) - 1; i >= 0; i-- {
@@ -687,7 +701,7 @@ func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
 
 // resetLeaf is resetJob for a job with a command.
 func (s *State) resetLeaf(j *Job, onlyErrors bool, now int64) {
-	if onlyErrors && j.State != StateError {
+	if onlyErrors && j.State != StateError && j.State != StateCanceled {
 		return
 	}
 	if j.State == StateWorking {
@@ -967,6 +981,7 @@ func (s *State) pick(c *Pick) any {
 		Command:         j.Command,
 		Dir:             j.Dir,
 		Environment:     j.Environment,
+		Env:             j.Env,
 		User:            j.User,
 		ProgressPattern: j.ProgressPattern,
 		Timeout:         j.Timeout,
@@ -1047,6 +1062,9 @@ func (s *State) endAttempt(j *Job, st string, e ending, now int64) {
 		j.State = st
 		j.Duration = now - j.StartTime
 		j.RunDone++
+	case StateCanceled:
+		j.State = st
+		j.Duration = now - j.StartTime
 	default:
 		j.State = s.depState(j)
 	}

@@ -19,7 +19,7 @@ const (
 	MsgJobCreate      MessageType = 3  // create one or many jobs
 	MsgJobEdit        MessageType = 4  // edit job attributes (Coalition POST /api/jobs)
 	MsgJobDelete      MessageType = 5  // recursive delete
-	MsgJobAction      MessageType = 6  // reset, reseterror, start, pause
+	MsgJobAction      MessageType = 6  // reset, reseterror, start, pause, cancel
 	MsgJobSetDeps     MessageType = 7  // replace a job's dependencies
 	MsgAffinitySet    MessageType = 8  // name affinity ids
 	MsgWorkerRegister MessageType = 9  // a worker announces itself
@@ -106,7 +106,7 @@ type JobSpec struct {
 	Environment     string
 	Paused          bool
 	Timeout         int64 // seconds, 0 = none
-	Priority        int   // clamped to 0..255
+	Priority        int   // MinPriority..MaxPriority, higher runs first
 	Retry           int
 	Affinity        string
 	User            string
@@ -116,6 +116,11 @@ type JobSpec struct {
 	// Project of the job; "" means its parent's (DefaultProject for a
 	// root job).
 	Project string
+	// Env is the job's environment. Environment, when set, is the text a
+	// dialect wrote it as, kept to show it back unchanged; an entry with
+	// the text and no map (the previous release's) gets the map parsed
+	// from the text (EnvFromText).
+	Env map[string]string
 }
 
 // JobCreate creates jobs in order; the result is their ids ([]int64). Either
@@ -146,6 +151,12 @@ type JobPatch struct {
 	URL             *string
 	ProgressPattern *string
 	Dependencies    *[]int64
+	// Env replaces the environment (an empty map clears it: a nil one
+	// encodes as no patch at all). Set without Environment, it clears
+	// the text (which no longer describes it); Environment without Env
+	// (an entry of the previous release) sets the map parsed from it.
+	// Omitted when nil: an edit without it encodes as before.
+	Env *map[string]string `codec:",omitempty"`
 }
 
 // JobEditItem is one job's patch.
@@ -172,6 +183,10 @@ const (
 	ActionResetError = "reseterror"
 	ActionStart      = "start"
 	ActionPause      = "pause"
+	// ActionCancel cancels the leaves of a subtree that are not finished:
+	// a running attempt ends (its agent is told to kill it), and the job
+	// is not run again until it is reset or started.
+	ActionCancel = "cancel"
 )
 
 // JobAction runs one of the Action* verbs on jobs.

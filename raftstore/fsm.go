@@ -394,6 +394,7 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	if d.Version != snapshotVersion && d.Version != snapshotVersionV2 {
 		return nil, fmt.Errorf("%w: snapshot version %d, want %d", ErrBadEntry, d.Version, snapshotVersion)
 	}
+	upgradeSnapshot(&d)
 	s := NewState(lines)
 	s.applied, s.lastJobID, s.lastAttempt = d.Applied, d.LastJobID, d.LastAttempt
 	s.release = d.Release
@@ -430,6 +431,14 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 			}
 			m[j.ID] = struct{}{}
 		}
+	}
+	// The priority paths are not in the snapshot: derive every h_* cache
+	// from the root down, then index what the walk did not reach (only a
+	// corrupt state has such jobs).
+	for _, id := range s.root.Children {
+		s.refreshH(s.jobs[id], true)
+	}
+	for _, j := range d.Jobs {
 		s.reindex(j)
 	}
 	var err error

@@ -195,15 +195,20 @@ func TestCreateDefaultsAndValidation(t *testing.T) {
 	if j.Reported() != StatePaused || j.Affinity != "linux" || j.Priority != 129 {
 		t.Fatalf("job %+v", j)
 	}
-	big := h.create(JobSpec{Title: "big", Command: "echo", Priority: 1000})
-	if p := h.job(big[0]).Priority; p != 255 {
+	// Priorities are plain integers; an entry past the limits (the edge
+	// refuses them) is clamped.
+	big := h.create(JobSpec{Title: "big", Command: "echo", Priority: 1000}, JobSpec{Title: "huge", Command: "echo", Priority: 5 * MaxPriority})
+	if p := h.job(big[0]).Priority; p != 1000 {
+		t.Fatalf("priority 1000 stored as %d", p)
+	}
+	if p := h.job(big[1]).Priority; p != MaxPriority {
 		t.Fatalf("priority clamped to %d", p)
 	}
 	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{Parent: ids[0]}}}, ErrInvalid) // parent has a command
 	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{Parent: 404}}}, ErrNotFound)
 	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{Command: "x"}, {Dependencies: []int64{404}}}}, ErrNotFound)
 	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{Affinity: "#64"}}}, ErrInvalid)
-	if n := h.st().JobCount(); n != 2 {
+	if n := h.st().JobCount(); n != 3 {
 		t.Fatalf("%d jobs after refused creates", n)
 	}
 }
@@ -613,7 +618,7 @@ func TestEditMoveResetDelete(t *testing.T) {
 	title, prio, aff := "renamed", 300, "linux"
 	h.ok(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: kid, Patch: JobPatch{Title: &title, Priority: &prio, Affinity: &aff, Parent: &g2}}}})
 	j := h.job(kid)
-	if j.Title != "renamed" || j.Priority != 255 || j.Parent != g2 || j.AffinityBits == 0 {
+	if j.Title != "renamed" || j.Priority != 300 || j.Parent != g2 || j.AffinityBits == 0 {
 		t.Fatalf("edited job %+v", j)
 	}
 	if h.job(g1).Total != 0 || h.job(g2).Total != 1 {

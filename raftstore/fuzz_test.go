@@ -78,8 +78,8 @@ const (
 
 var (
 	fuzzAffinities = []string{"", "", "", "", "linux", "linux", "gpu", "linux,gpu", "#3", "a,b,c", " ,", "", "linux", "gpu", "", "#64"}
-	fuzzStates     = []string{StateWaiting, StatePaused, StateFinished, StateError, StatePending, StateWorking}
-	fuzzActions    = []string{ActionReset, ActionResetError, ActionStart, ActionPause, "bogus"}
+	fuzzStates     = []string{StateWaiting, StatePaused, StateFinished, StateError, StatePending, StateWorking, StateCanceled}
+	fuzzActions    = []string{ActionReset, ActionResetError, ActionStart, ActionPause, "bogus", ActionCancel}
 	fuzzWorkers    = []string{"w0", "w1", "w2", ""}
 )
 
@@ -612,6 +612,19 @@ func checkEffect(s *State, cmd Command, res any) error {
 			}
 			if p.Dependencies != nil && !slices.Equal(j.Dependencies, nilIfEmpty(uniq(*p.Dependencies))) {
 				return fmt.Errorf("job %d depends on %v, the edit said %v", e.ID, j.Dependencies, *p.Dependencies)
+			}
+		}
+	case *JobAction:
+		if c.Action != ActionCancel {
+			return nil
+		}
+		// Every leaf below a canceled job is finished or canceled.
+		stack := append([]int64(nil), c.IDs...)
+		for n := 0; len(stack) > 0 && n < 1_000_000; n++ {
+			j, _ := s.Job(stack[len(stack)-1])
+			stack = append(stack[:len(stack)-1], j.Children...)
+			if !j.IsGroup() && j.State != StateFinished && j.State != StateCanceled {
+				return fmt.Errorf("job %d is %s after a cancel", j.ID, j.State)
 			}
 		}
 	case *JobSetDeps:

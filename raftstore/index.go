@@ -4,11 +4,11 @@ import "github.com/google/btree"
 
 // readyKey is a runnable job's place in the scheduler index.
 type readyKey struct {
-	in      bool
 	project string
 	mask    uint64
-	hprio   uint64
 	id      int64
+	hprio   PriorityPath
+	in      bool // in the index (runnable); the other fields are kept when not
 }
 
 // bucketKey names a bucket of the index: the jobs of one project with one
@@ -21,8 +21,8 @@ type bucketKey struct {
 // readyLess orders runnable jobs the way Coalition's pick query does:
 // hierarchical priority descending, then id ascending.
 func readyLess(a, b readyKey) bool {
-	if a.hprio != b.hprio {
-		return a.hprio > b.hprio
+	if higher, equal := a.hprio.higher(b.hprio); !equal {
+		return higher
 	}
 	return a.id < b.id
 }

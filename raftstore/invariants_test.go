@@ -43,6 +43,7 @@ func checkInvariants(s *State) error {
 			sum.fin += cc.fin
 			sum.errs += cc.errs
 			sum.work += cc.work
+			sum.canceled += cc.canceled
 			sum.dur += cc.dur
 			fin += b2i(cc.isFin)
 			errs += b2i(cc.isErr)
@@ -52,8 +53,8 @@ func checkInvariants(s *State) error {
 			}
 		}
 		if j.IsGroup() && len(j.Children) > 0 {
-			got := [7]int{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working}
-			want := [7]int{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work}
+			got := [8]int{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working, j.TotalCanceled}
+			want := [8]int{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work, sum.canceled}
 			if got != want {
 				return sum, fmt.Errorf("group %d counters %v, recomputed %v", id, got, want)
 			}
@@ -72,12 +73,17 @@ func checkInvariants(s *State) error {
 		}
 		p := s.node(j.Parent)
 		depth := p.HDepth + 1
-		shift := max(56-8*depth, 0)
-		wantH := [3]uint64{p.HAffinity | j.AffinityBits, p.HPriority + uint64(j.Priority)<<uint(shift), uint64(b2i(p.HPaused || j.Paused || j.State == StatePending))}
-		if gotH := [3]uint64{j.HAffinity, j.HPriority, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
+		wantH := [2]uint64{p.HAffinity | j.AffinityBits, uint64(b2i(p.HPaused || j.Paused || j.State == StatePending))}
+		if gotH := [2]uint64{j.HAffinity, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
 			return sum, fmt.Errorf("job %d h_* %v depth %d, recomputed %v depth %d", id, gotH, j.HDepth, wantH, depth)
 		}
-		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+		wantPath := p.ready.hprio
+		level := min(depth, PriorityLevels) - 1
+		wantPath[level] += int32(j.Priority)
+		if j.ready.hprio != wantPath || j.HPriority != 0 {
+			return sum, fmt.Errorf("job %d priority path %v (h_priority %d), recomputed %v", id, j.ready.hprio, j.HPriority, wantPath)
+		}
+		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: wantPath, id: j.ID}
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}
@@ -287,8 +293,8 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 		}
 		return &rep
 	case k == 13:
-		actions := []string{ActionReset, ActionResetError, ActionStart, ActionPause}
-		return &JobAction{Now: now, Action: actions[r.Intn(4)], IDs: ids()}
+		actions := []string{ActionReset, ActionResetError, ActionStart, ActionPause, ActionCancel}
+		return &JobAction{Now: now, Action: actions[r.Intn(len(actions))], IDs: ids()}
 	case k == 14:
 		return &JobSetDeps{Now: now, ID: id(), Deps: ids()}
 	case k == 15:
@@ -307,7 +313,7 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			a := affs[r.Intn(len(affs))]
 			p.Affinity = &a
 		case 3:
-			st := []string{StateWaiting, StatePaused, StateFinished, StateError}[r.Intn(4)]
+			st := []string{StateWaiting, StatePaused, StateFinished, StateError, StateCanceled}[r.Intn(5)]
 			p.State = &st
 		case 4:
 			paused := r.Intn(2) == 0

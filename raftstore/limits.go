@@ -2,7 +2,9 @@ package raftstore
 
 import (
 	"fmt"
+	"sort"
 	"strings"
+	"unicode"
 )
 
 // Limits of what one job, worker or request may hold. They bound the
@@ -25,6 +27,11 @@ const (
 	MaxTimeout = 1<<31 - 1
 	// MaxRetry is the most retries a job may ask for.
 	MaxRetry = 10_000
+	// MinPriority and MaxPriority bound a job's priority: plain
+	// integers, higher runs first; each dialect maps its own range into
+	// it (Coalition: 0..255).
+	MinPriority = -1_000_000
+	MaxPriority = 1_000_000
 	// MaxWorkers bounds the workers of a farm: a registration past it is
 	// refused (a forged or runaway agent cannot grow the state forever).
 	MaxWorkers = 100_000
@@ -99,6 +106,44 @@ func checkRetry(n int) error {
 	return nil
 }
 
+func checkPriority(p int) error {
+	if p < MinPriority || p > MaxPriority {
+		return fmt.Errorf("%w: priority %d is outside %d..%d", ErrInvalid, p, MinPriority, MaxPriority)
+	}
+	return nil
+}
+
+// checkEnv checks an environment map: its size written as the agent's
+// KEY=VALUE lines (MaxEnvironmentBytes, as the text), and that every
+// variable reaches the job's process as it is: a key is not empty, has no
+// "=", no surrounding space, and neither key nor value holds a NUL, a
+// newline or the two characters `\n` (the agent's separators), nor does
+// a value end in a space (the agent trims entries).
+func checkEnv(env map[string]string) error {
+	size := max(len(env)-1, 0) // len(EnvText(env)), never more than the text it came from
+	for k, v := range env {
+		size += len(k) + 1 + len(v)
+	}
+	if size > MaxEnvironmentBytes {
+		return fmt.Errorf("%w: environment is %d bytes, the limit is %d", ErrTooLarge, size, MaxEnvironmentBytes)
+	}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // report the first bad variable deterministically
+	for _, k := range keys {
+		v := env[k]
+		switch {
+		case k == "" || strings.TrimSpace(k) != k || strings.ContainsAny(k, "=\x00\n") || strings.Contains(k, `\n`):
+			return fmt.Errorf("%w: environment key %q: not empty, no '=', NUL, newline, `\\n` or surrounding space", ErrInvalid, truncate(k, 40))
+		case strings.ContainsAny(v, "\x00\n") || strings.Contains(v, `\n`) || strings.TrimRightFunc(v, unicode.IsSpace) != v:
+			return fmt.Errorf("%w: environment %s: the value may not hold a NUL, a newline or `\\n`, nor end in a space", ErrInvalid, truncate(k, 40))
+		}
+	}
+	return nil
+}
+
 func checkDeps(deps []int64) error {
 	if len(deps) > MaxDependencies {
 		return fmt.Errorf("%w: %d dependencies, the limit is %d", ErrTooLarge, len(deps), MaxDependencies)
@@ -116,8 +161,11 @@ func checkDeps(deps []int64) error {
 func CheckSpec(s *JobSpec) error {
 	p := JobPatch{
 		Parent: &s.Parent, Title: &s.Title, Command: &s.Command, Dir: &s.Dir, Environment: &s.Environment,
-		Timeout: &s.Timeout, Retry: &s.Retry, Affinity: &s.Affinity, User: &s.User, URL: &s.URL,
+		Timeout: &s.Timeout, Priority: &s.Priority, Retry: &s.Retry, Affinity: &s.Affinity, User: &s.User, URL: &s.URL,
 		ProgressPattern: &s.ProgressPattern, Dependencies: &s.Dependencies,
+	}
+	if s.Env != nil {
+		p.Env = &s.Env
 	}
 	if err := CheckPatch(&p); err != nil {
 		return err
@@ -166,6 +214,16 @@ func CheckPatch(p *JobPatch) error {
 	}
 	if p.Retry != nil {
 		if err := checkRetry(*p.Retry); err != nil {
+			return err
+		}
+	}
+	if p.Priority != nil {
+		if err := checkPriority(*p.Priority); err != nil {
+			return err
+		}
+	}
+	if p.Env != nil {
+		if err := checkEnv(*p.Env); err != nil {
 			return err
 		}
 	}

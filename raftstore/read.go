@@ -13,7 +13,7 @@ import (
 
 func copyJob(j *Job) Job {
 	c := *j
-	c.ready = readyKey{}
+	c.ready = readyKey{hprio: j.ready.hprio} // only the path (PriorityPath) is for readers
 	return c
 }
 

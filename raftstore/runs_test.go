@@ -141,7 +141,7 @@ func TestRunEndings(t *testing.T) {
 		{"state forced", func(h *harness, a *Assignment) {
 			st := StateError
 			h.ok(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: a.JobID, Patch: JobPatch{State: &st}}}})
-		}, StateError, ReasonCanceled, NoExitCode, 0, "canceled: state set to ERROR by a user"},
+		}, StateError, ReasonCanceled, NoExitCode, 0, "canceled: state set to failed by a user"},
 		{"worker stopped", func(h *harness, a *Assignment) {
 			h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStop, Names: []string{"w"}})
 		}, StateWaiting, ReasonCanceled, NoExitCode, 0, "canceled: worker w stopped; requeued"},

@@ -20,9 +20,6 @@ const MaxAffinityID = 63
 // the coordinators' memory; what is cut is said in the log itself.
 const MaxLogBytes = 64 << 20
 
-// MaxPriority is the top of Coalition's clamped priority range.
-const MaxPriority = 255
-
 // State is the whole replicated state. It is changed only by apply (the FSM)
 // and read through the exported methods, which take the read lock.
 type State struct {
@@ -188,8 +185,11 @@ func (s *State) runnable(j *Job) bool {
 }
 
 // reindex brings j's entry in the ready index in line with its fields.
-func (s *State) reindex(j *Job) {
-	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: j.HPriority, id: j.ID}
+func (s *State) reindex(j *Job) { s.place(j, j.ready.hprio) }
+
+// place is reindex with a new priority path for j.
+func (s *State) place(j *Job, hprio PriorityPath) {
+	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: hprio, id: j.ID}
 	if want == j.ready {
 		return
 	}
@@ -234,16 +234,12 @@ func (s *State) refreshOne(j *Job) bool {
 		p = s.root // only in a corrupt state: never dereference nil
 	}
 	depth := p.HDepth + 1
-	shift := 56 - 8*depth
-	if shift < 0 {
-		shift = 0 // deeper than 7 levels share the last byte
-	}
 	haff := p.HAffinity | j.AffinityBits
-	hprio := p.HPriority + uint64(j.Priority)<<uint(shift)
+	hprio := p.ready.hprio.below(depth, j.Priority)
 	hpaused := p.HPaused || j.Paused || j.State == StatePending
-	changed := haff != j.HAffinity || hprio != j.HPriority || hpaused != j.HPaused || depth != j.HDepth
-	j.HAffinity, j.HPriority, j.HPaused, j.HDepth = haff, hprio, hpaused, depth
-	s.reindex(j)
+	changed := haff != j.HAffinity || hprio != j.ready.hprio || hpaused != j.HPaused || depth != j.HDepth
+	j.HAffinity, j.HPaused, j.HDepth = haff, hpaused, depth
+	s.place(j, hprio)
 	return changed
 }
 
@@ -260,22 +256,25 @@ func (s *State) pushChildren(stack []*Job, j *Job) []*Job {
 
 // contrib is what a job adds to its parent's counters.
 type contrib struct {
-	leaves, fin, errs, work int
-	isFin, isErr, isWork    bool
-	dur                     int64
-	start                   int64
+	leaves, fin, errs, work, canceled int
+	isFin, isErr, isWork              bool
+	dur                               int64
+	start                             int64
 }
 
 func contribution(j *Job) contrib {
+	// A canceled job counts as an error in its parent's counters, and
+	// in TotalCanceled besides.
 	c := contrib{
 		isFin:  j.State == StateFinished,
-		isErr:  j.State == StateError,
+		isErr:  j.State == StateError || j.State == StateCanceled,
 		isWork: j.State == StateWorking,
 		start:  j.StartTime,
 	}
 	if j.Total == 0 {
 		c.leaves = 1
 		c.fin, c.errs, c.work = b2i(c.isFin), b2i(c.isErr), b2i(c.isWork)
+		c.canceled = b2i(j.State == StateCanceled)
 		if c.isFin || c.isErr {
 			c.dur = j.Duration
 		}
@@ -284,6 +283,7 @@ func contribution(j *Job) contrib {
 		}
 	} else {
 		c.leaves, c.fin, c.errs, c.work = j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking
+		c.canceled = j.TotalCanceled
 	}
 	c.dur = j.Duration
 	return c
@@ -310,10 +310,12 @@ func (s *State) depState(j *Job) string {
 func (s *State) groupState(g *Job) string {
 	switch {
 	case g.Total == 0:
-		if g.State == StateFinished || g.State == StateError {
+		if g.State == StateFinished || g.State == StateError || g.State == StateCanceled {
 			return g.State
 		}
 		return s.depState(g)
+	case g.TotalErrors > 0 && g.TotalErrors == g.TotalCanceled:
+		return StateCanceled
 	case g.TotalErrors > 0:
 		return StateError
 	case g.TotalFinished == g.Total:
@@ -385,6 +387,7 @@ func addDelta(p *Job, before, after contrib) {
 	p.TotalFinished += after.fin - before.fin
 	p.TotalErrors += after.errs - before.errs
 	p.TotalWorking += after.work - before.work
+	p.TotalCanceled += after.canceled - before.canceled
 	p.Finished += b2i(after.isFin) - b2i(before.isFin)
 	p.Errors += b2i(after.isErr) - b2i(before.isErr)
 	p.Working += b2i(after.isWork) - b2i(before.isWork)
@@ -543,15 +546,10 @@ func (s *State) workerLines(aff string, dry bool) ([]uint64, error) {
 // ---------------------------------------------------------------------------
 // Small helpers
 
-// ClampPriority clamps a priority into Coalition's 0..255 range.
-func ClampPriority(p int) int {
-	if p < 0 {
-		return 0
-	}
-	if p > MaxPriority {
-		return MaxPriority
-	}
-	return p
+// clampPriority keeps a priority of any entry in MinPriority..MaxPriority
+// (the API edge refuses values outside; an entry may hold anything).
+func clampPriority(p int) int {
+	return min(max(p, MinPriority), MaxPriority)
 }
 
 func sortedKeys[K int64 | string](m map[K]struct{}) []K {

@@ -1,20 +1,27 @@
 package raftstore
 
-// Job states, with Coalition's names.
+import "math"
+
+// Job states: the farm's neutral names (see DESIGN.md, "States"). Each
+// dialect maps them to its own names at its edge; Coalition's are the
+// upper-case names of the previous release (coalition.coalitionState).
+// The identifiers keep their historical spelling for now; their values are
+// what the state, the log and snapshots hold.
 const (
-	StateWaiting  = "WAITING"  // runnable
-	StatePending  = "PENDING"  // blocked by unfinished dependencies
-	StateWorking  = "WORKING"  // an attempt is running
-	StateFinished = "FINISHED" // last attempt exited 0
-	StateError    = "ERROR"    // last attempt failed or timed out
-	StatePaused   = "PAUSED"   // reported whenever Paused is set
+	StateWaiting  = "waiting"  // runnable
+	StatePending  = "blocked"  // blocked by unfinished dependencies
+	StateWorking  = "running"  // an attempt is running
+	StateFinished = "finished" // last attempt exited 0
+	StateError    = "failed"   // last attempt failed or timed out
+	StateCanceled = "canceled" // canceled by a user; not runnable until reset or started
+	StatePaused   = "paused"   // reported whenever Paused is set
 )
 
-// Worker states.
+// Worker states, neutral names as for jobs.
 const (
-	WorkerWaiting = "WAITING"
-	WorkerWorking = "WORKING"
-	WorkerTimeout = "TIMEOUT"
+	WorkerWaiting = "idle" // speaks, runs nothing
+	WorkerWorking = "busy" // runs an attempt
+	WorkerTimeout = "lost" // went silent (or its attempt timed out)
 )
 
 // Job is one node of the job tree: a leaf with a command, or a group (empty
@@ -31,7 +38,7 @@ type Job struct {
 	Title           string
 	Command         string
 	Dir             string
-	Environment     string
+	Environment     string // the environment as a dialect wrote it (see Env), or ""
 	State           string // stored state; see Reported for what users see
 	Paused          bool
 	Worker          string
@@ -46,9 +53,9 @@ type Job struct {
 	AffinityBits    uint64
 	User            string
 	URL             string
-	Finished        int // direct children FINISHED
-	Errors          int // direct children ERROR
-	Working         int // direct children WORKING
+	Finished        int // direct children finished
+	Errors          int // direct children failed or canceled
+	Working         int // direct children running
 	Total           int // leaf descendants
 	TotalFinished   int
 	TotalErrors     int
@@ -56,19 +63,19 @@ type Job struct {
 	Progress        float64
 	ProgressPattern string
 	HAffinity       uint64
-	HPriority       uint64
+	HPriority       uint64 // no longer kept (0): see PriorityPath; keeps its toarray slot
 	HPaused         bool
 	HDepth          int
 	Dependencies    []int64
 	Children        []int64 // ascending ids
-	Attempt         int64   // current attempt id while WORKING
+	Attempt         int64   // current attempt id while running
 	AttemptLog      int64   // bytes of the current attempt's output received
 	LogTruncated    bool
 	Created         int64
 	// Project is the project the job belongs to; a child is in its
 	// parent's. "" (jobs of older snapshots) reads as DefaultProject.
 	Project string
-	// EndTime is when the job (a group: its last job) became FINISHED;
+	// EndTime is when the job (a group: its last job) became finished;
 	// 0 while it is not. Finished root jobs may expire after an age.
 	EndTime int64
 	// The job's log lives in this coordinator's joblog store; the state
@@ -90,14 +97,60 @@ type Job struct {
 	ExitCode int
 	Signal   int
 	Reason   string
+	// TotalCanceled counts the canceled leaf descendants (also counted in
+	// TotalErrors): a group whose errors are all cancels is canceled.
+	TotalCanceled int
+	// Env is the job's environment, KEY -> VALUE (nil: none). It is
+	// replaced whole, never changed in place: readers share it.
+	Env map[string]string
 
-	ready readyKey // position in the scheduler index; not replicated
+	// ready is the job's place in the scheduler index, and holds its
+	// PriorityPath even while it is not runnable; not replicated.
+	ready readyKey
+}
+
+// PriorityLevels is the number of tree levels that the scheduler orders by
+// one at a time; the priorities of deeper levels add up into the last.
+const PriorityLevels = 7
+
+// PriorityPath is a job's hierarchical priority: the priority of its root
+// ancestor, of the next one down, ..., of the job itself, one level per
+// entry; levels below PriorityLevels add into the last entry, and missing
+// levels are 0. Runnable jobs run in descending lexicographic order of
+// their paths (then by id): a child of a higher-priority group runs before
+// any child of a lower one. For priorities in 0..255 this is the order of
+// Coalition's h_priority (8 bits per level), which coalition derives from
+// the path.
+type PriorityPath [PriorityLevels]int32
+
+// PriorityPath returns the job's hierarchical priority.
+func (j *Job) PriorityPath() PriorityPath { return j.ready.hprio }
+
+// below returns the path of a child at depth (1 for a root job) with
+// priority prio under a parent whose path is p. The sum of deep levels
+// saturates: a legacy tree deeper than MaxDepth cannot wrap it around.
+func (p PriorityPath) below(depth, prio int) PriorityPath {
+	i := min(max(depth, 1), PriorityLevels) - 1
+	v := int64(p[i]) + int64(clampPriority(prio))
+	p[i] = int32(min(max(v, math.MinInt32), math.MaxInt32))
+	return p
+}
+
+// higher compares two paths for the scheduler: whether p is higher than
+// b, or equal to it.
+func (p PriorityPath) higher(b PriorityPath) (higher, equal bool) {
+	for i := range p {
+		if p[i] != b[i] {
+			return p[i] > b[i], false
+		}
+	}
+	return false, true
 }
 
 // IsGroup reports whether the job is a group node (never runnable).
 func (j *Job) IsGroup() bool { return j.Command == "" }
 
-// Reported is the state shown to users: PAUSED whenever the job is paused.
+// Reported is the state shown to users: paused whenever the job is paused.
 func (j *Job) Reported() string {
 	if j.Paused {
 		return StatePaused
@@ -126,7 +179,7 @@ type Worker struct {
 	// Projects restricts the worker to these projects' jobs; nil serves
 	// the whole farm. It comes from the token the worker registered with.
 	Projects []string
-	// LostAt is when the worker was marked lost (TIMEOUT for silence); 0
+	// LostAt is when the worker was marked lost for silence; 0
 	// while it speaks. Workers lost for long are forgotten (WorkerExpire).
 	LostAt int64
 
@@ -195,7 +248,7 @@ type Assignment struct {
 	Title           string
 	Command         string
 	Dir             string
-	Environment     string
+	Environment     string // the text a dialect wrote, "" when none (see Job)
 	User            string
 	ProgressPattern string
 	Timeout         int64
@@ -203,6 +256,7 @@ type Assignment struct {
 	Try int
 	// Project is the job's project.
 	Project string
+	Env     map[string]string // the environment to run with (shared: read only)
 }
 
 // ReportResult is the result of an accepted Report.

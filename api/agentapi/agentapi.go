@@ -253,7 +253,7 @@ func assignment(a *raftstore.Assignment) *client.Assignment {
 		Title:           a.Title,
 		Command:         a.Command,
 		Dir:             a.Dir,
-		Environment:     a.Environment,
+		Environment:     raftstore.EnvText(a.Env), // KEY=VALUE lines, as the agent has always parsed
 		User:            a.User,
 		ProgressPattern: a.ProgressPattern,
 		Timeout:         a.Timeout,

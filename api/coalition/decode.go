@@ -304,6 +304,10 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 			str(&p.Dir)
 		case "environment":
 			str(&p.Environment)
+			if err == nil {
+				env := fromCoalitionEnv(*p.Environment)
+				p.Env = &env
+			}
 		case "affinity":
 			str(&p.Affinity)
 		case "user":
@@ -318,6 +322,8 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 				}
 			}
 		case "state":
+			// Still in Coalition's words: an edit turns it into the
+			// neutral state (fromCoalitionState), a create reads it.
 			str(&p.State)
 			if err == nil {
 				up := strings.ToUpper(*p.State)
@@ -339,7 +345,7 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 		case "priority":
 			var n int64
 			if n, err = asInt(k, raw); err == nil {
-				v := raftstore.ClampPriority(int(max(min(n, math.MaxInt32), math.MinInt32)))
+				v := ClampPriority(int(max(min(n, math.MaxInt32), math.MinInt32)))
 				p.Priority = &v
 			}
 		case "retry":
@@ -371,7 +377,7 @@ func parseJobAttrs(m map[string]json.RawMessage) (raftstore.JobPatch, error) {
 func specFromPatch(p raftstore.JobPatch) (raftstore.JobSpec, error) {
 	s := raftstore.JobSpec{
 		Timeout:  defaultTimeout,
-		Priority: raftstore.ClampPriority(defaultPriority),
+		Priority: ClampPriority(defaultPriority),
 		Retry:    defaultRetry,
 	}
 	str := func(dst *string, v *string) {
@@ -386,6 +392,9 @@ func specFromPatch(p raftstore.JobPatch) (raftstore.JobSpec, error) {
 	str(&s.Command, p.Command)
 	str(&s.Dir, p.Dir)
 	str(&s.Environment, p.Environment)
+	if p.Env != nil {
+		s.Env = *p.Env
+	}
 	str(&s.Affinity, p.Affinity)
 	str(&s.User, p.User)
 	str(&s.URL, p.URL)
@@ -394,10 +403,11 @@ func specFromPatch(p raftstore.JobPatch) (raftstore.JobSpec, error) {
 		s.Paused = *p.Paused
 	}
 	if p.State != nil {
+		// parseJobAttrs leaves the state in Coalition's words.
 		switch *p.State {
-		case raftstore.StatePaused:
+		case "PAUSED":
 			s.Paused = true
-		case raftstore.StateWaiting, raftstore.StatePending, "":
+		case "WAITING", "PENDING", "":
 		default:
 			return s, bad("state %q: a new job is WAITING or PAUSED", *p.State)
 		}

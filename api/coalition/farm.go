@@ -480,7 +480,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 		c.Data(apierr.Status(err), "text/plain", []byte("-1"))
 		return nil
 	}
-	spec := raftstore.JobSpec{Timeout: defaultTimeout, Priority: raftstore.ClampPriority(defaultPriority), Retry: defaultRetry}
+	spec := raftstore.JobSpec{Timeout: defaultTimeout, Priority: ClampPriority(defaultPriority), Retry: defaultRetry}
 	intArg := func(name string, dst *int64) error {
 		if s := args.Get(name); s != "" {
 			v, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
@@ -500,7 +500,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 			return fail(err)
 		}
 	}
-	spec.Priority, spec.Retry = raftstore.ClampPriority(int(max(min(prio, 1<<20), -1))), int(max(min(retry, 1<<31), 0))
+	spec.Priority, spec.Retry = ClampPriority(int(max(min(prio, 1<<20), -1))), int(max(min(retry, 1<<31), 0))
 	spec.Title = args.Get("title")
 	spec.Command = args.Get("cmd")
 	if spec.Command == "" {
@@ -508,6 +508,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 	}
 	spec.Dir = args.Get("dir")
 	spec.Environment = args.Get("env")
+	spec.Env = fromCoalitionEnv(spec.Environment)
 	spec.Affinity = args.Get("affinity")
 	spec.URL = args.Get("url")
 	spec.User = args.Get("user")
@@ -517,7 +518,7 @@ func (h *Handler) addJob(c *gin.Context, r *call) error {
 			return fail(apierr.Bad("localprogress: %v", err))
 		}
 	}
-	if s := strings.ToUpper(args.Get("state")); s == raftstore.StatePaused {
+	if s := strings.ToUpper(args.Get("state")); s == "PAUSED" {
 		spec.Paused = true
 	}
 	if s := args.Get("paused"); s != "" && s != "0" && !strings.EqualFold(s, "false") {

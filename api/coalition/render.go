@@ -24,7 +24,7 @@ func b2i(b bool) int {
 // renderJob turns a stored job into Coalition's JSON row; with redact the
 // environment's values are hidden (a read-only token sees the names).
 func renderJob(j *raftstore.Job, redact bool) client.Job {
-	env := j.Environment
+	env := coalitionEnv(j.Environment, j.Env)
 	if redact {
 		env = RedactEnvironment(env)
 	}
@@ -35,7 +35,7 @@ func renderJob(j *raftstore.Job, redact bool) client.Job {
 		Command:         j.Command,
 		Dir:             j.Dir,
 		Environment:     env,
-		State:           j.Reported(),
+		State:           coalitionState(j),
 		Paused:          b2i(j.Paused),
 		Worker:          j.Worker,
 		StartTime:       seconds(j.StartTime),
@@ -44,7 +44,7 @@ func renderJob(j *raftstore.Job, redact bool) client.Job {
 		RunDone:         j.RunDone,
 		Retry:           j.Retry,
 		Timeout:         j.Timeout,
-		Priority:        j.Priority,
+		Priority:        coalitionPriority(j),
 		Affinity:        j.Affinity,
 		AffinityBits:    j.AffinityBits,
 		User:            j.User,
@@ -59,7 +59,7 @@ func renderJob(j *raftstore.Job, redact bool) client.Job {
 		Progress:        j.Progress,
 		ProgressPattern: j.ProgressPattern,
 		HAffinity:       j.HAffinity,
-		HPriority:       j.HPriority,
+		HPriority:       coalitionHPriority(j),
 		HPaused:         b2i(j.HPaused),
 		HDepth:          j.HDepth,
 		Project:         j.Project,
@@ -103,7 +103,7 @@ func renderWorker(w *raftstore.Worker, p liveness.Ping) client.Worker {
 		StartTime:    float64(w.StartTime) / 1e9,
 		IP:           w.IP,
 		Affinity:     w.Affinity,
-		State:        w.State,
+		State:        coalitionWorkerState(w.State),
 		Finished:     w.Finished,
 		Error:        w.Error,
 		LastJob:      w.LastJob,
@@ -122,7 +122,7 @@ func renderEvent(e *raftstore.Run) client.Event {
 		Worker:   e.Worker,
 		JobID:    e.JobID,
 		JobTitle: e.JobTitle,
-		State:    e.State,
+		State:    coalitionJobState(e.State),
 		Start:    seconds(e.Start),
 		Duration: seconds(e.Duration),
 	}

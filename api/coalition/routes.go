@@ -613,6 +613,15 @@ func (h *Handler) editJobs(c *gin.Context, r *call) error {
 	if err := h.mayWriteAll(r.p, ids); err != nil {
 		return err
 	}
+	for i := range edits {
+		if st := edits[i].Patch.State; st != nil {
+			n, err := fromCoalitionState(*st)
+			if err != nil {
+				return err
+			}
+			edits[i].Patch.State = &n
+		}
+	}
 	sortEdits(edits)
 	if err := h.farm.EditJobs(c, edits); err != nil {
 		return err

@@ -121,7 +121,7 @@ func (h *Handler) pickJob(c *gin.Context, host string, p *auth.Principal, ping l
 		text(c, noJob)
 		return nil
 	}
-	text(c, PyTuple(a.JobID, a.Command, a.Dir, a.User, a.Environment))
+	text(c, PyTuple(a.JobID, a.Command, a.Dir, a.User, coalitionEnv(a.Environment, a.Env)))
 	return nil
 }
 
