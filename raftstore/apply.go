@@ -333,7 +333,7 @@ func (s *State) setDeps(c *JobSetDeps) error {
 }
 
 var validEditStates = map[string]bool{
-	StateWaiting: true, StatePending: true, StatePaused: true, StateFinished: true, StateError: true,
+	StateWaiting: true, StateBlocked: true, StatePaused: true, StateFinished: true, StateFailed: true,
 	StateCanceled: true,
 }
 
@@ -351,7 +351,7 @@ func (s *State) editJobs(c *JobEdit) error {
 			if !validEditStates[*p.State] {
 				return invalid("state %q cannot be set (use waiting, paused, finished, failed or canceled)", *p.State)
 			}
-			if (*p.State == StateFinished || *p.State == StateError) && o.isGroup(e.ID) {
+			if (*p.State == StateFinished || *p.State == StateFailed) && o.isGroup(e.ID) {
 				return invalid("the state of group %d derives from its children", e.ID)
 			}
 		}
@@ -388,7 +388,7 @@ func (s *State) editJobs(c *JobEdit) error {
 // time goes too: a group's duration and start are its children's, and a
 // leftover would stay in the sums once children arrive.
 func (s *State) becomeGroup(j *Job, now int64) {
-	if j.State == StateWorking {
+	if j.State == StateRunning {
 		s.endAttempt(j, StateWaiting, stopped(ReasonCanceled, "the job became a group (its command was cleared)").was("the job became a group (its command was cleared)"), now)
 	}
 	before, old := contribution(j), j.State
@@ -478,7 +478,7 @@ func (s *State) editJob(j *Job, p JobPatch, now int64) {
 		switch *p.State {
 		case StatePaused:
 			s.pauseJob(j, now)
-		case StateWaiting, StatePending:
+		case StateWaiting, StateBlocked:
 			s.uncancel(j, now)
 			s.startJob(j, now)
 		case StateCanceled:
@@ -508,7 +508,7 @@ func (s *State) move(j *Job, parent int64, now int64) {
 
 // forceState sets FINISHED or ERROR on a leaf by hand.
 func (s *State) forceState(j *Job, st string, now int64) {
-	if j.State == StateWorking {
+	if j.State == StateRunning {
 		s.endAttempt(j, st, stopped(ReasonCanceled, "state set to "+st+" by a user").was("state set to "+legacyName(st)+" by a user"), now)
 		return
 	}
@@ -537,13 +537,13 @@ func (s *State) stopPausedWork(j *Job, now int64) {
 		x := stack[len(stack)-1]
 		stack = stack[:len(stack)-1]
 		if x.IsGroup() {
-			if x.TotalWorking == 0 && x.State != StateWorking {
+			if x.TotalWorking == 0 && x.State != StateRunning {
 				continue
 			}
 			stack = s.pushChildren(stack, x)
 			continue
 		}
-		if x.State == StateWorking && x.HPaused {
+		if x.State == StateRunning && x.HPaused {
 			s.endAttempt(x, StateWaiting, stopped(ReasonCanceled, "job paused").was("job paused"), now)
 		}
 	}
@@ -552,7 +552,7 @@ func (s *State) stopPausedWork(j *Job, now int64) {
 func (s *State) startJob(j *Job, now int64) {
 	before, old := contribution(j), j.State
 	j.Paused = false
-	if !j.IsGroup() && (j.State == StateWaiting || j.State == StatePending) {
+	if !j.IsGroup() && (j.State == StateWaiting || j.State == StateBlocked) {
 		j.State = s.depState(j)
 	}
 	s.refreshH(j, false)
@@ -622,7 +622,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 		}
 		x := top.j
 		stack = stack[:len(stack)-1]
-		if x.State == StateWorking && !x.IsGroup() {
+		if x.State == StateRunning && !x.IsGroup() {
 			s.closeRun(x, StateWaiting, stopped(ReasonDeleted, "job deleted"), now)
 		}
 		if x.ready.in {
@@ -687,7 +687,7 @@ func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
 				x.State = s.depState(x)
 			}
 			s.changed(x, before, old, now)
-		case onlyErrors && x.TotalErrors == 0 && x.State != StateError && x.State != StateCanceled:
+		case onlyErrors && x.TotalErrors == 0 && x.State != StateFailed && x.State != StateCanceled:
 		default:
 			stack = append(stack, frame{j: x, post: true})
 			for i := len(x.Children) - 1; i >= 0; i-- {
@@ -701,10 +701,10 @@ func (s *State) resetJob(j *Job, onlyErrors bool, now int64) {
 
 // resetLeaf is resetJob for a job with a command.
 func (s *State) resetLeaf(j *Job, onlyErrors bool, now int64) {
-	if onlyErrors && j.State != StateError && j.State != StateCanceled {
+	if onlyErrors && j.State != StateFailed && j.State != StateCanceled {
 		return
 	}
-	if j.State == StateWorking {
+	if j.State == StateRunning {
 		s.endAttempt(j, StateWaiting, stopped(ReasonCanceled, "job reset").was("job reset"), now)
 	}
 	before, old := contribution(j), j.State
@@ -769,7 +769,7 @@ func sortedJobIDs(m map[int64]*Job) []int64 {
 func (s *State) ensureWorker(name, ip string, projects []string, now int64) *Worker {
 	w := s.workers[name]
 	if w == nil {
-		w = &Worker{Name: name, State: WorkerWaiting, Active: true, StartTime: now, Projects: cloneStrings(projects)}
+		w = &Worker{Name: name, State: WorkerStateIdle, Active: true, StartTime: now, Projects: cloneStrings(projects)}
 		s.addWorker(w)
 	}
 	if ip != "" {
@@ -805,10 +805,10 @@ func (s *State) registerWorker(c *WorkerRegister) error {
 		w.Affinity = c.Affinity
 		w.lines, _ = s.workerLines(c.Affinity, false)
 	}
-	if w.State == WorkerTimeout {
-		w.State = WorkerWaiting
+	if w.State == WorkerStateLost {
+		w.State = WorkerStateIdle
 		if w.CurrentEvent != 0 {
-			w.State = WorkerWorking
+			w.State = WorkerStateBusy
 		}
 	}
 	w.LostAt = 0
@@ -919,7 +919,7 @@ func (s *State) jobOfAttempt(id int64) *Job {
 		return nil
 	}
 	j := s.jobs[ev.JobID]
-	if j == nil || j.Attempt != id || j.State != StateWorking || j.IsGroup() {
+	if j == nil || j.Attempt != id || j.State != StateRunning || j.IsGroup() {
 		return nil
 	}
 	return j
@@ -939,10 +939,10 @@ func (s *State) pick(c *Pick) any {
 			s.endAttempt(j, StateWaiting, stopped(ReasonFenced, "worker "+w.Name+" asked for new work; requeued").was("worker "+w.Name+" asked for new work; attempt lost"), c.Now)
 		}
 		w.CurrentEvent = 0
-		w.State = WorkerWaiting
+		w.State = WorkerStateIdle
 	}
-	if w.State == WorkerTimeout {
-		w.State = WorkerWaiting
+	if w.State == WorkerStateLost {
+		w.State = WorkerStateIdle
 	}
 	w.LostAt = 0
 	if !w.Active {
@@ -954,7 +954,7 @@ func (s *State) pick(c *Pick) any {
 	}
 	j := s.jobs[k.id]
 	s.lastAttempt++
-	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateWorking, Start: c.Now, Project: j.Project}
+	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateRunning, Start: c.Now, Project: j.Project}
 	if s.release >= 1 {
 		j.Tries++
 		ev.Try = j.Tries
@@ -969,11 +969,11 @@ func (s *State) pick(c *Pick) any {
 	before, old := contribution(j), j.State
 	j.Worker = w.Name
 	j.StartTime, j.Duration, j.Progress, j.PingTime = c.Now, 0, 0, c.Now
-	j.State = StateWorking
+	j.State = StateRunning
 	j.Attempt, j.AttemptLog, j.AttemptErrLog = ev.ID, 0, 0
 	s.changed(j, before, old, c.Now)
 
-	w.LastJob, w.CurrentEvent, w.State = j.ID, ev.ID, WorkerWorking
+	w.LastJob, w.CurrentEvent, w.State = j.ID, ev.ID, WorkerStateBusy
 	return &Assignment{
 		AttemptID:       ev.ID,
 		JobID:           j.ID,
@@ -1058,7 +1058,7 @@ func (s *State) endAttempt(j *Job, st string, e ending, now int64) {
 	s.logChanged = true // a reader following the log sees the end
 	before, old := contribution(j), j.State
 	switch st {
-	case StateFinished, StateError:
+	case StateFinished, StateFailed:
 		j.State = st
 		j.Duration = now - j.StartTime
 		j.RunDone++
@@ -1094,11 +1094,11 @@ func (s *State) closeRun(j *Job, st string, e ending, now int64) {
 	}
 	if w := s.workers[j.Worker]; w != nil && w.CurrentEvent == j.Attempt {
 		w.CurrentEvent = 0
-		w.State = WorkerWaiting
+		w.State = WorkerStateIdle
 		switch st {
 		case StateFinished:
 			w.Finished++
-		case StateError:
+		case StateFailed:
 			w.Error++
 		}
 	}
@@ -1131,11 +1131,11 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if j == nil || j.Attempt != attempt {
 		return ReportResult{}, stale("attempt %d is no longer job %d's", attempt, ev.JobID)
 	}
-	if j.State != StateWorking || j.IsGroup() {
+	if j.State != StateRunning || j.IsGroup() {
 		// The attempt ended (a group's WORKING is its children's). A
 		// retried final report is acknowledged again;
 		// anything else from an attempt that was stopped is refused.
-		if ev.State == StateFinished || ev.State == StateError {
+		if ev.State == StateFinished || ev.State == StateFailed {
 			return ReportResult{Duplicate: true, Done: true}, nil
 		}
 		return ReportResult{}, stale("attempt %d was stopped (%s)", attempt, ev.State)
@@ -1168,7 +1168,7 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	}
 	st := StateFinished
 	if c.ExitCode != 0 || c.Signal != 0 || c.TimedOut {
-		st = StateError
+		st = StateFailed
 	}
 	s.endAttempt(j, st, e, c.Now)
 	return ReportResult{Done: true}, nil
@@ -1215,9 +1215,9 @@ func (s *State) timeoutJobs(c *JobTimeout) {
 			continue
 		}
 		worker := s.workers[j.Worker]
-		s.endAttempt(j, StateError, ending{reason: ReasonTimeout, exitCode: NoExitCode}.was(fmt.Sprintf("timed out after %d s", j.Timeout)), c.Now)
+		s.endAttempt(j, StateFailed, ending{reason: ReasonTimeout, exitCode: NoExitCode}.was(fmt.Sprintf("timed out after %d s", j.Timeout)), c.Now)
 		if worker != nil {
-			worker.State = WorkerTimeout
+			worker.State = WorkerStateLost
 		}
 	}
 }
@@ -1250,7 +1250,7 @@ func (s *State) loseWorkers(c *WorkerLost) {
 			}
 			w.CurrentEvent = 0
 		}
-		w.State = WorkerTimeout
+		w.State = WorkerStateLost
 		if w.LostAt == 0 {
 			w.LostAt = c.Now
 		}
@@ -1307,7 +1307,7 @@ func (s *State) expireWorkers(c *WorkerExpire) {
 	sort.Strings(names)
 	for _, n := range names {
 		w := s.workers[n]
-		if w == nil || w.State != WorkerTimeout || w.LostAt == 0 || w.LostAt >= c.Before || w.CurrentEvent != 0 {
+		if w == nil || w.State != WorkerStateLost || w.LostAt == 0 || w.LostAt >= c.Before || w.CurrentEvent != 0 {
 			continue
 		}
 		s.dropWorker(n)

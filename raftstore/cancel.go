@@ -22,7 +22,7 @@ func (s *State) cancelJob(j *Job, now int64) {
 		}
 		switch x.State {
 		case StateFinished, StateCanceled:
-		case StateWorking:
+		case StateRunning:
 			s.endAttempt(x, StateCanceled, stopped(ReasonCanceled, "job canceled"), now)
 		default:
 			before, old := contribution(x), x.State

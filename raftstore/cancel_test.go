@@ -12,8 +12,8 @@ func TestCancelStopsARunningAttempt(t *testing.T) {
 	a := h.pick("w")
 	h.ok(&JobAction{Now: h.now, Action: ActionCancel, IDs: []int64{id}})
 	h.wantState(id, StateCanceled)
-	h.wantState(dep, StatePending) // a canceled dependency is not finished
-	if w, _ := h.st().Worker("w"); w.State != WorkerWaiting || w.CurrentEvent != 0 || w.Error != 0 {
+	h.wantState(dep, StateBlocked) // a canceled dependency is not finished
+	if w, _ := h.st().Worker("w"); w.State != WorkerStateIdle || w.CurrentEvent != 0 || w.Error != 0 {
 		t.Fatalf("worker after the cancel: %+v", w)
 	}
 	if e, _ := h.st().RunByID(a.AttemptID); e.State != StateCanceled {
@@ -74,7 +74,7 @@ func TestCancelAGroup(t *testing.T) {
 	h.wantState(kids[1], StateWaiting)
 	h.wantState(g, StateCanceled)
 	h.finish(h.pick("w1"), "w1", 1)
-	h.wantState(g, StateError)
+	h.wantState(g, StateFailed)
 	h.ok(&JobAction{Now: h.now, Action: ActionStart, IDs: []int64{g}})
 	h.wantState(kids[2], StateWaiting)
 	h.wantState(kids[3], StatePaused)

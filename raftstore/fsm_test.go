@@ -314,7 +314,7 @@ func TestDependenciesAndGroupCounters(t *testing.T) {
 	h.ok(&JobSetDeps{Now: h.now, ID: dep, Deps: kids})
 	st := "WAITING"
 	h.ok(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: dep, Patch: JobPatch{State: &st}}}})
-	h.wantState(dep, StatePending)
+	h.wantState(dep, StateBlocked)
 	gj := h.job(g)
 	if gj.Total != 2 || gj.TotalFinished != 0 {
 		t.Fatalf("group counters %+v", gj)
@@ -328,7 +328,7 @@ func TestDependenciesAndGroupCounters(t *testing.T) {
 		if a.JobID == dep {
 			t.Fatal("dependent ran before its dependencies")
 		}
-		if gj := h.job(g); gj.State != StateWorking || gj.Working != 1 || gj.TotalWorking != 1 {
+		if gj := h.job(g); gj.State != StateRunning || gj.Working != 1 || gj.TotalWorking != 1 {
 			t.Fatalf("group while a child works: %+v", gj)
 		}
 		h.tick(3)
@@ -355,7 +355,7 @@ func TestGroupDependencyBlocksChildren(t *testing.T) {
 	first := h.create(JobSpec{Command: "first", Paused: true})[0]
 	g := h.create(JobSpec{Title: "group", Dependencies: []int64{first}})[0]
 	kid := h.create(JobSpec{Parent: g, Command: "kid"})[0]
-	h.wantState(g, StatePending)
+	h.wantState(g, StateBlocked)
 	if !h.job(kid).HPaused {
 		t.Fatal("child of a PENDING group is not h_paused")
 	}
@@ -385,7 +385,7 @@ func TestDependencyRules(t *testing.T) {
 	h.fails(&JobSetDeps{Now: h.now, ID: g, Deps: []int64{kid}}, ErrInvalid)
 	h.fails(&JobSetDeps{Now: h.now, ID: a, Deps: []int64{404}}, ErrNotFound)
 	// Deleting a dependency releases its dependents.
-	h.wantState(b, StatePending)
+	h.wantState(b, StateBlocked)
 	h.ok(&JobDelete{Now: h.now, IDs: []int64{a}})
 	h.wantState(b, StateWaiting)
 }
@@ -400,7 +400,7 @@ func TestRetryAndErrors(t *testing.T) {
 		}
 		h.finish(a, "w", 1)
 		j := h.job(id)
-		if j.State != StateError || j.RunDone != run {
+		if j.State != StateFailed || j.RunDone != run {
 			t.Fatalf("run %d: %+v", run, j)
 		}
 	}
@@ -429,7 +429,7 @@ func TestPauseDuringRunStopsTheAttempt(t *testing.T) {
 	a := h.pick("w")
 	h.ok(&JobAction{Now: h.now, Action: ActionPause, IDs: []int64{g}})
 	j := h.job(id)
-	if j.State == StateWorking || !j.HPaused {
+	if j.State == StateRunning || !j.HPaused {
 		t.Fatalf("job after pausing its group: %+v", j)
 	}
 	if h.st().AttemptLive(a.AttemptID) {
@@ -438,7 +438,7 @@ func TestPauseDuringRunStopsTheAttempt(t *testing.T) {
 	h.fails(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, LogOffset: 0, Log: []byte("x")}, ErrStaleAttempt)
 	h.fails(&Report{Now: h.now, Worker: "w", JobID: id, AttemptID: a.AttemptID, Done: true}, ErrStaleAttempt)
 	w, _ := h.st().Worker("w")
-	if w.State != WorkerWaiting || w.CurrentEvent != 0 {
+	if w.State != WorkerStateIdle || w.CurrentEvent != 0 {
 		t.Fatalf("worker after pause %+v", w)
 	}
 	ev, _ := h.st().RunByID(a.AttemptID)
@@ -501,7 +501,7 @@ func TestReportPickTakesTheNextJob(t *testing.T) {
 		t.Fatalf("report and pick: %+v, next %+v", res, res.Next)
 	}
 	h.wantState(ids[0], StateFinished)
-	h.wantState(ids[1], StateWorking)
+	h.wantState(ids[1], StateRunning)
 	if w, _ := h.st().Worker("w"); w.CurrentEvent != res.Next.AttemptID || w.IP != "10.0.0.9" {
 		t.Fatalf("worker %+v after the pick", w)
 	}
@@ -548,14 +548,14 @@ func TestTimeoutsAndLostWorkers(t *testing.T) {
 	a := h.pick("w")
 	h.tick(5)
 	h.ok(&JobTimeout{Now: h.now, Attempts: []int64{a.AttemptID}}) // not late yet: no-op
-	h.wantState(id, StateWorking)
+	h.wantState(id, StateRunning)
 	h.tick(6)
 	h.ok(&JobTimeout{Now: h.now, Attempts: []int64{a.AttemptID}})
 	j := h.job(id)
-	if j.State != StateError || j.RunDone != 1 {
+	if j.State != StateFailed || j.RunDone != 1 {
 		t.Fatalf("timed out job %+v", j)
 	}
-	if w, _ := h.st().Worker("w"); w.State != WorkerTimeout || w.Error != 1 {
+	if w, _ := h.st().Worker("w"); w.State != WorkerStateLost || w.Error != 1 {
 		t.Fatalf("worker after job timeout %+v", w)
 	}
 	if log, _ := h.st().Log(id); !bytes.Contains([]byte(log), []byte("timed out")) {
@@ -565,13 +565,13 @@ func TestTimeoutsAndLostWorkers(t *testing.T) {
 	b := h.pick("w2")
 	h.ok(&WorkerLost{Now: h.now, Names: []string{"w2"}})
 	jb := h.job(b.JobID)
-	if jb.State != StateWaiting && jb.State != StateError {
+	if jb.State != StateWaiting && jb.State != StateFailed {
 		t.Fatalf("job of lost worker %+v", jb)
 	}
 	if jb.RunDone != 1 {
 		t.Fatalf("lost worker counted a run: %+v", jb)
 	}
-	if w, _ := h.st().Worker("w2"); w.State != WorkerTimeout {
+	if w, _ := h.st().Worker("w2"); w.State != WorkerStateLost {
 		t.Fatalf("lost worker %+v", w)
 	}
 	h.fails(&Report{Now: h.now, Worker: "w2", JobID: b.JobID, AttemptID: b.AttemptID, Done: true}, ErrStaleAttempt)

@@ -78,7 +78,7 @@ const (
 
 var (
 	fuzzAffinities = []string{"", "", "", "", "linux", "linux", "gpu", "linux,gpu", "#3", "a,b,c", " ,", "", "linux", "gpu", "", "#64"}
-	fuzzStates     = []string{StateWaiting, StatePaused, StateFinished, StateError, StatePending, StateWorking, StateCanceled}
+	fuzzStates     = []string{StateWaiting, StatePaused, StateFinished, StateFailed, StateBlocked, StateRunning, StateCanceled}
 	fuzzActions    = []string{ActionReset, ActionResetError, ActionStart, ActionPause, "bogus", ActionCancel}
 	fuzzWorkers    = []string{"w0", "w1", "w2", ""}
 )

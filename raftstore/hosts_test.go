@@ -249,7 +249,7 @@ type oldWorkerRegister struct {
 }
 
 func TestOlderSnapshotsAndEntriesHaveNoHosts(t *testing.T) {
-	old := oldSnapshotData{Version: 2, Applied: 3, Workers: []*Worker{{Name: "w", State: WorkerWaiting, Active: true}},
+	old := oldSnapshotData{Version: 2, Applied: 3, Workers: []*Worker{{Name: "w", State: WorkerStateIdle, Active: true}},
 		Projects: []*Project{{Name: DefaultProject}}}
 	var buf bytes.Buffer
 	if err := codec.NewEncoder(&buf, msgpackHandle).Encode(&old); err != nil {

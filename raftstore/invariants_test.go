@@ -68,12 +68,12 @@ func checkInvariants(s *State) error {
 				return sum, fmt.Errorf("group %d state %s, derived %s", id, j.State, want)
 			}
 		}
-		if !j.IsGroup() && (j.State == StateWaiting || j.State == StatePending) && j.State != s.depState(j) {
+		if !j.IsGroup() && (j.State == StateWaiting || j.State == StateBlocked) && j.State != s.depState(j) {
 			return sum, fmt.Errorf("job %d is %s but its dependencies say %s", id, j.State, s.depState(j))
 		}
 		p := s.node(j.Parent)
 		depth := p.HDepth + 1
-		wantH := [2]uint64{p.HAffinity | j.AffinityBits, uint64(b2i(p.HPaused || j.Paused || j.State == StatePending))}
+		wantH := [2]uint64{p.HAffinity | j.AffinityBits, uint64(b2i(p.HPaused || j.Paused || j.State == StateBlocked))}
 		if gotH := [2]uint64{j.HAffinity, uint64(b2i(j.HPaused))}; gotH != wantH || j.HDepth != depth {
 			return sum, fmt.Errorf("job %d h_* %v depth %d, recomputed %v depth %d", id, gotH, j.HDepth, wantH, depth)
 		}
@@ -92,7 +92,7 @@ func checkInvariants(s *State) error {
 				return sum, fmt.Errorf("runnable job %d missing from the index", id)
 			}
 		}
-		if j.State == StateWorking {
+		if j.State == StateRunning {
 			w := s.workers[j.Worker]
 			if j.IsGroup() {
 				return contribution(j), nil
@@ -144,9 +144,9 @@ func checkInvariants(s *State) error {
 	for id, r := range s.runByID {
 		j := s.jobOfAttempt(id)
 		switch {
-		case j != nil && (r.State != StateWorking || r.End != 0 || (s.release >= 1 && (r.Try != j.Tries || r.Try < 1))):
+		case j != nil && (r.State != StateRunning || r.End != 0 || (s.release >= 1 && (r.Try != j.Tries || r.Try < 1))):
 			return fmt.Errorf("running run %+v of job %d (tries %d)", *r, j.ID, j.Tries)
-		case j == nil && r.State == StateWorking:
+		case j == nil && r.State == StateRunning:
 			return fmt.Errorf("run %d is WORKING but not its job's current attempt", id)
 		}
 	}
@@ -313,7 +313,7 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			a := affs[r.Intn(len(affs))]
 			p.Affinity = &a
 		case 3:
-			st := []string{StateWaiting, StatePaused, StateFinished, StateError, StateCanceled}[r.Intn(5)]
+			st := []string{StateWaiting, StatePaused, StateFinished, StateFailed, StateCanceled}[r.Intn(5)]
 			p.State = &st
 		case 4:
 			paused := r.Intn(2) == 0

@@ -14,18 +14,18 @@ import (
 // neutral ones.
 var legacyJobStates = map[string]string{
 	"WAITING":  StateWaiting,
-	"PENDING":  StatePending,
-	"WORKING":  StateWorking,
+	"PENDING":  StateBlocked,
+	"WORKING":  StateRunning,
 	"FINISHED": StateFinished,
-	"ERROR":    StateError,
+	"ERROR":    StateFailed,
 	"PAUSED":   StatePaused,
 }
 
 // legacyWorkerStates maps the previous release's worker states.
 var legacyWorkerStates = map[string]string{
-	"WAITING": WorkerWaiting,
-	"WORKING": WorkerWorking,
-	"TIMEOUT": WorkerTimeout,
+	"WAITING": WorkerStateIdle,
+	"WORKING": WorkerStateBusy,
+	"TIMEOUT": WorkerStateLost,
 }
 
 // upgrade returns v's neutral name when it is a name of the previous

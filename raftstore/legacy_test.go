@@ -54,7 +54,7 @@ func checkLegacyState(t *testing.T, s *State) {
 	if err := checkInvariants(s); err != nil {
 		t.Fatal(err)
 	}
-	for id, want := range map[int64]string{1: StateError, 2: StateFinished, 3: StateError, 4: StateWaiting, 5: StatePaused, 6: StateWorking} {
+	for id, want := range map[int64]string{1: StateFailed, 2: StateFinished, 3: StateFailed, 4: StateWaiting, 5: StatePaused, 6: StateRunning} {
 		if j, _ := s.Job(id); j.Reported() != want {
 			t.Errorf("job %d (%s) is %q, want %q", id, j.Title, j.Reported(), want)
 		}
@@ -62,7 +62,7 @@ func checkLegacyState(t *testing.T, s *State) {
 	if j, _ := s.Job(5); j.State != StateFinished {
 		t.Errorf("paused job 5 holds %q, want %q", j.State, StateFinished)
 	}
-	for name, want := range map[string]string{"w1": WorkerWaiting, "w2": WorkerWorking, "w3": WorkerTimeout} {
+	for name, want := range map[string]string{"w1": WorkerStateIdle, "w2": WorkerStateBusy, "w3": WorkerStateLost} {
 		if w, _ := s.Worker(name); w.State != want {
 			t.Errorf("worker %s is %q, want %q", name, w.State, want)
 		}
@@ -85,7 +85,7 @@ func checkLegacyState(t *testing.T, s *State) {
 	for _, e := range evs {
 		got[e.JobID] = e.State
 	}
-	for id, want := range map[int64]string{3: StateError, 2: StateFinished, 6: StateWorking} {
+	for id, want := range map[int64]string{3: StateFailed, 2: StateFinished, 6: StateRunning} {
 		if got[id] != want {
 			t.Errorf("event of job %d is %q, want %q", id, got[id], want)
 		}
@@ -103,7 +103,7 @@ func TestLegacySnapshotRestores(t *testing.T) {
 	j, _ := s.Job(6)
 	h.ok(&Report{Now: h.now, Worker: "w2", JobID: 6, AttemptID: j.Attempt, LogOffset: 4, Log: []byte(" done\n"), Done: true})
 	h.wantState(6, StateFinished)
-	if w, _ := s.Worker("w2"); w.State != WorkerWaiting || w.Finished != 1 {
+	if w, _ := s.Worker("w2"); w.State != WorkerStateIdle || w.Finished != 1 {
 		t.Fatalf("worker w2 after the report: %+v", w)
 	}
 	var buf bytes.Buffer
@@ -134,13 +134,13 @@ func TestUpgradeEditAcceptsOldAndNeutralNames(t *testing.T) {
 	id := h.create(JobSpec{Command: "x", Paused: true})[0]
 	for _, tc := range []struct{ set, want string }{
 		{"WAITING", StateWaiting}, {"PAUSED", StatePaused}, {StateWaiting, StateWaiting},
-		{"FINISHED", StateFinished}, {StateError, StateError}, {"ERROR", StateError},
+		{"FINISHED", StateFinished}, {StateFailed, StateFailed}, {"ERROR", StateFailed},
 	} {
 		st := tc.set
 		h.ok(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: id, Patch: JobPatch{State: &st}}}})
 		h.wantState(id, tc.want)
 	}
-	for _, bad := range []string{"WORKING", StateWorking, "Waiting", "nonsense", ""} {
+	for _, bad := range []string{"WORKING", StateRunning, "Waiting", "nonsense", ""} {
 		st := bad
 		h.fails(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: id, Patch: JobPatch{State: &st}}}}, ErrInvalid)
 	}

@@ -177,7 +177,7 @@ func (s *State) LogInfo(id int64) (LogInfo, <-chan struct{}, bool) {
 	if j == nil {
 		return LogInfo{}, s.logNotify, false
 	}
-	return LogInfo{Bytes: j.LogBytes, Lines: j.LogLines, Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateWorking, Project: j.Project}, s.logNotify, true
+	return LogInfo{Bytes: j.LogBytes, Lines: j.LogLines, Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateRunning, Project: j.Project}, s.logNotify, true
 }
 
 // LogLines reads a page of a job's log lines from this coordinator's
@@ -275,7 +275,7 @@ func (s *State) WatchedWorkers() []string {
 	defer s.mu.RUnlock()
 	out := make([]string, 0, len(s.workers))
 	for name, w := range s.workers {
-		if w.State != WorkerTimeout {
+		if w.State != WorkerStateLost {
 			out = append(out, name)
 		}
 	}
@@ -446,7 +446,7 @@ func (s *State) WorkFor(worker string) (bool, <-chan struct{}) {
 	ch := s.notify
 	w := s.workers[worker]
 	switch {
-	case w == nil, w.CurrentEvent != 0, w.State == WorkerTimeout:
+	case w == nil, w.CurrentEvent != 0, w.State == WorkerStateLost:
 		return true, ch
 	case !w.Active:
 		return false, ch

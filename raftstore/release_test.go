@@ -264,16 +264,16 @@ func checkRelease0Facts(t *testing.T, s *State) {
 	expect("job count", s.JobCount(), 6)
 	g := job(1)
 	expect("group", []any{g.Title, g.Project, g.Children, g.IsGroup(), g.Total, g.TotalFinished, g.TotalErrors, g.State},
-		[]any{"shot-010", "film", []int64{2, 3, 4, 5}, true, 4, 2, 1, StateError})
+		[]any{"shot-010", "film", []int64{2, 3, 4, 5}, true, 4, 2, 1, StateFailed})
 	f1 := job(2)
 	expect("frame-1", []any{f1.State, f1.RunDone, f1.Worker, f1.Environment, f1.Affinity, f1.Project, f1.Progress >= 0.5, f1.Timeout},
 		[]any{StateFinished, 1, "render-01", "A=1\nB=2", "linux", "film", true, 600})
 	f2 := job(3)
 	expect("frame-2", []any{f2.State, f2.RunDone, f2.Worker}, []any{StateFinished, 2, "render-02"})
 	f3 := job(4)
-	expect("frame-3", []any{f3.State, f3.RunDone, f3.Paused}, []any{StateError, 1, false})
+	expect("frame-3", []any{f3.State, f3.RunDone, f3.Paused}, []any{StateFailed, 1, false})
 	comp := job(5)
-	expect("comp", []any{comp.State, comp.Dependencies}, []any{StatePending, []int64{2, 4}})
+	expect("comp", []any{comp.State, comp.Dependencies}, []any{StateBlocked, []int64{2, 4}})
 	archive := job(7)
 	expect("archive", []any{archive.Title, archive.State, archive.Project, archive.Worker}, []any{"archive", StateFinished, DefaultProject, "render-03"})
 	// Logs: the retried chunk once, the Coalition worker's appended.
@@ -295,7 +295,7 @@ func checkRelease0Facts(t *testing.T, s *State) {
 	}
 	expect("workers", names, []string{"render-01", "render-02"})
 	w1, _ := s.Worker("render-01")
-	expect("render-01", []any{w1.Affinity, w1.Finished, w1.State, w1.IP}, []any{"linux", 1, WorkerWaiting, "10.1.0.1"})
+	expect("render-01", []any{w1.Affinity, w1.Finished, w1.State, w1.IP}, []any{"linux", 1, WorkerStateIdle, "10.1.0.1"})
 	w2, _ := s.Worker("render-02")
 	expect("render-02", []any{w2.Projects, w2.Finished, w2.Error}, []any{[]string{"film"}, 1, 2})
 	// Events: the prune kept the 5 newest of 7, then those of the

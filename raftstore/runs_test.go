@@ -44,13 +44,13 @@ func TestRunsCountTriesAndKeepExitCodes(t *testing.T) {
 	if a.Try != 1 || a.Project != DefaultProject {
 		t.Fatalf("first assignment %+v", a)
 	}
-	if r := h.run(a.AttemptID); r.Try != 1 || r.End != 0 || r.ExitCode != 0 || r.State != StateWorking {
+	if r := h.run(a.AttemptID); r.Try != 1 || r.End != 0 || r.ExitCode != 0 || r.State != StateRunning {
 		t.Fatalf("running run %+v", r)
 	}
 	h.ok(&Report{Now: h.now, Worker: "w1", AttemptID: a.AttemptID, Log: []byte("one\n"), Progress: &p})
 	h.tick(3)
 	h.finish(a, "w1", 3)
-	if r := h.wantRun(a.AttemptID, 1, StateError, ReasonExit, 3, 0); r.Progress != 0.4 {
+	if r := h.wantRun(a.AttemptID, 1, StateFailed, ReasonExit, 3, 0); r.Progress != 0.4 {
 		t.Fatalf("a failed run keeps its last progress: %+v", r)
 	}
 	if j := h.job(id); j.ExitCode != 3 || j.Signal != 0 || j.Reason != ReasonExit || j.Tries != 1 {
@@ -63,7 +63,7 @@ func TestRunsCountTriesAndKeepExitCodes(t *testing.T) {
 	}
 	h.tick(1)
 	h.ok(&Report{Now: h.now, Worker: "w2", AttemptID: b.AttemptID, Log: []byte("two"), Done: true, ExitCode: 137, Signal: 9})
-	h.wantRun(b.AttemptID, 2, StateError, ReasonExit, 137, 9)
+	h.wantRun(b.AttemptID, 2, StateFailed, ReasonExit, 137, 9)
 	if j := h.job(id); j.ExitCode != 137 || j.Signal != 9 {
 		t.Fatalf("job after signal 9: %+v", j)
 	}
@@ -118,11 +118,11 @@ func TestRunEndings(t *testing.T) {
 		{"timed out by the coordinator", func(h *harness, a *Assignment) {
 			h.tick(61)
 			h.ok(&JobTimeout{Now: h.now, Attempts: []int64{a.AttemptID}})
-		}, StateError, ReasonTimeout, NoExitCode, 0, "timed out after 60 s"},
+		}, StateFailed, ReasonTimeout, NoExitCode, 0, "timed out after 60 s"},
 		{"timed out by the agent", func(h *harness, a *Assignment) {
 			h.tick(61)
 			h.ok(&Report{Now: h.now, Worker: "w", AttemptID: a.AttemptID, Done: true, TimedOut: true, ExitCode: 137, Signal: 9})
-		}, StateError, ReasonTimeout, 137, 9, "timed out after 60 s, killed by the agent"},
+		}, StateFailed, ReasonTimeout, 137, 9, "timed out after 60 s, killed by the agent"},
 		{"worker silent", func(h *harness, a *Assignment) {
 			h.ok(&WorkerLost{Now: h.now, Names: []string{"w"}})
 		}, StateWaiting, ReasonLost, NoExitCode, 0, "lost: no heartbeat from worker w; requeued"},
@@ -139,9 +139,9 @@ func TestRunEndings(t *testing.T) {
 			h.ok(&JobAction{Now: h.now, Action: ActionPause, IDs: []int64{a.JobID}})
 		}, StatePaused, ReasonCanceled, NoExitCode, 0, "canceled: job paused"},
 		{"state forced", func(h *harness, a *Assignment) {
-			st := StateError
+			st := StateFailed
 			h.ok(&JobEdit{Now: h.now, Edits: []JobEditItem{{ID: a.JobID, Patch: JobPatch{State: &st}}}})
-		}, StateError, ReasonCanceled, NoExitCode, 0, "canceled: state set to failed by a user"},
+		}, StateFailed, ReasonCanceled, NoExitCode, 0, "canceled: state set to failed by a user"},
 		{"worker stopped", func(h *harness, a *Assignment) {
 			h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStop, Names: []string{"w"}})
 		}, StateWaiting, ReasonCanceled, NoExitCode, 0, "canceled: worker w stopped; requeued"},
@@ -187,7 +187,7 @@ func TestDeletedJobFreesItsWorkerAndRuns(t *testing.T) {
 	if _, ok := h.st().RunByID(a.AttemptID); ok {
 		t.Fatal("the run outlived its job")
 	}
-	if w, _ := h.st().Worker("w"); w.CurrentEvent != 0 || w.State != WorkerWaiting {
+	if w, _ := h.st().Worker("w"); w.CurrentEvent != 0 || w.State != WorkerStateIdle {
 		t.Fatalf("worker %+v", w)
 	}
 }
@@ -275,7 +275,7 @@ func TestGroupDoesNotReviveItsLastAttempt(t *testing.T) {
 	if b := h.pick("w2"); b == nil || b.JobID != ids[1] {
 		t.Fatalf("child not picked: %+v", b)
 	}
-	h.wantState(ids[0], StateWorking)
+	h.wantState(ids[0], StateRunning)
 	if h.st().AttemptLive(a.AttemptID) {
 		t.Fatal("the group's old attempt is live again")
 	}
@@ -292,5 +292,5 @@ func TestGroupDoesNotReviveItsLastAttempt(t *testing.T) {
 	if h.st().Digest() != before {
 		t.Fatal("a late report of the group's old attempt changed the state")
 	}
-	h.wantState(ids[0], StateWorking)
+	h.wantState(ids[0], StateRunning)
 }

@@ -181,7 +181,7 @@ func (s *State) runnable(j *Job) bool {
 	if j.IsGroup() || j.HPaused {
 		return false
 	}
-	return j.State == StateWaiting || (j.State == StateError && j.RunDone < j.Retry)
+	return j.State == StateWaiting || (j.State == StateFailed && j.RunDone < j.Retry)
 }
 
 // reindex brings j's entry in the ready index in line with its fields.
@@ -236,7 +236,7 @@ func (s *State) refreshOne(j *Job) bool {
 	depth := p.HDepth + 1
 	haff := p.HAffinity | j.AffinityBits
 	hprio := p.ready.hprio.below(depth, j.Priority)
-	hpaused := p.HPaused || j.Paused || j.State == StatePending
+	hpaused := p.HPaused || j.Paused || j.State == StateBlocked
 	changed := haff != j.HAffinity || hprio != j.ready.hprio || hpaused != j.HPaused || depth != j.HDepth
 	j.HAffinity, j.HPaused, j.HDepth = haff, hpaused, depth
 	s.place(j, hprio)
@@ -267,8 +267,8 @@ func contribution(j *Job) contrib {
 	// in TotalCanceled besides.
 	c := contrib{
 		isFin:  j.State == StateFinished,
-		isErr:  j.State == StateError || j.State == StateCanceled,
-		isWork: j.State == StateWorking,
+		isErr:  j.State == StateFailed || j.State == StateCanceled,
+		isWork: j.State == StateRunning,
 		start:  j.StartTime,
 	}
 	if j.Total == 0 {
@@ -300,7 +300,7 @@ func b2i(b bool) int {
 func (s *State) depState(j *Job) string {
 	for _, d := range j.Dependencies {
 		if dj := s.jobs[d]; dj != nil && dj.State != StateFinished {
-			return StatePending
+			return StateBlocked
 		}
 	}
 	return StateWaiting
@@ -310,18 +310,18 @@ func (s *State) depState(j *Job) string {
 func (s *State) groupState(g *Job) string {
 	switch {
 	case g.Total == 0:
-		if g.State == StateFinished || g.State == StateError || g.State == StateCanceled {
+		if g.State == StateFinished || g.State == StateFailed || g.State == StateCanceled {
 			return g.State
 		}
 		return s.depState(g)
 	case g.TotalErrors > 0 && g.TotalErrors == g.TotalCanceled:
 		return StateCanceled
 	case g.TotalErrors > 0:
-		return StateError
+		return StateFailed
 	case g.TotalFinished == g.Total:
 		return StateFinished
 	case g.TotalWorking > 0:
-		return StateWorking
+		return StateRunning
 	default:
 		return s.depState(g)
 	}
@@ -341,7 +341,7 @@ func (s *State) changed(j *Job, before contrib, oldState string, now int64) {
 				j.Progress = float64(j.TotalFinished) / float64(j.Total)
 			}
 		}
-		if (oldState == StatePending) != (j.State == StatePending) {
+		if (oldState == StateBlocked) != (j.State == StateBlocked) {
 			s.refreshH(j, false)
 		} else {
 			s.reindex(j)
@@ -419,7 +419,7 @@ func (s *State) wakeDependents(id int64, now int64) {
 
 // evalDeps moves a waiting or blocked job between WAITING and PENDING.
 func (s *State) evalDeps(j *Job, now int64) {
-	if !j.IsGroup() && j.State != StateWaiting && j.State != StatePending {
+	if !j.IsGroup() && j.State != StateWaiting && j.State != StateBlocked {
 		return
 	}
 	before, old := contribution(j), j.State

@@ -181,7 +181,7 @@ func TestEditBatchAcceptsWhatIsFineAtTheEnd(t *testing.T) {
 		JobEditItem{ID: f.b, Patch: JobPatch{Dependencies: &[]int64{}}},
 	))
 	h.mustHold()
-	h.wantState(f.g1, StatePending)
+	h.wantState(f.g1, StateBlocked)
 	h.wantState(f.b, StateWaiting)
 	// A job may leave the line of the job it depends on in the same edit
 	// that makes the dependency.
@@ -295,7 +295,7 @@ func TestLegacyDeepTree(t *testing.T) {
 	h.ok(&JobAction{Now: h.now, Action: ActionPause, IDs: []int64{top[3]}})
 	h.ok(&JobAction{Now: h.now, Action: ActionStart, IDs: []int64{top[3]}})
 	h.ok(&JobSetDeps{Now: h.now, ID: leaf, Deps: []int64{other}})
-	h.wantState(leaf, StatePending)
+	h.wantState(leaf, StateBlocked)
 	h.mustHold()
 	// No new job down there, no move that deepens it...
 	h.fails(&JobCreate{Now: h.now, Jobs: []JobSpec{{Parent: more[9]}}}, ErrInvalid)
@@ -346,7 +346,7 @@ func TestTimeoutArithmeticCannotOverflow(t *testing.T) {
 		a := h.pick("w")
 		for _, now := range []int64{math.MaxInt64, math.MinInt64, h.now + 1e9} {
 			h.ok(&JobTimeout{Now: now, Attempts: []int64{a.AttemptID}})
-			h.wantState(id, StateWorking)
+			h.wantState(id, StateRunning)
 		}
 		h.finish(a, "w", 0)
 	}

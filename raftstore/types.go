@@ -9,19 +9,19 @@ import "math"
 // what the state, the log and snapshots hold.
 const (
 	StateWaiting  = "waiting"  // runnable
-	StatePending  = "blocked"  // blocked by unfinished dependencies
-	StateWorking  = "running"  // an attempt is running
+	StateBlocked  = "blocked"  // blocked by unfinished dependencies
+	StateRunning  = "running"  // an attempt is running
 	StateFinished = "finished" // last attempt exited 0
-	StateError    = "failed"   // last attempt failed or timed out
+	StateFailed   = "failed"   // last attempt failed or timed out
 	StateCanceled = "canceled" // canceled by a user; not runnable until reset or started
 	StatePaused   = "paused"   // reported whenever Paused is set
 )
 
 // Worker states, neutral names as for jobs.
 const (
-	WorkerWaiting = "idle" // speaks, runs nothing
-	WorkerWorking = "busy" // runs an attempt
-	WorkerTimeout = "lost" // went silent (or its attempt timed out)
+	WorkerStateIdle = "idle" // speaks, runs nothing
+	WorkerStateBusy = "busy" // runs an attempt
+	WorkerStateLost = "lost" // went silent (or its attempt timed out)
 )
 
 // Job is one node of the job tree: a leaf with a command, or a group (empty

@@ -56,7 +56,7 @@ func (s *Service) Sweep(ctx context.Context, term *Term, ttl time.Duration) (Swe
 		candidates, term.scanned = st.WatchedWorkers(), clock
 	default:
 		for _, name := range due {
-			if w, ok := st.Worker(name); ok && w.State != raftstore.WorkerTimeout {
+			if w, ok := st.Worker(name); ok && w.State != raftstore.WorkerStateLost {
 				candidates = append(candidates, name)
 			}
 		}
@@ -136,7 +136,7 @@ func (s *Service) Retain(ctx context.Context, now time.Time, r Retention) (Retai
 		var page []raftstore.Worker
 		page, after, more = st.WorkersAfter(after, raftstore.ScanLimit)
 		for _, w := range page {
-			if w.State == raftstore.WorkerTimeout && w.LostAt != 0 && w.LostAt < before && w.CurrentEvent == 0 {
+			if w.State == raftstore.WorkerStateLost && w.LostAt != 0 && w.LostAt < before && w.CurrentEvent == 0 {
 				names = append(names, w.Name)
 			}
 		}

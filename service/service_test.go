@@ -196,7 +196,7 @@ func TestStaleAttemptIsRefused(t *testing.T) {
 	if !errors.Is(err, raftstore.ErrStaleAttempt) {
 		t.Fatalf("a report of the reset attempt: %v", err)
 	}
-	if j := f.job(id); j.State != raftstore.StateWorking || j.Attempt != cur.AttemptID {
+	if j := f.job(id); j.State != raftstore.StateRunning || j.Attempt != cur.AttemptID {
 		t.Fatalf("the stale report changed the job: %+v", j)
 	}
 	kill, err := f.svc.Heartbeat(f.ctx(), Beat{Name: "w1", Running: []int64{old.AttemptID, cur.AttemptID}})
@@ -279,12 +279,12 @@ func TestFinalReportPicksTheNextJob(t *testing.T) {
 	if a.JobID == other {
 		other = ids[1]
 	}
-	if res.Next.JobID != other || f.job(a.JobID).State != raftstore.StateFinished || f.job(other).State != raftstore.StateWorking {
+	if res.Next.JobID != other || f.job(a.JobID).State != raftstore.StateFinished || f.job(other).State != raftstore.StateRunning {
 		t.Fatalf("next %+v; first %s, second %s", res.Next, f.job(a.JobID).State, f.job(other).State)
 	}
 	// Nothing left: the final report is accepted and picks nothing.
 	res, err = f.svc.Report(f.ctx(), Report{Worker: "w1", JobID: other, AttemptID: res.Next.AttemptID, LogOffset: 0, Done: true, ExitCode: 3, Next: true})
-	if err != nil || res.Next != nil || !res.Done || f.job(other).State != raftstore.StateError {
+	if err != nil || res.Next != nil || !res.Done || f.job(other).State != raftstore.StateFailed {
 		t.Fatalf("last report+next: %+v %v, job %s", res, err, f.job(other).State)
 	}
 	if _, err := f.svc.Report(f.ctx(), Report{Worker: "w1", JobID: other, AttemptID: 1, Next: true}); !errors.Is(err, raftstore.ErrInvalid) {
@@ -379,7 +379,7 @@ func TestSweepTimesOutAndLosesWorkers(t *testing.T) {
 	if err != nil || len(s.TimedOut) != 1 || s.TimedOut[0] != slow.AttemptID || len(s.Lost) != 0 {
 		t.Fatalf("sweep past the timeout: %+v %v", s, err)
 	}
-	if j := f.job(slow.JobID); j.State == raftstore.StateWorking {
+	if j := f.job(slow.JobID); j.State == raftstore.StateRunning {
 		t.Fatal("the timed-out job still runs")
 	}
 	f.clock.set(start.Add(ttl + 7*time.Second))
@@ -390,7 +390,7 @@ func TestSweepTimesOutAndLosesWorkers(t *testing.T) {
 	if err != nil || len(s.Lost) != 1 || s.Lost[0] != "w2" {
 		t.Fatalf("sweep past w2's TTL: %+v %v", s, err)
 	}
-	if w, _ := f.store.fsm.State().Worker("w2"); w.State != raftstore.WorkerTimeout {
+	if w, _ := f.store.fsm.State().Worker("w2"); w.State != raftstore.WorkerStateLost {
 		t.Fatalf("w2 is %s", w.State)
 	}
 	if j := f.job(quiet.JobID); j.State != raftstore.StateWaiting {
@@ -402,7 +402,7 @@ func TestSweepTimesOutAndLosesWorkers(t *testing.T) {
 	if err != nil || len(kill) != 1 || kill[0] != quiet.AttemptID {
 		t.Fatalf("comeback heartbeat: %v %v", kill, err)
 	}
-	if w, _ := f.store.fsm.State().Worker("w2"); w.State == raftstore.WorkerTimeout {
+	if w, _ := f.store.fsm.State().Worker("w2"); w.State == raftstore.WorkerStateLost {
 		t.Fatal("w2 is still lost after its heartbeat")
 	}
 }

@@ -60,7 +60,7 @@ func (s *Service) Heartbeat(ctx context.Context, b Beat) (kill []int64, err erro
 	now := s.stamp()
 	b.Ping.Time = now
 	s.pings.Seen(b.Name, b.Ping)
-	if w.State == raftstore.WorkerTimeout {
+	if w.State == raftstore.WorkerStateLost {
 		if _, err := s.apply(ctx, &raftstore.WorkerRegister{Now: now, Name: b.Name, IP: b.IP, Projects: w.Projects}); err != nil {
 			return nil, err
 		}

@@ -13,27 +13,27 @@ import (
 var (
 	toCoalitionJob = map[string]string{
 		raftstore.StateWaiting:  "WAITING",
-		raftstore.StatePending:  "PENDING",
-		raftstore.StateWorking:  "WORKING",
+		raftstore.StateBlocked:  "PENDING",
+		raftstore.StateRunning:  "WORKING",
 		raftstore.StateFinished: "FINISHED",
-		raftstore.StateError:    "ERROR",
+		raftstore.StateFailed:   "ERROR",
 		// Coalition has no canceled state: a canceled job is an error
 		// to its clients (reset or reseterror runs it again).
 		raftstore.StateCanceled: "ERROR",
 		raftstore.StatePaused:   "PAUSED",
 	}
 	toCoalitionWorker = map[string]string{
-		raftstore.WorkerWaiting: "WAITING",
-		raftstore.WorkerWorking: "WORKING",
-		raftstore.WorkerTimeout: "TIMEOUT",
+		raftstore.WorkerStateIdle: "WAITING",
+		raftstore.WorkerStateBusy: "WORKING",
+		raftstore.WorkerStateLost: "TIMEOUT",
 	}
 	// fromCoalitionJob holds the states a Coalition client may set.
 	fromCoalitionJob = map[string]string{
 		"WAITING":  raftstore.StateWaiting,
-		"PENDING":  raftstore.StatePending,
+		"PENDING":  raftstore.StateBlocked,
 		"PAUSED":   raftstore.StatePaused,
 		"FINISHED": raftstore.StateFinished,
-		"ERROR":    raftstore.StateError,
+		"ERROR":    raftstore.StateFailed,
 	}
 )
 

@@ -201,7 +201,7 @@ func TestHostDetail(t *testing.T) {
 	f := newFarmTest(t)
 	var h client.Host
 	f.get("read-a", client.PathHosts+"/h-all", &h)
-	if len(h.Slots) != 2 || h.Slots[0].Name != "h-all" || h.Slots[0].State != raftstore.WorkerWaiting || !h.Slots[0].Active ||
+	if len(h.Slots) != 2 || h.Slots[0].Name != "h-all" || h.Slots[0].State != raftstore.WorkerStateIdle || !h.Slots[0].Active ||
 		h.CPUs != 8 || h.TotalMemory != 1000 || h.SlotCount != 2 || !slices.Equal(h.Projects, []string{"*"}) ||
 		len(h.Interpreters) != 2 || h.Interpreters[1] != (client.Interpreter{Name: "python3", Path: "/usr/bin/python3"}) {
 		t.Fatalf("host h-all: %+v", h)
@@ -213,7 +213,7 @@ func TestHostDetail(t *testing.T) {
 	// The running job shows to who reads its project.
 	h = client.Host{}
 	f.get("read-a", client.PathHosts+"/h-a", &h)
-	if s := h.Slots[0]; s.State != raftstore.WorkerWorking || s.Job != f.job || s.Attempt == 0 || h.Live != nil {
+	if s := h.Slots[0]; s.State != raftstore.WorkerStateBusy || s.Job != f.job || s.Attempt == 0 || h.Live != nil {
 		t.Fatalf("host h-a as read-a: %+v", h)
 	}
 	f.ok(&raftstore.JobCreate{Now: now, Jobs: []raftstore.JobSpec{{Title: "b", Command: "true", Project: "b", Retry: 1}}})
@@ -223,7 +223,7 @@ func TestHostDetail(t *testing.T) {
 	for token, wantJob := range map[string]bool{"read-a": false, "read-b": true, "admin": true} {
 		h = client.Host{}
 		f.get(token, client.PathHosts+"/h-all", &h)
-		if s := h.Slots[1]; s.State != raftstore.WorkerWorking || (s.Job != 0) != wantJob || (s.Attempt != 0) != wantJob {
+		if s := h.Slots[1]; s.State != raftstore.WorkerStateBusy || (s.Job != 0) != wantJob || (s.Attempt != 0) != wantJob {
 			t.Errorf("slot h-all/2 as %s: %+v", token, s)
 		}
 	}

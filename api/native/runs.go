@@ -55,7 +55,7 @@ func renderRun(r *raftstore.Run, now int64, progress float64) Run {
 		Start: rfc3339(r.Start), DurationMS: r.Duration / 1e6, Signal: r.Signal, Reason: r.Reason, Progress: r.Progress,
 	}
 	if r.End == 0 {
-		if r.State == raftstore.StateWorking {
+		if r.State == raftstore.StateRunning {
 			out.DurationMS, out.Progress = max(now-r.Start, 0)/1e6, progress
 		}
 		return out

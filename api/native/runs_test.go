@@ -164,10 +164,10 @@ func TestRunsRouteShowsEachTry(t *testing.T) {
 		reason   string
 		progress float64
 	}{
-		{a.AttemptID, "w1", raftstore.StateError, start, "2025-03-01T12:00:01.5Z", 1500, intp(3), 0, "", 0},
-		{b.AttemptID, "w2", raftstore.StateError, start.Add(1500 * time.Millisecond), "2025-03-01T12:00:03.5Z", 2000, intp(137), 9, "", 0},
-		{c.AttemptID, "w1", raftstore.StateError, start.Add(3500 * time.Millisecond), "2025-03-01T12:01:04.5Z", 61000, nil, 0, raftstore.ReasonTimeout, 0},
-		{d.AttemptID, "w2", raftstore.StateWorking, start.Add(64500 * time.Millisecond), "", 1000, nil, 0, "", 0.25},
+		{a.AttemptID, "w1", raftstore.StateFailed, start, "2025-03-01T12:00:01.5Z", 1500, intp(3), 0, "", 0},
+		{b.AttemptID, "w2", raftstore.StateFailed, start.Add(1500 * time.Millisecond), "2025-03-01T12:00:03.5Z", 2000, intp(137), 9, "", 0},
+		{c.AttemptID, "w1", raftstore.StateFailed, start.Add(3500 * time.Millisecond), "2025-03-01T12:01:04.5Z", 61000, nil, 0, raftstore.ReasonTimeout, 0},
+		{d.AttemptID, "w2", raftstore.StateRunning, start.Add(64500 * time.Millisecond), "", 1000, nil, 0, "", 0.25},
 	} {
 		r := got[i]
 		end := ""
