@@ -191,6 +191,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		admin.New(s.svc),
 		native.NewLog(node.FSM()),
 		native.New(node.FSM()),
+		native.NewJobs(s.svc, native.JobLimits{MaxBody: cfg.Limits.MaxBody, MaxJobsPerRequest: cfg.Limits.MaxJobsPerRequest}),
 		native.NewHosts(node.FSM(), s.pings),
 		native.NewInterpreters(node.FSM(), s.svc),
 	)
