@@ -259,8 +259,8 @@ func idempotent(method, path string) bool {
 // Do sends a JSON request and decodes the JSON reply into out (if not nil).
 // It moves across coordinators and retries while the cluster has no leader,
 // until ctx ends; a request whose outcome became unknown is retried only if
-// it is idempotent (see retryable). Replies other than 200 are returned as
-// *StatusError.
+// it is idempotent (see retryable). Replies other than 2xx are returned as
+// *StatusError; a 2xx without a body (204) leaves out as it was.
 func (c *Client) Do(ctx context.Context, method, path string, in, out any) error {
 	var body []byte
 	if in != nil {
@@ -332,7 +332,7 @@ func (c *Client) once(ctx context.Context, base, method, path string, body []byt
 	if err != nil {
 		return err
 	}
-	if resp.StatusCode != http.StatusOK {
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		msg := strings.TrimSpace(string(data))
 		var eb ErrorBody
 		if json.Unmarshal(data, &eb) == nil && eb.Error != "" {
@@ -344,7 +344,7 @@ func (c *Client) once(ctx context.Context, base, method, path string, body []byt
 		}
 		return se
 	}
-	if out == nil {
+	if out == nil || len(bytes.TrimSpace(data)) == 0 {
 		return nil
 	}
 	if err := json.Unmarshal(data, out); err != nil {

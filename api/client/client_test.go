@@ -124,3 +124,36 @@ func TestClientGoesStraightToTheLeader(t *testing.T) {
 		t.Fatalf("with an unreachable leader address: %v", err)
 	}
 }
+
+// Croft's own routes answer 201 (created, with a body) and 204 (no body):
+// both are successes; anything outside 2xx is a StatusError.
+func TestDoTakesEvery2xx(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/cluster/status":
+			_ = json.NewEncoder(w).Encode(ClusterStatus{NodeID: "c1"})
+		case "/created":
+			w.WriteHeader(http.StatusCreated)
+			_, _ = w.Write([]byte(`{"ids":[7]}`))
+		case "/gone":
+			w.WriteHeader(http.StatusNoContent)
+		default:
+			w.WriteHeader(http.StatusMultipleChoices)
+		}
+	}))
+	defer srv.Close()
+	c := New(srv.URL)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var created struct{ IDs []int64 }
+	if err := c.Do(ctx, http.MethodPost, "/created", map[string]int{}, &created); err != nil || len(created.IDs) != 1 || created.IDs[0] != 7 {
+		t.Fatalf("201: %v %+v", err, created)
+	}
+	if err := c.Do(ctx, http.MethodDelete, "/gone", nil, &created); err != nil {
+		t.Fatalf("204: %v", err)
+	}
+	var se *StatusError
+	if err := c.Do(ctx, http.MethodGet, "/other", nil, nil); !errors.As(err, &se) || se.Code != http.StatusMultipleChoices {
+		t.Fatalf("300: %v", err)
+	}
+}
