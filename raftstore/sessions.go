@@ -165,13 +165,13 @@ type SessionExpire struct {
 	IDs []string
 }
 
-func (SessionOpen) Type() MessageType { return MsgSessionOpen }
-func (SessionUpdate) Type() MessageType  { return MsgSessionUpdate }
-func (SessionClose) Type() MessageType   { return MsgSessionClose }
-func (SessionDelete) Type() MessageType  { return MsgSessionDelete }
-func (SessionSubmit) Type() MessageType  { return MsgSessionSubmit }
-func (SessionStart) Type() MessageType   { return MsgSessionStart }
-func (SessionExpire) Type() MessageType  { return MsgSessionExpire }
+func (SessionOpen) Type() MessageType   { return MsgSessionOpen }
+func (SessionUpdate) Type() MessageType { return MsgSessionUpdate }
+func (SessionClose) Type() MessageType  { return MsgSessionClose }
+func (SessionDelete) Type() MessageType { return MsgSessionDelete }
+func (SessionSubmit) Type() MessageType { return MsgSessionSubmit }
+func (SessionStart) Type() MessageType  { return MsgSessionStart }
+func (SessionExpire) Type() MessageType { return MsgSessionExpire }
 
 // ValidSessionID checks a session id: SessionIDLen lowercase hex digits.
 func ValidSessionID(id string) error {
