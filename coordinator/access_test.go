@@ -27,6 +27,8 @@ type secureServer struct {
 	secrets map[string]string // token name -> secret
 	jobA    int64             // in project a
 	jobB    int64             // in project b
+	sessA   string            // a group session in project a
+	sessB   string            // in project b
 }
 
 func startSecure(t *testing.T) *secureServer {
@@ -76,6 +78,16 @@ func startSecure(t *testing.T) *secureServer {
 	}
 	if err := s.as("agent-w1").Register(ctx, client.RegisterRequest{Name: "w1"}); err != nil {
 		t.Fatal(err)
+	}
+	for _, x := range []struct {
+		token, project string
+		id             *string
+	}{{"user-a", "a", &s.sessA}, {"admin", "b", &s.sessB}} {
+		var out native.Session
+		if err := s.as(x.token).Do(ctx, http.MethodPost, native.PathSessions, native.SessionRequest{Kind: raftstore.SessionGroup, Project: x.project}, &out); err != nil || out.ID == "" {
+			t.Fatalf("open a session in %s: %+v %v", x.project, out, err)
+		}
+		*x.id = out.ID
 	}
 	return s
 }
@@ -183,6 +195,23 @@ var routeCases = map[string]routeCase{
 	"POST " + native.PathJobs + "/:id/:action": {perm: auth.PermWrite, path: native.PathJobs + "/{a}/pause", otherPath: native.PathJobs + "/{b}/pause"},
 }
 
+// The session routes' cases ({sa}, {sb}: a session of project a, b).
+func init() {
+	for k, c := range map[string]routeCase{
+		"POST /croft/v1/sessions":                {perm: auth.PermWrite, path: "/croft/v1/sessions", body: `{"kind":"group","project":"a"}`, otherBody: `{"kind":"group","project":"b"}`},
+		"GET /croft/v1/sessions":                 {perm: auth.PermRead, path: "/croft/v1/sessions?project=a"},
+		"GET /croft/v1/sessions/:session":        {perm: auth.PermRead, path: "/croft/v1/sessions/{sa}", otherPath: "/croft/v1/sessions/{sb}"},
+		"PATCH /croft/v1/sessions/:session":      {perm: auth.PermWrite, path: "/croft/v1/sessions/{sa}", body: `{"name":"n"}`, otherPath: "/croft/v1/sessions/{sb}", otherBody: `{"name":"n"}`},
+		"DELETE /croft/v1/sessions/:session":     {perm: auth.PermWrite, path: "/croft/v1/sessions/{sa}", otherPath: "/croft/v1/sessions/{sb}"},
+		"POST /croft/v1/sessions/:session/close": {perm: auth.PermWrite, path: "/croft/v1/sessions/{sa}/close", otherPath: "/croft/v1/sessions/{sb}/close"},
+		"POST /croft/v1/sessions/:session/start": {perm: auth.PermWrite, path: "/croft/v1/sessions/{sa}/start", otherPath: "/croft/v1/sessions/{sb}/start"},
+		"POST /croft/v1/sessions/:session/jobs":  {perm: auth.PermWrite, path: "/croft/v1/sessions/{sa}/jobs", body: `{"code":"true"}`, otherPath: "/croft/v1/sessions/{sb}/jobs", otherBody: `{"code":"true"}`},
+		"GET /croft/v1/sessions/:session/jobs":   {perm: auth.PermRead, path: "/croft/v1/sessions/{sa}/jobs", otherPath: "/croft/v1/sessions/{sb}/jobs"},
+	} {
+		routeCases[k] = c
+	}
+}
+
 // Who has and who lacks each rule.
 var (
 	allowedBy = map[auth.Perm]string{
@@ -201,7 +230,7 @@ var (
 func TestEveryRouteHasARule(t *testing.T) {
 	s := startSecure(t)
 	fill := func(v string) string {
-		r := strings.NewReplacer("{a}", strconv.FormatInt(s.jobA, 10), "{b}", strconv.FormatInt(s.jobB, 10), "{x}", "999999")
+		r := strings.NewReplacer("{a}", strconv.FormatInt(s.jobA, 10), "{b}", strconv.FormatInt(s.jobB, 10), "{x}", "999999", "{sa}", s.sessA, "{sb}", s.sessB)
 		return r.Replace(v)
 	}
 	type check struct {

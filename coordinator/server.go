@@ -194,6 +194,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.NewJobs(s.svc, native.JobLimits{MaxBody: cfg.Limits.MaxBody, MaxJobsPerRequest: cfg.Limits.MaxJobsPerRequest}),
 		native.NewHosts(node.FSM(), s.pings),
 		native.NewInterpreters(node.FSM(), s.svc),
+		native.NewSessions(node.FSM(), s.svc),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))

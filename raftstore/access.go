@@ -66,6 +66,8 @@ type Project struct {
 	Created int64
 	// jobs counts the project's jobs: derived, rebuilt on restore.
 	jobs int
+	// sessions counts the project's sessions: derived, as jobs.
+	sessions int
 }
 
 // Token is an access token as the state keeps it: everything but the
@@ -247,6 +249,8 @@ func (s *State) deleteProject(c *ProjectDelete) error {
 		return invalid("the %s project cannot be deleted", DefaultProject)
 	case p.jobs > 0:
 		return invalid("project %q still has %d jobs", c.Name, p.jobs)
+	case p.sessions > 0:
+		return invalid("project %q still has %d sessions", c.Name, p.sessions)
 	}
 	for _, id := range sortedKeys(keysOf(s.tokenByID)) {
 		if t := s.tokenByID[id]; containsString(t.Projects, c.Name) {

@@ -163,6 +163,21 @@ func (s *State) applyOne(cmd Command) (res any) {
 		return errOrNil(s.setInterpreter(c))
 	case *InterpreterDelete:
 		return errOrNil(s.deleteInterpreter(c))
+	case *SessionOpen:
+		return result(s.openSession(c))
+	case *SessionUpdate:
+		return errOrNil(s.updateSession(c))
+	case *SessionClose:
+		return errOrNil(s.closeSession(c))
+	case *SessionDelete:
+		return errOrNil(s.deleteSession(c))
+	case *SessionSubmit:
+		return result(s.submitCode(c))
+	case *SessionStart:
+		return errOrNil(s.startSession(c))
+	case *SessionExpire:
+		s.expireSessions(c)
+		return nil
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -948,11 +963,10 @@ func (s *State) pick(c *Pick) any {
 	if !w.Active {
 		return (*Assignment)(nil)
 	}
-	k, ok := s.ready.pick(w.lines, w.Projects)
-	if !ok {
+	j := s.pickFor(w)
+	if j == nil {
 		return (*Assignment)(nil)
 	}
-	j := s.jobs[k.id]
 	s.lastAttempt++
 	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateRunning, Start: c.Now, Project: j.Project}
 	if s.release >= 1 {

@@ -42,6 +42,13 @@ const (
 	MsgSetRelease     MessageType = 26 // switch apply to a newer release's rules
 	MsgInterpreterSet MessageType = 27 // configure a named interpreter
 	MsgInterpreterDel MessageType = 28 // remove a configured interpreter
+	MsgSessionOpen    MessageType = 29 // open a session (sessions.go)
+	MsgSessionUpdate  MessageType = 30 // change a session's name, labels, doc, timeout
+	MsgSessionClose   MessageType = 31 // close a session, cancel its jobs
+	MsgSessionDelete  MessageType = 32 // forget a closed session and its jobs
+	MsgSessionSubmit  MessageType = 33 // submit code: a job in a session
+	MsgSessionStart   MessageType = 34 // start a group session's jobs
+	MsgSessionExpire  MessageType = 35 // the leader saw sessions inactive past their timeout
 )
 
 // IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
@@ -520,6 +527,20 @@ func newCommand(t MessageType) Command {
 		return &InterpreterSet{}
 	case MsgInterpreterDel:
 		return &InterpreterDelete{}
+	case MsgSessionOpen:
+		return &SessionOpen{}
+	case MsgSessionUpdate:
+		return &SessionUpdate{}
+	case MsgSessionClose:
+		return &SessionClose{}
+	case MsgSessionDelete:
+		return &SessionDelete{}
+	case MsgSessionSubmit:
+		return &SessionSubmit{}
+	case MsgSessionStart:
+		return &SessionStart{}
+	case MsgSessionExpire:
+		return &SessionExpire{}
 	}
 	return nil
 }

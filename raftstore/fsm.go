@@ -301,6 +301,8 @@ type snapshotData struct {
 	// no configured interpreter.
 	Hosts        []*Host
 	Interpreters []*Interpreter
+	// Added in place too: an older snapshot restores with no session.
+	Sessions []*Session
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -380,6 +382,10 @@ func (s *State) snapshotLocked() snapshotData {
 	for _, n := range sortedKeys(keysOf(s.interpreters)) {
 		d.Interpreters = append(d.Interpreters, s.interpreters[n])
 	}
+	s.sessionOrder.Ascend(func(id string) bool {
+		d.Sessions = append(d.Sessions, s.sessions[id])
+		return true
+	})
 	return d
 }
 
@@ -409,6 +415,14 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	for _, t := range d.Tokens {
 		s.tokens[t.Hash] = t
 		s.tokenByID[t.ID] = t
+	}
+	// Sessions first: whether a job is in the ready index depends on its
+	// session's kind. Their derived counts follow the jobs.
+	for _, x := range d.Sessions {
+		if s.projects[x.Project] == nil {
+			s.projects[x.Project] = &Project{Name: x.Project}
+		}
+		s.sessions[x.ID] = x
 	}
 	for _, j := range d.Jobs {
 		if j.Project == "" {
@@ -475,6 +489,9 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	}
 	for _, in := range d.Interpreters {
 		s.interpreters[in.Name] = in
+	}
+	for _, x := range d.Sessions {
+		s.addSession(x)
 	}
 	s.readyGrew, s.logChanged = false, false
 	return s, nil

@@ -150,7 +150,79 @@ func checkInvariants(s *State) error {
 			return fmt.Errorf("run %d is WORKING but not its job's current attempt", id)
 		}
 	}
-	return checkHosts(s)
+	if err := checkHosts(s); err != nil {
+		return err
+	}
+	return checkSessions(s)
+}
+
+// checkSessions checks the sessions against a recomputation: their jobs
+// exist and name them, in ascending order; the running count, the cursor,
+// the hosts' open context sessions and the projects' counts. The caller
+// holds the read lock.
+func checkSessions(s *State) error {
+	if s.sessionOrder.Len() != len(s.sessions) {
+		return fmt.Errorf("%d sessions in order, %d in the map", s.sessionOrder.Len(), len(s.sessions))
+	}
+	hosts, projects, tagged := map[string][]string{}, map[string]int{}, 0
+	for _, id := range sortedKeys(keysOf(s.sessions)) {
+		x := s.sessions[id]
+		projects[x.Project]++
+		if x.State == SessionStateOpen && x.Kind == SessionContext {
+			hosts[x.Host] = append(hosts[x.Host], id)
+		}
+		if !slices.IsSorted(x.Jobs) {
+			return fmt.Errorf("session %s: jobs %v not in order", id, x.Jobs)
+		}
+		running, next := 0, -1
+		for i, jid := range x.Jobs {
+			j := s.jobs[jid]
+			if j == nil || j.Session != id {
+				return fmt.Errorf("session %s: job %d is gone or not its", id, jid)
+			}
+			if j.State == StateRunning && !j.IsGroup() {
+				running++
+			}
+			if next < 0 && !sessionJobEnded(j) {
+				next = i
+			}
+		}
+		if next < 0 {
+			next = len(x.Jobs)
+		}
+		if running != x.running || next != x.next {
+			return fmt.Errorf("session %s: running %d next %d, recomputed %d %d", id, x.running, x.next, running, next)
+		}
+	}
+	for _, j := range s.jobs {
+		if j.Session != "" {
+			tagged++
+			if s.sessions[j.Session] == nil {
+				return fmt.Errorf("job %d names session %s, which is gone", j.ID, j.Session)
+			}
+		}
+	}
+	n := 0
+	for _, x := range s.sessions {
+		n += len(x.Jobs)
+	}
+	if n != tagged {
+		return fmt.Errorf("%d jobs name a session, sessions hold %d", tagged, n)
+	}
+	if len(hosts) != len(s.hostSessions) {
+		return fmt.Errorf("open context sessions on %d hosts, the index has %d", len(hosts), len(s.hostSessions))
+	}
+	for host, ids := range hosts {
+		if !slices.Equal(ids, s.hostSessions[host]) {
+			return fmt.Errorf("host %s: open context sessions %v, the index has %v", host, ids, s.hostSessions[host])
+		}
+	}
+	for name, p := range s.projects {
+		if p.sessions != projects[name] {
+			return fmt.Errorf("project %s counts %d sessions, holds %d", name, p.sessions, projects[name])
+		}
+	}
+	return nil
 }
 
 // checkHosts checks the hosts: each has a slot, each slot is a worker that
@@ -348,8 +420,34 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 		}
 		return &JobTimeout{Now: now, Attempts: attempts}
 	default:
+		if r.Intn(2) == 0 {
+			return randomSessionCommand(r, h)
+		}
 		return &WorkerLost{Now: now, Names: []string{worker()}}
 	}
+}
+
+// randomSessionCommand opens, feeds, starts, closes, expires and deletes
+// a few sessions (of hosts h0 and h1, which offer sh).
+func randomSessionCommand(r *rand.Rand, h *harness) Command {
+	id := fmt.Sprintf("%032x", r.Intn(4)+1)
+	now := h.now
+	switch r.Intn(8) {
+	case 0:
+		if r.Intn(2) == 0 {
+			return &SessionOpen{Now: now, ID: id, Kind: SessionGroup, InactiveTimeout: int64(r.Intn(2))}
+		}
+		return &SessionOpen{Now: now, ID: id, Kind: SessionContext, Interpreter: "sh", InactiveTimeout: int64(r.Intn(2))}
+	case 1, 2, 3:
+		return &SessionSubmit{Now: now, ID: id, Code: "echo x"}
+	case 4:
+		return &SessionStart{Now: now, ID: id}
+	case 5:
+		return &SessionClose{Now: now, ID: id}
+	case 6:
+		return &SessionExpire{Now: now + int64(r.Intn(3))*1e9, IDs: []string{id}}
+	}
+	return &SessionDelete{Now: now, ID: id}
 }
 
 // randomBatchEdit builds a JobEdit of several edits that move jobs, change

@@ -451,8 +451,7 @@ func (s *State) WorkFor(worker string) (bool, <-chan struct{}) {
 	case !w.Active:
 		return false, ch
 	}
-	_, ok := s.ready.pick(w.lines, w.Projects)
-	return ok, ch
+	return s.pickFor(w) != nil, ch
 }
 
 // ReadyCount returns the number of runnable jobs.

@@ -45,6 +45,10 @@ type State struct {
 	// hosts are the agents' hosts; slotHost (derived) names each slot's.
 	hosts        map[string]*Host
 	interpreters map[string]*Interpreter // configured, by name
+	sessions     map[string]*Session     // by id
+
+	sessionOrder *btree.BTreeG[string] // session ids
+	hostSessions map[string][]string   // host -> its open context sessions' ids, ascending
 
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
@@ -96,6 +100,9 @@ func NewState(lines *joblog.Store) *State {
 		interpreters: make(map[string]*Interpreter),
 		hostOrder:    btree.NewOrderedG[string](32),
 		slotHost:     make(map[string]string),
+		sessions:     make(map[string]*Session),
+		sessionOrder: btree.NewOrderedG[string](32),
+		hostSessions: make(map[string][]string),
 	}
 }
 
@@ -120,6 +127,9 @@ func (s *State) dropJob(j *Job) {
 	s.logChanged = true
 	if p := s.projects[j.Project]; p != nil {
 		p.jobs--
+	}
+	if j.Session != "" {
+		s.sessionJobGone(j)
 	}
 	for _, id := range s.jobRuns[j.ID] {
 		delete(s.runByID, id)
@@ -178,7 +188,7 @@ func (s *State) node(id int64) *Job {
 // Scheduler index upkeep
 
 func (s *State) runnable(j *Job) bool {
-	if j.IsGroup() || j.HPaused {
+	if j.IsGroup() || j.HPaused || j.Session != "" && s.pinned(j) {
 		return false
 	}
 	return j.State == StateWaiting || (j.State == StateFailed && j.RunDone < j.Retry)
@@ -331,6 +341,9 @@ func (s *State) groupState(g *Job) string {
 // updates the index, wakes dependents and carries counter deltas up the tree.
 // before and oldState are j's contribution and state before the change.
 func (s *State) changed(j *Job, before contrib, oldState string, now int64) {
+	if j.Session != "" {
+		s.sessionJobChanged(j, oldState, now)
+	}
 	// A loop up the ancestor line, not recursion through carry: see
 	// refreshH. A line longer than the job count is a cycle (a corrupt
 	// state), where it stops.

@@ -103,6 +103,9 @@ type Job struct {
 	// Env is the job's environment, KEY -> VALUE (nil: none). It is
 	// replaced whole, never changed in place: readers share it.
 	Env map[string]string
+	// Session is the id of the session the job was submitted to, ""
+	// for none (see Session).
+	Session string
 
 	// ready is the job's place in the scheduler index, and holds its
 	// PriorityPath even while it is not runnable; not replicated.

@@ -23,11 +23,13 @@ type Swept struct {
 	TimedOut []int64
 	// Lost are the workers marked lost for their silence.
 	Lost []string
+	// ExpiredSessions are the sessions closed for their inactivity.
+	ExpiredSessions []string
 }
 
 // Sweep runs the leader's periodic duties once: attempts past their job's
-// timeout fail, workers silent for longer than ttl are lost (their jobs
-// requeued). Only decisions go to Raft; the FSM checks each condition
+// timeout fail, sessions inactive past their timeout close, workers
+// silent for longer than ttl are lost (their jobs requeued). Only decisions go to Raft; the FSM checks each condition
 // again with the stamped time.
 func (s *Service) Sweep(ctx context.Context, term *Term, ttl time.Duration) (Swept, error) {
 	var out Swept
@@ -44,6 +46,11 @@ func (s *Service) Sweep(ctx context.Context, term *Term, ttl time.Duration) (Swe
 			return Swept{}, err
 		}
 	}
+	expired, err := s.ExpireSessions(ctx)
+	if err != nil {
+		return out, err
+	}
+	out.ExpiredSessions = expired
 	// Silent workers: those whose TTL timer fired. Once the failover grace
 	// is over, and every TTL after, all the workers of the state are
 	// checked: some never pinged this leader, so have no timer.
