@@ -202,7 +202,7 @@ func (h *SessionsHandler) open(c *gin.Context) {
 	if !ok {
 		v = raftstore.SessionView{Session: x} // deleted meanwhile: answer it as opened
 	}
-	c.JSON(http.StatusOK, renderSession(&v))
+	c.JSON(http.StatusCreated, renderSession(&v))
 }
 
 // lookup finds the session of the request's :session that the token may read
@@ -320,7 +320,7 @@ func (h *SessionsHandler) remove(c *gin.Context) {
 			apierr.Abort(c, err)
 			return
 		}
-		c.JSON(http.StatusOK, gin.H{})
+		c.Status(http.StatusNoContent)
 	}
 }
 
@@ -350,10 +350,10 @@ func (h *SessionsHandler) submit(c *gin.Context) {
 	}
 	j, ok := h.store.State().Job(id)
 	if !ok {
-		c.JSON(http.StatusOK, gin.H{"id": id})
+		c.JSON(http.StatusCreated, gin.H{"id": id})
 		return
 	}
-	c.JSON(http.StatusOK, renderSessionJob(&j))
+	c.JSON(http.StatusCreated, renderSessionJob(&j))
 }
 
 func renderSessionJob(j *raftstore.Job) SessionJob {

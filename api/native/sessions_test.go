@@ -40,7 +40,7 @@ func (f *farmTest) openSession(token, body string) Session {
 	f.t.Helper()
 	code, out := f.do(token, http.MethodPost, PathSessions, body)
 	var x Session
-	if code != http.StatusOK || json.Unmarshal([]byte(out), &x) != nil {
+	if code != http.StatusCreated || json.Unmarshal([]byte(out), &x) != nil {
 		f.t.Fatalf("open %s as %s: %d %s", body, token, code, out)
 	}
 	return x
@@ -55,7 +55,7 @@ func TestSessionRoutes(t *testing.T) {
 	path := PathSessions + "/" + x.ID
 	code, out := f.do("user-a", http.MethodPost, path+"/jobs", `{"code":"echo one","title":"first"}`)
 	var j SessionJob
-	if code != http.StatusOK || json.Unmarshal([]byte(out), &j) != nil || j.State != "waiting" || j.Title != "first" || j.ExitCode != nil {
+	if code != http.StatusCreated || json.Unmarshal([]byte(out), &j) != nil || j.State != "waiting" || j.Title != "first" || j.ExitCode != nil {
 		t.Fatalf("submit: %d %s", code, out)
 	}
 	var jobs []SessionJob
@@ -92,7 +92,7 @@ func TestSessionRoutes(t *testing.T) {
 	if f.get("read-a", path+"/jobs", &jobs); jobs[0].State != "canceled" {
 		t.Fatalf("after close: %+v", jobs)
 	}
-	if code, _ := f.do("user-a", http.MethodDelete, path, ""); code != http.StatusOK {
+	if code, _ := f.do("user-a", http.MethodDelete, path, ""); code != http.StatusNoContent {
 		t.Fatalf("delete: %d", code)
 	}
 	if code, _ := f.do("read-a", http.MethodGet, path, ""); code != http.StatusNotFound {
