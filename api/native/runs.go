@@ -23,7 +23,7 @@ type Run struct {
 	JobID     int64  `json:"job_id"`
 	Project   string `json:"project"`
 	Worker    string `json:"worker"`
-	// State is the state the run left its job in (WORKING while it runs).
+	// State is the state the run left its job in (running while it runs).
 	State string `json:"state"`
 	// Start and End are RFC 3339 UTC; End is null while the run runs.
 	Start string  `json:"start"`
