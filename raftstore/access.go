@@ -247,6 +247,8 @@ func (s *State) deleteProject(c *ProjectDelete) error {
 		return invalid("the %s project cannot be deleted", DefaultProject)
 	case p.jobs > 0:
 		return invalid("project %q still has %d jobs", c.Name, p.jobs)
+	case s.tpl.perProject[c.Name] > 0:
+		return invalid("project %q still has %d templates", c.Name, s.tpl.perProject[c.Name])
 	}
 	for _, id := range sortedKeys(keysOf(s.tokenByID)) {
 		if t := s.tokenByID[id]; containsString(t.Projects, c.Name) {

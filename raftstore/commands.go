@@ -42,6 +42,13 @@ const (
 	MsgSetRelease     MessageType = 26 // switch apply to a newer release's rules
 	MsgInterpreterSet MessageType = 27 // configure a named interpreter
 	MsgInterpreterDel MessageType = 28 // remove a configured interpreter
+
+	MsgTemplateCreate  MessageType = 29 // add a template to a project
+	MsgTemplateUpdate  MessageType = 30 // change a template
+	MsgTemplateDelete  MessageType = 31 // remove a template without executions
+	MsgExecute         MessageType = 32 // run a template: an execution and its job
+	MsgExecutionCancel MessageType = 33 // cancel an execution's job
+	MsgExecutionDelete MessageType = 34 // forget an ended execution and its job
 )
 
 // IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
@@ -520,6 +527,18 @@ func newCommand(t MessageType) Command {
 		return &InterpreterSet{}
 	case MsgInterpreterDel:
 		return &InterpreterDelete{}
+	case MsgTemplateCreate:
+		return &TemplateCreate{}
+	case MsgTemplateUpdate:
+		return &TemplateUpdate{}
+	case MsgTemplateDelete:
+		return &TemplateDelete{}
+	case MsgExecute:
+		return &Execute{}
+	case MsgExecutionCancel:
+		return &ExecutionCancel{}
+	case MsgExecutionDelete:
+		return &ExecutionDelete{}
 	}
 	return nil
 }

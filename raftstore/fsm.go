@@ -301,6 +301,10 @@ type snapshotData struct {
 	// no configured interpreter.
 	Hosts        []*Host
 	Interpreters []*Interpreter
+	// Added in place too: an older snapshot restores with no template
+	// and no execution.
+	Templates  []*Template
+	Executions []*Execution
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -380,6 +384,7 @@ func (s *State) snapshotLocked() snapshotData {
 	for _, n := range sortedKeys(keysOf(s.interpreters)) {
 		d.Interpreters = append(d.Interpreters, s.interpreters[n])
 	}
+	d.Templates, d.Executions = s.tpl.snapshot()
 	return d
 }
 
@@ -476,6 +481,7 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	for _, in := range d.Interpreters {
 		s.interpreters[in.Name] = in
 	}
+	s.tpl.restore(d.Templates, d.Executions)
 	s.readyGrew, s.logChanged = false, false
 	return s, nil
 }

@@ -46,6 +46,9 @@ type State struct {
 	hosts        map[string]*Host
 	interpreters map[string]*Interpreter // configured, by name
 
+	// tpl holds the templates and executions (templates.go).
+	tpl templateStore
+
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
 	runOrder    *btree.BTreeG[int64]  // run ids
@@ -96,6 +99,8 @@ func NewState(lines *joblog.Store) *State {
 		interpreters: make(map[string]*Interpreter),
 		hostOrder:    btree.NewOrderedG[string](32),
 		slotHost:     make(map[string]string),
+
+		tpl: newTemplateStore(),
 	}
 }
 
@@ -126,6 +131,7 @@ func (s *State) dropJob(j *Job) {
 		s.runOrder.Delete(id)
 	}
 	delete(s.jobRuns, j.ID)
+	s.tpl.dropJob(j.ID)
 }
 
 // addRun records an attempt.
