@@ -102,7 +102,9 @@ func TestTemplateBounds(t *testing.T) {
 			}
 		},
 		func(s *TemplateSpec) { s.Labels = map[string]string{"k": strings.Repeat("v", MaxLabelValueBytes+1)} },
-		func(s *TemplateSpec) { s.Defaults.Env = map[string]string{"K": strings.Repeat("v", MaxEnvironmentBytes)} },
+		func(s *TemplateSpec) {
+			s.Defaults.Env = map[string]string{"K": strings.Repeat("v", MaxEnvironmentBytes)}
+		},
 	} {
 		sp := shellSpec("big")
 		big(&sp)
