@@ -173,6 +173,18 @@ var routeCases = map[string]routeCase{
 	"GET addjob":                        {perm: auth.PermWrite, path: "/xmlrpc/addjob?title=t&state=PAUSED&project=a", otherPath: "/xmlrpc/addjob?title=t&project=b"},
 	"POST addjob":                       {perm: auth.PermWrite, path: "/xmlrpc/addjob?title=t&state=PAUSED&project=a", otherPath: "/xmlrpc/addjob?title=t&project=b"},
 	"GET /croft/v1/jobs/:id/runs":       {perm: auth.PermRead, path: "/croft/v1/jobs/{a}/runs", otherPath: "/croft/v1/jobs/{b}/runs"},
+	// Templates and executions by id: project checks in api/native's tests.
+	"POST " + client.PathTemplates: {perm: auth.PermWrite, path: client.PathTemplates,
+		body: `{"name":"made-in-test","type":"Shell","project":"a"}`, otherBody: `{"name":"made-in-test","type":"Shell","project":"b"}`},
+	"GET " + client.PathTemplates:                          {perm: auth.PermRead, path: client.PathTemplates},
+	"GET " + client.PathTemplates + "/:template":           {perm: auth.PermRead, path: client.PathTemplates + "/nope"},
+	"PATCH " + client.PathTemplates + "/:template":         {perm: auth.PermWrite, path: client.PathTemplates + "/nope", body: `{}`},
+	"DELETE " + client.PathTemplates + "/:template":        {perm: auth.PermWrite, path: client.PathTemplates + "/nope"},
+	"POST " + client.PathTemplates + "/:template/execute":  {perm: auth.PermWrite, path: client.PathTemplates + "/nope/execute", body: `{}`},
+	"GET " + client.PathExecutions:                         {perm: auth.PermRead, path: client.PathExecutions},
+	"GET " + client.PathExecutions + "/:execution":         {perm: auth.PermRead, path: client.PathExecutions + "/nope"},
+	"DELETE " + client.PathExecutions + "/:execution":      {perm: auth.PermWrite, path: client.PathExecutions + "/nope"},
+	"POST " + client.PathExecutions + "/:execution/cancel": {perm: auth.PermWrite, path: client.PathExecutions + "/nope/cancel"},
 }
 
 // Who has and who lacks each rule.

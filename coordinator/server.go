@@ -193,6 +193,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.New(node.FSM()),
 		native.NewHosts(node.FSM(), s.pings),
 		native.NewInterpreters(node.FSM(), s.svc),
+		native.NewTemplates(node.FSM(), s.svc),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
