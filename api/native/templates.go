@@ -152,7 +152,7 @@ func readJSON(c *gin.Context, limit int64, v any) error {
 }
 
 // create adds a template to the request's project (the token's only one
-// when it names none): 201 and the template.
+// when it names none), and answers it (200, as every Croft write).
 func (h *TemplatesHandler) create(c *gin.Context) {
 	var req client.TemplateRequest
 	if err := readJSON(c, maxTemplateBody, &req); err != nil {
@@ -180,7 +180,7 @@ func (h *TemplatesHandler) create(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, renderTemplate(&x, 0))
+	c.JSON(http.StatusOK, renderTemplate(&x, 0))
 }
 
 // list streams the templates the token may see, in id order, within the
@@ -292,8 +292,8 @@ func (h *TemplatesHandler) remove(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{})
 }
 
-// execute runs the template once: 201 and the execution. A template
-// without a command is a 400.
+// execute runs the template once. A template
+// without a command is a 400. It answers the execution (200).
 func (h *TemplatesHandler) execute(c *gin.Context) {
 	x, ok := h.writable(c)
 	if !ok {
@@ -323,7 +323,7 @@ func (h *TemplatesHandler) execute(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, renderExecution(&e))
+	c.JSON(http.StatusOK, renderExecution(&e))
 }
 
 // executions streams the executions the token may see, in id order,
