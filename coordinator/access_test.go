@@ -193,6 +193,19 @@ var routeCases = map[string]routeCase{
 	"PATCH " + native.PathJobs:                 {perm: auth.PermWrite, path: native.PathJobs + "/{a}", body: `{"title":"renamed"}`, otherPath: native.PathJobs + "/{b}", otherBody: `{"title":"renamed"}`},
 	"DELETE " + native.PathJobs:                {perm: auth.PermWrite, path: native.PathJobs + "/{x}", otherPath: native.PathJobs + "/{b}"},
 	"POST " + native.PathJobs + "/:id/:action": {perm: auth.PermWrite, path: native.PathJobs + "/{a}/pause", otherPath: native.PathJobs + "/{b}/pause"},
+
+	// Templates and executions by id: project checks in api/native's tests.
+	"POST " + client.PathTemplates: {perm: auth.PermWrite, path: client.PathTemplates,
+		body: `{"name":"made-in-test","type":"Shell","project":"a"}`, otherBody: `{"name":"made-in-test","type":"Shell","project":"b"}`},
+	"GET " + client.PathTemplates:                          {perm: auth.PermRead, path: client.PathTemplates},
+	"GET " + client.PathTemplates + "/:template":           {perm: auth.PermRead, path: client.PathTemplates + "/nope"},
+	"PATCH " + client.PathTemplates + "/:template":         {perm: auth.PermWrite, path: client.PathTemplates + "/nope", body: `{}`},
+	"DELETE " + client.PathTemplates + "/:template":        {perm: auth.PermWrite, path: client.PathTemplates + "/nope"},
+	"POST " + client.PathTemplates + "/:template/execute":  {perm: auth.PermWrite, path: client.PathTemplates + "/nope/execute", body: `{}`},
+	"GET " + client.PathExecutions:                         {perm: auth.PermRead, path: client.PathExecutions},
+	"GET " + client.PathExecutions + "/:execution":         {perm: auth.PermRead, path: client.PathExecutions + "/nope"},
+	"DELETE " + client.PathExecutions + "/:execution":      {perm: auth.PermWrite, path: client.PathExecutions + "/nope"},
+	"POST " + client.PathExecutions + "/:execution/cancel": {perm: auth.PermWrite, path: client.PathExecutions + "/nope/cancel"},
 }
 
 // The session routes' cases ({sa}, {sb}: a session of project a, b).

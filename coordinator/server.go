@@ -195,6 +195,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.NewHosts(node.FSM(), s.pings),
 		native.NewInterpreters(node.FSM(), s.svc),
 		native.NewSessions(node.FSM(), s.svc),
+		native.NewTemplates(node.FSM(), s.svc),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))

@@ -71,7 +71,7 @@ func CheckInterpreterName(name string) error {
 // CheckTemplate checks a template: its size, no NUL or line break, and
 // every placeholder known and closed.
 func CheckTemplate(tmpl string) error {
-	_, err := parseTemplate(tmpl)
+	_, err := parseTemplate(tmpl, interpreterGrammar)
 	return err
 }
 
@@ -79,7 +79,7 @@ func CheckTemplate(tmpl string) error {
 // each as one single-quoted shell word. A placeholder without a value is
 // an error: the caller knows which ones it can fill.
 func Expand(tmpl string, vals map[string]string) (string, error) {
-	parts, err := parseTemplate(tmpl)
+	parts, err := parseTemplate(tmpl, interpreterGrammar)
 	if err != nil {
 		return "", err
 	}
@@ -101,7 +101,7 @@ func Expand(tmpl string, vals map[string]string) (string, error) {
 // Placeholders returns the distinct placeholders a valid template uses, in
 // order of first use.
 func Placeholders(tmpl string) []string {
-	parts, _ := parseTemplate(tmpl)
+	parts, _ := parseTemplate(tmpl, interpreterGrammar)
 	var out []string
 	for _, p := range parts {
 		if p.hole && !slices.Contains(out, p.text) {
@@ -122,15 +122,35 @@ type templatePart struct {
 	hole bool
 }
 
-func parseTemplate(tmpl string) ([]templatePart, error) {
-	if len(tmpl) > MaxTemplateBytes {
-		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTemplate, len(tmpl), MaxTemplateBytes)
+// grammar is what one kind of template may hold: its placeholders, its
+// size, and the error that says it is wrong.
+type grammar struct {
+	err      error
+	maxBytes int
+	names    []string
+}
+
+// interpreterGrammar is that of interpreter templates.
+var interpreterGrammar = grammar{ErrTemplate, MaxTemplateBytes, []string{PlaceholderInterpreter, PlaceholderFile, PlaceholderCode}}
+
+// placeholderList names a grammar's placeholders for an error message.
+func (g grammar) placeholderList() string {
+	l := make([]string, len(g.names))
+	for i, n := range g.names {
+		l[i] = "{" + n + "}"
+	}
+	return strings.Join(l, ", ")
+}
+
+func parseTemplate(tmpl string, g grammar) ([]templatePart, error) {
+	if len(tmpl) > g.maxBytes {
+		return nil, fmt.Errorf("%w: %d bytes, the limit is %d", g.err, len(tmpl), g.maxBytes)
 	}
 	if strings.TrimSpace(tmpl) == "" {
-		return nil, fmt.Errorf("%w: empty", ErrTemplate)
+		return nil, fmt.Errorf("%w: empty", g.err)
 	}
 	if strings.ContainsAny(tmpl, "\x00\r\n") {
-		return nil, fmt.Errorf("%w: a NUL byte or a line break", ErrTemplate)
+		return nil, fmt.Errorf("%w: a NUL byte or a line break", g.err)
 	}
 	var parts []templatePart
 	var lit strings.Builder
@@ -144,17 +164,15 @@ func parseTemplate(tmpl string) ([]templatePart, error) {
 		case c == '{':
 			end := strings.IndexByte(tmpl[i+1:], '}')
 			if end < 0 {
-				return nil, fmt.Errorf("%w: '{' at byte %d is not closed (write {{ for a brace)", ErrTemplate, i)
+				return nil, fmt.Errorf("%w: '{' at byte %d is not closed (write {{ for a brace)", g.err, i)
 			}
 			name := tmpl[i+1 : i+1+end]
-			switch name {
-			case PlaceholderInterpreter, PlaceholderFile, PlaceholderCode:
-			default:
-				return nil, fmt.Errorf("%w: unknown placeholder {%s}: {%s}, {%s} or {%s} (write {{ for a brace)",
-					ErrTemplate, truncate(name, 40), PlaceholderInterpreter, PlaceholderFile, PlaceholderCode)
+			if !slices.Contains(g.names, name) {
+				return nil, fmt.Errorf("%w: unknown placeholder {%s}: one of %s (write {{ for a brace)",
+					g.err, truncate(name, 40), g.placeholderList())
 			}
 			if holes++; holes > maxPlaceholders {
-				return nil, fmt.Errorf("%w: more than %d placeholders", ErrTemplate, maxPlaceholders)
+				return nil, fmt.Errorf("%w: more than %d placeholders", g.err, maxPlaceholders)
 			}
 			if lit.Len() > 0 {
 				parts = append(parts, templatePart{text: lit.String()})
@@ -163,7 +181,7 @@ func parseTemplate(tmpl string) ([]templatePart, error) {
 			parts = append(parts, templatePart{text: name, hole: true})
 			i += 1 + end
 		case c == '}':
-			return nil, fmt.Errorf("%w: '}' at byte %d closes nothing (write }} for a brace)", ErrTemplate, i)
+			return nil, fmt.Errorf("%w: '}' at byte %d closes nothing (write }} for a brace)", g.err, i)
 		default:
 			lit.WriteByte(c)
 		}

@@ -251,6 +251,8 @@ func (s *State) deleteProject(c *ProjectDelete) error {
 		return invalid("project %q still has %d jobs", c.Name, p.jobs)
 	case p.sessions > 0:
 		return invalid("project %q still has %d sessions", c.Name, p.sessions)
+	case s.tpl.perProject[c.Name] > 0:
+		return invalid("project %q still has %d templates", c.Name, s.tpl.perProject[c.Name])
 	}
 	for _, id := range sortedKeys(keysOf(s.tokenByID)) {
 		if t := s.tokenByID[id]; containsString(t.Projects, c.Name) {

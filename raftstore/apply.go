@@ -178,6 +178,18 @@ func (s *State) applyOne(cmd Command) (res any) {
 	case *SessionExpire:
 		s.expireSessions(c)
 		return nil
+	case *TemplateCreate:
+		return errOrNil(s.createTemplate(c))
+	case *TemplateUpdate:
+		return errOrNil(s.updateTemplate(c))
+	case *TemplateDelete:
+		return errOrNil(s.deleteTemplate(c))
+	case *Execute:
+		return result(s.execute(c))
+	case *ExecutionCancel:
+		return errOrNil(s.cancelExecution(c))
+	case *ExecutionDelete:
+		return errOrNil(s.deleteExecution(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}

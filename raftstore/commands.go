@@ -14,41 +14,47 @@ type MessageType uint8
 
 // The Raft message types. Append only.
 const (
-	MsgBatch          MessageType = 1  // several commands in one entry (group commit)
-	MsgNodeMeta       MessageType = 2  // a coordinator's HTTP address
-	MsgJobCreate      MessageType = 3  // create one or many jobs
-	MsgJobEdit        MessageType = 4  // edit job attributes (Coalition POST /api/jobs)
-	MsgJobDelete      MessageType = 5  // recursive delete
-	MsgJobAction      MessageType = 6  // reset, reseterror, start, pause, cancel
-	MsgJobSetDeps     MessageType = 7  // replace a job's dependencies
-	MsgAffinitySet    MessageType = 8  // name affinity ids
-	MsgWorkerRegister MessageType = 9  // a worker announces itself
-	MsgWorkerEdit     MessageType = 10 // edit worker attributes
-	MsgWorkerDelete   MessageType = 11 // forget workers
-	MsgWorkerAction   MessageType = 12 // start, stop
-	MsgPick           MessageType = 13 // a worker takes the best runnable job
-	MsgReport         MessageType = 14 // log, progress and result of an attempt
-	MsgJobTimeout     MessageType = 15 // the leader saw attempts run past their timeout
-	MsgWorkerLost     MessageType = 16 // the leader saw workers go silent
-	MsgNodeRemove     MessageType = 17 // forget a coordinator's metadata
-	MsgReportPick     MessageType = 18 // an attempt's result, then the worker's next job
-	MsgTokenCreate    MessageType = 19 // add an access token (its hash)
-	MsgTokenRevoke    MessageType = 20 // remove an access token
-	MsgProjectCreate  MessageType = 21 // add a project
-	MsgProjectDelete  MessageType = 22 // remove an empty project
-	MsgEventPrune     MessageType = 23 // forget old attempt records (retention)
-	MsgWorkerExpire   MessageType = 24 // forget workers lost long ago
-	MsgJobExpire      MessageType = 25 // delete root jobs finished long ago
-	MsgSetRelease     MessageType = 26 // switch apply to a newer release's rules
-	MsgInterpreterSet MessageType = 27 // configure a named interpreter
-	MsgInterpreterDel MessageType = 28 // remove a configured interpreter
-	MsgSessionOpen    MessageType = 29 // open a session (sessions.go)
-	MsgSessionUpdate  MessageType = 30 // change a session's name, labels, doc, timeout
-	MsgSessionClose   MessageType = 31 // close a session, cancel its jobs
-	MsgSessionDelete  MessageType = 32 // forget a closed session and its jobs
-	MsgSessionSubmit  MessageType = 33 // submit code: a job in a session
-	MsgSessionStart   MessageType = 34 // start a group session's jobs
-	MsgSessionExpire  MessageType = 35 // the leader saw sessions inactive past their timeout
+	MsgBatch           MessageType = 1  // several commands in one entry (group commit)
+	MsgNodeMeta        MessageType = 2  // a coordinator's HTTP address
+	MsgJobCreate       MessageType = 3  // create one or many jobs
+	MsgJobEdit         MessageType = 4  // edit job attributes (Coalition POST /api/jobs)
+	MsgJobDelete       MessageType = 5  // recursive delete
+	MsgJobAction       MessageType = 6  // reset, reseterror, start, pause, cancel
+	MsgJobSetDeps      MessageType = 7  // replace a job's dependencies
+	MsgAffinitySet     MessageType = 8  // name affinity ids
+	MsgWorkerRegister  MessageType = 9  // a worker announces itself
+	MsgWorkerEdit      MessageType = 10 // edit worker attributes
+	MsgWorkerDelete    MessageType = 11 // forget workers
+	MsgWorkerAction    MessageType = 12 // start, stop
+	MsgPick            MessageType = 13 // a worker takes the best runnable job
+	MsgReport          MessageType = 14 // log, progress and result of an attempt
+	MsgJobTimeout      MessageType = 15 // the leader saw attempts run past their timeout
+	MsgWorkerLost      MessageType = 16 // the leader saw workers go silent
+	MsgNodeRemove      MessageType = 17 // forget a coordinator's metadata
+	MsgReportPick      MessageType = 18 // an attempt's result, then the worker's next job
+	MsgTokenCreate     MessageType = 19 // add an access token (its hash)
+	MsgTokenRevoke     MessageType = 20 // remove an access token
+	MsgProjectCreate   MessageType = 21 // add a project
+	MsgProjectDelete   MessageType = 22 // remove an empty project
+	MsgEventPrune      MessageType = 23 // forget old attempt records (retention)
+	MsgWorkerExpire    MessageType = 24 // forget workers lost long ago
+	MsgJobExpire       MessageType = 25 // delete root jobs finished long ago
+	MsgSetRelease      MessageType = 26 // switch apply to a newer release's rules
+	MsgInterpreterSet  MessageType = 27 // configure a named interpreter
+	MsgInterpreterDel  MessageType = 28 // remove a configured interpreter
+	MsgSessionOpen     MessageType = 29 // open a session (sessions.go)
+	MsgSessionUpdate   MessageType = 30 // change a session's name, labels, doc, timeout
+	MsgSessionClose    MessageType = 31 // close a session, cancel its jobs
+	MsgSessionDelete   MessageType = 32 // forget a closed session and its jobs
+	MsgSessionSubmit   MessageType = 33 // submit code: a job in a session
+	MsgSessionStart    MessageType = 34 // start a group session's jobs
+	MsgSessionExpire   MessageType = 35 // the leader saw sessions inactive past their timeout
+	MsgTemplateCreate  MessageType = 36 // add a template to a project
+	MsgTemplateUpdate  MessageType = 37 // change a template
+	MsgTemplateDelete  MessageType = 38 // remove a template without executions
+	MsgExecute         MessageType = 39 // run a template: an execution and its job
+	MsgExecutionCancel MessageType = 40 // cancel an execution's job
+	MsgExecutionDelete MessageType = 41 // forget an ended execution and its job
 )
 
 // IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
@@ -541,6 +547,18 @@ func newCommand(t MessageType) Command {
 		return &SessionStart{}
 	case MsgSessionExpire:
 		return &SessionExpire{}
+	case MsgTemplateCreate:
+		return &TemplateCreate{}
+	case MsgTemplateUpdate:
+		return &TemplateUpdate{}
+	case MsgTemplateDelete:
+		return &TemplateDelete{}
+	case MsgExecute:
+		return &Execute{}
+	case MsgExecutionCancel:
+		return &ExecutionCancel{}
+	case MsgExecutionDelete:
+		return &ExecutionDelete{}
 	}
 	return nil
 }

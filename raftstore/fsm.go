@@ -303,6 +303,10 @@ type snapshotData struct {
 	Interpreters []*Interpreter
 	// Added in place too: an older snapshot restores with no session.
 	Sessions []*Session
+	// Added in place too: an older snapshot restores with no template
+	// and no execution.
+	Templates  []*Template
+	Executions []*Execution
 }
 
 // WriteSnapshot encodes the state as a snapshot.
@@ -386,6 +390,7 @@ func (s *State) snapshotLocked() snapshotData {
 		d.Sessions = append(d.Sessions, s.sessions[id])
 		return true
 	})
+	d.Templates, d.Executions = s.tpl.snapshot()
 	return d
 }
 
@@ -493,6 +498,7 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 	for _, x := range d.Sessions {
 		s.addSession(x)
 	}
+	s.tpl.restore(d.Templates, d.Executions)
 	s.readyGrew, s.logChanged = false, false
 	return s, nil
 }

@@ -338,7 +338,9 @@ func (p *fuzzProgram) accessOrRetention() Command {
 	projects := []string{DefaultProject, "a", "b", "bad name", ""}
 	project := projects[int(p.byte())%len(projects)]
 	now := p.now()
-	switch p.byte() % 12 {
+	switch p.byte() % 13 {
+	case 11:
+		return p.templateCommand(project, now)
 	case 0:
 		return &ProjectCreate{Now: now, Name: project}
 	case 1:
@@ -372,6 +374,60 @@ func (p *fuzzProgram) accessOrRetention() Command {
 		return &InterpreterDelete{Now: now, Name: []string{"sh", "py", ""}[p.byte()%3]}
 	}
 	return &NodeMeta{ID: "n1", RaftAddr: "r", HTTPAddr: "h"}
+}
+
+// fuzzTemplateIDs and fuzzExecIDs are the ids the fuzzer uses, a bad one
+// among them.
+var (
+	fuzzTemplateIDs = []string{hexID("1"), hexID("2"), hexID("3"), "NOTHEX"}
+	fuzzExecIDs     = []string{hexID("e1"), hexID("e2"), hexID("e3"), hexID("e4"), ""}
+)
+
+// templateCommand reads one of the commands of templates and executions,
+// now and then out of bounds or aimed at nothing.
+func (p *fuzzProgram) templateCommand(project string, now int64) Command {
+	tid := fuzzTemplateIDs[int(p.byte())%len(fuzzTemplateIDs)]
+	eid := fuzzExecIDs[int(p.byte())%len(fuzzExecIDs)]
+	commands := []string{"sh -c {main} sh {args}", "", "{args} {args}", "run {bogus}", "echo {main"}
+	switch p.byte() % 6 {
+	case 0:
+		sp := TemplateSpec{Name: []string{"a", "b", "", " "}[p.byte()%4], Type: []string{"Shell", "Pig", "bad type"}[p.byte()%3],
+			Command: commands[int(p.byte())%len(commands)], Main: "echo hi", Protected: p.bool(),
+			Defaults: JobDefaults{Retry: int(int8(p.byte())), Affinity: []string{"", "linux", "gpu"}[p.byte()%3]}}
+		if p.bool() {
+			sp.Defaults.Env = map[string]string{"A": "1", []string{"B", "=", ""}[p.byte()%3]: "2"}
+		}
+		return &TemplateCreate{Now: now, ID: tid, Project: project, Spec: sp}
+	case 1:
+		var patch TemplatePatch
+		if p.bool() {
+			name := []string{"a", "b", ""}[p.byte()%3]
+			patch.Name = &name
+		}
+		if p.bool() {
+			cmd := commands[int(p.byte())%len(commands)]
+			patch.Command = &cmd
+		}
+		if p.bool() {
+			prot := p.bool()
+			patch.Protected = &prot
+		}
+		return &TemplateUpdate{Now: now, ID: tid, Patch: patch}
+	case 2:
+		return &TemplateDelete{Now: now, ID: tid}
+	case 3:
+		c := &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu", "a,b"}[p.byte()%3], MaxProjectJobs: int(p.byte() % 8)}
+		for range p.byte() % 3 {
+			c.Args = append(c.Args, []string{"x", "it's", "a\x00"}[p.byte()%3])
+		}
+		if p.bool() {
+			c.Params = map[string]string{[]string{"P", "A", "=x"}[p.byte()%3]: "v"}
+		}
+		return c
+	case 4:
+		return &ExecutionCancel{Now: now, ID: eid}
+	}
+	return &ExecutionDelete{Now: now, ID: eid}
 }
 
 // fuzzHosts are the host names the fuzzer registers slots under.
@@ -587,6 +643,31 @@ func checkEffect(s *State, cmd Command, res any) error {
 	case *InterpreterDelete:
 		if _, ok := s.ConfiguredInterpreter(c.Name); ok {
 			return fmt.Errorf("interpreter %s is still configured", c.Name)
+		}
+	case *TemplateCreate:
+		if x, ok := s.Template(c.ID); !ok || x.Project != c.Project || x.Spec.Name != c.Spec.Name {
+			return fmt.Errorf("template %s is %+v after its create", c.ID, x)
+		}
+	case *TemplateDelete:
+		if _, ok := s.Template(c.ID); ok {
+			return fmt.Errorf("template %s is still there", c.ID)
+		}
+	case *Execute:
+		e, ok := s.Execution(c.ID)
+		if !ok || e.JobID != res.(int64) || e.Template != c.Template {
+			return fmt.Errorf("execution %s is %+v, its job %v", c.ID, e, res)
+		}
+		if j, ok := s.Job(e.JobID); !ok || j.Project != e.Project {
+			return fmt.Errorf("execution %s: job %+v", c.ID, j)
+		}
+	case *ExecutionCancel:
+		// Canceled, unless it had finished; paused shows over canceled.
+		if e, ok := s.Execution(c.ID); !ok || (e.State != StateCanceled && e.State != StateFinished && e.State != StatePaused) {
+			return fmt.Errorf("execution %s is %+v after its cancel", c.ID, e)
+		}
+	case *ExecutionDelete:
+		if _, ok := s.Execution(c.ID); ok {
+			return fmt.Errorf("execution %s is still there", c.ID)
 		}
 	case *JobCreate:
 		ids := res.([]int64)

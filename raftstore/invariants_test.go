@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand"
 	"os"
 	"slices"
@@ -153,7 +154,10 @@ func checkInvariants(s *State) error {
 	if err := checkHosts(s); err != nil {
 		return err
 	}
-	return checkSessions(s)
+	if err := checkSessions(s); err != nil {
+		return err
+	}
+	return checkTemplates(s)
 }
 
 // checkSessions checks the sessions against a recomputation: their jobs
@@ -221,6 +225,41 @@ func checkSessions(s *State) error {
 		if p.sessions != projects[name] {
 			return fmt.Errorf("project %s counts %d sessions, holds %d", name, p.sessions, projects[name])
 		}
+	}
+	return nil
+}
+
+// checkTemplates checks the templates and executions against their
+// derived indexes, recomputed: names unique per project, counts, each
+// execution's job exists, is in its project and links back to it, and
+// its template exists. The caller holds the read lock.
+func checkTemplates(s *State) error {
+	t := &s.tpl
+	if t.order.Len() != len(t.byID) || len(t.byName) != len(t.byID) || t.execOrder.Len() != len(t.execs) || len(t.execByJob) != len(t.execs) {
+		return fmt.Errorf("template indexes: %d ids, %d ordered, %d names; %d executions, %d ordered, %d by job",
+			len(t.byID), t.order.Len(), len(t.byName), len(t.execs), t.execOrder.Len(), len(t.execByJob))
+	}
+	perProject, uses := map[string]int{}, map[string]int{}
+	for id, x := range t.byID {
+		if t.byName[nameKey(x.Project, x.Spec.Name)] != id || s.projects[x.Project] == nil {
+			return fmt.Errorf("template %s (%q in %q) is not indexed by name, or its project is gone", id, x.Spec.Name, x.Project)
+		}
+		perProject[x.Project]++
+	}
+	for id, e := range t.execs {
+		j := s.jobs[e.JobID]
+		switch {
+		case t.byID[e.Template] == nil:
+			return fmt.Errorf("execution %s: template %s is gone", id, e.Template)
+		case j == nil || j.Project != e.Project:
+			return fmt.Errorf("execution %s: job %d missing or in another project", id, e.JobID)
+		case t.execByJob[e.JobID] != id:
+			return fmt.Errorf("execution %s: job %d links to %q", id, e.JobID, t.execByJob[e.JobID])
+		}
+		uses[e.Template]++
+	}
+	if !maps.Equal(perProject, t.perProject) || !maps.Equal(uses, t.uses) {
+		return fmt.Errorf("template counts %v / %v, recomputed %v / %v", t.perProject, t.uses, perProject, uses)
 	}
 	return nil
 }
@@ -393,7 +432,7 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 		}
 		return &JobEdit{Now: now, Edits: []JobEditItem{{ID: id(), Patch: p}}}
 	case k == 16:
-		switch r.Intn(6) {
+		switch r.Intn(9) {
 		case 0:
 			return &JobDelete{Now: now, IDs: []int64{id()}}
 		case 1:
@@ -404,6 +443,8 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			return &WorkerEdit{Now: now, Edits: []WorkerEditItem{{Name: worker(), Patch: WorkerPatch{Affinity: &a, Active: &active}}}}
 		case 3:
 			return &WorkerDelete{Now: now, Names: []string{worker()}}
+		case 6, 7, 8:
+			return randomTemplateCommand(r, h)
 		case 4:
 			host := []string{"h0", "h1"}[r.Intn(2)]
 			return &WorkerRegister{Now: now, Name: worker(), Host: &HostInfo{Name: host, Slots: 3, CPUs: 4,
@@ -549,4 +590,29 @@ func TestRandomWalkKeepsInvariants(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randomTemplateCommand makes one of the commands of templates and
+// executions, on a few ids, mostly valid.
+func randomTemplateCommand(r *rand.Rand, h *harness) Command {
+	tid := hexID(fmt.Sprint(1 + r.Intn(2)))
+	eid := hexID(fmt.Sprintf("e%d", r.Intn(4)))
+	now := h.now
+	switch r.Intn(6) {
+	case 0:
+		sp := shellSpec([]string{"a", "b"}[r.Intn(2)])
+		sp.Defaults.Affinity = []string{"", "linux", "gpu"}[r.Intn(3)]
+		return &TemplateCreate{Now: now, ID: tid, Project: DefaultProject, Spec: sp}
+	case 1:
+		name := []string{"a", "b", "c"}[r.Intn(3)]
+		return &TemplateUpdate{Now: now, ID: tid, Patch: TemplatePatch{Name: &name}}
+	case 2:
+		return &TemplateDelete{Now: now, ID: tid}
+	case 3, 4:
+		return &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu"}[r.Intn(2)], Args: []string{"x"}}
+	}
+	if r.Intn(2) == 0 {
+		return &ExecutionCancel{Now: now, ID: eid}
+	}
+	return &ExecutionDelete{Now: now, ID: eid}
 }

@@ -52,6 +52,31 @@ const (
 	MaxInterpreters = 256
 )
 
+// Limits of templates and executions (templates.go). An execution lives
+// as long as its job, so the jobs' quota bounds the executions.
+const (
+	// MaxProjectTemplates bounds the templates of one project.
+	MaxProjectTemplates = 10_000
+	// MaxMainBytes bounds a template's main reference (an inline
+	// script); its command is bounded by farm.MaxCommandTemplateBytes.
+	MaxMainBytes = 32 << 10
+	// MaxWordBytes bounds a template's type and a label's key.
+	MaxWordBytes = 64
+	// MaxDocBytes bounds the dialect's document of a template or an
+	// execution.
+	MaxDocBytes = 64 << 10
+	// MaxLabels bounds a template's labels, MaxLabelValueBytes each value.
+	MaxLabels          = 64
+	MaxLabelValueBytes = 1 << 10
+	// MaxArgs and MaxArgsBytes bound an execution's arguments: their
+	// count and their bytes, all of them.
+	MaxArgs      = 1_000
+	MaxArgsBytes = 32 << 10
+	// MaxParams bounds an execution's parameters; with the template's
+	// environment they are bounded as a job's (MaxEnvironmentBytes).
+	MaxParams = 1_000
+)
+
 // checkText checks one string field: its length, and no NUL byte (commands
 // and environments reach execve, which cannot carry one; a NUL would fail
 // every retry of the job).

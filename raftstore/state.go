@@ -50,6 +50,9 @@ type State struct {
 	sessionOrder *btree.BTreeG[string] // session ids
 	hostSessions map[string][]string   // host -> its open context sessions' ids, ascending
 
+	// tpl holds the templates and executions (templates.go).
+	tpl templateStore
+
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
 	runOrder    *btree.BTreeG[int64]  // run ids
@@ -103,6 +106,8 @@ func NewState(lines *joblog.Store) *State {
 		sessions:     make(map[string]*Session),
 		sessionOrder: btree.NewOrderedG[string](32),
 		hostSessions: make(map[string][]string),
+
+		tpl: newTemplateStore(),
 	}
 }
 
@@ -136,6 +141,7 @@ func (s *State) dropJob(j *Job) {
 		s.runOrder.Delete(id)
 	}
 	delete(s.jobRuns, j.ID)
+	s.tpl.dropJob(j.ID)
 }
 
 // addRun records an attempt.

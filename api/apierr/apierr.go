@@ -81,7 +81,8 @@ func Status(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, raftstore.ErrNotFound):
 		return http.StatusNotFound
-	case errors.Is(err, raftstore.ErrStaleAttempt), errors.Is(err, ErrConflict):
+	case errors.Is(err, raftstore.ErrStaleAttempt), errors.Is(err, ErrConflict),
+		errors.Is(err, raftstore.ErrTemplateInUse), errors.Is(err, raftstore.ErrProtected), errors.Is(err, raftstore.ErrExecutionActive):
 		return http.StatusConflict
 	case errors.Is(err, ErrBadGateway):
 		return http.StatusBadGateway

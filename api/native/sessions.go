@@ -133,16 +133,11 @@ type CodeRequest struct {
 	Title string `json:"title"`
 }
 
-// readJSON reads a bounded JSON body into v: 413 past the bound, 400
-// when malformed.
+// readJSON reads a bounded JSON body into v (decodeJSON), answering the
+// error itself.
 func readJSON(c *gin.Context, v any) bool {
-	body, err := apierr.ReadBody(c, maxSessionBody)
-	if err != nil {
+	if err := decodeJSON(c, maxSessionBody, v); err != nil {
 		apierr.Abort(c, err)
-		return false
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		apierr.Abort(c, apierr.Bad("malformed JSON: %v", err))
 		return false
 	}
 	return true

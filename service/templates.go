@@ -1,0 +1,167 @@
+package service
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+
+	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service/dispatch"
+)
+
+// newHexID draws a template's or an execution's id: 128 random bits as
+// 32 lowercase hex digits, drawn here on the leader so Apply stays
+// deterministic.
+func newHexID() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", fmt.Errorf("%w: drawing an id: %v", raftstore.ErrInternal, err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// CreateTemplate adds a template to project and returns it as stored.
+func (s *Service) CreateTemplate(ctx context.Context, project string, spec raftstore.TemplateSpec) (raftstore.Template, error) {
+	id, err := newHexID()
+	if err != nil {
+		return raftstore.Template{}, err
+	}
+	c := &raftstore.TemplateCreate{Now: s.stamp(), ID: id, Project: project, Spec: spec}
+	if _, err := s.apply(ctx, c); err != nil {
+		return raftstore.Template{}, err
+	}
+	return s.templateAfter(c.ID, raftstore.Template{ID: id, Project: project, Spec: spec, Created: c.Now, Updated: c.Now}), nil
+}
+
+// UpdateTemplate changes template id's fields (nil: unchanged) and
+// returns it as stored. A Doc or Labels patch of nil contents clears
+// them (an empty value is what the entry carries).
+func (s *Service) UpdateTemplate(ctx context.Context, id string, patch raftstore.TemplatePatch) (raftstore.Template, error) {
+	// A pointer to a nil slice or map would encode as no patch at all.
+	if patch.Doc != nil && *patch.Doc == nil {
+		patch.Doc = &[]byte{}
+	}
+	if patch.Labels != nil && *patch.Labels == nil {
+		patch.Labels = &map[string]string{}
+	}
+	c := &raftstore.TemplateUpdate{Now: s.stamp(), ID: id, Patch: patch}
+	if _, err := s.apply(ctx, c); err != nil {
+		return raftstore.Template{}, err
+	}
+	return s.templateAfter(id, raftstore.Template{ID: id, Updated: c.Now}), nil
+}
+
+// templateAfter reads template id after a write; if a later write deleted
+// it meanwhile, the write still happened, and fallback stands for it.
+func (s *Service) templateAfter(id string, fallback raftstore.Template) raftstore.Template {
+	if x, ok := s.state().Template(id); ok {
+		return x
+	}
+	return fallback
+}
+
+// DeleteTemplate removes template id; refused with
+// raftstore.ErrTemplateInUse while it has executions, and
+// raftstore.ErrProtected while it is protected.
+func (s *Service) DeleteTemplate(ctx context.Context, id string) error {
+	_, err := s.apply(ctx, &raftstore.TemplateDelete{Now: s.stamp(), ID: id})
+	return err
+}
+
+// ExecuteRequest is what an execution of a template is given.
+type ExecuteRequest struct {
+	Template string
+	// Pool is an affinity name the job needs besides the template's.
+	Pool   string
+	Args   []string
+	Params map[string]string
+	Doc    []byte
+	// User becomes the job's user.
+	User string
+}
+
+// Execute runs a template once: the execution and its job in one entry,
+// within the project quota; a pull waiting for work is claimed for the
+// job, as by CreateJobs. It returns the execution with its job's state.
+// A template without a command is refused with raftstore.ErrNoCommand.
+func (s *Service) Execute(ctx context.Context, req ExecuteRequest) (raftstore.ExecutionStatus, error) {
+	id, err := newHexID()
+	if err != nil {
+		return raftstore.ExecutionStatus{}, err
+	}
+	c := &raftstore.Execute{Now: s.stamp(), ID: id, Template: req.Template, Pool: req.Pool, Args: req.Args,
+		Params: req.Params, Doc: req.Doc, User: req.User, MaxProjectJobs: s.maxProjectJobs}
+	var res any
+	if ws := s.claimOne(); len(ws) > 0 {
+		res, err = s.applyAndOffer(ctx, c, ws)
+	} else {
+		res, err = s.apply(ctx, c)
+	}
+	if err != nil {
+		return raftstore.ExecutionStatus{}, err
+	}
+	job, err := resultOf[int64](res, c)
+	if err != nil {
+		return raftstore.ExecutionStatus{}, err
+	}
+	if e, ok := s.state().Execution(id); ok {
+		return e, nil
+	}
+	// Deleted (with its job) between the apply and this read.
+	return raftstore.ExecutionStatus{Execution: raftstore.Execution{ID: id, Template: req.Template, JobID: job, Created: c.Now},
+		ExitCode: raftstore.NoExitCode}, nil
+}
+
+// claimOne claims a waiting pull for a new job, if any waits.
+func (s *Service) claimOne() []*dispatch.Waiter {
+	if s.offers.Len() == 0 {
+		return nil
+	}
+	return s.offers.Claim(1)
+}
+
+// applyAndOffer applies cmd and, in the same entry, a pick for each
+// claimed waiter, hands each waiter its pick's result and returns cmd's.
+func (s *Service) applyAndOffer(ctx context.Context, cmd raftstore.Command, ws []*dispatch.Waiter) (any, error) {
+	now := s.stamp()
+	cmds := make([]raftstore.Command, 0, 1+len(ws))
+	cmds = append(cmds, cmd)
+	for _, w := range ws {
+		cmds = append(cmds, &raftstore.Pick{Now: now, Worker: w.Worker, IP: w.IP})
+	}
+	out, err := s.applier.ApplyGroup(ctx, cmds...)
+	for i, w := range ws {
+		r := dispatch.Result{Err: err}
+		if err == nil {
+			switch v := out[i+1].(type) {
+			case *raftstore.Assignment:
+				r.Assignment = v
+			case error:
+				r.Err = v
+			}
+		}
+		w.Deliver(r)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if e, ok := out[0].(error); ok {
+		return nil, e
+	}
+	return out[0], nil
+}
+
+// CancelExecution cancels execution id's job: a running attempt ends and
+// its agent kills the process.
+func (s *Service) CancelExecution(ctx context.Context, id string) error {
+	_, err := s.apply(ctx, &raftstore.ExecutionCancel{Now: s.stamp(), ID: id})
+	return err
+}
+
+// DeleteExecution forgets execution id and deletes its job; refused with
+// raftstore.ErrExecutionActive until the job ended (cancel it first).
+func (s *Service) DeleteExecution(ctx context.Context, id string) error {
+	_, err := s.apply(ctx, &raftstore.ExecutionDelete{Now: s.stamp(), ID: id})
+	return err
+}
