@@ -76,8 +76,10 @@ func (s *State) endApply() {
 	}
 	if s.logChanged {
 		s.logChanged = false
-		close(s.logNotify)
-		s.logNotify = make(chan struct{})
+		if s.logWatched.Swap(false) {
+			close(s.logNotify)
+			s.logNotify = make(chan struct{})
+		}
 	}
 }
 

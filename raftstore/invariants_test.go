@@ -89,7 +89,7 @@ func checkInvariants(s *State) error {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}
 		if want.in {
-			if b := s.ready.buckets[want.bucket()]; b == nil || !b.Has(want) {
+			if b := s.ready.buckets[want.bucket()]; b == nil || !b.Has(want.item()) {
 				return sum, fmt.Errorf("runnable job %d missing from the index", id)
 			}
 		}

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"errors"
+	"math"
 	"math/rand"
 	"sort"
 	"testing"
@@ -99,6 +100,28 @@ func TestPriorityLimits(t *testing.T) {
 		v := p
 		if err := CheckPatch(&JobPatch{Priority: &v}); !errors.Is(err, ErrInvalid) {
 			t.Errorf("patch priority %d: %v, want ErrInvalid", p, err)
+		}
+	}
+}
+
+// The index compares packed items (itemLess); they must order exactly as
+// readyKeys do (readyLess), negative levels and saturated deep sums
+// included.
+func TestPackedItemsOrderAsPaths(t *testing.T) {
+	levels := []int32{math.MinInt32, -1_000_000, -256, -1, 0, 1, 255, 256, 1_000_000, math.MaxInt32}
+	rng := rand.New(rand.NewSource(12))
+	key := func() readyKey {
+		var k readyKey
+		for i := range k.hprio {
+			k.hprio[i] = levels[rng.Intn(len(levels))]
+		}
+		k.id = int64(rng.Intn(3))
+		return k
+	}
+	for range 20_000 {
+		a, b := key(), key()
+		if got, want := itemLess(a.item(), b.item()), readyLess(a, b); got != want {
+			t.Fatalf("itemLess(%v, %v) = %v, readyLess %v", a.hprio, b.hprio, got, want)
 		}
 	}
 }

@@ -173,6 +173,7 @@ type LogInfo struct {
 func (s *State) LogInfo(id int64) (LogInfo, <-chan struct{}, bool) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	s.logWatched.Store(true)
 	j := s.jobs[id]
 	if j == nil {
 		return LogInfo{}, s.logNotify, false

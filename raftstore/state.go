@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/google/btree"
 
@@ -75,6 +76,10 @@ type State struct {
 	lw         *joblog.Writer
 	logNotify  chan struct{}
 	logChanged bool
+	// logWatched is set when a reader took logNotify (under the read
+	// lock, hence atomic): only then is it worth closing and renewing,
+	// an allocation per attempt end otherwise.
+	logWatched atomic.Bool
 }
 
 // NewState returns an empty state whose job logs go to lines.
