@@ -417,11 +417,13 @@ const (
 	EnvAttemptID = "CROFT_ATTEMPT_ID"
 	EnvTry       = "CROFT_TRY"
 	EnvProject   = "CROFT_PROJECT"
+	EnvSession   = "CROFT_SESSION_ID"
 )
 
 // JobEnv returns the variables that tell a job who it is, in os.Environ
 // form: CROFT_JOB_ID, CROFT_ATTEMPT_ID, and CROFT_TRY (the 1-based try
-// number) and CROFT_PROJECT when the coordinator sent them. They come
+// number), CROFT_PROJECT and CROFT_SESSION_ID when the coordinator sent
+// them. They come
 // after the job's own environment, so a job cannot be told otherwise.
 func JobEnv(a client.Assignment) []string {
 	env := []string{
@@ -433,6 +435,9 @@ func JobEnv(a client.Assignment) []string {
 	}
 	if a.Project != "" {
 		env = append(env, EnvProject+"="+a.Project)
+	}
+	if a.Session != "" {
+		env = append(env, EnvSession+"="+a.Session)
 	}
 	return env
 }
@@ -446,7 +451,7 @@ func supervisorEnv() []string {
 	return slices.DeleteFunc(env, func(kv string) bool {
 		key, _, _ := strings.Cut(kv, "=")
 		switch key {
-		case "CROFT_TOKEN", "CROFT_BOOTSTRAP_TOKEN", EnvJobID, EnvAttemptID, EnvTry, EnvProject:
+		case "CROFT_TOKEN", "CROFT_BOOTSTRAP_TOKEN", EnvJobID, EnvAttemptID, EnvTry, EnvProject, EnvSession:
 			return true
 		}
 		return false

@@ -179,16 +179,16 @@ func TestJobEnvironmentNamesTheJob(t *testing.T) {
 	t.Setenv(EnvTry, "9")
 	f, srv := newFake(t)
 	startAgent(t, srv)
-	const show = `echo "job=$CROFT_JOB_ID attempt=$CROFT_ATTEMPT_ID try=$CROFT_TRY project=$CROFT_PROJECT token=$CROFT_TOKEN"`
-	f.push(client.Assignment{AttemptID: 81, JobID: 8, Try: 2, Project: "film", Command: show,
+	const show = `echo "job=$CROFT_JOB_ID attempt=$CROFT_ATTEMPT_ID try=$CROFT_TRY project=$CROFT_PROJECT session=$CROFT_SESSION_ID token=$CROFT_TOKEN"`
+	f.push(client.Assignment{AttemptID: 81, JobID: 8, Try: 2, Project: "film", Session: "0123abcd", Command: show,
 		Environment: `CROFT_JOB_ID=999\nCROFT_PROJECT=spoofed`})
 	f.push(client.Assignment{AttemptID: 82, JobID: 9, Command: show})
 	f.waitFor("both results", func() bool { return len(f.results) == 2 })
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for id, want := range map[int64]string{
-		81: "job=8 attempt=81 try=2 project=film token=\n",
-		82: "job=9 attempt=82 try= project= token=\n",
+		81: "job=8 attempt=81 try=2 project=film session=0123abcd token=\n",
+		82: "job=9 attempt=82 try= project= session= token=\n",
 	} {
 		if got := string(f.logs[id]); got != want {
 			t.Errorf("attempt %d: log %q, want %q", id, got, want)

@@ -1015,6 +1015,7 @@ func (s *State) pick(c *Pick) any {
 		Timeout:         j.Timeout,
 		Try:             j.Tries,
 		Project:         j.Project,
+		Session:         j.Session,
 	}
 }
 

@@ -260,6 +260,8 @@ type Assignment struct {
 	// Project is the job's project.
 	Project string
 	Env     map[string]string // the environment to run with (shared: read only)
+	// Session is the job's session id, "" outside sessions.
+	Session string
 }
 
 // ReportResult is the result of an accepted Report.

@@ -259,6 +259,7 @@ func assignment(a *raftstore.Assignment) *client.Assignment {
 		Timeout:         a.Timeout,
 		Try:             a.Try,
 		Project:         a.Project,
+		Session:         a.Session,
 	}
 }
 

@@ -89,6 +89,9 @@ type Assignment struct {
 	Try int `json:"try"`
 	// Project is the job's project.
 	Project string `json:"project"`
+	// Session is the id of the session the job was submitted in, "" for
+	// a job outside sessions.
+	Session string `json:"session,omitempty"`
 }
 
 // PullResponse carries an assignment, or none when the wait ran out.

@@ -13,8 +13,9 @@ import (
 
 // TestDevContextSessionRunsCodeInOrder opens a context session on the sh
 // interpreter of croft dev's agent, submits two pieces of code and sees
-// them run in order on that host: the first prints, the second exits 3,
-// which its runs and the session's jobs show.
+// them run in order on that host: the first prints (with the session id
+// the agent puts in CROFT_SESSION_ID), the second exits 3, which its runs
+// and the session's jobs show.
 func TestDevContextSessionRunsCodeInOrder(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -39,7 +40,7 @@ func TestDevContextSessionRunsCodeInOrder(t *testing.T) {
 	}
 	path := native.PathSessions + "/" + s.ID + "/jobs"
 	var first, second native.SessionJob
-	if code := nativeCall(t, dev.url, token, http.MethodPost, path, `{"code":"sleep 0.3; echo one","title":"first"}`, &first); code != http.StatusCreated {
+	if code := nativeCall(t, dev.url, token, http.MethodPost, path, `{"code":"sleep 0.3; echo one $CROFT_SESSION_ID","title":"first"}`, &first); code != http.StatusCreated {
 		t.Fatalf("submit first: %d", code)
 	}
 	if code := nativeCall(t, dev.url, token, http.MethodPost, path, `{"code":"echo two; exit 3","title":"second"}`, &second); code != http.StatusCreated {
@@ -71,7 +72,7 @@ func TestDevContextSessionRunsCodeInOrder(t *testing.T) {
 	if code := nativeCall(t, dev.url, token, http.MethodGet, fmt.Sprintf("%s/%d/log?format=json", native.PathJobs, first.ID), "", &log); code != http.StatusOK {
 		t.Fatalf("log: %d", code)
 	}
-	if len(log.Lines) == 0 || log.Lines[0].Text != "one\n" || log.Lines[0].Stream != "stdout" {
+	if len(log.Lines) == 0 || log.Lines[0].Text != "one "+s.ID+"\n" || log.Lines[0].Stream != "stdout" {
 		t.Fatalf("log of the first job %+v", log)
 	}
 	var jobs []native.SessionJob
