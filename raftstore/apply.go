@@ -655,7 +655,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 			s.closeRun(x, StateWaiting, stopped(ReasonDeleted, "job deleted"), now)
 		}
 		if x.ready.in {
-			s.ready.remove(x.ready)
+			s.ready.remove(x.Project, x.ID, x.ready)
 		}
 		s.setDepsRaw(x, nil)
 		s.dropJob(x)
@@ -984,8 +984,10 @@ func (s *State) pick(c *Pick) any {
 	s.lastAttempt++
 	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateRunning, Start: c.Now, Project: j.Project}
 	if s.release >= 1 {
-		j.Tries++
-		ev.Try = j.Tries
+		if j.Tries < math.MaxInt32 {
+			j.Tries++
+		}
+		ev.Try = int(j.Tries)
 	}
 	s.addRun(ev)
 	if s.release >= 1 && j.Tries > 1 {
@@ -1013,7 +1015,7 @@ func (s *State) pick(c *Pick) any {
 		User:            j.User,
 		ProgressPattern: j.ProgressPattern,
 		Timeout:         j.Timeout,
-		Try:             j.Tries,
+		Try:             int(j.Tries),
 		Project:         j.Project,
 		Session:         j.Session,
 	}
@@ -1029,7 +1031,7 @@ func tryLabel(j *Job, worker string) string {
 	if j.Retry <= 1 {
 		return fmt.Sprintf("try %d on %s", j.Tries, worker)
 	}
-	return fmt.Sprintf("try %d of %d on %s", j.Tries, j.Tries-1+max(j.Retry-j.RunDone, 1), worker)
+	return fmt.Sprintf("try %d of %d on %s", j.Tries, int(j.Tries)-1+max(j.Retry-j.RunDone, 1), worker)
 }
 
 // ending is how a run ended; every place an attempt ends fills one in.
@@ -1119,7 +1121,7 @@ func (s *State) closeRun(j *Job, st string, e ending, now int64) {
 		}
 	}
 	if s.release >= 1 {
-		j.ExitCode, j.Signal, j.Reason = e.exitCode, e.signal, e.reason
+		j.ExitCode, j.Signal, j.Reason = clamp32(e.exitCode), clamp32(e.signal), e.reason
 	}
 	if w := s.workers[j.Worker]; w != nil && w.CurrentEvent == j.Attempt {
 		w.CurrentEvent = 0

@@ -7,6 +7,7 @@ import (
 	"io"
 	"reflect"
 	"testing"
+	"unsafe"
 
 	"github.com/hashicorp/raft"
 )
@@ -765,5 +766,17 @@ func TestWorkForSaysWhenAPickChangesSomething(t *testing.T) {
 	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStop, Names: []string{"new"}})
 	if work("new") {
 		t.Fatal("a stopped worker gets nothing")
+	}
+}
+
+// A state holds one Job per job, a million of them on a large farm: its
+// size class is the coordinator's memory per job. An object with pointers
+// over 512 bytes carries an 8-byte malloc header, so Job fits the 576-byte
+// class while it is at most 568 bytes (the release before the neutral
+// model had 496: the 512 class). A field that pushes it to the next class
+// (640) costs 64 MB per million jobs, and must say so here.
+func TestJobFitsItsSizeClass(t *testing.T) {
+	if n := unsafe.Sizeof(Job{}); n > 568 {
+		t.Fatalf("Job is %d bytes, past the 576-byte size class (568 with the malloc header)", n)
 	}
 }

@@ -2,13 +2,14 @@ package raftstore
 
 import "github.com/google/btree"
 
-// readyKey is a runnable job's place in the scheduler index.
+// readyKey is what a job records of its place in the scheduler index: the
+// priority path and mask it was filed under (the project and the id are
+// the job's own, which never change), and whether it is in. It lives in
+// every Job, so it is kept small: 40 bytes.
 type readyKey struct {
-	project string
-	mask    uint64
-	id      int64
-	hprio   PriorityPath
-	in      bool // in the index (runnable); the other fields are kept when not
+	hprio PriorityPath
+	in    bool // in the index (runnable); the other fields are kept when not
+	mask  uint64
 }
 
 // bucketKey names a bucket of the index: the jobs of one project with one
@@ -20,11 +21,11 @@ type bucketKey struct {
 
 // readyLess orders runnable jobs the way Coalition's pick query does:
 // hierarchical priority descending, then id ascending.
-func readyLess(a, b readyKey) bool {
-	if higher, equal := a.hprio.higher(b.hprio); !equal {
+func readyLess(a PriorityPath, aID int64, b PriorityPath, bID int64) bool {
+	if higher, equal := a.higher(b); !equal {
 		return higher
 	}
-	return a.id < b.id
+	return aID < bID
 }
 
 // readyItem is a runnable job in its bucket's B-tree: the bucket holds the
@@ -37,10 +38,11 @@ type readyItem struct {
 	id   int64
 }
 
-// item packs k's priority path two levels to a word, each level biased
-// (sign bit flipped) so that unsigned order is the levels' signed order.
-func (k readyKey) item() readyItem {
-	it := readyItem{id: k.id}
+// item packs the priority path of job id two levels to a word, each level
+// biased (sign bit flipped) so that unsigned order is the levels' signed
+// order.
+func (k readyKey) item(id int64) readyItem {
+	it := readyItem{id: id}
 	for i, v := range k.hprio {
 		it.prio[i/2] |= uint64(uint32(v)^0x8000_0000) << (32 * (1 - uint(i%2)))
 	}
@@ -70,25 +72,27 @@ func newReadyIndex() *readyIndex {
 	return &readyIndex{buckets: make(map[bucketKey]*btree.BTreeG[readyItem])}
 }
 
-func (k readyKey) bucket() bucketKey { return bucketKey{k.project, k.mask} }
-
-func (ix *readyIndex) insert(k readyKey) {
-	b := ix.buckets[k.bucket()]
+// insert files job id of project under k.
+func (ix *readyIndex) insert(project string, id int64, k readyKey) {
+	bk := bucketKey{project, k.mask}
+	b := ix.buckets[bk]
 	if b == nil {
 		b = btree.NewG(32, itemLess)
-		ix.buckets[k.bucket()] = b
+		ix.buckets[bk] = b
 	}
-	b.ReplaceOrInsert(k.item())
+	b.ReplaceOrInsert(k.item(id))
 }
 
-func (ix *readyIndex) remove(k readyKey) {
-	b := ix.buckets[k.bucket()]
+// remove takes job id of project, filed under k, out of the index.
+func (ix *readyIndex) remove(project string, id int64, k readyKey) {
+	bk := bucketKey{project, k.mask}
+	b := ix.buckets[bk]
 	if b == nil {
 		return
 	}
-	b.Delete(k.item())
+	b.Delete(k.item(id))
 	if b.Len() == 0 {
-		delete(ix.buckets, k.bucket())
+		delete(ix.buckets, bk)
 	}
 }
 

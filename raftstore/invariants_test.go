@@ -81,15 +81,15 @@ func checkInvariants(s *State) error {
 		wantPath := p.ready.hprio
 		level := min(depth, PriorityLevels) - 1
 		wantPath[level] += int32(j.Priority)
-		if j.ready.hprio != wantPath || j.HPriority != 0 {
-			return sum, fmt.Errorf("job %d priority path %v (h_priority %d), recomputed %v", id, j.ready.hprio, j.HPriority, wantPath)
+		if j.ready.hprio != wantPath {
+			return sum, fmt.Errorf("job %d priority path %v, recomputed %v", id, j.ready.hprio, wantPath)
 		}
-		want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: wantPath, id: j.ID}
+		want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: wantPath}
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}
 		if want.in {
-			if b := s.ready.buckets[want.bucket()]; b == nil || !b.Has(want.item()) {
+			if b := s.ready.buckets[bucketKey{j.Project, want.mask}]; b == nil || !b.Has(want.item(j.ID)) {
 				return sum, fmt.Errorf("runnable job %d missing from the index", id)
 			}
 		}
@@ -145,7 +145,7 @@ func checkInvariants(s *State) error {
 	for id, r := range s.runByID {
 		j := s.jobOfAttempt(id)
 		switch {
-		case j != nil && (r.State != StateRunning || r.End != 0 || (s.release >= 1 && (r.Try != j.Tries || r.Try < 1))):
+		case j != nil && (r.State != StateRunning || r.End != 0 || (s.release >= 1 && (r.Try != int(j.Tries) || r.Try < 1))):
 			return fmt.Errorf("running run %+v of job %d (tries %d)", *r, j.ID, j.Tries)
 		case j == nil && r.State == StateRunning:
 			return fmt.Errorf("run %d is WORKING but not its job's current attempt", id)

@@ -45,7 +45,6 @@ func upgrade(names map[string]string, v string) string {
 func upgradeSnapshot(d *snapshotData) {
 	for _, j := range d.Jobs {
 		j.State = upgrade(legacyJobStates, j.State)
-		j.HPriority = 0
 		j.Env = envOf(j.Env, j.Environment)
 	}
 	for _, e := range d.Events {

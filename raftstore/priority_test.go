@@ -42,7 +42,7 @@ func TestPriorityPathKeepsCoalitionOrder(t *testing.T) {
 		byPath := append([]int64(nil), leaves...)
 		sort.Slice(byPath, func(a, b int) bool {
 			ja, jb := s.jobs[byPath[a]], s.jobs[byPath[b]]
-			return readyLess(readyKey{hprio: ja.PriorityPath(), id: ja.ID}, readyKey{hprio: jb.PriorityPath(), id: jb.ID})
+			return readyLess(ja.PriorityPath(), ja.ID, jb.PriorityPath(), jb.ID)
 		})
 		byKey := append([]int64(nil), leaves...)
 		sort.Slice(byKey, func(a, b int) bool {
@@ -115,12 +115,12 @@ func TestPackedItemsOrderAsPaths(t *testing.T) {
 		for i := range k.hprio {
 			k.hprio[i] = levels[rng.Intn(len(levels))]
 		}
-		k.id = int64(rng.Intn(3))
 		return k
 	}
 	for range 20_000 {
 		a, b := key(), key()
-		if got, want := itemLess(a.item(), b.item()), readyLess(a, b); got != want {
+		ida, idb := int64(rng.Intn(3)), int64(rng.Intn(3))
+		if got, want := itemLess(a.item(ida), b.item(idb)), readyLess(a.hprio, ida, b.hprio, idb); got != want {
 			t.Fatalf("itemLess(%v, %v) = %v, readyLess %v", a.hprio, b.hprio, got, want)
 		}
 	}

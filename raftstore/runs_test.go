@@ -157,7 +157,7 @@ func TestRunEndings(t *testing.T) {
 			h.tick(2)
 			tc.end(h, a)
 			h.wantRun(a.AttemptID, 1, tc.state, tc.reason, tc.exit, tc.signal)
-			if j := h.job(id); j.ExitCode != tc.exit || j.Signal != tc.signal || j.Reason != tc.reason {
+			if j := h.job(id); int(j.ExitCode) != tc.exit || int(j.Signal) != tc.signal || j.Reason != tc.reason {
 				t.Fatalf("job keeps %d/%d/%q, want %d/%d/%q", j.ExitCode, j.Signal, j.Reason, tc.exit, tc.signal, tc.reason)
 			}
 			if got := h.log(id); got != "out\n[croft] "+tc.line+"\n" {

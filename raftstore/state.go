@@ -210,15 +210,15 @@ func (s *State) reindex(j *Job) { s.place(j, j.ready.hprio) }
 
 // place is reindex with a new priority path for j.
 func (s *State) place(j *Job, hprio PriorityPath) {
-	want := readyKey{in: s.runnable(j), project: j.Project, mask: j.HAffinity, hprio: hprio, id: j.ID}
+	want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: hprio}
 	if want == j.ready {
 		return
 	}
 	if j.ready.in {
-		s.ready.remove(j.ready)
+		s.ready.remove(j.Project, j.ID, j.ready)
 	}
 	if want.in {
-		s.ready.insert(want)
+		s.ready.insert(j.Project, j.ID, want)
 		s.readyGrew = true
 	}
 	j.ready = want
@@ -254,12 +254,12 @@ func (s *State) refreshOne(j *Job) bool {
 	if p == nil {
 		p = s.root // only in a corrupt state: never dereference nil
 	}
-	depth := p.HDepth + 1
+	depth := int(p.HDepth) + 1
 	haff := p.HAffinity | j.AffinityBits
 	hprio := p.ready.hprio.below(depth, j.Priority)
 	hpaused := p.HPaused || j.Paused || j.State == StateBlocked
-	changed := haff != j.HAffinity || hprio != j.ready.hprio || hpaused != j.HPaused || depth != j.HDepth
-	j.HAffinity, j.HPaused, j.HDepth = haff, hpaused, depth
+	changed := haff != j.HAffinity || hprio != j.ready.hprio || hpaused != j.HPaused || clamp32(depth) != j.HDepth
+	j.HAffinity, j.HPaused, j.HDepth = haff, hpaused, clamp32(depth)
 	s.place(j, hprio)
 	return changed
 }
@@ -625,11 +625,11 @@ func (s *State) isAncestor(a int64, j *Job) bool {
 
 // tail returns j's log tail; setTail stores it back.
 func tail(j *Job) joblog.Tail {
-	return joblog.Tail{Bytes: j.LogBytes, Lines: j.LogLines, Open: j.LogOpen, OpenStream: joblog.Stream(j.LogOpenStream)}
+	return joblog.Tail{Bytes: j.LogBytes, Lines: j.LogLines, Open: int64(j.LogOpen), OpenStream: joblog.Stream(j.LogOpenStream)}
 }
 
 func setTail(j *Job, t joblog.Tail) {
-	j.LogBytes, j.LogLines, j.LogOpen, j.LogOpenStream = t.Bytes, t.Lines, t.Open, uint8(t.OpenStream)
+	j.LogBytes, j.LogLines, j.LogOpen, j.LogOpenStream = t.Bytes, t.Lines, int32(t.Open), uint8(t.OpenStream)
 }
 
 // appendLog adds output of stream st to a job's log, within logCap bytes

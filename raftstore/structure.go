@@ -408,7 +408,7 @@ func (o *overlay) checkMovedParts() error {
 		t := o.parent[m]
 		depth, _ := o.finalDepth(m) // known: checkCycles resolved it
 		part := o.own(m)
-		if grow := depth - o.s.jobs[m].HDepth; grow > 0 && depth+part.height > MaxDepth {
+		if grow := depth - int(o.s.jobs[m].HDepth); grow > 0 && depth+part.height > MaxDepth {
 			return invalid("job %d cannot move under %d: its subtree would reach depth %d, past the limit of %d", m, t, depth+part.height, MaxDepth)
 		}
 		var line []int64
@@ -465,7 +465,7 @@ func (s *State) checkCreateStructure(specs []JobSpec) error {
 				return invalid("parent %d is not a group (it has a command)", spec.Parent)
 			}
 			// HDepth is the parent's depth, kept exact by refreshH.
-			depth[i], top[i] = p.HDepth+1, spec.Parent
+			depth[i], top[i] = int(p.HDepth)+1, spec.Parent
 		}
 		if depth[i] > MaxDepth {
 			return invalid("job %d would be at depth %d, past the limit of %d", i, depth[i], MaxDepth)

@@ -659,9 +659,9 @@ func (s *State) status(e *Execution) ExecutionStatus {
 	if j == nil {
 		return out
 	}
-	out.State, out.Ended, out.Tries, out.Worker, out.StartTime = j.Reported(), ended(j), j.Tries, j.Worker, j.StartTime
+	out.State, out.Ended, out.Tries, out.Worker, out.StartTime = j.Reported(), ended(j), int(j.Tries), j.Worker, j.StartTime
 	if out.Ended && j.Tries > 0 {
-		out.ExitCode, out.Signal, out.Reason, out.EndTime = j.ExitCode, j.Signal, j.Reason, j.EndTime
+		out.ExitCode, out.Signal, out.Reason, out.EndTime = int(j.ExitCode), int(j.Signal), j.Reason, j.EndTime
 	}
 	return out
 }

@@ -1,6 +1,10 @@
 package raftstore
 
-import "math"
+import (
+	"math"
+
+	"github.com/hashicorp/go-msgpack/v2/codec"
+)
 
 // Job states: the farm's neutral names (see DESIGN.md, "States"). Each
 // dialect maps them to its own names at its edge; Coalition's are the
@@ -63,9 +67,9 @@ type Job struct {
 	Progress        float64
 	ProgressPattern string
 	HAffinity       uint64
-	HPriority       uint64 // no longer kept (0): see PriorityPath; keeps its toarray slot
+	HPriority       retired // Coalition's packed h_priority, replaced by PriorityPath: keeps its toarray slot
 	HPaused         bool
-	HDepth          int
+	HDepth          int32 // 32 bits: Job must stay within its size class (see TestJobFitsItsSizeClass)
 	Dependencies    []int64
 	Children        []int64 // ascending ids
 	Attempt         int64   // current attempt id while running
@@ -84,18 +88,18 @@ type Job struct {
 	// stream. Jobs of older snapshots read 0 until their Logs convert.
 	LogBytes      int64
 	LogLines      int64
-	LogOpen       int64
+	LogOpen       int32 // at most joblog.MaxLine: int32 keeps Job in a smaller size class
 	LogOpenStream uint8
 	// AttemptErrLog is the bytes of the current attempt's standard error
 	// received, as AttemptLog is for its standard output.
 	AttemptErrLog int64
 	// Tries counts the job's starts since it was created (a reset does
 	// not restart it): the Try of its latest run.
-	Tries int
+	Tries int32
 	// ExitCode, Signal and Reason are those of the job's last ended run
 	// (see Run); a reset keeps them. 0, 0, "" before its first end.
-	ExitCode int
-	Signal   int
+	ExitCode int32
+	Signal   int32
 	Reason   string
 	// TotalCanceled counts the canceled leaf descendants (also counted in
 	// TotalErrors): a group whose errors are all cancels is canceled.
@@ -277,4 +281,24 @@ type ReportResult struct {
 type ReportPickResult struct {
 	Report ReportResult
 	Next   *Assignment
+}
+
+// clamp32 is v within int32: the job keeps its last exit code and signal in
+// 32 bits (its run keeps them whole), so that Job fits a smaller size class.
+func clamp32(v int) int32 { return int32(min(max(v, math.MinInt32), math.MaxInt32)) }
+
+// retired is a field of a toarray record that a release no longer keeps:
+// it holds its place in the array (the fields after it keep their
+// positions), takes no memory, reads whatever an older snapshot or entry
+// has there and drops it, and writes 0, as the field's zero value was.
+type retired struct{}
+
+// CodecEncodeSelf writes the zero the field had in every record written
+// since it was retired.
+func (retired) CodecEncodeSelf(e *codec.Encoder) { e.MustEncode(uint64(0)) }
+
+// CodecDecodeSelf reads the value there and drops it.
+func (*retired) CodecDecodeSelf(d *codec.Decoder) {
+	var v any
+	d.MustDecode(&v)
 }

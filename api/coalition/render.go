@@ -61,7 +61,7 @@ func renderJob(j *raftstore.Job, redact bool) client.Job {
 		HAffinity:       j.HAffinity,
 		HPriority:       coalitionHPriority(j),
 		HPaused:         b2i(j.HPaused),
-		HDepth:          j.HDepth,
+		HDepth:          int(j.HDepth),
 		Project:         j.Project,
 	}
 }

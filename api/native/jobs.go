@@ -170,7 +170,7 @@ func renderJob(j *raftstore.Job, redact bool) JobView {
 		ProgressPattern: j.ProgressPattern, Dependencies: append([]int64{}, j.Dependencies...), IsGroup: j.IsGroup(),
 		Counters: JobCounters{Children: len(j.Children), Total: j.Total, Finished: j.TotalFinished,
 			Failed: j.TotalErrors - j.TotalCanceled, Running: j.TotalWorking, Canceled: j.TotalCanceled},
-		Tries: j.Tries, Worker: j.Worker, Created: optTime(j.Created), Started: optTime(j.StartTime), Ended: optTime(j.EndTime),
+		Tries: int(j.Tries), Worker: j.Worker, Created: optTime(j.Created), Started: optTime(j.StartTime), Ended: optTime(j.EndTime),
 		Runs: fmt.Sprintf("%s/%d/runs", PathJobs, j.ID), Log: fmt.Sprintf("%s/%d/log", PathJobs, j.ID),
 	}
 	if v.Project == "" {
@@ -190,10 +190,10 @@ func renderJob(j *raftstore.Job, redact bool) JobView {
 	// A job has ended a run unless it never started, or its one start
 	// still runs: only one run of a job is ever live.
 	if j.Tries > 1 || (j.Tries == 1 && j.State != raftstore.StateRunning) {
-		sig, reason := j.Signal, j.Reason
+		sig, reason := int(j.Signal), j.Reason
 		v.Signal, v.Reason = &sig, &reason
 		if j.ExitCode != raftstore.NoExitCode {
-			code := j.ExitCode
+			code := int(j.ExitCode)
 			v.ExitCode = &code
 		}
 	}

@@ -215,7 +215,7 @@ func openLength(st *raftstore.State, id int64, info raftstore.LogInfo) int64 {
 	if !ok {
 		return 0
 	}
-	return min(j.LogOpen, info.Bytes)
+	return min(int64(j.LogOpen), info.Bytes)
 }
 
 func render(lines []joblog.Line) []LogLine {
