@@ -329,11 +329,16 @@ type Report struct {
 	// StderrOffset of that stream (de-duplicated as Log is). Log is
 	// standard output, or untyped output (older agents, Coalition
 	// workers). Stderr is applied after Log.
-	Stderr       []byte
-	StderrOffset int64
+	//
+	// The fields added since the first release are left out of an entry
+	// when zero (omitempty): most reports carry none of them, and a
+	// report is the most frequent entry, so it stays as small and as
+	// quick to encode as before.
+	Stderr       []byte `codec:",omitempty"`
+	StderrOffset int64  `codec:",omitempty"`
 	// Signal (with Done) is the signal that killed the process, 0 if it
 	// exited (ExitCode is then 128+Signal); 0..MaxSignal.
-	Signal int
+	Signal int `codec:",omitempty"`
 }
 
 // ReportPick is an attempt's final report (Done) that also takes the
