@@ -30,22 +30,35 @@ func readyLess(a PriorityPath, aID int64, b PriorityPath, bID int64) bool {
 
 // readyItem is a runnable job in its bucket's B-tree: the bucket holds the
 // project and mask, the item only what orders it, packed so that a
-// comparison is at most four word compares (a pick and an insert make
-// log(n) of them, and the tree moves items around: 40 bytes, not the 64
-// of a readyKey).
+// comparison is at most three word compares (a pick and an insert make
+// log(n) of them, and the tree moves items around: 32 bytes, against the
+// 64 of a full key).
 type readyItem struct {
-	prio [(PriorityLevels + 1) / 2]uint64
+	prio [3]uint64
 	id   int64
 }
 
-// item packs the priority path of job id two levels to a word, each level
-// biased (sign bit flipped) so that unsigned order is the levels' signed
-// order.
+// Packing of a priority path: levels 0..5 hold one job's priority each
+// (MinPriority..MaxPriority, so 21 bits biased by 2^20 hold them), three
+// to a word; level 6 sums the deeper levels, a whole int32 with its sign
+// bit flipped, in the last word. Unsigned order of the words is then the
+// paths' order.
+const (
+	levelBits = 21
+	levelBias = 1 << (levelBits - 1)
+)
+
+// item packs the priority path of job id for the index.
 func (k readyKey) item(id int64) readyItem {
 	it := readyItem{id: id}
-	for i, v := range k.hprio {
-		it.prio[i/2] |= uint64(uint32(v)^0x8000_0000) << (32 * (1 - uint(i%2)))
+	for i, v := range k.hprio[:PriorityLevels-1] {
+		// Within the bias by construction (a level is one clamped
+		// priority); clamped again so that a corrupt value cannot
+		// spill into its neighbour.
+		b := uint64(min(max(int64(v), -levelBias), levelBias-1) + levelBias)
+		it.prio[i/3] |= b << (levelBits * (2 - uint(i%3)))
 	}
+	it.prio[2] = uint64(uint32(k.hprio[PriorityLevels-1]) ^ 0x8000_0000)
 	return it
 }
 

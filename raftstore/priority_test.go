@@ -108,16 +108,20 @@ func TestPriorityLimits(t *testing.T) {
 // readyKeys do (readyLess), negative levels and saturated deep sums
 // included.
 func TestPackedItemsOrderAsPaths(t *testing.T) {
-	levels := []int32{math.MinInt32, -1_000_000, -256, -1, 0, 1, 255, 256, 1_000_000, math.MaxInt32}
+	// Levels 0..5 hold one clamped priority each; the last one sums the
+	// levels below it, any int32.
+	levels := []int32{MinPriority, -1_000_000 + 1, -256, -1, 0, 1, 255, 256, MaxPriority - 1, MaxPriority}
+	last := append([]int32{math.MinInt32, math.MaxInt32, -64_000_000, 64_000_000}, levels...)
 	rng := rand.New(rand.NewSource(12))
 	key := func() readyKey {
 		var k readyKey
-		for i := range k.hprio {
+		for i := range k.hprio[:PriorityLevels-1] {
 			k.hprio[i] = levels[rng.Intn(len(levels))]
 		}
+		k.hprio[PriorityLevels-1] = last[rng.Intn(len(last))]
 		return k
 	}
-	for range 20_000 {
+	for range 50_000 {
 		a, b := key(), key()
 		ida, idb := int64(rng.Intn(3)), int64(rng.Intn(3))
 		if got, want := itemLess(a.item(ida), b.item(idb)), readyLess(a.hprio, ida, b.hprio, idb); got != want {
