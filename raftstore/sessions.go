@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"maps"
 	"sort"
 	"strings"
 
@@ -282,7 +283,7 @@ func (s *State) openSession(c *SessionOpen) (*Session, error) {
 	x := &Session{
 		ID: c.ID, Project: project, Name: c.Name, Kind: c.Kind, State: SessionStateOpen,
 		Created: c.Now, LastActivity: c.Now, InactiveTimeout: c.InactiveTimeout,
-		Doc: cloneBytes(c.Doc), Labels: cloneLabels(c.Labels),
+		Doc: cloneBytes(c.Doc), Labels: maps.Clone(c.Labels),
 	}
 	if c.Kind == SessionContext {
 		host, err := s.chooseHost(project, c.Interpreter)
@@ -366,7 +367,7 @@ func (s *State) updateSession(c *SessionUpdate) error {
 		x.Name = *c.Name
 	}
 	if c.Labels != nil {
-		x.Labels = cloneLabels(*c.Labels)
+		x.Labels = maps.Clone(*c.Labels)
 	}
 	if c.Doc != nil {
 		x.Doc = cloneBytes(*c.Doc)
@@ -707,17 +708,6 @@ func cloneBytes(b []byte) []byte {
 		return nil
 	}
 	return append([]byte{}, b...)
-}
-
-func cloneLabels(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ package raftstore
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"strings"
 
 	"github.com/google/btree"
@@ -422,21 +423,10 @@ func (s *State) createTemplate(c *TemplateCreate) error {
 // cloneSpec copies sp's maps and slices: a template is replaced whole,
 // never changed in place, so readers may share it.
 func cloneSpec(sp TemplateSpec) TemplateSpec {
-	sp.Defaults.Env = cloneMap(sp.Defaults.Env)
-	sp.Labels = cloneMap(sp.Labels)
+	sp.Defaults.Env = maps.Clone(sp.Defaults.Env)
+	sp.Labels = maps.Clone(sp.Labels)
 	sp.Doc = append([]byte(nil), sp.Doc...)
 	return sp
-}
-
-func cloneMap(m map[string]string) map[string]string {
-	if m == nil {
-		return nil
-	}
-	out := make(map[string]string, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
 
 // patched returns sp with p applied.
@@ -578,7 +568,7 @@ func (s *State) execute(c *Execute) (int64, error) {
 	}
 	s.tpl.addExecution(&Execution{
 		ID: c.ID, Template: x.ID, Project: x.Project, Pool: c.Pool, JobID: ids[0],
-		Args: append([]string(nil), c.Args...), Params: cloneMap(c.Params), Doc: append([]byte(nil), c.Doc...), Created: c.Now,
+		Args: append([]string(nil), c.Args...), Params: maps.Clone(c.Params), Doc: append([]byte(nil), c.Doc...), Created: c.Now,
 	})
 	return ids[0], nil
 }

@@ -26,12 +26,23 @@ func (s *Service) CreateJobs(ctx context.Context, specs []raftstore.JobSpec) ([]
 }
 
 // createAndOffer applies a create and, right after it in the same entry, a
-// pick for each claimed waiter, and hands each waiter its pick's result.
+// pick for each claimed waiter (applyAndOffer).
 func (s *Service) createAndOffer(ctx context.Context, c *raftstore.JobCreate, ws []*dispatch.Waiter) ([]int64, error) {
+	res, err := s.applyAndOffer(ctx, c, c.Now, ws)
+	if err != nil {
+		return nil, err
+	}
+	return resultOf[[]int64](res, c)
+}
+
+// applyAndOffer applies cmd (a command that makes jobs runnable) and, in
+// the same entry, a pick at now for each claimed waiter; it hands each
+// waiter its pick's result and returns cmd's.
+func (s *Service) applyAndOffer(ctx context.Context, cmd raftstore.Command, now int64, ws []*dispatch.Waiter) (any, error) {
 	cmds := make([]raftstore.Command, 0, 1+len(ws))
-	cmds = append(cmds, c)
+	cmds = append(cmds, cmd)
 	for _, w := range ws {
-		cmds = append(cmds, &raftstore.Pick{Now: c.Now, Worker: w.Worker, IP: w.IP})
+		cmds = append(cmds, &raftstore.Pick{Now: now, Worker: w.Worker, IP: w.IP})
 	}
 	out, err := s.applier.ApplyGroup(ctx, cmds...)
 	for i, w := range ws {
@@ -52,7 +63,7 @@ func (s *Service) createAndOffer(ctx context.Context, c *raftstore.JobCreate, ws
 	if e, ok := out[0].(error); ok {
 		return nil, e
 	}
-	return resultOf[[]int64](out[0], c)
+	return out[0], nil
 }
 
 // EditJobs applies patches to jobs, all or none (none: no entry).

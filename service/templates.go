@@ -94,7 +94,7 @@ func (s *Service) Execute(ctx context.Context, req ExecuteRequest) (raftstore.Ex
 		Params: req.Params, Doc: req.Doc, User: req.User, MaxProjectJobs: s.maxProjectJobs}
 	var res any
 	if ws := s.claimOne(); len(ws) > 0 {
-		res, err = s.applyAndOffer(ctx, c, ws)
+		res, err = s.applyAndOffer(ctx, c, c.Now, ws)
 	} else {
 		res, err = s.apply(ctx, c)
 	}
@@ -119,37 +119,6 @@ func (s *Service) claimOne() []*dispatch.Waiter {
 		return nil
 	}
 	return s.offers.Claim(1)
-}
-
-// applyAndOffer applies cmd and, in the same entry, a pick for each
-// claimed waiter, hands each waiter its pick's result and returns cmd's.
-func (s *Service) applyAndOffer(ctx context.Context, cmd raftstore.Command, ws []*dispatch.Waiter) (any, error) {
-	now := s.stamp()
-	cmds := make([]raftstore.Command, 0, 1+len(ws))
-	cmds = append(cmds, cmd)
-	for _, w := range ws {
-		cmds = append(cmds, &raftstore.Pick{Now: now, Worker: w.Worker, IP: w.IP})
-	}
-	out, err := s.applier.ApplyGroup(ctx, cmds...)
-	for i, w := range ws {
-		r := dispatch.Result{Err: err}
-		if err == nil {
-			switch v := out[i+1].(type) {
-			case *raftstore.Assignment:
-				r.Assignment = v
-			case error:
-				r.Err = v
-			}
-		}
-		w.Deliver(r)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if e, ok := out[0].(error); ok {
-		return nil, e
-	}
-	return out[0], nil
 }
 
 // CancelExecution cancels execution id's job: a running attempt ends and
