@@ -1121,7 +1121,7 @@ func (s *State) closeRun(j *Job, st string, e ending, now int64) {
 		}
 	}
 	if s.release >= 1 {
-		j.ExitCode, j.Signal, j.Reason = clamp32(e.exitCode), clamp32(e.signal), e.reason
+		j.ExitCode, j.Signal, j.Reason = clamp32(e.exitCode), clamp32(e.signal), reasonCodeOf(e.reason)
 	}
 	if w := s.workers[j.Worker]; w != nil && w.CurrentEvent == j.Attempt {
 		w.CurrentEvent = 0
@@ -1176,11 +1176,13 @@ func (s *State) report(c *Report) (ReportResult, error) {
 	if len(c.Log) > 0 && c.LogOffset > j.AttemptLog {
 		return ReportResult{}, invalid("log offset %d is past the %d bytes received", c.LogOffset, j.AttemptLog)
 	}
-	if len(c.Stderr) > 0 && c.StderrOffset > j.AttemptErrLog {
+	if len(c.Stderr) > 0 && c.StderrOffset > int64(j.AttemptErrLog) {
 		return ReportResult{}, invalid("stderr offset %d is past the %d bytes received", c.StderrOffset, j.AttemptErrLog)
 	}
 	dup := s.reportOutput(j, joblog.Stdout, c.Log, c.LogOffset, &j.AttemptLog, c.LogCap)
-	dup = s.reportOutput(j, joblog.Stderr, c.Stderr, c.StderrOffset, &j.AttemptErrLog, c.LogCap) || dup
+	errGot := int64(j.AttemptErrLog)
+	dup = s.reportOutput(j, joblog.Stderr, c.Stderr, c.StderrOffset, &errGot, c.LogCap) || dup
+	j.AttemptErrLog = sat32(errGot)
 	if c.Progress != nil && *c.Progress >= 0 && *c.Progress <= 1 {
 		j.Progress = *c.Progress
 	}

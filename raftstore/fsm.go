@@ -509,7 +509,7 @@ func (s *State) readLines(dec *codec.Decoder) error {
 	var cur *Job
 	var next, off int64
 	done := func() error {
-		if cur != nil && (next-1 != cur.LogLines || off != cur.LogBytes) {
+		if cur != nil && (next-1 != int64(cur.LogLines) || off != int64(cur.LogBytes)) {
 			return fmt.Errorf("%w: snapshot: job %d has %d lines, %d bytes; its tail says %d, %d", ErrBadEntry, cur.ID, next-1, off, cur.LogLines, cur.LogBytes)
 		}
 		return nil

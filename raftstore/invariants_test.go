@@ -26,7 +26,7 @@ func checkInvariants(s *State) error {
 			return contrib{}, fmt.Errorf("the tree reaches more jobs than there are: a cycle through %d", id)
 		}
 		var sum contrib
-		var fin, errs, work int
+		var fin, errs, work int32
 		var start int64
 		for _, c := range j.Children {
 			cj := s.jobs[c]
@@ -54,8 +54,8 @@ func checkInvariants(s *State) error {
 			}
 		}
 		if j.IsGroup() && len(j.Children) > 0 {
-			got := [8]int{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working, j.TotalCanceled}
-			want := [8]int{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work, sum.canceled}
+			got := [8]int32{j.Total, j.TotalFinished, j.TotalErrors, j.TotalWorking, j.Finished, j.Errors, j.Working, j.TotalCanceled}
+			want := [8]int32{sum.leaves, sum.fin, sum.errs, sum.work, fin, errs, work, sum.canceled}
 			if got != want {
 				return sum, fmt.Errorf("group %d counters %v, recomputed %v", id, got, want)
 			}

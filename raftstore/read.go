@@ -178,7 +178,7 @@ func (s *State) LogInfo(id int64) (LogInfo, <-chan struct{}, bool) {
 	if j == nil {
 		return LogInfo{}, s.logNotify, false
 	}
-	return LogInfo{Bytes: j.LogBytes, Lines: j.LogLines, Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateRunning, Project: j.Project}, s.logNotify, true
+	return LogInfo{Bytes: int64(j.LogBytes), Lines: int64(j.LogLines), Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateRunning, Project: j.Project}, s.logNotify, true
 }
 
 // LogLines reads a page of a job's log lines from this coordinator's
@@ -209,7 +209,7 @@ func (s *State) LogSize(id int64) (n int64, truncated, ok bool) {
 	if j == nil {
 		return 0, false, false
 	}
-	return j.LogBytes, j.LogTruncated, true
+	return int64(j.LogBytes), j.LogTruncated, true
 }
 
 // Worker returns a worker by name.

@@ -53,7 +53,7 @@ func TestRunsCountTriesAndKeepExitCodes(t *testing.T) {
 	if r := h.wantRun(a.AttemptID, 1, StateFailed, ReasonExit, 3, 0); r.Progress != 0.4 {
 		t.Fatalf("a failed run keeps its last progress: %+v", r)
 	}
-	if j := h.job(id); j.ExitCode != 3 || j.Signal != 0 || j.Reason != ReasonExit || j.Tries != 1 {
+	if j := h.job(id); j.ExitCode != 3 || j.Signal != 0 || j.Reason.String() != ReasonExit || j.Tries != 1 {
 		t.Fatalf("job after exit 3: %+v", j)
 	}
 
@@ -157,7 +157,7 @@ func TestRunEndings(t *testing.T) {
 			h.tick(2)
 			tc.end(h, a)
 			h.wantRun(a.AttemptID, 1, tc.state, tc.reason, tc.exit, tc.signal)
-			if j := h.job(id); int(j.ExitCode) != tc.exit || int(j.Signal) != tc.signal || j.Reason != tc.reason {
+			if j := h.job(id); int(j.ExitCode) != tc.exit || int(j.Signal) != tc.signal || j.Reason.String() != tc.reason {
 				t.Fatalf("job keeps %d/%d/%q, want %d/%d/%q", j.ExitCode, j.Signal, j.Reason, tc.exit, tc.signal, tc.reason)
 			}
 			if got := h.log(id); got != "out\n[croft] "+tc.line+"\n" {

@@ -2,6 +2,7 @@ package raftstore
 
 import (
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -277,7 +278,7 @@ func (s *State) pushChildren(stack []*Job, j *Job) []*Job {
 
 // contrib is what a job adds to its parent's counters.
 type contrib struct {
-	leaves, fin, errs, work, canceled int
+	leaves, fin, errs, work, canceled int32
 	isFin, isErr, isWork              bool
 	dur                               int64
 	start                             int64
@@ -310,7 +311,7 @@ func contribution(j *Job) contrib {
 	return c
 }
 
-func b2i(b bool) int {
+func b2i(b bool) int32 {
 	if b {
 		return 1
 	}
@@ -625,12 +626,17 @@ func (s *State) isAncestor(a int64, j *Job) bool {
 
 // tail returns j's log tail; setTail stores it back.
 func tail(j *Job) joblog.Tail {
-	return joblog.Tail{Bytes: j.LogBytes, Lines: j.LogLines, Open: int64(j.LogOpen), OpenStream: joblog.Stream(j.LogOpenStream)}
+	return joblog.Tail{Bytes: int64(j.LogBytes), Lines: int64(j.LogLines), Open: int64(j.LogOpen), OpenStream: joblog.Stream(j.LogOpenStream)}
 }
 
+// The counts fit 32 bits: a log holds at most its cap, 64 MiB
+// (MaxLogBytes); they saturate rather than wrap all the same.
 func setTail(j *Job, t joblog.Tail) {
-	j.LogBytes, j.LogLines, j.LogOpen, j.LogOpenStream = t.Bytes, t.Lines, int32(t.Open), uint8(t.OpenStream)
+	j.LogBytes, j.LogLines, j.LogOpen, j.LogOpenStream = sat32(t.Bytes), sat32(t.Lines), sat32(t.Open), uint8(t.OpenStream)
 }
+
+// sat32 is v within int32.
+func sat32(v int64) int32 { return int32(min(max(v, math.MinInt32), math.MaxInt32)) }
 
 // appendLog adds output of stream st to a job's log, within logCap bytes
 // (0 or more than MaxLogBytes: MaxLogBytes). Past the cap the log says
@@ -642,7 +648,7 @@ func (s *State) appendLog(j *Job, st joblog.Stream, text []byte, logCap int64) {
 	if logCap <= 0 || logCap > MaxLogBytes {
 		logCap = MaxLogBytes
 	}
-	room := logCap - j.LogBytes
+	room := logCap - int64(j.LogBytes)
 	if int64(len(text)) > room {
 		text = text[:max(room, 0)]
 		j.LogTruncated = true

@@ -651,7 +651,7 @@ func (s *State) status(e *Execution) ExecutionStatus {
 	}
 	out.State, out.Ended, out.Tries, out.Worker, out.StartTime = j.Reported(), ended(j), int(j.Tries), j.Worker, j.StartTime
 	if out.Ended && j.Tries > 0 {
-		out.ExitCode, out.Signal, out.Reason, out.EndTime = int(j.ExitCode), int(j.Signal), j.Reason, j.EndTime
+		out.ExitCode, out.Signal, out.Reason, out.EndTime = int(j.ExitCode), int(j.Signal), j.Reason.String(), j.EndTime
 	}
 	return out
 }

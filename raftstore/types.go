@@ -57,13 +57,13 @@ type Job struct {
 	AffinityBits    uint64
 	User            string
 	URL             string
-	Finished        int // direct children finished
-	Errors          int // direct children failed or canceled
-	Working         int // direct children running
-	Total           int // leaf descendants
-	TotalFinished   int
-	TotalErrors     int
-	TotalWorking    int
+	Finished        int32 // direct children finished (32-bit counters: see TestJobFitsItsSizeClass)
+	Errors          int32 // direct children failed or canceled
+	Working         int32 // direct children running
+	Total           int32 // leaf descendants
+	TotalFinished   int32
+	TotalErrors     int32
+	TotalWorking    int32
 	Progress        float64
 	ProgressPattern string
 	HAffinity       uint64
@@ -86,13 +86,13 @@ type Job struct {
 	// keeps only its tail (see joblog.Tail): bytes and lines (the open
 	// one included), the open last line's length (0: it ended) and
 	// stream. Jobs of older snapshots read 0 until their Logs convert.
-	LogBytes      int64
-	LogLines      int64
+	LogBytes      int32 // at most the log cap (64 MiB)
+	LogLines      int32
 	LogOpen       int32 // at most joblog.MaxLine: int32 keeps Job in a smaller size class
 	LogOpenStream uint8
 	// AttemptErrLog is the bytes of the current attempt's standard error
 	// received, as AttemptLog is for its standard output.
-	AttemptErrLog int64
+	AttemptErrLog int32
 	// Tries counts the job's starts since it was created (a reset does
 	// not restart it): the Try of its latest run.
 	Tries int32
@@ -100,10 +100,10 @@ type Job struct {
 	// (see Run); a reset keeps them. 0, 0, "" before its first end.
 	ExitCode int32
 	Signal   int32
-	Reason   string
+	Reason   ReasonCode
 	// TotalCanceled counts the canceled leaf descendants (also counted in
 	// TotalErrors): a group whose errors are all cancels is canceled.
-	TotalCanceled int
+	TotalCanceled int32
 	// Env is the job's environment, KEY -> VALUE (nil: none). It is
 	// replaced whole, never changed in place: readers share it.
 	Env map[string]string
@@ -301,4 +301,29 @@ func (retired) CodecEncodeSelf(e *codec.Encoder) { e.MustEncode(uint64(0)) }
 func (*retired) CodecDecodeSelf(d *codec.Decoder) {
 	var v any
 	d.MustDecode(&v)
+}
+
+// ReasonCode is a run's Reason in one byte: a Job keeps its last run's so
+// (see TestJobFitsItsSizeClass); String gives the name back.
+type ReasonCode uint8
+
+// reasonNames are the reasons by code, in the order of their codes.
+var reasonNames = [...]string{ReasonExit, ReasonTimeout, ReasonCanceled, ReasonLost, ReasonFenced, ReasonDeleted}
+
+// reasonCodeOf returns the code of reason r (one of the Reason* names).
+func reasonCodeOf(r string) ReasonCode {
+	for i, n := range reasonNames {
+		if n == r {
+			return ReasonCode(i)
+		}
+	}
+	return 0
+}
+
+// String returns the reason's name: ReasonExit ("") ... ReasonDeleted.
+func (c ReasonCode) String() string {
+	if int(c) < len(reasonNames) {
+		return reasonNames[c]
+	}
+	return ""
 }

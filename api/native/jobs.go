@@ -168,8 +168,8 @@ func renderJob(j *raftstore.Job, redact bool) JobView {
 		Env: map[string]string{}, State: j.Reported(), Paused: j.Paused, Priority: j.Priority, Retry: j.Retry,
 		TimeoutS: j.Timeout, Affinity: j.Affinity, User: j.User, URL: j.URL, Progress: j.Progress,
 		ProgressPattern: j.ProgressPattern, Dependencies: append([]int64{}, j.Dependencies...), IsGroup: j.IsGroup(),
-		Counters: JobCounters{Children: len(j.Children), Total: j.Total, Finished: j.TotalFinished,
-			Failed: j.TotalErrors - j.TotalCanceled, Running: j.TotalWorking, Canceled: j.TotalCanceled},
+		Counters: JobCounters{Children: len(j.Children), Total: int(j.Total), Finished: int(j.TotalFinished),
+			Failed: int(j.TotalErrors - j.TotalCanceled), Running: int(j.TotalWorking), Canceled: int(j.TotalCanceled)},
 		Tries: int(j.Tries), Worker: j.Worker, Created: optTime(j.Created), Started: optTime(j.StartTime), Ended: optTime(j.EndTime),
 		Runs: fmt.Sprintf("%s/%d/runs", PathJobs, j.ID), Log: fmt.Sprintf("%s/%d/log", PathJobs, j.ID),
 	}
@@ -190,7 +190,7 @@ func renderJob(j *raftstore.Job, redact bool) JobView {
 	// A job has ended a run unless it never started, or its one start
 	// still runs: only one run of a job is ever live.
 	if j.Tries > 1 || (j.Tries == 1 && j.State != raftstore.StateRunning) {
-		sig, reason := int(j.Signal), j.Reason
+		sig, reason := int(j.Signal), j.Reason.String()
 		v.Signal, v.Reason = &sig, &reason
 		if j.ExitCode != raftstore.NoExitCode {
 			code := int(j.ExitCode)

@@ -352,10 +352,10 @@ func (h *SessionsHandler) submit(c *gin.Context) {
 }
 
 func renderSessionJob(j *raftstore.Job) SessionJob {
-	out := SessionJob{ID: j.ID, Title: j.Title, State: j.Reported(), Tries: int(j.Tries), Signal: int(j.Signal), Reason: j.Reason,
+	out := SessionJob{ID: j.ID, Title: j.Title, State: j.Reported(), Tries: int(j.Tries), Signal: int(j.Signal), Reason: j.Reason.String(),
 		Progress: j.Progress, Created: rfc3339(j.Created)}
 	ended := j.State == raftstore.StateFinished || j.State == raftstore.StateFailed || j.State == raftstore.StateCanceled || j.Tries > 1
-	if ended && j.ExitCode != raftstore.NoExitCode && j.Reason == raftstore.ReasonExit {
+	if ended && j.ExitCode != raftstore.NoExitCode && j.Reason.String() == raftstore.ReasonExit {
 		code := int(j.ExitCode)
 		out.ExitCode = &code
 	}
