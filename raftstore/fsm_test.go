@@ -774,7 +774,7 @@ func TestWorkForSaysWhenAPickChangesSomething(t *testing.T) {
 // twice over: an object with pointers past it carries an 8-byte malloc
 // header (so the next class, 576, takes at most 568 bytes), and the
 // collector scans objects up to it span by span, several times faster
-// than one by one (a 100,000-job create took 20-30 % longer with Job at
+// than one by one (a 100,000-job create took 10-30 % longer with Job at
 // 568 bytes). The counters that fit are 32-bit, the reason a byte. A
 // field that pushes Job past 512 bytes must say why here.
 func TestJobFitsItsSizeClass(t *testing.T) {
