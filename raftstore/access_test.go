@@ -187,6 +187,14 @@ func TestLogCapAndFieldLimits(t *testing.T) {
 	if !strings.HasPrefix(log, strings.Repeat("x", 64)+"\n[croft] log truncated at 64 bytes") {
 		t.Fatalf("log %q", log)
 	}
+	// Cut right after a newline: a blank line before the note, as the
+	// log has always read (Coalition's /log is unchanged).
+	h.create(JobSpec{Title: "lines", Command: "x"})
+	b := h.pick("w2")
+	h.ok(&Report{Now: h.now, Worker: "w2", AttemptID: b.AttemptID, Log: []byte(strings.Repeat("y", 63) + "\nzzz"), LogCap: 64})
+	if log, _ := h.st().Log(b.JobID); log != strings.Repeat("y", 63)+"\n\n[croft] log truncated at 64 bytes\n" {
+		t.Fatalf("log cut after a newline %q", log)
+	}
 	for _, spec := range []JobSpec{
 		{Title: strings.Repeat("t", MaxTitleBytes+1)},
 		{Command: strings.Repeat("c", MaxCommandBytes+1)},

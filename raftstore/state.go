@@ -656,7 +656,15 @@ func (s *State) appendLog(j *Job, st joblog.Stream, text []byte, logCap int64) {
 	t := tail(j)
 	s.lw.Append(j.ID, &t, st, text)
 	if j.LogTruncated {
-		s.lw.EndLine(j.ID, &t)
+		// "\n" then the note, as the log has always read (a log cut
+		// right after a newline shows a blank line): an open line ends,
+		// an ended one is followed by an empty one (stdout, as the
+		// snapshots of the first release convert it).
+		if t.Open > 0 {
+			s.lw.EndLine(j.ID, &t)
+		} else {
+			s.lw.Append(j.ID, &t, joblog.Stdout, []byte{'\n'})
+		}
 		s.lw.Append(j.ID, &t, joblog.Farm, fmt.Appendf(nil, "[croft] log truncated at %d bytes\n", logCap))
 	}
 	setTail(j, t)
