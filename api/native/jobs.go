@@ -141,7 +141,9 @@ type JobView struct {
 	Worker  string  `json:"worker"`
 	Created *string `json:"created"`
 	Started *string `json:"started"`
-	Ended   *string `json:"ended"`
+	// Ended is when the job finished, failed or was canceled (its last
+	// run's end; a group's, when its last job finished); null otherwise.
+	Ended *string `json:"ended"`
 	// Runs and Log are the paths of the job's runs and log.
 	Runs string `json:"runs"`
 	Log  string `json:"log"`
@@ -170,7 +172,7 @@ func renderJob(j *raftstore.Job, redact bool) JobView {
 		ProgressPattern: j.ProgressPattern, Dependencies: append([]int64{}, j.Dependencies...), IsGroup: j.IsGroup(),
 		Counters: JobCounters{Children: len(j.Children), Total: int(j.Total), Finished: int(j.TotalFinished),
 			Failed: int(j.TotalErrors - j.TotalCanceled), Running: int(j.TotalWorking), Canceled: int(j.TotalCanceled)},
-		Tries: int(j.Tries), Worker: j.Worker, Created: optTime(j.Created), Started: optTime(j.StartTime), Ended: optTime(j.EndTime),
+		Tries: int(j.Tries), Worker: j.Worker, Created: optTime(j.Created), Started: optTime(j.StartTime), Ended: optTime(endedAt(j)),
 		Runs: fmt.Sprintf("%s/%d/runs", PathJobs, j.ID), Log: fmt.Sprintf("%s/%d/log", PathJobs, j.ID),
 	}
 	if v.Project == "" {
@@ -664,4 +666,16 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "..."
+}
+
+// endedAt is when j ended, 0 while it has not: a finished job's EndTime; a
+// failed or canceled leaf's last run ended at its start plus its duration.
+func endedAt(j *raftstore.Job) int64 {
+	switch {
+	case j.EndTime != 0:
+		return j.EndTime
+	case !j.IsGroup() && j.StartTime != 0 && (j.State == raftstore.StateFailed || j.State == raftstore.StateCanceled):
+		return j.StartTime + j.Duration
+	}
+	return 0
 }

@@ -185,7 +185,7 @@ func TestJobViewFields(t *testing.T) {
 	id2 := f.create("user-a", `{"title":"f2","command":"false","retry":2}`)[0]
 	a = f.pick(id2)
 	f.ok(&raftstore.Report{Now: now + 4e9, Worker: "w1", JobID: id2, AttemptID: a.AttemptID, Done: true, ExitCode: 137, Signal: 9})
-	if v = f.view("admin", id2); v.State != "failed" || v.Tries != 1 || v.ExitCode == nil || *v.ExitCode != 137 || *v.Signal != 9 || *v.Reason != "" {
+	if v = f.view("admin", id2); v.State != "failed" || v.Tries != 1 || v.ExitCode == nil || *v.ExitCode != 137 || *v.Signal != 9 || *v.Reason != "" || v.Ended == nil {
 		t.Fatalf("requeued view %+v", v)
 	}
 	f.pick(id2)
@@ -193,7 +193,7 @@ func TestJobViewFields(t *testing.T) {
 		t.Fatalf("second try's view %+v", v)
 	}
 	f.want(http.StatusOK, "user-a", http.MethodPost, fmt.Sprintf("%s/%d/cancel", PathJobs, id2), "", &v)
-	if v.State != "canceled" || v.Tries != 2 || v.ExitCode != nil || v.Reason == nil || *v.Reason != "canceled" {
+	if v.State != "canceled" || v.Tries != 2 || v.ExitCode != nil || v.Reason == nil || *v.Reason != "canceled" || v.Ended == nil {
 		t.Fatalf("canceled view %+v", v)
 	}
 	if runs, _, _ := f.store.State().JobRunsAfter(id2, 0, 100); len(runs) != 2 {
