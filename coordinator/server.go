@@ -27,6 +27,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/api/jupyter"
 	"github.com/croftfarm/croft/api/native"
 	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
@@ -185,8 +186,19 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.routes = &auth.Table{}
 	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes}
 	clusterRoutes{node: node, status: func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure }}.register(local, s.forwarded(local))
+	coal := coalition.NewOn(s.svc, s.pings, cfg.Limits)
+	// Jupyter's /api/sessions lies inside Coalition's /api catch-all:
+	// it gets a router of its own, which Coalition hands those paths to.
+	jup := gin.New()
+	jup.HandleMethodNotAllowed = false
+	_ = jup.SetTrustedProxies(nil)
+	jup.NoRoute(func(c *gin.Context) {
+		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
+	})
+	s.mountDialects(auth.Mount{Router: jup, Auth: s.auth, Abort: apierr.Abort, Table: s.routes}, jupyter.New(node.FSM(), s.svc))
+	coal.Beside(jupyter.Prefix, jup)
 	s.mountDialects(local,
-		coalition.NewOn(s.svc, s.pings, cfg.Limits),
+		coal,
 		agentapi.New(s.svc),
 		admin.New(s.svc),
 		native.NewLog(node.FSM()),

@@ -96,6 +96,37 @@ type Handler struct {
 	pings  Pings
 	limits Limits
 	now    func() time.Time
+	// beside are the /api subtrees another dialect serves (Beside).
+	beside []besideTree
+}
+
+// besideTree is one /api subtree served by another handler.
+type besideTree struct {
+	prefix string
+	next   http.Handler
+}
+
+// Beside has next serve the requests for prefix (a path under /api, e.g.
+// /api/sessions) and everything below it, instead of Coalition: gin
+// cannot mount another dialect's routes beside Coalition's /api
+// catch-all. next authenticates and authorises them itself (mount its
+// routes with auth.Mount on a router of its own). Call it before Register.
+func (h *Handler) Beside(prefix string, next http.Handler) {
+	h.beside = append(h.beside, besideTree{prefix: strings.TrimSuffix(prefix, "/"), next: next})
+}
+
+// handOver serves a request for a Beside subtree with its handler, before
+// any of Coalition's own checks, and passes every other one on.
+func (h *Handler) handOver(c *gin.Context) {
+	path := c.Request.URL.Path
+	for _, t := range h.beside {
+		if path == t.prefix || strings.HasPrefix(path, t.prefix+"/") {
+			t.next.ServeHTTP(c.Writer, c.Request)
+			c.Abort()
+			return
+		}
+	}
+	c.Next()
 }
 
 // notFoundBody is Coalition's reply to an unknown service or job.
@@ -139,9 +170,12 @@ func (limits Limits) withDefaults() Limits {
 // below says which (routes), the handlers check each job's project.
 func (h *Handler) Register(m auth.Mount) {
 	m.Abort = Abort
-	for _, prefix := range []string{"/api", "/xmlrpc"} {
-		m.Handle("ANY", prefix+"/*path", auth.PermAuthenticated, h.serveAPI)
+	api := m
+	if len(h.beside) > 0 {
+		api.Router = m.Router.Group("", h.handOver)
 	}
+	api.Handle("ANY", "/api/*path", auth.PermAuthenticated, h.serveAPI)
+	m.Handle("ANY", "/xmlrpc/*path", auth.PermAuthenticated, h.serveAPI)
 	m.Handle("ANY", "/workers/*path", auth.PermAgent, h.serveWorkers)
 }
 
