@@ -241,6 +241,27 @@ func init() {
 	}
 }
 
+// The Freezer v2 session routes' cases: the project is in the path, so
+// the other project's path is the 403 case; {sa}, {sb} are group sessions.
+func init() {
+	const v2 = "/v2/:project/sessions"
+	for k, c := range map[string]routeCase{
+		"GET " + v2:                  {perm: auth.PermRead, path: "/v2/a/sessions", otherPath: "/v2/b/sessions"},
+		"GET " + v2 + "/":            {perm: auth.PermRead, path: "/v2/a/sessions/", otherPath: "/v2/b/sessions/"},
+		"POST " + v2:                 {perm: auth.PermWrite, path: "/v2/a/sessions", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions", otherBody: `{"schedule":{}}`},
+		"POST " + v2 + "/":           {perm: auth.PermWrite, path: "/v2/a/sessions/", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/", otherBody: `{"schedule":{}}`},
+		"PATCH " + v2:                {perm: auth.PermWrite, path: "/v2/a/sessions", body: `{"session_id":"{sa}","hold_off":1}`, otherPath: "/v2/b/sessions", otherBody: `{"session_id":"{sb}","hold_off":1}`},
+		"PATCH " + v2 + "/":          {perm: auth.PermWrite, path: "/v2/a/sessions/", body: `{"session_id":"{sa}","hold_off":1}`, otherPath: "/v2/b/sessions/", otherBody: `{"session_id":"{sb}","hold_off":1}`},
+		"GET " + v2 + "/:session":    {perm: auth.PermRead, path: "/v2/a/sessions/{sa}", otherPath: "/v2/b/sessions/{sb}"},
+		"PATCH " + v2 + "/:session":  {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"hold_off":1}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"hold_off":1}`},
+		"POST " + v2 + "/:session":   {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"schedule":{}}`},
+		"PUT " + v2 + "/:session":    {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"schedule":{}}`},
+		"DELETE " + v2 + "/:session": {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", otherPath: "/v2/b/sessions/{sb}"},
+	} {
+		routeCases[k] = c
+	}
+}
+
 // uuidOf renders a session id as the Jupyter routes take it, 8-4-4-4-12.
 func uuidOf(id string) string {
 	if len(id) != 32 {

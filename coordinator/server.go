@@ -27,6 +27,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/api/freezer"
 	"github.com/croftfarm/croft/api/jupyter"
 	"github.com/croftfarm/croft/api/native"
 	"github.com/croftfarm/croft/cluster"
@@ -208,6 +209,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.NewInterpreters(node.FSM(), s.svc),
 		native.NewSessions(node.FSM(), s.svc),
 		native.NewTemplates(node.FSM(), s.svc),
+		freezer.New(node.FSM(), s.svc),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
