@@ -171,25 +171,35 @@ func userOf(c *gin.Context) string {
 	return defaultUser
 }
 
-// idFields are the fields the server owns: a body's are ignored.
-var idFields = []string{"session_id", "user_id", "project_id", "_version"}
-
-// create opens a group session holding the body's document: 201 and
-// its 32-hex id.
-func (h *Handler) create(c *gin.Context) {
-	pid, ok := project(c, true)
-	if !ok {
-		return
+// writeRequest checks the project of a write and reads its body: a
+// session document, required, checked whole (partial: a patch, whose
+// fields are all optional). It answers the error itself.
+func writeRequest(c *gin.Context, partial bool) (pid string, d document, ok bool) {
+	if pid, ok = project(c, true); !ok {
+		return "", nil, false
 	}
 	d, err := readDoc(c)
 	if err == nil && d == nil {
 		err = apierr.Bad("Missing request body")
 	}
 	if err == nil {
-		err = checkSession(d, false)
+		err = checkSession(d, partial)
 	}
 	if err != nil {
 		Abort(c, err)
+		return "", nil, false
+	}
+	return pid, d, true
+}
+
+// idFields are the fields the server owns: a body's are ignored.
+var idFields = []string{"session_id", "user_id", "project_id", "_version"}
+
+// create opens a group session holding the body's document: 201 and
+// its 32-hex id.
+func (h *Handler) create(c *gin.Context) {
+	pid, d, ok := writeRequest(c, false)
+	if !ok {
 		return
 	}
 	for _, k := range idFields {
@@ -248,19 +258,8 @@ func (h *Handler) save(c *gin.Context, x *raftstore.SessionView, d document, sta
 // update merges the body into the session (the id in the path, or in the
 // body on the collection path); its jobs map is merged key by key.
 func (h *Handler) update(c *gin.Context) {
-	pid, ok := project(c, true)
+	pid, patch, ok := writeRequest(c, true)
 	if !ok {
-		return
-	}
-	patch, err := readDoc(c)
-	if err == nil && patch == nil {
-		err = apierr.Bad("Missing request body")
-	}
-	if err == nil {
-		err = checkSession(patch, true)
-	}
-	if err != nil {
-		Abort(c, err)
 		return
 	}
 	id := c.Param("session")
@@ -301,19 +300,8 @@ func (h *Handler) update(c *gin.Context) {
 // replace overwrites the session's document with the body (schedule
 // required, as on create), keeping its identity: 201.
 func (h *Handler) replace(c *gin.Context) {
-	pid, ok := project(c, true)
+	pid, d, ok := writeRequest(c, false)
 	if !ok {
-		return
-	}
-	d, err := readDoc(c)
-	if err == nil && d == nil {
-		err = apierr.Bad("Missing request body")
-	}
-	if err == nil {
-		err = checkSession(d, false)
-	}
-	if err != nil {
-		Abort(c, err)
 		return
 	}
 	x, ok := h.lookup(pid, c.Param("session"))
