@@ -10,39 +10,19 @@ import (
 	"testing"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/internal/farmtest"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
 
 // fsmStore applies commands through a real FSM, as the leader would.
-type fsmStore struct {
-	fsm   *raftstore.FSM
-	index uint64
-}
+type fsmStore struct{ *farmtest.Store }
 
-func (s *fsmStore) State() *raftstore.State { return s.fsm.State() }
+type tokenMap = farmtest.Tokens
 
-func (s *fsmStore) Apply(_ context.Context, cmd raftstore.Command) (any, error) {
-	buf, err := raftstore.Encode(cmd)
-	if err != nil {
-		return nil, err
-	}
-	s.index++
-	res := s.fsm.Apply(&raft.Log{Index: s.index, Type: raft.LogCommand, Data: buf})
-	if err, ok := res.(error); ok {
-		return nil, err
-	}
-	return res, nil
-}
-
-type tokenMap map[string]raftstore.Token
-
-func (m tokenMap) TokenByHash(h string) (raftstore.Token, bool) { t, ok := m[h]; return t, ok }
-
-const now = int64(1_700_000_000) * 1e9
+const now = farmtest.Now
 
 // farm is a state with projects a and b, tokens of each kind and the
 // dialect mounted on an engine, as a coordinator mounts it.
@@ -54,12 +34,7 @@ type farm struct {
 
 func newFarm(t *testing.T) *farm {
 	gin.SetMode(gin.TestMode)
-	fsm, err := raftstore.NewFSM(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fsm.Close() })
-	f := &farm{t: t, store: &fsmStore{fsm: fsm}}
+	f := &farm{t: t, store: &fsmStore{farmtest.NewStore(t)}}
 	for _, p := range []string{"a", "b"} {
 		if _, err := f.store.Apply(context.Background(), &raftstore.ProjectCreate{Now: now, Name: p}); err != nil {
 			t.Fatal(err)

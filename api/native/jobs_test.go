@@ -16,6 +16,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/internal/farmtest"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -36,12 +37,7 @@ const jobsLimit = 50
 
 func newJobsFarm(t *testing.T) *jobsFarm {
 	gin.SetMode(gin.TestMode)
-	fsm, err := raftstore.NewFSM(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fsm.Close() })
-	f := &jobsFarm{t: t, store: &fsmStore{fsm: fsm}}
+	f := &jobsFarm{t: t, store: &fsmStore{farmtest.NewStore(t)}}
 	f.ok(&raftstore.SetRelease{Release: raftstore.Release})
 	for _, p := range []string{"a", "b"} {
 		f.ok(&raftstore.ProjectCreate{Now: now, Name: p})

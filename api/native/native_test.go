@@ -10,35 +10,17 @@ import (
 	"testing"
 
 	"github.com/gin-gonic/gin"
-	"github.com/hashicorp/raft"
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/internal/farmtest"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service/liveness"
 )
 
 // fsmStore applies commands through a real FSM, as the leader would.
-type fsmStore struct {
-	fsm   *raftstore.FSM
-	index uint64
-}
-
-func (s *fsmStore) State() *raftstore.State { return s.fsm.State() }
-
-func (s *fsmStore) Apply(_ context.Context, cmd raftstore.Command) (any, error) {
-	buf, err := raftstore.Encode(cmd)
-	if err != nil {
-		return nil, err
-	}
-	s.index++
-	res := s.fsm.Apply(&raft.Log{Index: s.index, Type: raft.LogCommand, Data: buf})
-	if err, ok := res.(error); ok {
-		return nil, err
-	}
-	return res, nil
-}
+type fsmStore struct{ *farmtest.Store }
 
 // SetInterpreter and DeleteInterpreter make the store the registry, as
 // the service layer is in a coordinator.
@@ -56,9 +38,7 @@ type pingMap map[string]liveness.Ping
 
 func (m pingMap) Get(w string) (liveness.Ping, bool) { p, ok := m[w]; return p, ok }
 
-type tokenMap map[string]raftstore.Token
-
-func (m tokenMap) TokenByHash(h string) (raftstore.Token, bool) { t, ok := m[h]; return t, ok }
+type tokenMap = farmtest.Tokens
 
 // farmTest is a state with projects a and b, tokens of each kind, three
 // hosts and the routes mounted on a test engine.
@@ -70,16 +50,11 @@ type farmTest struct {
 	job    int64 // in project a, running on slot "h-a"
 }
 
-const now = int64(1_700_000_000) * 1e9
+const now = farmtest.Now
 
 func newFarmTest(t *testing.T) *farmTest {
 	gin.SetMode(gin.TestMode)
-	fsm, err := raftstore.NewFSM(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fsm.Close() })
-	f := &farmTest{t: t, store: &fsmStore{fsm: fsm}, pings: pingMap{}}
+	f := &farmTest{t: t, store: &fsmStore{farmtest.NewStore(t)}, pings: pingMap{}}
 	tokens := tokenMap{}
 	for _, tok := range []raftstore.Token{
 		{Name: "admin", Role: raftstore.RoleAdmin},

@@ -11,6 +11,7 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/internal/farmtest"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -20,12 +21,7 @@ import (
 // service and FSM.
 func newTemplatesTest(t *testing.T) *farmTest {
 	gin.SetMode(gin.TestMode)
-	fsm, err := raftstore.NewFSM(t.TempDir())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fsm.Close() })
-	f := &farmTest{t: t, store: &fsmStore{fsm: fsm}}
+	f := &farmTest{t: t, store: &fsmStore{farmtest.NewStore(t)}}
 	f.ok(&raftstore.SetRelease{Release: raftstore.Release})
 	tokens := tokenMap{}
 	for _, tok := range []raftstore.Token{

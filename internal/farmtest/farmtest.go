@@ -1,0 +1,63 @@
+// Package farmtest holds what the dialects' tests share to run against a
+// real state machine without Raft: a store that applies commands through
+// raftstore.FSM as a leader would, and a token table.
+package farmtest
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/croftfarm/croft/raftstore"
+)
+
+// Now is the leader time the tests stamp into their commands.
+const Now = int64(1_700_000_000) * 1e9
+
+// Store applies commands straight to an FSM: each is encoded and applied
+// as the next log entry, so results and refusals are the FSM's own.
+type Store struct {
+	FSM   *raftstore.FSM
+	mu    sync.Mutex
+	index uint64
+}
+
+// NewStore returns a store over a new FSM whose job logs live in a test
+// directory; the FSM is closed when the test ends.
+func NewStore(t testing.TB) *Store {
+	t.Helper()
+	fsm, err := raftstore.NewFSM(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fsm.Close() })
+	return &Store{FSM: fsm}
+}
+
+// State returns the FSM's state.
+func (s *Store) State() *raftstore.State { return s.FSM.State() }
+
+// Apply encodes cmd and applies it as the next entry; a refusal is the
+// error.
+func (s *Store) Apply(_ context.Context, cmd raftstore.Command) (any, error) {
+	buf, err := raftstore.Encode(cmd)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.index++
+	res := s.FSM.Apply(&raft.Log{Index: s.index, Type: raft.LogCommand, Data: buf})
+	s.mu.Unlock()
+	if err, ok := res.(error); ok {
+		return nil, err
+	}
+	return res, nil
+}
+
+// Tokens is a token table by secret hash, as auth.Tokens wants it.
+type Tokens map[string]raftstore.Token
+
+// TokenByHash returns the token whose secret hashes to h.
+func (m Tokens) TokenByHash(h string) (raftstore.Token, bool) { t, ok := m[h]; return t, ok }
