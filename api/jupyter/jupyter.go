@@ -17,6 +17,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/jsonstream"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -252,16 +253,25 @@ func (h *Handler) each(keep func(*raftstore.SessionView) bool, fn func(*raftstor
 	}
 }
 
-// list answers every context session the token may read (Jupyter has no
-// paging; a project holds at most raftstore.MaxProjectSessions).
+// list answers every context session the token may read, streamed a
+// page of the state at a time: an admin's list of a large farm costs the
+// memory of a page (Jupyter has no paging; Croft's ?offset=&limit= window
+// it as every Croft list).
 func (h *Handler) list(c *gin.Context) {
+	win, err := jsonstream.ParsePaging(c)
+	if err != nil {
+		Abort(c, err)
+		return
+	}
 	p := auth.From(c)
-	out := []Session{}
-	h.each(func(x *raftstore.SessionView) bool { return p.CanRead(x.Project) }, func(x *raftstore.SessionView) bool {
-		out = append(out, render(x))
-		return true
-	})
-	c.JSON(http.StatusOK, out)
+	st, after := h.store.State(), ""
+	jsonstream.Pages(c, win, func() ([]raftstore.SessionView, bool) {
+		page, next, more := st.SessionsAfter(after, raftstore.ScanLimit, func(x *raftstore.SessionView) bool {
+			return x.Kind == raftstore.SessionContext && p.CanRead(x.Project)
+		})
+		after = next
+		return page, more
+	}, func(x *raftstore.SessionView) any { return render(x) })
 }
 
 func (h *Handler) get(c *gin.Context) {
