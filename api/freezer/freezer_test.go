@@ -1,7 +1,6 @@
 package freezer
 
 import (
-	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -35,20 +34,8 @@ type farm struct {
 func newFarm(t *testing.T) *farm {
 	gin.SetMode(gin.TestMode)
 	f := &farm{t: t, store: &fsmStore{farmtest.NewStore(t)}}
-	for _, p := range []string{"a", "b"} {
-		if _, err := f.store.Apply(context.Background(), &raftstore.ProjectCreate{Now: now, Name: p}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	tokens := tokenMap{}
-	for _, tok := range []raftstore.Token{
-		{Name: "admin", Role: raftstore.RoleAdmin},
-		{Name: "user-a", Role: raftstore.RoleUser, Projects: []string{"a"}},
-		{Name: "read-a", Role: raftstore.RoleRead, Projects: []string{"a"}},
-		{Name: "user-b", Role: raftstore.RoleUser, Projects: []string{"b"}},
-	} {
-		tokens[auth.Hash("secret-"+tok.Name)] = tok
-	}
+	f.store.Projects(t, "a", "b")
+	tokens := farmtest.TokensOf(farmtest.Farm4...)
 	svc := service.New(service.Config{Applier: service.Single(f.store), State: f.store.State})
 	a := auth.New(auth.Config{}, func() auth.Tokens { return tokens }, nil)
 	f.engine = gin.New()

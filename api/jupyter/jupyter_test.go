@@ -39,20 +39,10 @@ type farm struct {
 func newFarm(t *testing.T) *farm {
 	gin.SetMode(gin.TestMode)
 	f := &farm{t: t, store: &fsmStore{farmtest.NewStore(t)}}
-	for _, p := range []string{"a", "b"} {
-		f.ok(&raftstore.ProjectCreate{Now: now, Name: p})
-	}
+	f.store.Projects(t, "a", "b")
 	f.ok(&raftstore.WorkerRegister{Now: now, Name: "h-a", Projects: []string{"a"}, Host: &raftstore.HostInfo{Name: "h-a", Slots: 1, CPUs: 8,
 		TotalMemory: 1000, Interpreters: []raftstore.HostInterpreter{{Name: "sh", Path: "/bin/sh"}, {Name: "python3", Path: "/usr/bin/python3"}}}})
-	tokens := tokenMap{}
-	for _, tok := range []raftstore.Token{
-		{Name: "admin", Role: raftstore.RoleAdmin},
-		{Name: "user-a", Role: raftstore.RoleUser, Projects: []string{"a"}},
-		{Name: "read-a", Role: raftstore.RoleRead, Projects: []string{"a"}},
-		{Name: "user-b", Role: raftstore.RoleUser, Projects: []string{"b"}},
-	} {
-		tokens[auth.Hash("secret-"+tok.Name)] = tok
-	}
+	tokens := farmtest.TokensOf(farmtest.Farm4...)
 	f.svc = service.New(service.Config{Applier: service.Single(f.store), State: f.store.State})
 	a := auth.New(auth.Config{}, func() auth.Tokens { return tokens }, nil)
 	inner := gin.New()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 
+	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -61,3 +62,32 @@ type Tokens map[string]raftstore.Token
 
 // TokenByHash returns the token whose secret hashes to h.
 func (m Tokens) TokenByHash(h string) (raftstore.Token, bool) { t, ok := m[h]; return t, ok }
+
+// TokensOf is a table of these tokens, each with the secret
+// "secret-"+its name.
+func TokensOf(toks ...raftstore.Token) Tokens {
+	out := Tokens{}
+	for _, t := range toks {
+		out[auth.Hash("secret-"+t.Name)] = t
+	}
+	return out
+}
+
+// Farm4 are the tokens most dialect tests use: an admin, a user and a
+// reader of project a, a user of project b.
+var Farm4 = []raftstore.Token{
+	{Name: "admin", Role: raftstore.RoleAdmin},
+	{Name: "user-a", Role: raftstore.RoleUser, Projects: []string{"a"}},
+	{Name: "read-a", Role: raftstore.RoleRead, Projects: []string{"a"}},
+	{Name: "user-b", Role: raftstore.RoleUser, Projects: []string{"b"}},
+}
+
+// Projects creates these projects.
+func (s *Store) Projects(t testing.TB, names ...string) {
+	t.Helper()
+	for _, p := range names {
+		if _, err := s.Apply(context.Background(), &raftstore.ProjectCreate{Now: Now, Name: p}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
