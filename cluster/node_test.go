@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/croftfarm/croft/internal/testwait"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -114,19 +115,7 @@ func startTestNode(t, owner *testing.T, id, dir, raftAddr string, bootstrap bool
 // eventually polls cond until it holds or the timeout ends.
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, timeout, what, cond)
 }
 
 // waitLeader waits for a ready leader among ms.

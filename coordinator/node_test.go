@@ -23,6 +23,7 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/cluster"
+	"github.com/croftfarm/croft/internal/testwait"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -168,19 +169,7 @@ func nodeTestStartWith(t, owner *testing.T, id, dir, raftAddr string, bootstrap 
 // nodeEventually polls cond until it holds or the timeout ends.
 func nodeEventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	last := ""
-	for {
-		ok, why := cond()
-		if ok {
-			return
-		}
-		last = why
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s: %s", timeout, what, last)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.Until(t, timeout, what, cond)
 }
 
 // nodeTestLeader waits for a ready leader among ms.
