@@ -224,6 +224,9 @@ func (s *State) deleteInterpreter(c *InterpreterDelete) error {
 // ---------------------------------------------------------------------------
 // Reads
 
+// Serves reports whether the host's slots take work of project.
+func (h *Host) Serves(project string) bool { return serves(h.Projects, project) }
+
 // Host returns a host by name.
 func (s *State) Host(name string) (Host, bool) {
 	s.mu.RLock()

@@ -401,7 +401,7 @@ func (h *Handler) create(c *gin.Context) {
 			kernel = *k.Name
 		}
 	}
-	if !h.available(kernel) {
+	if !h.available(kernel, project) {
 		c.AbortWithStatusJSON(http.StatusNotImplemented, gin.H{
 			"message":       fmt.Sprintf("The '%s' kernel is not available. Please pick another suitable kernel instead, or install that kernel.", kernel),
 			"short_message": kernel + " not found",
@@ -456,9 +456,10 @@ func (h *Handler) existing(project string, path, name *string) (raftstore.Sessio
 	return found, ok
 }
 
-// available reports whether a host offers kernel: a configured
-// interpreter's detected one, or the detected interpreter of that name.
-func (h *Handler) available(kernel string) bool {
+// available reports whether a host that serves project offers kernel: a
+// configured interpreter's detected one, or the detected interpreter of
+// that name. Jupyter answers 501 otherwise: no kernel of that name here.
+func (h *Handler) available(kernel, project string) bool {
 	st := h.store.State()
 	detected := kernel
 	if in, ok := st.ConfiguredInterpreter(kernel); ok {
@@ -468,6 +469,9 @@ func (h *Handler) available(kernel string) bool {
 	for {
 		page, next, more := st.HostsAfter(after, raftstore.ScanLimit)
 		for i := range page {
+			if !page[i].Serves(project) {
+				continue
+			}
 			for _, in := range page[i].Interpreters {
 				if in.Name == detected {
 					return true

@@ -205,6 +205,11 @@ func TestJupyterUnknownKernel(t *testing.T) {
 	if r.code != http.StatusNotImplemented || r.body != want {
 		t.Fatalf("unknown kernel: %d %s", r.code, r.body)
 	}
+	// The only host with sh serves project a: for project b there is no
+	// such kernel (501, not the 400 of a failed open).
+	if r := f.do("user-b", http.MethodPost, Prefix, `{"path":"x","kernel":{"name":"sh"}}`); r.code != http.StatusNotImplemented {
+		t.Fatalf("a kernel no host offers to the project: %d %s", r.code, r.body)
+	}
 	// A configured interpreter is available through the one it uses.
 	f.ok(&raftstore.InterpreterSet{Now: now, Name: "py", Template: "{{.Path}} -c {{.Code}}", Uses: "python3"})
 	if x := f.create(`{"path":"x","kernel":{"name":"py"}}`); x.Kernel.Name != "py" {
