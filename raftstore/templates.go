@@ -90,6 +90,10 @@ type Template struct {
 	Spec    TemplateSpec
 	Created int64
 	Updated int64
+	// Revision counts the changes of the template: 1 when created, one
+	// more for each update or docs write. 0 is unknown (a template of an
+	// older snapshot): the next change makes it 1.
+	Revision int64
 }
 
 // Execution is one run of a template: one job of the template's project.
@@ -141,6 +145,9 @@ type TemplateUpdate struct {
 	Now   int64
 	ID    string
 	Patch TemplatePatch
+	// IfRevision, when not 0, refuses the update with ErrConflict unless
+	// the template is at this revision (compare-and-set).
+	IfRevision int64
 }
 
 // TemplateDelete removes a template without executions. The result is nil.
@@ -233,6 +240,17 @@ func (t *templateStore) dropTemplate(x *Template) {
 	delete(t.uses, x.ID)
 }
 
+// replace puts y (the same id, a new record) in x's place, keeping its
+// executions' count.
+func (t *templateStore) replace(x, y *Template) {
+	uses := t.uses[x.ID]
+	t.dropTemplate(x)
+	t.addTemplate(y)
+	if uses > 0 {
+		t.uses[y.ID] = uses
+	}
+}
+
 func (t *templateStore) addExecution(e *Execution) {
 	t.execs[e.ID] = e
 	t.execOrder.ReplaceOrInsert(e.ID)
@@ -303,13 +321,22 @@ func checkPool(pool string) error {
 	return nil
 }
 
-// CheckTemplateSpec checks a template's fields against the limits.
-func CheckTemplateSpec(sp *TemplateSpec) error {
-	if err := CheckName("template name", sp.Name); err != nil {
+// checkTemplateName checks a template's name: one line of 1 to
+// MaxNameBytes bytes, not only spaces.
+func checkTemplateName(name string) error {
+	if err := CheckName("template name", name); err != nil {
 		return err
 	}
-	if strings.TrimSpace(sp.Name) == "" {
+	if strings.TrimSpace(name) == "" {
 		return invalid("template name is empty")
+	}
+	return nil
+}
+
+// CheckTemplateSpec checks a template's fields against the limits.
+func CheckTemplateSpec(sp *TemplateSpec) error {
+	if err := checkTemplateName(sp.Name); err != nil {
+		return err
 	}
 	if err := checkWord("template type", sp.Type); err != nil {
 		return err
@@ -416,7 +443,9 @@ func (s *State) createTemplate(c *TemplateCreate) error {
 	case s.tpl.perProject[c.Project] >= MaxProjectTemplates:
 		return fmt.Errorf("%w: project %q has %d templates, the limit", ErrTooLarge, c.Project, MaxProjectTemplates)
 	}
-	s.tpl.addTemplate(&Template{ID: c.ID, Project: c.Project, Spec: cloneSpec(c.Spec), Created: c.Now, Updated: c.Now})
+	x := &Template{ID: c.ID, Project: c.Project, Spec: cloneSpec(c.Spec), Created: c.Now, Updated: c.Now}
+	s.revise(&x.Revision) // 1, from release 2 on
+	s.tpl.addTemplate(x)
 	return nil
 }
 
@@ -463,6 +492,9 @@ func (s *State) updateTemplate(c *TemplateUpdate) error {
 	if x == nil {
 		return notFound("template %s", truncate(c.ID, 40))
 	}
+	if err := checkRevision("template", x.ID, x.Revision, c.IfRevision); err != nil {
+		return err
+	}
 	if x.Spec.Protected && (c.Patch.Protected == nil || *c.Patch.Protected) {
 		return fmt.Errorf("%w: %s: clear protected in the same update to change it", ErrProtected, c.ID)
 	}
@@ -474,13 +506,9 @@ func (s *State) updateTemplate(c *TemplateUpdate) error {
 		return invalid("project %q has a template named %q", x.Project, truncate(sp.Name, 40))
 	}
 	// Replaced whole: readers hold copies of the old one.
-	y := &Template{ID: x.ID, Project: x.Project, Spec: cloneSpec(sp), Created: x.Created, Updated: c.Now}
-	uses := s.tpl.uses[x.ID]
-	s.tpl.dropTemplate(x)
-	s.tpl.addTemplate(y)
-	if uses > 0 {
-		s.tpl.uses[y.ID] = uses
-	}
+	y := &Template{ID: x.ID, Project: x.Project, Spec: cloneSpec(sp), Created: x.Created, Updated: c.Now, Revision: x.Revision}
+	s.revise(&y.Revision)
+	s.tpl.replace(x, y)
 	return nil
 }
 
