@@ -192,6 +192,8 @@ func (s *State) applyOne(cmd Command) (res any) {
 		return errOrNil(s.cancelExecution(c))
 	case *ExecutionDelete:
 		return errOrNil(s.deleteExecution(c))
+	case *DocsWrite:
+		return errOrNil(s.writeDocs(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}

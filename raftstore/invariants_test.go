@@ -480,7 +480,12 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 func randomSessionCommand(r *rand.Rand, h *harness) Command {
 	id := fmt.Sprintf("%032x", r.Intn(4)+1)
 	now := h.now
-	switch r.Intn(8) {
+	switch r.Intn(10) {
+	case 8:
+		doc := []byte{byte(r.Intn(256))}
+		return &SessionUpdate{Now: now, ID: id, Doc: &doc, IfRevision: randomRevision(r, h.st().sessionRevision(id))}
+	case 9:
+		return randomDocsWrite(r, h)
 	case 0:
 		if r.Intn(2) == 0 {
 			return &SessionOpen{Now: now, ID: id, Kind: SessionGroup, InactiveTimeout: int64(r.Intn(2))}
@@ -610,7 +615,12 @@ func randomTemplateCommand(r *rand.Rand, h *harness) Command {
 	tid := hexID(fmt.Sprint(1 + r.Intn(2)))
 	eid := hexID(fmt.Sprintf("e%d", r.Intn(4)))
 	now := h.now
-	switch r.Intn(6) {
+	switch r.Intn(8) {
+	case 6:
+		name := []string{"a", "b", "c"}[r.Intn(3)]
+		return &TemplateUpdate{Now: now, ID: tid, Patch: TemplatePatch{Name: &name}, IfRevision: randomRevision(r, h.st().templateRevision(tid))}
+	case 7:
+		return randomDocsWrite(r, h)
 	case 0:
 		sp := shellSpec([]string{"a", "b"}[r.Intn(2)])
 		sp.Defaults.Affinity = []string{"", "linux", "gpu"}[r.Intn(3)]
@@ -627,4 +637,54 @@ func randomTemplateCommand(r *rand.Rand, h *harness) Command {
 		return &ExecutionCancel{Now: now, ID: eid}
 	}
 	return &ExecutionDelete{Now: now, ID: eid}
+}
+
+// randomDocsWrite writes the docs of a few of the walk's sessions and
+// templates, now and then renaming, with a revision that is any, the
+// current one or a stale one.
+func randomDocsWrite(r *rand.Rand, h *harness) *DocsWrite {
+	c := &DocsWrite{Now: h.now}
+	for n := r.Intn(4); n > 0; n-- {
+		w := DocWrite{Doc: []byte{byte(r.Intn(256))}}
+		if r.Intn(2) == 0 {
+			w.ID = fmt.Sprintf("%032x", r.Intn(4)+1)
+			w.IfRevision = randomRevision(r, h.st().sessionRevision(w.ID))
+			if r.Intn(3) == 0 {
+				w.Name = ptr("renamed")
+			}
+			c.Sessions = append(c.Sessions, w)
+			continue
+		}
+		w.ID = hexID(fmt.Sprint(1 + r.Intn(2)))
+		w.IfRevision = randomRevision(r, h.st().templateRevision(w.ID))
+		if r.Intn(3) == 0 {
+			w.Name = ptr([]string{"a", "b", "c"}[r.Intn(3)])
+		}
+		c.Templates = append(c.Templates, w)
+	}
+	return c
+}
+
+// randomRevision is a compare-and-set's revision: any (0), the current
+// one, or a stale one.
+func randomRevision(r *rand.Rand, current int64) int64 {
+	switch r.Intn(3) {
+	case 0:
+		return 0
+	case 1:
+		return current
+	}
+	return max(current-1, 1)
+}
+
+// sessionRevision and templateRevision read a record's revision, 0 when
+// there is none.
+func (s *State) sessionRevision(id string) int64 {
+	x, _ := s.Session(id)
+	return x.Revision
+}
+
+func (s *State) templateRevision(id string) int64 {
+	x, _ := s.Template(id)
+	return x.Revision
 }
