@@ -421,7 +421,8 @@ func (p *fuzzProgram) templateCommand(project string, now int64) Command {
 	case 2:
 		return &TemplateDelete{Now: now, ID: tid}
 	case 3:
-		c := &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu", "a,b"}[p.byte()%3], MaxProjectJobs: int(p.byte() % 8)}
+		c := &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu", "a,b"}[p.byte()%3], MaxProjectJobs: int(p.byte() % 8),
+			Host: fuzzHosts[int(p.byte())%len(fuzzHosts)]}
 		for range p.byte() % 3 {
 			c.Args = append(c.Args, []string{"x", "it's", "a\x00"}[p.byte()%3])
 		}
@@ -697,7 +698,7 @@ func checkEffect(s *State, cmd Command, res any) error {
 		}
 	case *Execute:
 		e, ok := s.Execution(c.ID)
-		if !ok || e.JobID != res.(int64) || e.Template != c.Template {
+		if !ok || e.JobID != res.(int64) || e.Template != c.Template || e.Host != c.Host {
 			return fmt.Errorf("execution %s is %+v, its job %v", c.ID, e, res)
 		}
 		if j, ok := s.Job(e.JobID); !ok || j.Project != e.Project {

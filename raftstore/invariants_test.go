@@ -88,7 +88,12 @@ func checkInvariants(s *State) error {
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}
-		if want.in {
+		if host, pinned := s.pins[j.ID]; want.in && pinned {
+			if ix := s.hostPinned[host]; ix == nil || ix.buckets[bucketKey{j.Project, want.mask}] == nil ||
+				!ix.buckets[bucketKey{j.Project, want.mask}].Has(j.ID) {
+				return sum, fmt.Errorf("runnable job %d pinned to %s missing from its index", id, host)
+			}
+		} else if want.in {
 			if b := s.ready.buckets[bucketKey{j.Project, want.mask}]; b == nil || !b.Has(want.item(j.ID)) {
 				return sum, fmt.Errorf("runnable job %d missing from the index", id)
 			}
@@ -121,14 +126,19 @@ func checkInvariants(s *State) error {
 	for _, b := range s.ready.buckets {
 		indexed += b.Len()
 	}
-	runnable := 0
+	runnable, pinned := 0, map[string]int{}
 	for _, j := range s.jobs {
-		if s.runnable(j) {
+		if host, ok := s.pins[j.ID]; ok && s.runnable(j) {
+			pinned[host]++
+		} else if s.runnable(j) {
 			runnable++
 		}
 	}
 	if indexed != runnable {
 		return fmt.Errorf("index holds %d jobs, %d are runnable", indexed, runnable)
+	}
+	if err := checkPins(s, pinned); err != nil {
+		return err
 	}
 	if err := checkGraph(s); err != nil {
 		return err
@@ -262,6 +272,45 @@ func checkTemplates(s *State) error {
 	}
 	if !maps.Equal(perProject, t.perProject) || !maps.Equal(uses, t.uses) {
 		return fmt.Errorf("template counts %v / %v, recomputed %v / %v", t.perProject, t.uses, perProject, uses)
+	}
+	return nil
+}
+
+// checkPins checks the pins against a recomputation from the executions
+// (Execution.Host), and each host's pinned index against its runnable
+// pinned jobs (runnable counts them per host): the indexes of a restored
+// state are those of the state it was taken from. The caller holds the
+// read lock.
+func checkPins(s *State, runnable map[string]int) error {
+	pins, count := map[int64]string{}, map[string]int{}
+	for _, e := range s.tpl.execs {
+		if e.Host != "" {
+			pins[e.JobID] = e.Host
+			count[e.Host]++
+		}
+	}
+	if !maps.Equal(pins, s.pins) || !maps.Equal(count, s.pinCount) {
+		return fmt.Errorf("pins %v (counts %v), recomputed from the executions %v (%v)", s.pins, s.pinCount, pins, count)
+	}
+	for host, n := range count {
+		if n > MaxHostPinned {
+			return fmt.Errorf("host %s has %d pinned jobs", host, n)
+		}
+	}
+	for host, ix := range s.hostPinned {
+		if ix.len() == 0 || ix.len() != runnable[host] {
+			return fmt.Errorf("host %s: %d jobs in its pinned index, %d runnable", host, ix.len(), runnable[host])
+		}
+		for bk, b := range ix.buckets {
+			if b.Len() == 0 {
+				return fmt.Errorf("host %s: empty bucket %+v", host, bk)
+			}
+		}
+	}
+	for host, n := range runnable {
+		if s.hostPinned[host] == nil {
+			return fmt.Errorf("host %s: %d runnable pinned jobs and no index", host, n)
+		}
 	}
 	return nil
 }
@@ -468,8 +517,11 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			// that halts, tested on its own).
 			return &SetRelease{Release: r.Intn(Release + 1)}
 		}
-		if r.Intn(2) == 0 {
+		switch r.Intn(3) {
+		case 0:
 			return randomSessionCommand(r, h)
+		case 1:
+			return randomTemplateCommand(r, h)
 		}
 		return &WorkerLost{Now: now, Names: []string{worker()}}
 	}
@@ -613,7 +665,7 @@ func TestRandomWalkKeepsInvariants(t *testing.T) {
 // executions, on a few ids, mostly valid.
 func randomTemplateCommand(r *rand.Rand, h *harness) Command {
 	tid := hexID(fmt.Sprint(1 + r.Intn(2)))
-	eid := hexID(fmt.Sprintf("e%d", r.Intn(4)))
+	eid := hexID(fmt.Sprintf("e%d", r.Intn(8)))
 	now := h.now
 	switch r.Intn(8) {
 	case 6:
@@ -631,7 +683,10 @@ func randomTemplateCommand(r *rand.Rand, h *harness) Command {
 	case 2:
 		return &TemplateDelete{Now: now, ID: tid}
 	case 3, 4:
-		return &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu"}[r.Intn(2)], Args: []string{"x"}}
+		// Pinned now and then: to a host of the walk's slots (h0, h1),
+		// or to one no agent has.
+		return &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu"}[r.Intn(2)], Args: []string{"x"},
+			Host: []string{"", "", "h0", "h1", "h9"}[r.Intn(5)]}
 	}
 	if r.Intn(2) == 0 {
 		return &ExecutionCancel{Now: now, ID: eid}

@@ -729,11 +729,15 @@ func (s *State) sessionPick(host string, projects []string) *Job {
 }
 
 // pickFor returns the job worker w should run: first a job of a context
-// session bound to w's host, then the best of the shared ready index.
+// session bound to w's host, then the oldest job pinned to w's host that
+// w may take, then the best of the shared ready index.
 func (s *State) pickFor(w *Worker) *Job {
-	if len(s.hostSessions) > 0 {
+	if len(s.hostSessions) > 0 || len(s.hostPinned) > 0 {
 		if h, ok := s.slotHost[w.Name]; ok {
 			if j := s.sessionPick(h, w.Projects); j != nil {
+				return j
+			}
+			if j := s.pinnedPick(h, w); j != nil {
 				return j
 			}
 		}

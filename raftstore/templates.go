@@ -117,6 +117,9 @@ type Execution struct {
 	Doc    []byte
 	// Created is when it was executed.
 	Created int64
+	// Host, when not "", is the host the job is pinned to: it runs only
+	// on a slot of that host (see Execute.Host).
+	Host string
 }
 
 // TemplateCreate adds a template to a project. The result is nil.
@@ -171,6 +174,12 @@ type Execute struct {
 	User string
 	// MaxProjectJobs is the leader's job quota, as in JobCreate.
 	MaxProjectJobs int
+	// Host, when not "", pins the job to a host: it runs only on a slot
+	// of that host (a worker registered with that HostInfo.Name), and
+	// there only where its affinity lets it, as anywhere. The host need
+	// not exist yet: the job waits for one of its agents. At most
+	// MaxHostPinned executions are pinned to one host.
+	Host string
 }
 
 // ExecutionCancel cancels an execution's job. The result is nil.
@@ -420,6 +429,11 @@ func CheckExecute(c *Execute) error {
 	if err := CheckName("user", c.User); err != nil {
 		return err
 	}
+	if c.Host != "" {
+		if err := CheckHostName(c.Host); err != nil {
+			return err
+		}
+	}
 	return checkDoc(c.Doc)
 }
 
@@ -588,6 +602,11 @@ func (s *State) execute(c *Execute) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if c.Host != "" {
+		if err := s.checkPinRoom(c.Host); err != nil {
+			return 0, err
+		}
+	}
 	// createJobs checks everything before it changes anything, and
 	// nothing below can fail: the execution and its job come together.
 	ids, err := s.createJobs(&JobCreate{Now: c.Now, Jobs: []JobSpec{js}, MaxProjectJobs: c.MaxProjectJobs})
@@ -597,7 +616,11 @@ func (s *State) execute(c *Execute) (int64, error) {
 	s.tpl.addExecution(&Execution{
 		ID: c.ID, Template: x.ID, Project: x.Project, Pool: c.Pool, JobID: ids[0],
 		Args: append([]string(nil), c.Args...), Params: maps.Clone(c.Params), Doc: append([]byte(nil), c.Doc...), Created: c.Now,
+		Host: c.Host,
 	})
+	if c.Host != "" {
+		s.pinJob(s.jobs[ids[0]], c.Host)
+	}
 	return ids[0], nil
 }
 
