@@ -295,9 +295,7 @@ func (s *State) openSession(c *SessionOpen) (*Session, error) {
 		Created: c.Now, LastActivity: c.Now, InactiveTimeout: c.InactiveTimeout,
 		Doc: cloneBytes(c.Doc), Labels: maps.Clone(c.Labels),
 	}
-	if s.release >= 2 {
-		x.Revision = 1
-	}
+	s.revise(&x.Revision) // 1, from release 2 on
 	if c.Kind == SessionContext {
 		host, err := s.chooseHost(project, c.Interpreter)
 		if err != nil {
@@ -311,8 +309,9 @@ func (s *State) openSession(c *SessionOpen) (*Session, error) {
 }
 
 // revise counts a change of a session's or a template's record made by
-// a command older than revisions: from release 2 on (see Release), so
-// that its entries of an older release replay as they applied then.
+// one of the commands that came before revisions, from release 2 on (see
+// Release): their entries of an older release replay as they applied
+// then. A DocsWrite, newer, always counts.
 func (s *State) revise(rev *int64) {
 	if s.release >= 2 {
 		*rev++
