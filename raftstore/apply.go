@@ -192,6 +192,8 @@ func (s *State) applyOne(cmd Command) (res any) {
 		return errOrNil(s.cancelExecution(c))
 	case *ExecutionDelete:
 		return errOrNil(s.deleteExecution(c))
+	case *DocsWrite:
+		return errOrNil(s.writeDocs(c))
 	default:
 		return fmt.Errorf("%w: %T cannot be applied here", ErrBadEntry, cmd)
 	}
@@ -654,9 +656,7 @@ func (s *State) removeSubtree(j *Job, now int64, gone *[]int64) {
 		if x.State == StateRunning && !x.IsGroup() {
 			s.closeRun(x, StateWaiting, stopped(ReasonDeleted, "job deleted"), now)
 		}
-		if x.ready.in {
-			s.ready.remove(x.Project, x.ID, x.ready)
-		}
+		s.unindex(x)
 		s.setDepsRaw(x, nil)
 		s.dropJob(x)
 		*gone = append(*gone, x.ID)

@@ -55,6 +55,7 @@ const (
 	MsgExecute         MessageType = 39 // run a template: an execution and its job
 	MsgExecutionCancel MessageType = 40 // cancel an execution's job
 	MsgExecutionDelete MessageType = 41 // forget an ended execution and its job
+	MsgDocsWrite       MessageType = 42 // write sessions' and templates' docs together, guarded by revision
 )
 
 // IgnoreUnknownTypeFlag, set in a message type, tells a replica that does
@@ -570,6 +571,8 @@ func newCommand(t MessageType) Command {
 		return &ExecutionCancel{}
 	case MsgExecutionDelete:
 		return &ExecutionDelete{}
+	case MsgDocsWrite:
+		return &DocsWrite{}
 	}
 	return nil
 }

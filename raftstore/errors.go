@@ -29,6 +29,10 @@ var (
 	// ErrTooLarge means a field, list or request is over a documented
 	// limit (see limits.go).
 	ErrTooLarge = errors.New("too large")
+	// ErrConflict means a compare-and-set write (IfRevision) found the
+	// record at another revision: someone wrote it meanwhile. Read it
+	// again and retry.
+	ErrConflict = errors.New("revision conflict")
 )
 
 // notFound wraps ErrNotFound with the missing thing's name.
@@ -39,6 +43,11 @@ func notFound(format string, args ...any) error {
 // invalid wraps ErrInvalid with a reason.
 func invalid(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
+}
+
+// conflict wraps ErrConflict with the record and both revisions.
+func conflict(what, id string, have, want int64) error {
+	return fmt.Errorf("%w: %s %s is at revision %d, not %d", ErrConflict, what, truncate(id, 40), have, want)
 }
 
 // stale wraps ErrStaleAttempt with a reason.

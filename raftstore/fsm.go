@@ -421,8 +421,10 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 		s.tokens[t.Hash] = t
 		s.tokenByID[t.ID] = t
 	}
-	// Sessions first: whether a job is in the ready index depends on its
-	// session's kind. Their derived counts follow the jobs.
+	// Sessions and pins first: whether a job is in the shared ready
+	// index depends on its session's kind and on its execution's host.
+	// Their derived counts follow the jobs.
+	s.restorePins(d.Executions)
 	for _, x := range d.Sessions {
 		if s.projects[x.Project] == nil {
 			s.projects[x.Project] = &Project{Name: x.Project}

@@ -389,7 +389,12 @@ func (p *fuzzProgram) templateCommand(project string, now int64) Command {
 	tid := fuzzTemplateIDs[int(p.byte())%len(fuzzTemplateIDs)]
 	eid := fuzzExecIDs[int(p.byte())%len(fuzzExecIDs)]
 	commands := []string{"sh -c {main} sh {args}", "", "{args} {args}", "run {bogus}", "echo {main"}
-	switch p.byte() % 6 {
+	switch p.byte() % 8 {
+	case 6:
+		return p.docsWrite(now)
+	case 7:
+		doc := []byte{p.byte()}
+		return &TemplateUpdate{Now: now, ID: tid, Patch: TemplatePatch{Doc: &doc}, IfRevision: int64(p.byte() % 4)}
 	case 0:
 		sp := TemplateSpec{Name: []string{"a", "b", "", " "}[p.byte()%4], Type: []string{"Shell", "Pig", "bad type"}[p.byte()%3],
 			Command: commands[int(p.byte())%len(commands)], Main: "echo hi", Protected: p.bool(),
@@ -416,7 +421,8 @@ func (p *fuzzProgram) templateCommand(project string, now int64) Command {
 	case 2:
 		return &TemplateDelete{Now: now, ID: tid}
 	case 3:
-		c := &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu", "a,b"}[p.byte()%3], MaxProjectJobs: int(p.byte() % 8)}
+		c := &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu", "a,b"}[p.byte()%3], MaxProjectJobs: int(p.byte() % 8),
+			Host: fuzzHosts[int(p.byte())%len(fuzzHosts)]}
 		for range p.byte() % 3 {
 			c.Args = append(c.Args, []string{"x", "it's", "a\x00"}[p.byte()%3])
 		}
@@ -428,6 +434,33 @@ func (p *fuzzProgram) templateCommand(project string, now int64) Command {
 		return &ExecutionCancel{Now: now, ID: eid}
 	}
 	return &ExecutionDelete{Now: now, ID: eid}
+}
+
+// docsWrite reads a DocsWrite of up to 9 writes (one past the limit) of
+// the walk's sessions and the fuzzer's templates, with revisions 0..3,
+// names now and then, and now and then a doc past its limit.
+func (p *fuzzProgram) docsWrite(now int64) *DocsWrite {
+	c := &DocsWrite{Now: now}
+	names := []string{"a", "b", "c", " ", "a\nb"}
+	for n := p.byte() % (MaxDocWrites + 2); n > 0; n-- {
+		flags := p.byte()
+		w := DocWrite{IfRevision: int64(flags & 3), Doc: []byte{p.byte()}}
+		if flags&4 != 0 {
+			name := names[int(p.byte())%len(names)]
+			w.Name = &name
+		}
+		if flags&8 != 0 {
+			w.Doc = make([]byte, MaxSessionDoc+1)
+		}
+		if flags&16 != 0 {
+			w.ID = fuzzTemplateIDs[int(p.byte())%len(fuzzTemplateIDs)]
+			c.Templates = append(c.Templates, w)
+		} else {
+			w.ID = fmt.Sprintf("%032x", p.byte()%5) // the walk opens 1..4; 0 is none
+			c.Sessions = append(c.Sessions, w)
+		}
+	}
+	return c
 }
 
 // fuzzHosts are the host names the fuzzer registers slots under.
@@ -648,13 +681,24 @@ func checkEffect(s *State, cmd Command, res any) error {
 		if x, ok := s.Template(c.ID); !ok || x.Project != c.Project || x.Spec.Name != c.Spec.Name {
 			return fmt.Errorf("template %s is %+v after its create", c.ID, x)
 		}
+	case *DocsWrite:
+		for _, w := range c.Sessions {
+			if x, ok := s.Session(w.ID); !ok || !bytes.Equal(x.Doc, w.Doc) || (w.Name != nil && x.Name != *w.Name) || x.Revision < 1 {
+				return fmt.Errorf("session %s is %+v after its docs write", w.ID, x)
+			}
+		}
+		for _, w := range c.Templates {
+			if x, ok := s.Template(w.ID); !ok || !bytes.Equal(x.Spec.Doc, w.Doc) || (w.Name != nil && x.Spec.Name != *w.Name) || x.Revision < 1 {
+				return fmt.Errorf("template %s is %+v after its docs write", w.ID, x)
+			}
+		}
 	case *TemplateDelete:
 		if _, ok := s.Template(c.ID); ok {
 			return fmt.Errorf("template %s is still there", c.ID)
 		}
 	case *Execute:
 		e, ok := s.Execution(c.ID)
-		if !ok || e.JobID != res.(int64) || e.Template != c.Template {
+		if !ok || e.JobID != res.(int64) || e.Template != c.Template || e.Host != c.Host {
 			return fmt.Errorf("execution %s is %+v, its job %v", c.ID, e, res)
 		}
 		if j, ok := s.Job(e.JobID); !ok || j.Project != e.Project {

@@ -69,11 +69,8 @@ func (i *Interpreter) Detected() string {
 
 // CheckHostInfo checks what an agent advertises of its host.
 func CheckHostInfo(h *HostInfo) error {
-	if err := CheckName("host name", h.Name); err != nil {
+	if err := CheckHostName(h.Name); err != nil {
 		return err
-	}
-	if strings.TrimSpace(h.Name) == "" {
-		return invalid("host name is empty")
 	}
 	if h.Slots < 0 || h.Slots > MaxHostSlots {
 		return fmt.Errorf("%w: %d slots, outside 0..%d", ErrInvalid, h.Slots, MaxHostSlots)

@@ -88,7 +88,12 @@ func checkInvariants(s *State) error {
 		if j.ready != want {
 			return sum, fmt.Errorf("job %d ready key %+v, want %+v", id, j.ready, want)
 		}
-		if want.in {
+		if host, pinned := s.pins[j.ID]; want.in && pinned {
+			if ix := s.hostPinned[host]; ix == nil || ix.buckets[bucketKey{j.Project, want.mask}] == nil ||
+				!ix.buckets[bucketKey{j.Project, want.mask}].Has(j.ID) {
+				return sum, fmt.Errorf("runnable job %d pinned to %s missing from its index", id, host)
+			}
+		} else if want.in {
 			if b := s.ready.buckets[bucketKey{j.Project, want.mask}]; b == nil || !b.Has(want.item(j.ID)) {
 				return sum, fmt.Errorf("runnable job %d missing from the index", id)
 			}
@@ -121,14 +126,19 @@ func checkInvariants(s *State) error {
 	for _, b := range s.ready.buckets {
 		indexed += b.Len()
 	}
-	runnable := 0
+	runnable, pinned := 0, map[string]int{}
 	for _, j := range s.jobs {
-		if s.runnable(j) {
+		if host, ok := s.pins[j.ID]; ok && s.runnable(j) {
+			pinned[host]++
+		} else if s.runnable(j) {
 			runnable++
 		}
 	}
 	if indexed != runnable {
 		return fmt.Errorf("index holds %d jobs, %d are runnable", indexed, runnable)
+	}
+	if err := checkPins(s, pinned); err != nil {
+		return err
 	}
 	if err := checkGraph(s); err != nil {
 		return err
@@ -262,6 +272,45 @@ func checkTemplates(s *State) error {
 	}
 	if !maps.Equal(perProject, t.perProject) || !maps.Equal(uses, t.uses) {
 		return fmt.Errorf("template counts %v / %v, recomputed %v / %v", t.perProject, t.uses, perProject, uses)
+	}
+	return nil
+}
+
+// checkPins checks the pins against a recomputation from the executions
+// (Execution.Host), and each host's pinned index against its runnable
+// pinned jobs (runnable counts them per host): the indexes of a restored
+// state are those of the state it was taken from. The caller holds the
+// read lock.
+func checkPins(s *State, runnable map[string]int) error {
+	pins, count := map[int64]string{}, map[string]int{}
+	for _, e := range s.tpl.execs {
+		if e.Host != "" {
+			pins[e.JobID] = e.Host
+			count[e.Host]++
+		}
+	}
+	if !maps.Equal(pins, s.pins) || !maps.Equal(count, s.pinCount) {
+		return fmt.Errorf("pins %v (counts %v), recomputed from the executions %v (%v)", s.pins, s.pinCount, pins, count)
+	}
+	for host, n := range count {
+		if n > MaxHostPinned {
+			return fmt.Errorf("host %s has %d pinned jobs", host, n)
+		}
+	}
+	for host, ix := range s.hostPinned {
+		if ix.len() == 0 || ix.len() != runnable[host] {
+			return fmt.Errorf("host %s: %d jobs in its pinned index, %d runnable", host, ix.len(), runnable[host])
+		}
+		for bk, b := range ix.buckets {
+			if b.Len() == 0 {
+				return fmt.Errorf("host %s: empty bucket %+v", host, bk)
+			}
+		}
+	}
+	for host, n := range runnable {
+		if s.hostPinned[host] == nil {
+			return fmt.Errorf("host %s: %d runnable pinned jobs and no index", host, n)
+		}
 	}
 	return nil
 }
@@ -468,8 +517,11 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 			// that halts, tested on its own).
 			return &SetRelease{Release: r.Intn(Release + 1)}
 		}
-		if r.Intn(2) == 0 {
+		switch r.Intn(3) {
+		case 0:
 			return randomSessionCommand(r, h)
+		case 1:
+			return randomTemplateCommand(r, h)
 		}
 		return &WorkerLost{Now: now, Names: []string{worker()}}
 	}
@@ -480,7 +532,12 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 func randomSessionCommand(r *rand.Rand, h *harness) Command {
 	id := fmt.Sprintf("%032x", r.Intn(4)+1)
 	now := h.now
-	switch r.Intn(8) {
+	switch r.Intn(10) {
+	case 8:
+		doc := []byte{byte(r.Intn(256))}
+		return &SessionUpdate{Now: now, ID: id, Doc: &doc, IfRevision: randomRevision(r, h.st().sessionRevision(id))}
+	case 9:
+		return randomDocsWrite(r, h)
 	case 0:
 		if r.Intn(2) == 0 {
 			return &SessionOpen{Now: now, ID: id, Kind: SessionGroup, InactiveTimeout: int64(r.Intn(2))}
@@ -608,9 +665,14 @@ func TestRandomWalkKeepsInvariants(t *testing.T) {
 // executions, on a few ids, mostly valid.
 func randomTemplateCommand(r *rand.Rand, h *harness) Command {
 	tid := hexID(fmt.Sprint(1 + r.Intn(2)))
-	eid := hexID(fmt.Sprintf("e%d", r.Intn(4)))
+	eid := hexID(fmt.Sprintf("e%d", r.Intn(8)))
 	now := h.now
-	switch r.Intn(6) {
+	switch r.Intn(8) {
+	case 6:
+		name := []string{"a", "b", "c"}[r.Intn(3)]
+		return &TemplateUpdate{Now: now, ID: tid, Patch: TemplatePatch{Name: &name}, IfRevision: randomRevision(r, h.st().templateRevision(tid))}
+	case 7:
+		return randomDocsWrite(r, h)
 	case 0:
 		sp := shellSpec([]string{"a", "b"}[r.Intn(2)])
 		sp.Defaults.Affinity = []string{"", "linux", "gpu"}[r.Intn(3)]
@@ -621,10 +683,63 @@ func randomTemplateCommand(r *rand.Rand, h *harness) Command {
 	case 2:
 		return &TemplateDelete{Now: now, ID: tid}
 	case 3, 4:
-		return &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu"}[r.Intn(2)], Args: []string{"x"}}
+		// Pinned now and then: to a host of the walk's slots (h0, h1),
+		// or to one no agent has.
+		return &Execute{Now: now, ID: eid, Template: tid, Pool: []string{"", "gpu"}[r.Intn(2)], Args: []string{"x"},
+			Host: []string{"", "", "h0", "h1", "h9"}[r.Intn(5)]}
 	}
 	if r.Intn(2) == 0 {
 		return &ExecutionCancel{Now: now, ID: eid}
 	}
 	return &ExecutionDelete{Now: now, ID: eid}
+}
+
+// randomDocsWrite writes the docs of a few of the walk's sessions and
+// templates, now and then renaming, with a revision that is any, the
+// current one or a stale one.
+func randomDocsWrite(r *rand.Rand, h *harness) *DocsWrite {
+	c := &DocsWrite{Now: h.now}
+	for n := r.Intn(4); n > 0; n-- {
+		w := DocWrite{Doc: []byte{byte(r.Intn(256))}}
+		if r.Intn(2) == 0 {
+			w.ID = fmt.Sprintf("%032x", r.Intn(4)+1)
+			w.IfRevision = randomRevision(r, h.st().sessionRevision(w.ID))
+			if r.Intn(3) == 0 {
+				w.Name = ptr("renamed")
+			}
+			c.Sessions = append(c.Sessions, w)
+			continue
+		}
+		w.ID = hexID(fmt.Sprint(1 + r.Intn(2)))
+		w.IfRevision = randomRevision(r, h.st().templateRevision(w.ID))
+		if r.Intn(3) == 0 {
+			w.Name = ptr([]string{"a", "b", "c"}[r.Intn(3)])
+		}
+		c.Templates = append(c.Templates, w)
+	}
+	return c
+}
+
+// randomRevision is a compare-and-set's revision: any (0), the current
+// one, or a stale one.
+func randomRevision(r *rand.Rand, current int64) int64 {
+	switch r.Intn(3) {
+	case 0:
+		return 0
+	case 1:
+		return current
+	}
+	return max(current-1, 1)
+}
+
+// sessionRevision and templateRevision read a record's revision, 0 when
+// there is none.
+func (s *State) sessionRevision(id string) int64 {
+	x, _ := s.Session(id)
+	return x.Revision
+}
+
+func (s *State) templateRevision(id string) int64 {
+	x, _ := s.Template(id)
+	return x.Revision
 }

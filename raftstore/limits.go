@@ -75,6 +75,10 @@ const (
 	// MaxParams bounds an execution's parameters; with the template's
 	// environment they are bounded as a job's (MaxEnvironmentBytes).
 	MaxParams = 1_000
+	// MaxHostPinned bounds the executions pinned to one host (Execute
+	// with a Host), ended ones included until they are deleted: a pick
+	// by one of its slots looks at its runnable ones.
+	MaxHostPinned = 10_000
 )
 
 // checkText checks one string field: its length, and no NUL byte (commands

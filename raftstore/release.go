@@ -12,7 +12,10 @@ package raftstore
 //   - 0: the first release (Coalition-named states, one log byte stream).
 //   - 1: runs (try numbers, exit codes, signals, reasons) and the farm's
 //     log lines worded "try 2 of 10 on render-042 started", "exit code 3".
-const Release = 1
+//   - 2: revisions of sessions and templates (Session.Revision,
+//     Template.Revision): an open or a create sets 1, the commands that
+//     change the record add one.
+const Release = 2
 
 // Release returns the release whose apply rules are in force.
 func (s *State) Release() int {

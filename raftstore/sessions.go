@@ -84,6 +84,13 @@ type Session struct {
 	Labels map[string]string
 	// Jobs are its jobs' ids in submission order (ascending).
 	Jobs []int64
+	// Revision counts the changes of the record: 1 when opened, one more
+	// for each command that changes it (update, close, submit, start,
+	// expiry, a docs write, a job of it deleted). Its last activity alone
+	// (a touch, a job ending) is not a change: a compare-and-set of a
+	// busy session's doc would fail at every job end. 0 is unknown (a
+	// session of an older snapshot): the next change makes it 1.
+	Revision int64
 
 	// Derived, not replicated: how many of its jobs run, and the index
 	// in Jobs of the first job that has not ended (context sessions).
@@ -124,6 +131,9 @@ type SessionUpdate struct {
 	Labels          *map[string]string
 	Doc             *[]byte
 	InactiveTimeout *int64
+	// IfRevision, when not 0, refuses the update with ErrConflict unless
+	// the session is at this revision (compare-and-set).
+	IfRevision int64
 }
 
 // SessionClose closes a session and cancels its jobs that have not ended.
@@ -285,6 +295,7 @@ func (s *State) openSession(c *SessionOpen) (*Session, error) {
 		Created: c.Now, LastActivity: c.Now, InactiveTimeout: c.InactiveTimeout,
 		Doc: cloneBytes(c.Doc), Labels: maps.Clone(c.Labels),
 	}
+	s.revise(&x.Revision) // 1, from release 2 on
 	if c.Kind == SessionContext {
 		host, err := s.chooseHost(project, c.Interpreter)
 		if err != nil {
@@ -295,6 +306,25 @@ func (s *State) openSession(c *SessionOpen) (*Session, error) {
 	s.addSession(x)
 	out := *x
 	return &out, nil
+}
+
+// revise counts a change of a session's or a template's record made by
+// one of the commands that came before revisions, from release 2 on (see
+// Release): their entries of an older release replay as they applied
+// then. A DocsWrite, newer, always counts.
+func (s *State) revise(rev *int64) {
+	if s.release >= 2 {
+		*rev++
+	}
+}
+
+// checkRevision refuses a compare-and-set write with ErrConflict when
+// the record (what id) is at revision have, not want; want 0 accepts any.
+func checkRevision(what, id string, have, want int64) error {
+	if want != 0 && have != want {
+		return conflict(what, id, have, want)
+	}
+	return nil
 }
 
 // resolveInterpreter returns the template and the detected interpreter a
@@ -360,8 +390,14 @@ func (s *State) updateSession(c *SessionUpdate) error {
 	if err != nil {
 		return err
 	}
+	if err := checkRevision("session", x.ID, x.Revision, c.IfRevision); err != nil {
+		return err
+	}
 	if err := CheckSessionFields(c.Name, c.Labels, c.Doc, c.InactiveTimeout); err != nil {
 		return err
+	}
+	if c.Name != nil || c.Labels != nil || c.Doc != nil || c.InactiveTimeout != nil {
+		s.revise(&x.Revision) // a touch (no field) is activity, not a change
 	}
 	if c.Name != nil {
 		x.Name = *c.Name
@@ -395,6 +431,7 @@ func (s *State) closeSession(c *SessionClose) error {
 // running one is stopped, its agent told to kill it), it leaves its host.
 func (s *State) endSession(x *Session, reason string, now int64) {
 	x.State, x.Closed, x.Reason, x.LastActivity = SessionStateClosed, now, reason, now
+	s.revise(&x.Revision)
 	s.unbindHost(x)
 	for _, id := range x.Jobs {
 		if j := s.jobs[id]; j != nil && j.State != StateFinished && j.State != StateCanceled {
@@ -461,6 +498,7 @@ func (s *State) submitCode(c *SessionSubmit) (int64, error) {
 	s.reindex(j) // a context session's job leaves the shared index
 	x.Jobs = append(x.Jobs[:len(x.Jobs):len(x.Jobs)], j.ID)
 	x.LastActivity = c.Now
+	s.revise(&x.Revision)
 	s.readyGrew = true // its host's pulls look again
 	return j.ID, nil
 }
@@ -520,6 +558,7 @@ func (s *State) startSession(c *SessionStart) error {
 		}
 	}
 	x.LastActivity = c.Now
+	s.revise(&x.Revision)
 	return nil
 }
 
@@ -651,6 +690,7 @@ func (s *State) sessionJobGone(j *Job) {
 	if len(x.Jobs) == 0 {
 		x.Jobs = nil
 	}
+	s.revise(&x.Revision)
 	x.next = 0
 	s.advanceSession(x)
 }
@@ -688,11 +728,15 @@ func (s *State) sessionPick(host string, projects []string) *Job {
 }
 
 // pickFor returns the job worker w should run: first a job of a context
-// session bound to w's host, then the best of the shared ready index.
+// session bound to w's host, then the oldest job pinned to w's host that
+// w may take, then the best of the shared ready index.
 func (s *State) pickFor(w *Worker) *Job {
-	if len(s.hostSessions) > 0 {
+	if len(s.hostSessions) > 0 || len(s.hostPinned) > 0 {
 		if h, ok := s.slotHost[w.Name]; ok {
 			if j := s.sessionPick(h, w.Projects); j != nil {
+				return j
+			}
+			if j := s.pinnedPick(h, w); j != nil {
 				return j
 			}
 		}

@@ -55,6 +55,14 @@ type State struct {
 	// tpl holds the templates and executions (templates.go).
 	tpl templateStore
 
+	// Executions pinned to a host (pins.go), derived from their
+	// Execution.Host: pins names each pinned job's host, pinCount counts
+	// them per host (MaxHostPinned), hostPinned holds each host's
+	// runnable ones (where the shared index would hold them).
+	pins       map[int64]string
+	pinCount   map[string]int
+	hostPinned map[string]*pinnedIndex
+
 	// derived indexes, rebuilt on restore
 	jobOrder    *btree.BTreeG[int64]  // job ids, for paged reads in id order
 	runOrder    *btree.BTreeG[int64]  // run ids
@@ -114,6 +122,10 @@ func NewState(lines *joblog.Store) *State {
 		hostSessions: make(map[string][]string),
 
 		tpl: newTemplateStore(),
+
+		pins:       make(map[int64]string),
+		pinCount:   make(map[string]int),
+		hostPinned: make(map[string]*pinnedIndex),
 	}
 }
 
@@ -147,6 +159,7 @@ func (s *State) dropJob(j *Job) {
 		s.runOrder.Delete(id)
 	}
 	delete(s.jobRuns, j.ID)
+	s.unpin(j)
 	s.tpl.dropJob(j.ID)
 }
 
@@ -209,8 +222,16 @@ func (s *State) runnable(j *Job) bool {
 // reindex brings j's entry in the ready index in line with its fields.
 func (s *State) reindex(j *Job) { s.place(j, j.ready.hprio) }
 
-// place is reindex with a new priority path for j.
+// place is reindex with a new priority path for j. A job pinned to a
+// host goes to its host's pinned index instead of the shared one; the
+// check costs other jobs one map length test while nothing is pinned.
 func (s *State) place(j *Job, hprio PriorityPath) {
+	if len(s.pins) > 0 {
+		if host, ok := s.pins[j.ID]; ok {
+			s.placePinned(j, host, hprio)
+			return
+		}
+	}
 	want := readyKey{in: s.runnable(j), mask: j.HAffinity, hprio: hprio}
 	if want == j.ready {
 		return

@@ -90,6 +90,10 @@ type Template struct {
 	Spec    TemplateSpec
 	Created int64
 	Updated int64
+	// Revision counts the changes of the template: 1 when created, one
+	// more for each update or docs write. 0 is unknown (a template of an
+	// older snapshot): the next change makes it 1.
+	Revision int64
 }
 
 // Execution is one run of a template: one job of the template's project.
@@ -113,6 +117,9 @@ type Execution struct {
 	Doc    []byte
 	// Created is when it was executed.
 	Created int64
+	// Host, when not "", is the host the job is pinned to: it runs only
+	// on a slot of that host (see Execute.Host).
+	Host string
 }
 
 // TemplateCreate adds a template to a project. The result is nil.
@@ -141,6 +148,9 @@ type TemplateUpdate struct {
 	Now   int64
 	ID    string
 	Patch TemplatePatch
+	// IfRevision, when not 0, refuses the update with ErrConflict unless
+	// the template is at this revision (compare-and-set).
+	IfRevision int64
 }
 
 // TemplateDelete removes a template without executions. The result is nil.
@@ -164,6 +174,12 @@ type Execute struct {
 	User string
 	// MaxProjectJobs is the leader's job quota, as in JobCreate.
 	MaxProjectJobs int
+	// Host, when not "", pins the job to a host: it runs only on a slot
+	// of that host (a worker registered with that HostInfo.Name), and
+	// there only where its affinity lets it, as anywhere. The host need
+	// not exist yet: the job waits for one of its agents. At most
+	// MaxHostPinned executions are pinned to one host.
+	Host string
 }
 
 // ExecutionCancel cancels an execution's job. The result is nil.
@@ -231,6 +247,17 @@ func (t *templateStore) dropTemplate(x *Template) {
 		delete(t.perProject, x.Project)
 	}
 	delete(t.uses, x.ID)
+}
+
+// replace puts y (the same id, a new record) in x's place, keeping its
+// executions' count.
+func (t *templateStore) replace(x, y *Template) {
+	uses := t.uses[x.ID]
+	t.dropTemplate(x)
+	t.addTemplate(y)
+	if uses > 0 {
+		t.uses[y.ID] = uses
+	}
 }
 
 func (t *templateStore) addExecution(e *Execution) {
@@ -303,13 +330,22 @@ func checkPool(pool string) error {
 	return nil
 }
 
-// CheckTemplateSpec checks a template's fields against the limits.
-func CheckTemplateSpec(sp *TemplateSpec) error {
-	if err := CheckName("template name", sp.Name); err != nil {
+// checkTemplateName checks a template's name: one line of 1 to
+// MaxNameBytes bytes, not only spaces.
+func checkTemplateName(name string) error {
+	if err := CheckName("template name", name); err != nil {
 		return err
 	}
-	if strings.TrimSpace(sp.Name) == "" {
+	if strings.TrimSpace(name) == "" {
 		return invalid("template name is empty")
+	}
+	return nil
+}
+
+// CheckTemplateSpec checks a template's fields against the limits.
+func CheckTemplateSpec(sp *TemplateSpec) error {
+	if err := checkTemplateName(sp.Name); err != nil {
+		return err
 	}
 	if err := checkWord("template type", sp.Type); err != nil {
 		return err
@@ -393,6 +429,11 @@ func CheckExecute(c *Execute) error {
 	if err := CheckName("user", c.User); err != nil {
 		return err
 	}
+	if c.Host != "" {
+		if err := CheckHostName(c.Host); err != nil {
+			return err
+		}
+	}
 	return checkDoc(c.Doc)
 }
 
@@ -416,7 +457,9 @@ func (s *State) createTemplate(c *TemplateCreate) error {
 	case s.tpl.perProject[c.Project] >= MaxProjectTemplates:
 		return fmt.Errorf("%w: project %q has %d templates, the limit", ErrTooLarge, c.Project, MaxProjectTemplates)
 	}
-	s.tpl.addTemplate(&Template{ID: c.ID, Project: c.Project, Spec: cloneSpec(c.Spec), Created: c.Now, Updated: c.Now})
+	x := &Template{ID: c.ID, Project: c.Project, Spec: cloneSpec(c.Spec), Created: c.Now, Updated: c.Now}
+	s.revise(&x.Revision) // 1, from release 2 on
+	s.tpl.addTemplate(x)
 	return nil
 }
 
@@ -463,6 +506,9 @@ func (s *State) updateTemplate(c *TemplateUpdate) error {
 	if x == nil {
 		return notFound("template %s", truncate(c.ID, 40))
 	}
+	if err := checkRevision("template", x.ID, x.Revision, c.IfRevision); err != nil {
+		return err
+	}
 	if x.Spec.Protected && (c.Patch.Protected == nil || *c.Patch.Protected) {
 		return fmt.Errorf("%w: %s: clear protected in the same update to change it", ErrProtected, c.ID)
 	}
@@ -474,13 +520,9 @@ func (s *State) updateTemplate(c *TemplateUpdate) error {
 		return invalid("project %q has a template named %q", x.Project, truncate(sp.Name, 40))
 	}
 	// Replaced whole: readers hold copies of the old one.
-	y := &Template{ID: x.ID, Project: x.Project, Spec: cloneSpec(sp), Created: x.Created, Updated: c.Now}
-	uses := s.tpl.uses[x.ID]
-	s.tpl.dropTemplate(x)
-	s.tpl.addTemplate(y)
-	if uses > 0 {
-		s.tpl.uses[y.ID] = uses
-	}
+	y := &Template{ID: x.ID, Project: x.Project, Spec: cloneSpec(sp), Created: x.Created, Updated: c.Now, Revision: x.Revision}
+	s.revise(&y.Revision)
+	s.tpl.replace(x, y)
 	return nil
 }
 
@@ -560,6 +602,11 @@ func (s *State) execute(c *Execute) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
+	if c.Host != "" {
+		if err := s.checkPinRoom(c.Host); err != nil {
+			return 0, err
+		}
+	}
 	// createJobs checks everything before it changes anything, and
 	// nothing below can fail: the execution and its job come together.
 	ids, err := s.createJobs(&JobCreate{Now: c.Now, Jobs: []JobSpec{js}, MaxProjectJobs: c.MaxProjectJobs})
@@ -569,7 +616,11 @@ func (s *State) execute(c *Execute) (int64, error) {
 	s.tpl.addExecution(&Execution{
 		ID: c.ID, Template: x.ID, Project: x.Project, Pool: c.Pool, JobID: ids[0],
 		Args: append([]string(nil), c.Args...), Params: maps.Clone(c.Params), Doc: append([]byte(nil), c.Doc...), Created: c.Now,
+		Host: c.Host,
 	})
+	if c.Host != "" {
+		s.pinJob(s.jobs[ids[0]], c.Host)
+	}
 	return ids[0], nil
 }
 

@@ -347,11 +347,13 @@ func TestEncodeDecodeTemplateCommands(t *testing.T) {
 	doc, labels := []byte("d"), map[string]string{"k": "v"}
 	for _, c := range []Command{
 		&TemplateCreate{Now: 1, ID: hexID("1"), Project: "p", Spec: shellSpec("x")},
-		&TemplateUpdate{Now: 1, ID: hexID("1"), Patch: TemplatePatch{Name: &name, Public: &yes, Doc: &doc, Labels: &labels, Defaults: &JobDefaults{Retry: 2}}},
+		&TemplateUpdate{Now: 1, ID: hexID("1"), Patch: TemplatePatch{Name: &name, Public: &yes, Doc: &doc, Labels: &labels, Defaults: &JobDefaults{Retry: 2}}, IfRevision: 2},
 		&TemplateDelete{Now: 1, ID: hexID("1")},
 		&Execute{Now: 1, ID: hexID("2"), Template: hexID("1"), Pool: "p", Args: []string{"a"}, Params: map[string]string{"A": "1"}, Doc: doc, User: "u", MaxProjectJobs: 3},
 		&ExecutionCancel{Now: 1, ID: hexID("2")},
 		&ExecutionDelete{Now: 1, ID: hexID("2")},
+		&DocsWrite{Now: 1, Sessions: []DocWrite{{ID: sid(1), IfRevision: 3, Doc: doc, Name: &name}},
+			Templates: []DocWrite{{ID: hexID("1"), Doc: doc}, {ID: hexID("2"), IfRevision: 1}}},
 	} {
 		buf, err := Encode(c)
 		if err != nil {

@@ -30,6 +30,10 @@ type SessionPatch struct {
 	Labels          *map[string]string
 	Doc             *[]byte
 	InactiveTimeout *int64
+	// IfRevision, when not 0, refuses the update with
+	// raftstore.ErrConflict unless the session is still at this revision
+	// (compare-and-set).
+	IfRevision int64
 }
 
 // newSessionID draws a session id: 16 random bytes, in lowercase hex.
@@ -64,9 +68,24 @@ func (s *Service) OpenSession(ctx context.Context, spec SessionSpec) (raftstore.
 }
 
 // UpdateSession changes a session's name, labels, doc or timeout (an
-// empty patch only touches it: its last activity moves to now).
+// empty patch only touches it: its last activity moves to now, its
+// revision stays).
 func (s *Service) UpdateSession(ctx context.Context, id string, p SessionPatch) error {
-	_, err := s.apply(ctx, &raftstore.SessionUpdate{Now: s.stamp(), ID: id, Name: p.Name, Labels: p.Labels, Doc: p.Doc, InactiveTimeout: p.InactiveTimeout})
+	_, err := s.apply(ctx, &raftstore.SessionUpdate{Now: s.stamp(), ID: id, Name: p.Name, Labels: p.Labels, Doc: p.Doc,
+		InactiveTimeout: p.InactiveTimeout, IfRevision: p.IfRevision})
+	return err
+}
+
+// WriteDocs replaces the dialect documents (and the names, where a write
+// sets one) of sessions and templates in one entry: all of them or, when
+// one is refused, none. A write whose IfRevision is not 0 is refused with
+// raftstore.ErrConflict unless its record is still at that revision:
+// someone wrote it since it was read. Nothing to write: no entry.
+func (s *Service) WriteDocs(ctx context.Context, sessions, templates []raftstore.DocWrite) error {
+	if len(sessions)+len(templates) == 0 {
+		return nil
+	}
+	_, err := s.apply(ctx, &raftstore.DocsWrite{Now: s.stamp(), Sessions: sessions, Templates: templates})
 	return err
 }
 

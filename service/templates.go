@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"slices"
 
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service/dispatch"
@@ -38,6 +39,13 @@ func (s *Service) CreateTemplate(ctx context.Context, project string, spec rafts
 // returns it as stored. A Doc or Labels patch of nil contents clears
 // them (an empty value is what the entry carries).
 func (s *Service) UpdateTemplate(ctx context.Context, id string, patch raftstore.TemplatePatch) (raftstore.Template, error) {
+	return s.UpdateTemplateIf(ctx, id, 0, patch)
+}
+
+// UpdateTemplateIf is UpdateTemplate guarded by the template's revision
+// (compare-and-set): refused with raftstore.ErrConflict unless the
+// template is still at ifRevision (0: whatever it is).
+func (s *Service) UpdateTemplateIf(ctx context.Context, id string, ifRevision int64, patch raftstore.TemplatePatch) (raftstore.Template, error) {
 	// A pointer to a nil slice or map would encode as no patch at all.
 	if patch.Doc != nil && *patch.Doc == nil {
 		patch.Doc = &[]byte{}
@@ -45,7 +53,7 @@ func (s *Service) UpdateTemplate(ctx context.Context, id string, patch raftstore
 	if patch.Labels != nil && *patch.Labels == nil {
 		patch.Labels = &map[string]string{}
 	}
-	c := &raftstore.TemplateUpdate{Now: s.stamp(), ID: id, Patch: patch}
+	c := &raftstore.TemplateUpdate{Now: s.stamp(), ID: id, Patch: patch, IfRevision: ifRevision}
 	if _, err := s.apply(ctx, c); err != nil {
 		return raftstore.Template{}, err
 	}
@@ -79,11 +87,15 @@ type ExecuteRequest struct {
 	Doc    []byte
 	// User becomes the job's user.
 	User string
+	// Host, when not "", pins the job to that host: it runs only on a
+	// slot of it (see raftstore.Execute.Host).
+	Host string
 }
 
 // Execute runs a template once: the execution and its job in one entry,
 // within the project quota; a pull waiting for work is claimed for the
-// job, as by CreateJobs. It returns the execution with its job's state.
+// job, as by CreateJobs (for a pinned job, a pull of one of its host's
+// slots). It returns the execution with its job's state.
 // A template without a command is refused with raftstore.ErrNoCommand.
 func (s *Service) Execute(ctx context.Context, req ExecuteRequest) (raftstore.ExecutionStatus, error) {
 	id, err := newHexID()
@@ -91,9 +103,9 @@ func (s *Service) Execute(ctx context.Context, req ExecuteRequest) (raftstore.Ex
 		return raftstore.ExecutionStatus{}, err
 	}
 	c := &raftstore.Execute{Now: s.stamp(), ID: id, Template: req.Template, Pool: req.Pool, Args: req.Args,
-		Params: req.Params, Doc: req.Doc, User: req.User, MaxProjectJobs: s.maxProjectJobs}
+		Params: req.Params, Doc: req.Doc, User: req.User, MaxProjectJobs: s.maxProjectJobs, Host: req.Host}
 	var res any
-	if ws := s.claimOne(); len(ws) > 0 {
+	if ws := s.claimFor(req.Host); len(ws) > 0 {
 		res, err = s.applyAndOffer(ctx, c, c.Now, ws)
 	} else {
 		res, err = s.apply(ctx, c)
@@ -109,16 +121,25 @@ func (s *Service) Execute(ctx context.Context, req ExecuteRequest) (raftstore.Ex
 		return e, nil
 	}
 	// Deleted (with its job) between the apply and this read.
-	return raftstore.ExecutionStatus{Execution: raftstore.Execution{ID: id, Template: req.Template, JobID: job, Created: c.Now},
+	return raftstore.ExecutionStatus{Execution: raftstore.Execution{ID: id, Template: req.Template, JobID: job, Created: c.Now, Host: req.Host},
 		ExitCode: raftstore.NoExitCode}, nil
 }
 
-// claimOne claims a waiting pull for a new job, if any waits.
-func (s *Service) claimOne() []*dispatch.Waiter {
+// claimFor claims a waiting pull for a new job, if any waits: of a slot
+// of host when the job is pinned to one (another worker's pick would find
+// nothing of it).
+func (s *Service) claimFor(host string) []*dispatch.Waiter {
 	if s.offers.Len() == 0 {
 		return nil
 	}
-	return s.offers.Claim(1)
+	if host == "" {
+		return s.offers.Claim(1)
+	}
+	h, ok := s.state().Host(host)
+	if !ok {
+		return nil // no agent of it yet: the job waits
+	}
+	return s.offers.ClaimWhere(1, func(worker string) bool { return slices.Contains(h.Slots, worker) })
 }
 
 // CancelExecution cancels execution id's job: a running attempt ends and

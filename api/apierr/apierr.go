@@ -82,7 +82,8 @@ func Status(err error) int {
 	case errors.Is(err, raftstore.ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, raftstore.ErrStaleAttempt), errors.Is(err, ErrConflict),
-		errors.Is(err, raftstore.ErrTemplateInUse), errors.Is(err, raftstore.ErrProtected), errors.Is(err, raftstore.ErrExecutionActive):
+		errors.Is(err, raftstore.ErrTemplateInUse), errors.Is(err, raftstore.ErrProtected), errors.Is(err, raftstore.ErrExecutionActive),
+		errors.Is(err, raftstore.ErrConflict):
 		return http.StatusConflict
 	case errors.Is(err, ErrBadGateway):
 		return http.StatusBadGateway

@@ -24,6 +24,7 @@ func TestStatus(t *testing.T) {
 		{NotFound("job 1"), http.StatusNotFound},
 		{raftstore.ErrStaleAttempt, http.StatusConflict},
 		{fmt.Errorf("%w: busy", ErrConflict), http.StatusConflict},
+		{fmt.Errorf("%w: session x is at revision 3, not 2", raftstore.ErrConflict), http.StatusConflict},
 		{fmt.Errorf("%w: forward: EOF", ErrBadGateway), http.StatusBadGateway},
 		{fmt.Errorf("%w: %w", ErrOutcomeUnknown, context.Canceled), http.StatusGatewayTimeout},
 		{fmt.Errorf("%w: no leader", ErrUnavailable), http.StatusServiceUnavailable},

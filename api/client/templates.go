@@ -93,19 +93,24 @@ type ExecuteRequest struct {
 	// Params are environment variables of the job, over the template's.
 	Params map[string]string `json:"params,omitempty"`
 	Doc    json.RawMessage   `json:"doc,omitempty"`
+	// Host, when set, pins the job to that host (an agent's name): it
+	// runs only on one of its slots, and waits until one asks for work.
+	Host string `json:"host,omitempty"`
 }
 
 // Execution is one run of a template: its job's state and, once it
 // ended, the return code of its last run.
 type Execution struct {
-	ID       string            `json:"id"`
-	Template string            `json:"template"`
-	Project  string            `json:"project"`
-	Pool     string            `json:"pool"`
-	JobID    int64             `json:"job_id"`
-	Args     []string          `json:"args"`
-	Params   map[string]string `json:"params"`
-	Doc      json.RawMessage   `json:"doc"`
+	ID       string `json:"id"`
+	Template string `json:"template"`
+	Project  string `json:"project"`
+	Pool     string `json:"pool"`
+	// Host is the host the job is pinned to, "" for none.
+	Host   string            `json:"host"`
+	JobID  int64             `json:"job_id"`
+	Args   []string          `json:"args"`
+	Params map[string]string `json:"params"`
+	Doc    json.RawMessage   `json:"doc"`
 	// State is the job's neutral state: waiting, blocked, running,
 	// finished, failed, canceled or paused.
 	State string `json:"state"`

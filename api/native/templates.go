@@ -111,7 +111,7 @@ func renderTemplate(x *raftstore.Template, uses int) client.Template {
 
 func renderExecution(e *raftstore.ExecutionStatus) client.Execution {
 	out := client.Execution{
-		ID: e.ID, Template: e.Template, Project: e.Project, Pool: e.Pool, JobID: e.JobID, Args: e.Args, Params: e.Params,
+		ID: e.ID, Template: e.Template, Project: e.Project, Pool: e.Pool, Host: e.Host, JobID: e.JobID, Args: e.Args, Params: e.Params,
 		Doc: docJSON(e.Doc), State: e.State, Ended: e.Ended, Signal: e.Signal, Reason: e.Reason, Tries: e.Tries, Worker: e.Worker,
 		Created: time.Unix(0, e.Created).UTC(),
 	}
@@ -293,8 +293,9 @@ func (h *TemplatesHandler) remove(c *gin.Context) {
 	c.Status(http.StatusNoContent)
 }
 
-// execute runs the template once. A template
-// without a command is a 400. It answers the execution (200).
+// execute runs the template once, pinned to a host when the body names
+// one. A template without a command, or a bad host name, is a 400. It
+// answers the execution (201).
 func (h *TemplatesHandler) execute(c *gin.Context) {
 	x, ok := h.writable(c)
 	if !ok {
@@ -310,7 +311,7 @@ func (h *TemplatesHandler) execute(c *gin.Context) {
 	// The execution's own fields are checked here, for a 400 or 413
 	// without a round trip; the id is the leader's (any valid one here).
 	check := raftstore.Execute{ID: "00000000000000000000000000000000", Template: x.ID, Pool: req.Pool, Args: req.Args,
-		Params: req.Params, Doc: doc, User: p.Name}
+		Params: req.Params, Doc: doc, User: p.Name, Host: req.Host}
 	if err := raftstore.CheckExecute(&check); err != nil {
 		apierr.Abort(c, err)
 		return
@@ -319,7 +320,8 @@ func (h *TemplatesHandler) execute(c *gin.Context) {
 		apierr.Abort(c, err)
 		return
 	}
-	e, err := h.ops.Execute(c, service.ExecuteRequest{Template: x.ID, Pool: req.Pool, Args: req.Args, Params: req.Params, Doc: doc, User: p.Name})
+	e, err := h.ops.Execute(c, service.ExecuteRequest{Template: x.ID, Pool: req.Pool, Args: req.Args, Params: req.Params, Doc: doc,
+		User: p.Name, Host: req.Host})
 	if err != nil {
 		apierr.Abort(c, err)
 		return

@@ -97,10 +97,14 @@ func TestTemplateRoutes(t *testing.T) {
 	f.want(http.StatusNotFound, "user-a", "POST", client.PathExecutions+"/nope/cancel", "", nil)
 	f.want(http.StatusRequestEntityTooLarge, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"args":["`+strings.Repeat("a", raftstore.MaxArgsBytes+1)+`"]}`, nil)
 	f.want(http.StatusBadRequest, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"params":{"A=B":"1"}}`, nil)
+	f.want(http.StatusBadRequest, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"host":"a\nb"}`, nil)
+	f.want(http.StatusBadRequest, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"host":"  "}`, nil)
+	f.want(http.StatusBadRequest, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"host":7}`, nil)
+	f.want(http.StatusRequestEntityTooLarge, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"host":"`+strings.Repeat("h", raftstore.MaxNameBytes+1)+`"}`, nil)
 
 	var e client.Execution
 	f.want(http.StatusCreated, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"args":["a b"],"params":{"P":"1"},"pool":"gpu"}`, &e)
-	if len(e.ID) != 32 || e.Template != x.ID || e.Project != "a" || e.State != "waiting" || e.ReturnCode != nil || e.Pool != "gpu" {
+	if len(e.ID) != 32 || e.Template != x.ID || e.Project != "a" || e.State != "waiting" || e.ReturnCode != nil || e.Pool != "gpu" || e.Host != "" {
 		t.Fatalf("execution %+v", e)
 	}
 	j, _ := f.store.State().Job(e.JobID)
@@ -130,6 +134,21 @@ func TestTemplateRoutes(t *testing.T) {
 	}
 	f.want(http.StatusNoContent, "user-a", "DELETE", client.PathExecutions+"/"+e.ID, "", nil)
 	f.want(http.StatusNotFound, "user-a", "GET", client.PathExecutions+"/"+e.ID, "", nil)
+	// Pinned to a host: shown, and its job runs only there.
+	f.want(http.StatusCreated, "user-a", "POST", client.PathTemplates+"/"+x.ID+"/execute", `{"host":"render-7"}`, &e)
+	if e.Host != "render-7" || e.State != "waiting" {
+		t.Fatalf("pinned execution %+v", e)
+	}
+	f.want(http.StatusOK, "read-a", "GET", client.PathExecutions+"/"+e.ID, "", &e)
+	if e.Host != "render-7" {
+		t.Fatalf("pinned execution read back %+v", e)
+	}
+	f.ok(&raftstore.WorkerRegister{Now: now, Name: "w", Host: &raftstore.HostInfo{Name: "elsewhere"}})
+	if a := f.ok(&raftstore.Pick{Now: now, Worker: "w"}).(*raftstore.Assignment); a != nil {
+		t.Fatalf("another host's slot took the pinned job: %+v", a)
+	}
+	f.want(http.StatusOK, "user-a", "POST", client.PathExecutions+"/"+e.ID+"/cancel", "", nil)
+	f.want(http.StatusNoContent, "user-a", "DELETE", client.PathExecutions+"/"+e.ID, "", nil)
 	// Protected: 409 until an update clears it.
 	f.want(http.StatusOK, "user-a", "PATCH", client.PathTemplates+"/"+x.ID, `{"protected":true}`, nil)
 	f.want(http.StatusConflict, "user-a", "DELETE", client.PathTemplates+"/"+x.ID, "", nil)

@@ -26,7 +26,9 @@ type Store struct {
 }
 
 // NewStore returns a store over a new FSM whose job logs live in a test
-// directory; the FSM is closed when the test ends.
+// directory, with this release's apply rules in force, as a leader puts
+// them before it takes any request (revisions of sessions and templates,
+// runs with exit codes); the FSM is closed when the test ends.
 func NewStore(t testing.TB) *Store {
 	t.Helper()
 	fsm, err := raftstore.NewFSM(t.TempDir())
@@ -34,7 +36,11 @@ func NewStore(t testing.TB) *Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { fsm.Close() })
-	return &Store{FSM: fsm}
+	s := &Store{FSM: fsm}
+	if _, err := s.Apply(context.Background(), &raftstore.SetRelease{Release: raftstore.Release}); err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
 
 // State returns the FSM's state.

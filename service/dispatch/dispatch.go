@@ -78,7 +78,12 @@ func (o *Offers) Cancel(w *Waiter) bool {
 
 // Claim takes up to n waiters, oldest first, one per worker. Each must be
 // handed a Result with Deliver.
-func (o *Offers) Claim(n int) []*Waiter {
+func (o *Offers) Claim(n int) []*Waiter { return o.ClaimWhere(n, nil) }
+
+// ClaimWhere is Claim of the waiters whose worker keep accepts (nil: all),
+// e.g. the slots of the host a job is pinned to. keep runs under the
+// registry's lock: it must not call Offers.
+func (o *Offers) ClaimWhere(n int, keep func(worker string) bool) []*Waiter {
 	if n <= 0 {
 		return nil
 	}
@@ -88,7 +93,7 @@ func (o *Offers) Claim(n int) []*Waiter {
 	seen := map[string]bool{}
 	for e := o.waiting.Front(); e != nil && len(out) < n; {
 		next := e.Next()
-		if w := e.Value.(*Waiter); !seen[w.Worker] {
+		if w := e.Value.(*Waiter); !seen[w.Worker] && (keep == nil || keep(w.Worker)) {
 			seen[w.Worker] = true
 			w.claimed = true
 			o.waiting.Remove(e)

@@ -69,3 +69,21 @@ func TestStartableCountsJobsThatCanRunAtOnce(t *testing.T) {
 		t.Errorf("Startable = %d, want 2", n)
 	}
 }
+
+func TestClaimWhereTakesOnlyTheWorkersKept(t *testing.T) {
+	var o Offers
+	o.Wait("other", "10.0.0.1")
+	a := o.Wait("h/1", "10.0.0.2")
+	o.Wait("h/1", "10.0.0.2")
+	b := o.Wait("h/2", "10.0.0.3")
+	slot := func(w string) bool { return w == "h/1" || w == "h/2" }
+	if got := o.ClaimWhere(1, slot); len(got) != 1 || got[0] != a {
+		t.Fatalf("claimed %v", names(got))
+	}
+	if got := o.ClaimWhere(5, slot); len(got) != 2 || got[0].Worker != "h/1" || got[1] != b {
+		t.Fatalf("claimed %v", names(got))
+	}
+	if got := o.ClaimWhere(5, slot); len(got) != 0 || o.Len() != 1 {
+		t.Fatalf("claimed %v, %d left (want the other worker's pull)", names(got), o.Len())
+	}
+}
