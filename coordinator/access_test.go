@@ -246,17 +246,42 @@ func init() {
 func init() {
 	const v2 = "/v2/:project/sessions"
 	for k, c := range map[string]routeCase{
-		"GET " + v2:                  {perm: auth.PermRead, path: "/v2/a/sessions", otherPath: "/v2/b/sessions"},
-		"GET " + v2 + "/":            {perm: auth.PermRead, path: "/v2/a/sessions/", otherPath: "/v2/b/sessions/"},
-		"POST " + v2:                 {perm: auth.PermWrite, path: "/v2/a/sessions", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions", otherBody: `{"schedule":{}}`},
-		"POST " + v2 + "/":           {perm: auth.PermWrite, path: "/v2/a/sessions/", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/", otherBody: `{"schedule":{}}`},
-		"PATCH " + v2:                {perm: auth.PermWrite, path: "/v2/a/sessions", body: `{"session_id":"{sa}","hold_off":1}`, otherPath: "/v2/b/sessions", otherBody: `{"session_id":"{sb}","hold_off":1}`},
-		"PATCH " + v2 + "/":          {perm: auth.PermWrite, path: "/v2/a/sessions/", body: `{"session_id":"{sa}","hold_off":1}`, otherPath: "/v2/b/sessions/", otherBody: `{"session_id":"{sb}","hold_off":1}`},
-		"GET " + v2 + "/:session":    {perm: auth.PermRead, path: "/v2/a/sessions/{sa}", otherPath: "/v2/b/sessions/{sb}"},
-		"PATCH " + v2 + "/:session":  {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"hold_off":1}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"hold_off":1}`},
-		"POST " + v2 + "/:session":   {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"schedule":{}}`},
-		"PUT " + v2 + "/:session":    {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"schedule":{}}`},
-		"DELETE " + v2 + "/:session": {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", otherPath: "/v2/b/sessions/{sb}"},
+		"GET " + v2:                            {perm: auth.PermRead, path: "/v2/a/sessions", otherPath: "/v2/b/sessions"},
+		"GET " + v2 + "/":                      {perm: auth.PermRead, path: "/v2/a/sessions/", otherPath: "/v2/b/sessions/"},
+		"POST " + v2:                           {perm: auth.PermWrite, path: "/v2/a/sessions", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions", otherBody: `{"schedule":{}}`},
+		"POST " + v2 + "/":                     {perm: auth.PermWrite, path: "/v2/a/sessions/", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/", otherBody: `{"schedule":{}}`},
+		"PATCH " + v2:                          {perm: auth.PermWrite, path: "/v2/a/sessions", body: `{"session_id":"{sa}","hold_off":1}`, otherPath: "/v2/b/sessions", otherBody: `{"session_id":"{sb}","hold_off":1}`},
+		"PATCH " + v2 + "/":                    {perm: auth.PermWrite, path: "/v2/a/sessions/", body: `{"session_id":"{sa}","hold_off":1}`, otherPath: "/v2/b/sessions/", otherBody: `{"session_id":"{sb}","hold_off":1}`},
+		"GET " + v2 + "/:session":              {perm: auth.PermRead, path: "/v2/a/sessions/{sa}", otherPath: "/v2/b/sessions/{sb}"},
+		"PATCH " + v2 + "/:session":            {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"hold_off":1}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"hold_off":1}`},
+		"POST " + v2 + "/:session":             {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"schedule":{}}`},
+		"PUT " + v2 + "/:session":              {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", body: `{"schedule":{}}`, otherPath: "/v2/b/sessions/{sb}", otherBody: `{"schedule":{}}`},
+		"DELETE " + v2 + "/:session":           {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}", otherPath: "/v2/b/sessions/{sb}"},
+		"POST " + v2 + "/:session/action":      {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}/action", body: `{"end":{"job_id":"j"}}`, otherPath: "/v2/b/sessions/{sb}/action", otherBody: `{"end":{"job_id":"j"}}`},
+		"POST " + v2 + "/:session/actions":     {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}/actions", body: `{"end":{"job_id":"j"}}`, otherPath: "/v2/b/sessions/{sb}/actions", otherBody: `{"end":{"job_id":"j"}}`},
+		"PUT " + v2 + "/:session/jobs/:job":    {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}/jobs/j", otherPath: "/v2/b/sessions/{sb}/jobs/j"},
+		"DELETE " + v2 + "/:session/jobs/:job": {perm: auth.PermWrite, path: "/v2/a/sessions/{sa}/jobs/j", otherPath: "/v2/b/sessions/{sb}/jobs/j"},
+	} {
+		routeCases[k] = c
+	}
+}
+
+// The Freezer v2 job routes' cases (no job needs to exist: the allowed
+// call may be a 404).
+func init() {
+	const j = "/v2/:project/jobs"
+	job := `{"client_id":"h","job_schedule":{},"job_actions":[]}`
+	for k, c := range map[string]routeCase{
+		"GET " + j:                  {perm: auth.PermRead, path: "/v2/a/jobs", otherPath: "/v2/b/jobs"},
+		"GET " + j + "/":            {perm: auth.PermRead, path: "/v2/a/jobs/", otherPath: "/v2/b/jobs/"},
+		"POST " + j:                 {perm: auth.PermWrite, path: "/v2/a/jobs", body: job, otherPath: "/v2/b/jobs", otherBody: job},
+		"POST " + j + "/":           {perm: auth.PermWrite, path: "/v2/a/jobs/", body: job, otherPath: "/v2/b/jobs/", otherBody: job},
+		"GET " + j + "/:job":        {perm: auth.PermRead, path: "/v2/a/jobs/j", otherPath: "/v2/b/jobs/j"},
+		"PATCH " + j + "/:job":      {perm: auth.PermWrite, path: "/v2/a/jobs/j", body: `{"description":"d"}`, otherPath: "/v2/b/jobs/j", otherBody: `{"description":"d"}`},
+		"POST " + j + "/:job":       {perm: auth.PermWrite, path: "/v2/a/jobs/j", body: job, otherPath: "/v2/b/jobs/j", otherBody: job},
+		"PUT " + j + "/:job":        {perm: auth.PermWrite, path: "/v2/a/jobs/j", body: job, otherPath: "/v2/b/jobs/j", otherBody: job},
+		"DELETE " + j + "/:job":     {perm: auth.PermWrite, path: "/v2/a/jobs/j", otherPath: "/v2/b/jobs/j"},
+		"POST " + j + "/:job/event": {perm: auth.PermWrite, path: "/v2/a/jobs/j/event", body: `{"stop":null}`, otherPath: "/v2/b/jobs/j/event", otherBody: `{"stop":null}`},
 	} {
 		routeCases[k] = c
 	}

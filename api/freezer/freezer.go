@@ -20,8 +20,11 @@ import (
 	"github.com/croftfarm/croft/service"
 )
 
-// Prefix is the subtree the dialect serves.
-const Prefix = "/v2/:project/sessions"
+// Prefix is the sessions' subtree, JobsPrefix the jobs'.
+const (
+	Prefix     = "/v2/:project/sessions"
+	JobsPrefix = "/v2/:project/jobs"
+)
 
 // Limits of the dialect's input (413, or 400, past them).
 const (
@@ -36,6 +39,8 @@ const (
 	MaxSearchTerms = 64
 	// DefaultLimit is a list's limit when none is given (freezer-api's).
 	DefaultLimit = 10
+	// MaxSessionJobs bounds the jobs of one session.
+	MaxSessionJobs = 100
 )
 
 // defaultUser is the user_id of a session whose token name does not fit
@@ -45,30 +50,43 @@ const defaultUser = "croft"
 // StatusMalformed is freezer-api's status for a body that is not JSON.
 const StatusMalformed = 753
 
-// ErrMalformed marks a body that is not JSON (StatusMalformed).
-var ErrMalformed = errors.New("malformed JSON")
+// Errors the dialect answers with freezer-api's own statuses.
+var (
+	// ErrMalformed marks a body that is not JSON (StatusMalformed).
+	ErrMalformed = errors.New("malformed JSON")
+	// errNotImplemented is freezer-api's MethodNotImplemented (405): an
+	// action or event it does not know.
+	errNotImplemented = errors.New("Bad Method")
+)
 
 // Store is the farm's replicated state.
 type Store interface {
 	State() *raftstore.State
 }
 
-// Sessions runs the session operations (the service layer does).
-type Sessions interface {
+// Ops are the farm operations the dialect uses (the service layer's):
+// sessions, templates (a Freezer job) and their executions (its runs),
+// and the documents of both written together.
+type Ops interface {
 	OpenSession(ctx context.Context, spec service.SessionSpec) (raftstore.Session, error)
-	UpdateSession(ctx context.Context, id string, p service.SessionPatch) error
 	CloseSession(ctx context.Context, id string) error
 	DeleteSession(ctx context.Context, id string) error
+	CreateTemplate(ctx context.Context, project string, spec raftstore.TemplateSpec) (raftstore.Template, error)
+	DeleteTemplate(ctx context.Context, id string) error
+	Execute(ctx context.Context, req service.ExecuteRequest) (raftstore.ExecutionStatus, error)
+	CancelExecution(ctx context.Context, id string) error
+	DeleteExecution(ctx context.Context, id string) error
+	WriteDocs(ctx context.Context, sessions, templates []raftstore.DocWrite) error
 }
 
 // Handler serves the dialect.
 type Handler struct {
 	store Store
-	ops   Sessions
+	ops   Ops
 }
 
 // New returns the dialect's handler.
-func New(store Store, ops Sessions) *Handler {
+func New(store Store, ops Ops) *Handler {
 	return &Handler{store: store, ops: ops}
 }
 
@@ -87,6 +105,12 @@ func (h *Handler) Register(m auth.Mount) {
 	m.Handle(http.MethodPost, Prefix+"/:session", auth.PermWrite, h.replace)
 	m.Handle(http.MethodPut, Prefix+"/:session", auth.PermWrite, h.replace)
 	m.Handle(http.MethodDelete, Prefix+"/:session", auth.PermWrite, h.remove)
+	for _, p := range []string{"/action", "/actions"} {
+		m.Handle(http.MethodPost, Prefix+"/:session"+p, auth.PermWrite, h.action)
+	}
+	m.Handle(http.MethodPut, Prefix+"/:session/jobs/:job", auth.PermWrite, h.addJob)
+	m.Handle(http.MethodDelete, Prefix+"/:session/jobs/:job", auth.PermWrite, h.removeJob)
+	h.registerJobs(m)
 }
 
 // titles are Falcon's error titles by status.
@@ -98,14 +122,18 @@ var titles = map[int]string{
 	http.StatusConflict:              "Document already existing",
 	http.StatusRequestEntityTooLarge: "Request Entity Too Large",
 	StatusMalformed:                  "Malformed JSON",
+	http.StatusMethodNotAllowed:      "Bad Method",
 }
 
 // Abort answers an error as freezer-api does, {"title", "description"},
 // with the status of apierr's table and 753 for malformed JSON.
 func Abort(c *gin.Context, err error) {
 	status := apierr.Status(err)
-	if errors.Is(err, ErrMalformed) {
+	switch {
+	case errors.Is(err, ErrMalformed):
 		status = StatusMalformed
+	case errors.Is(err, errNotImplemented):
+		status = http.StatusMethodNotAllowed
 	}
 	if status == http.StatusUnauthorized {
 		c.Header("WWW-Authenticate", `Keystone uri="croft"`)
@@ -232,27 +260,61 @@ func (h *Handler) show(c *gin.Context) {
 		Abort(c, notFound(c.Param("session")))
 		return
 	}
-	c.JSON(http.StatusOK, docOf(&x))
+	c.JSON(http.StatusOK, sessionView(h.store.State(), docOf(&x)))
 }
 
-// save writes d as session x's document and name, its version bumped,
-// and answers status with the id and the new version.
-func (h *Handler) save(c *gin.Context, x *raftstore.SessionView, d document, status int) {
+// casTries bounds the read-modify-write loops: each try that fails
+// lost to a write that landed meanwhile, so the farm made progress.
+const casTries = 16
+
+// retry runs a read-modify-write until it applies without a revision
+// conflict, at most casTries times; the last conflict is answered 409.
+func retry(f func() error) error {
+	for i := 1; ; i++ {
+		err := f()
+		if !errors.Is(err, raftstore.ErrConflict) || i == casTries {
+			return err
+		}
+	}
+}
+
+// sessionWrite is the write of document d as session x's, its version
+// bumped, guarded by the revision it was read at.
+func sessionWrite(x *raftstore.SessionView, d document) (raftstore.DocWrite, int64, error) {
 	version, _ := integer(docOf(x)["_version"])
 	version++
 	d["session_id"], d["project_id"] = x.ID, x.Project
-	d["_version"] = json.Number(strconv.FormatInt(version, 10))
+	d["_version"] = num(version)
 	body, err := encode(d)
 	if err != nil {
-		Abort(c, err)
-		return
+		return raftstore.DocWrite{}, 0, err
 	}
 	name := coreFields(d)
-	if err := h.ops.UpdateSession(c, x.ID, service.SessionPatch{Name: &name, Doc: &body}); err != nil {
-		Abort(c, err)
-		return
-	}
-	c.JSON(status, gin.H{"session_id": x.ID, "version": version})
+	return raftstore.DocWrite{ID: x.ID, IfRevision: x.Revision, Doc: body, Name: &name}, version, nil
+}
+
+// writeSession reads session id of project pid, changes its document
+// with change and writes it, again while another write got there first;
+// the answer is the new version.
+func (h *Handler) writeSession(c *gin.Context, pid, id string, change func(d document) error) (int64, error) {
+	var version int64
+	err := retry(func() error {
+		x, ok := h.lookup(pid, id)
+		if !ok {
+			return notFound(id)
+		}
+		d := docOf(&x)
+		if err := change(d); err != nil {
+			return err
+		}
+		w, v, err := sessionWrite(&x, d)
+		if err != nil {
+			return err
+		}
+		version = v
+		return h.ops.WriteDocs(c, []raftstore.DocWrite{w}, nil)
+	})
+	return version, err
 }
 
 // update merges the body into the session (the id in the path, or in the
@@ -271,53 +333,68 @@ func (h *Handler) update(c *gin.Context) {
 		}
 		id = s
 	}
-	x, ok := h.lookup(pid, id)
-	if !ok {
-		Abort(c, notFound(id))
-		return
-	}
 	for _, k := range idFields {
 		delete(patch, k)
 	}
-	d := docOf(&x)
-	for k, v := range patch {
-		if k == "jobs" {
-			jobs, _ := d["jobs"].(document)
-			merged := document{}
-			for jk, jv := range jobs {
-				merged[jk] = jv
+	version, err := h.writeSession(c, pid, id, func(d document) error {
+		for k, v := range patch {
+			if k == "jobs" {
+				jobs, _ := d["jobs"].(document)
+				merged := document{}
+				for jk, jv := range jobs {
+					merged[jk] = jv
+				}
+				for jk, jv := range v.(document) { // checkSession: an object
+					merged[jk] = jv
+				}
+				if len(merged) > MaxSessionJobs {
+					return apierr.Bad("the session would have %d jobs, the limit is %d", len(merged), MaxSessionJobs)
+				}
+				v = merged
 			}
-			for jk, jv := range v.(document) { // checkSession: an object
-				merged[jk] = jv
-			}
-			v = merged
+			d[k] = v
 		}
-		d[k] = v
+		return nil
+	})
+	if err != nil {
+		Abort(c, err)
+		return
 	}
-	h.save(c, &x, d, http.StatusOK)
+	c.JSON(http.StatusOK, gin.H{"session_id": id, "version": version})
 }
 
 // replace overwrites the session's document with the body (schedule
 // required, as on create), keeping its identity: 201.
 func (h *Handler) replace(c *gin.Context) {
-	pid, d, ok := writeRequest(c, false)
+	pid, body, ok := writeRequest(c, false)
 	if !ok {
 		return
 	}
-	x, ok := h.lookup(pid, c.Param("session"))
-	if !ok {
-		// freezer-api would create it with the client's id; the core
-		// draws its ids, so a replace names an existing session.
-		Abort(c, notFound(c.Param("session")))
-		return
-	}
-	old := docOf(&x)
 	for _, k := range idFields {
-		delete(d, k)
+		delete(body, k)
 	}
-	setDefaults(d)
-	d["user_id"] = old["user_id"]
-	h.save(c, &x, d, http.StatusCreated)
+	id := c.Param("session")
+	// freezer-api would create a missing one with the client's id; the
+	// core draws its ids, so a replace names an existing session (404).
+	version, err := h.writeSession(c, pid, id, func(d document) error {
+		user := d["user_id"]
+		for k := range d {
+			if k != "_version" {
+				delete(d, k)
+			}
+		}
+		for k, v := range body {
+			d[k] = v
+		}
+		setDefaults(d)
+		d["user_id"] = user
+		return nil
+	})
+	if err != nil {
+		Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"session_id": id, "version": version})
 }
 
 // remove closes the session (its jobs that have not ended are canceled)
@@ -471,7 +548,7 @@ func (h *Handler) list(c *gin.Context) {
 			return x.Project == pid && x.Kind == raftstore.SessionGroup
 		})
 		for i := 0; i < len(page) && len(out) < limit; i++ {
-			d := docOf(&page[i])
+			d := sessionView(st, docOf(&page[i]))
 			delete(d, "_version") // as the sqlalchemy driver lists them
 			if !s.keeps(d) {
 				continue
