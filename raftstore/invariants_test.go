@@ -535,7 +535,11 @@ func randomSessionCommand(r *rand.Rand, h *harness) Command {
 	switch r.Intn(10) {
 	case 8:
 		doc := []byte{byte(r.Intn(256))}
-		return &SessionUpdate{Now: now, ID: id, Doc: &doc, IfRevision: randomRevision(r, h.st().sessionRevision(id))}
+		u := &SessionUpdate{Now: now, ID: id, Doc: &doc, IfRevision: randomRevision(r, h.st().sessionRevision(id))}
+		if r.Intn(3) == 0 { // a kernel change: to the one the hosts offer, or one none does
+			u.Interpreter = ptr([]string{"sh", "ruby"}[r.Intn(2)])
+		}
+		return u
 	case 9:
 		return randomDocsWrite(r, h)
 	case 0:

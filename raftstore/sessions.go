@@ -134,6 +134,11 @@ type SessionUpdate struct {
 	// IfRevision, when not 0, refuses the update with ErrConflict unless
 	// the session is at this revision (compare-and-set).
 	IfRevision int64
+	// Interpreter, when set, rebinds an open context session to another
+	// interpreter (Jupyter's kernel change): its jobs that have not ended
+	// are canceled, as the old kernel is shut down, and it is bound to a
+	// host that offers the new one, chosen as at open.
+	Interpreter *string
 }
 
 // SessionClose closes a session and cancels its jobs that have not ended.
@@ -396,8 +401,20 @@ func (s *State) updateSession(c *SessionUpdate) error {
 	if err := CheckSessionFields(c.Name, c.Labels, c.Doc, c.InactiveTimeout); err != nil {
 		return err
 	}
-	if c.Name != nil || c.Labels != nil || c.Doc != nil || c.InactiveTimeout != nil {
+	host := ""
+	if c.Interpreter != nil {
+		if host, err = s.rebindHost(x, *c.Interpreter); err != nil {
+			return err
+		}
+	}
+	if c.Name != nil || c.Labels != nil || c.Doc != nil || c.InactiveTimeout != nil || c.Interpreter != nil {
 		s.revise(&x.Revision) // a touch (no field) is activity, not a change
+	}
+	if c.Interpreter != nil {
+		s.cancelUnended(x, c.Now)
+		s.unbindHost(x)
+		x.Host, x.Interpreter = host, *c.Interpreter
+		s.hostSessions[host] = insertSortedString(s.hostSessions[host], x.ID)
 	}
 	if c.Name != nil {
 		x.Name = *c.Name
@@ -433,11 +450,37 @@ func (s *State) endSession(x *Session, reason string, now int64) {
 	x.State, x.Closed, x.Reason, x.LastActivity = SessionStateClosed, now, reason, now
 	s.revise(&x.Revision)
 	s.unbindHost(x)
+	s.cancelUnended(x, now)
+}
+
+// cancelUnended cancels x's jobs that have not ended (a running one is
+// stopped, its agent told to kill it).
+func (s *State) cancelUnended(x *Session, now int64) {
 	for _, id := range x.Jobs {
 		if j := s.jobs[id]; j != nil && j.State != StateFinished && j.State != StateCanceled {
 			s.cancelJob(j, now)
 		}
 	}
+}
+
+// rebindHost checks that open context session x may change to
+// interpreter, and returns the host it would be bound to: one that offers
+// it, chosen as at open (x's own binding does not count against its
+// host's room). It changes nothing.
+func (s *State) rebindHost(x *Session, interpreter string) (string, error) {
+	switch {
+	case x.Kind != SessionContext:
+		return "", invalid("session %s is a %s session: it has no interpreter", x.ID, x.Kind)
+	case x.State != SessionStateOpen:
+		return "", invalid("session %s is closed", x.ID)
+	}
+	if err := farm.CheckInterpreterName(interpreter); err != nil {
+		return "", fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	s.unbindHost(x)
+	host, err := s.chooseHost(x.Project, interpreter)
+	s.hostSessions[x.Host] = insertSortedString(s.hostSessions[x.Host], x.ID)
+	return host, err
 }
 
 func (s *State) deleteSession(c *SessionDelete) error {

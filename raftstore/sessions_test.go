@@ -361,3 +361,44 @@ func TestOlderSnapshotsHaveNoSessions(t *testing.T) {
 func newEncoder(w io.Writer) interface{ Encode(any) error } {
 	return codec.NewEncoder(w, msgpackHandle)
 }
+
+// TestSessionInterpreterChange: a context session rebound to another
+// interpreter (Jupyter's kernel change) has its unended jobs canceled and
+// moves to a host that offers the new one; a refused change changes
+// nothing.
+func TestSessionInterpreterChange(t *testing.T) {
+	h := newHarness(t)
+	py := HostInterpreter{Name: "python3", Path: "/usr/bin/python3"}
+	h.slot("s", "s", nil, sh)
+	h.slot("p", "p", nil, py)
+	x := h.open(1, SessionContext, "sh")
+	job := h.submit(1, "sleep 100")
+	if a := h.pick("s"); a.JobID != job {
+		t.Fatalf("s picked %+v", a)
+	}
+	rev := h.session(1).Revision
+	digest := h.st().Digest()
+	h.fails(&SessionUpdate{Now: h.now, ID: sid(1), Interpreter: ptr("ruby")}, ErrInvalid)
+	h.fails(&SessionUpdate{Now: h.now, ID: sid(1), Interpreter: ptr("python3"), IfRevision: rev + 5}, ErrConflict)
+	if d := h.st().Digest(); d != digest {
+		t.Fatal("a refused change changed the state")
+	}
+	h.ok(&SessionUpdate{Now: h.now, ID: sid(1), Interpreter: ptr("python3")})
+	y := h.session(1)
+	if y.Host != "p" || y.Interpreter != "python3" || y.Revision <= rev || y.Busy {
+		t.Fatalf("after the change: %+v (was %+v)", y, x)
+	}
+	if j := h.job(job); j.State != StateCanceled {
+		t.Fatalf("the old kernel's job is %s", j.State)
+	}
+	// The new code runs on p, with python3.
+	next := h.submit(1, "print(1)")
+	if a := h.pick("p"); a.JobID != next || !strings.Contains(a.Command, "/usr/bin/python3") {
+		t.Fatalf("p picked %+v", a)
+	}
+	// A group session, and a closed one, have no interpreter to change.
+	h.open(2, SessionGroup, "")
+	h.fails(&SessionUpdate{Now: h.now, ID: sid(2), Interpreter: ptr("sh")}, ErrInvalid)
+	h.ok(&SessionClose{Now: h.now, ID: sid(1)})
+	h.fails(&SessionUpdate{Now: h.now, ID: sid(1), Interpreter: ptr("sh")}, ErrInvalid)
+}

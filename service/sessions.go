@@ -22,6 +22,10 @@ type SessionSpec struct {
 	InactiveTimeout int64
 	Doc             []byte
 	Labels          map[string]string
+	// ID, when not "", is the id the client chose (32 lowercase hex
+	// digits: Freezer's replace of a session that does not exist creates
+	// it with its id); one in use is refused. "": drawn here.
+	ID string
 }
 
 // SessionPatch holds what to change on a session; nil means unchanged.
@@ -34,6 +38,9 @@ type SessionPatch struct {
 	// raftstore.ErrConflict unless the session is still at this revision
 	// (compare-and-set).
 	IfRevision int64
+	// Interpreter rebinds a context session to another interpreter: its
+	// unended jobs are canceled and it moves to a host that offers it.
+	Interpreter *string
 }
 
 // newSessionID draws a session id: 16 random bytes, in lowercase hex.
@@ -45,12 +52,15 @@ func newSessionID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-// OpenSession opens a session with an id drawn here (crypto/rand) and
-// returns it as opened: a context session is bound to its host then.
+// OpenSession opens a session with an id drawn here (crypto/rand), or
+// the spec's, and returns it as opened: a context session is bound to its
+// host then.
 func (s *Service) OpenSession(ctx context.Context, spec SessionSpec) (raftstore.Session, error) {
-	id, err := newSessionID()
-	if err != nil {
-		return raftstore.Session{}, err
+	id, err := spec.ID, error(nil)
+	if id == "" {
+		if id, err = newSessionID(); err != nil {
+			return raftstore.Session{}, err
+		}
 	}
 	cmd := &raftstore.SessionOpen{
 		Now: s.stamp(), ID: id, Project: spec.Project, Name: spec.Name, Kind: spec.Kind,
@@ -72,7 +82,7 @@ func (s *Service) OpenSession(ctx context.Context, spec SessionSpec) (raftstore.
 // revision stays).
 func (s *Service) UpdateSession(ctx context.Context, id string, p SessionPatch) error {
 	_, err := s.apply(ctx, &raftstore.SessionUpdate{Now: s.stamp(), ID: id, Name: p.Name, Labels: p.Labels, Doc: p.Doc,
-		InactiveTimeout: p.InactiveTimeout, IfRevision: p.IfRevision})
+		InactiveTimeout: p.InactiveTimeout, IfRevision: p.IfRevision, Interpreter: p.Interpreter})
 	return err
 }
 
