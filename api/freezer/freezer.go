@@ -233,21 +233,31 @@ func (h *Handler) create(c *gin.Context) {
 	for _, k := range idFields {
 		delete(d, k)
 	}
+	if err := h.open(c, pid, "", d); err != nil {
+		Abort(c, err)
+		return
+	}
+	c.JSON(http.StatusCreated, gin.H{"session_id": str(d, "session_id")})
+}
+
+// open makes a session of project pid from document d (its server
+// fields dropped by the caller), with id ("": a new one); d gets the
+// defaults, the identity fields and the id.
+func (h *Handler) open(c *gin.Context, pid, id string, d document) error {
 	setDefaults(d)
 	d["user_id"] = userOf(c)
 	d["project_id"] = pid
 	d["_version"] = json.Number("1")
 	body, err := encode(d)
 	if err != nil {
-		Abort(c, err)
-		return
+		return err
 	}
-	s, err := h.ops.OpenSession(c, service.SessionSpec{Kind: raftstore.SessionGroup, Project: pid, Name: coreFields(d), Doc: body})
+	s, err := h.ops.OpenSession(c, service.SessionSpec{ID: id, Kind: raftstore.SessionGroup, Project: pid, Name: coreFields(d), Doc: body})
 	if err != nil {
-		Abort(c, err)
-		return
+		return err
 	}
-	c.JSON(http.StatusCreated, gin.H{"session_id": s.ID})
+	d["session_id"] = s.ID
+	return nil
 }
 
 func (h *Handler) show(c *gin.Context) {
@@ -374,8 +384,21 @@ func (h *Handler) replace(c *gin.Context) {
 		delete(body, k)
 	}
 	id := c.Param("session")
-	// freezer-api would create a missing one with the client's id; the
-	// core draws its ids, so a replace names an existing session (404).
+	if _, ok := h.lookup(pid, id); !ok {
+		// freezer-api creates a missing one with the client's id (the
+		// python client's create(doc, session_id) posts here). Ids are
+		// the core's: 32 lowercase hex digits, else 404.
+		if _, taken := h.store.State().Session(id); taken || raftstore.ValidSessionID(id) != nil {
+			Abort(c, notFound(id))
+			return
+		}
+		if err := h.open(c, pid, id, body); err != nil {
+			Abort(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, gin.H{"session_id": id, "version": 1})
+		return
+	}
 	version, err := h.writeSession(c, pid, id, func(d document) error {
 		user := d["user_id"]
 		for k := range d {

@@ -224,7 +224,20 @@ func TestFreezerPatchReplaceDelete(t *testing.T) {
 		}
 	}
 	f.want(f.do("user-a", http.MethodPut, "/v2/a/sessions/"+id, `{"description":"no schedule"}`), http.StatusBadRequest)
-	f.want(f.do("user-a", http.MethodPut, "/v2/a/sessions/"+strings.Repeat("1", 32), `{"schedule":{}}`), http.StatusNotFound)
+	// Replace of an id that does not exist creates it with that id, as
+	// freezer-api does (python-freezerclient's create(doc, session_id));
+	// an id the core cannot take, or another project's, is 404.
+	given := strings.Repeat("1", 32)
+	r = f.want(f.do("user-a", http.MethodPut, "/v2/a/sessions/"+given, `{"schedule":{},"description":"mine"}`), http.StatusCreated)
+	if r.body != `{"session_id":"`+given+`","version":1}` || f.show("read-a", "a", given)["description"] != "mine" {
+		t.Errorf("replace-create: %s", r.body)
+	}
+	f.want(f.do("user-a", http.MethodPut, "/v2/a/sessions/NOT-HEX", `{"schedule":{}}`), http.StatusNotFound)
+	other := f.create("user-b", "b", `{"schedule":{}}`)
+	f.want(f.do("user-a", http.MethodPut, "/v2/a/sessions/"+other, `{"schedule":{}}`), http.StatusNotFound)
+	if f.show("user-b", "b", other)["project_id"] != "b" {
+		t.Error("another project's session was taken over")
+	}
 
 	f.want(f.do("user-a", http.MethodDelete, "/v2/a/sessions/"+id, ""), http.StatusNoContent)
 	if _, ok := f.store.State().Session(id); ok {
