@@ -6,6 +6,8 @@ package jupyter
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -123,6 +125,9 @@ type Session struct {
 type doc struct {
 	Path string `json:"path"`
 	Type string `json:"type"`
+	// Kernel is the kernel's id after a kernel change ("": the session's
+	// id, dashed).
+	Kernel string `json:"kernel,omitempty"`
 }
 
 // docOf reads a session's doc; one written by another dialect reads as
@@ -158,9 +163,8 @@ func render(x *raftstore.SessionView) Session {
 	case x.Busy:
 		state = stateBusy
 	}
-	id := dashed(x.ID)
-	out := Session{ID: id, Path: d.Path, Name: x.Name, Type: d.Type, Kernel: Kernel{
-		ID: id, Name: x.Interpreter, LastActivity: isoTime(x.LastActivity), ExecutionState: state,
+	out := Session{ID: dashed(x.ID), Path: d.Path, Name: x.Name, Type: d.Type, Kernel: Kernel{
+		ID: kernelID(x, &d), Name: x.Interpreter, LastActivity: isoTime(x.LastActivity), ExecutionState: state,
 	}}
 	if d.Type == "notebook" {
 		out.Notebook = &Notebook{Path: d.Path, Name: x.Name}
@@ -402,10 +406,7 @@ func (h *Handler) create(c *gin.Context) {
 		}
 	}
 	if !h.available(kernel, project) {
-		c.AbortWithStatusJSON(http.StatusNotImplemented, gin.H{
-			"message":       fmt.Sprintf("The '%s' kernel is not available. Please pick another suitable kernel instead, or install that kernel.", kernel),
-			"short_message": kernel + " not found",
-		})
+		noKernel(c, kernel)
 		return
 	}
 	var d doc
@@ -456,6 +457,14 @@ func (h *Handler) existing(project string, path, name *string) (raftstore.Sessio
 	return found, ok
 }
 
+// noKernel answers Jupyter's 501 for a kernel no host offers.
+func noKernel(c *gin.Context, kernel string) {
+	c.AbortWithStatusJSON(http.StatusNotImplemented, gin.H{
+		"message":       fmt.Sprintf("The '%s' kernel is not available. Please pick another suitable kernel instead, or install that kernel.", kernel),
+		"short_message": kernel + " not found",
+	})
+}
+
 // available reports whether a host that serves project offers kernel: a
 // configured interpreter's detected one, or the detected interpreter of
 // that name. Jupyter answers 501 otherwise: no kernel of that name here.
@@ -485,9 +494,13 @@ func (h *Handler) available(kernel, project string) bool {
 	}
 }
 
-// update renames a session (path, name, type). Its kernel cannot change:
-// the core binds a session to its interpreter on its host, so a kernel
-// other than its own is a 400.
+// update changes a session's path, name or type, and its kernel: a
+// kernel.name other than its own starts a new kernel (the session is
+// rebound to that interpreter, on a host that offers it; its running
+// code is stopped, as the old kernel is shut down) with a new kernel id;
+// a kernel.id other than its kernel's is "No such kernel" (400). Each
+// write is guarded by the revision it read, and done again when another
+// write got there first.
 func (h *Handler) update(c *gin.Context) {
 	x, ok := h.lookup(c, true)
 	if !ok {
@@ -501,39 +514,89 @@ func (h *Handler) update(c *gin.Context) {
 		Abort(c, err)
 		return
 	}
-	if k := req.Kernel; k != nil {
-		if k.ID != nil && *k.ID != dashed(x.ID) {
-			Abort(c, apierr.Bad("No such kernel: %s", truncate(*k.ID, 64)))
+	for try := 1; ; try++ {
+		patch, status, err := h.patchOf(&x, &req)
+		if err == nil && patch != nil {
+			err = h.ops.UpdateSession(c, x.ID, *patch)
+		}
+		if errors.Is(err, raftstore.ErrConflict) && try < casTries {
+			if x, ok = h.store.State().Session(x.ID); ok {
+				continue
+			}
+			err = notFound(c.Param("session"))
+		}
+		if status == http.StatusNotImplemented {
+			noKernel(c, *req.Kernel.Name)
 			return
 		}
-		if k.Name != nil && *k.Name != x.Interpreter {
-			Abort(c, apierr.Bad("kernel.name: a session keeps its kernel (%s); open a new session for another", x.Interpreter))
-			return
-		}
-	}
-	var patch service.SessionPatch
-	patch.Name = req.Name
-	if req.Path != nil || req.Type != nil {
-		d := docOf(&x)
-		if req.Path != nil {
-			d.Path = *req.Path
-		}
-		if req.Type != nil {
-			d.Type = *req.Type
-		}
-		body, _ := json.Marshal(d) // two strings: cannot fail
-		patch.Doc = &body
-	}
-	if patch.Name != nil || patch.Doc != nil {
-		if err := h.ops.UpdateSession(c, x.ID, patch); err != nil {
+		if err != nil {
 			Abort(c, err)
 			return
 		}
+		break
 	}
 	if v, ok := h.store.State().Session(x.ID); ok {
 		x = v
 	}
 	c.JSON(http.StatusOK, render(&x))
+}
+
+// casTries bounds update's read-modify-write loop.
+const casTries = 16
+
+// patchOf is the change req makes to session x (nil: none), guarded by
+// x's revision; status 501 says the kernel asked for is not available.
+func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*service.SessionPatch, int, error) {
+	d := docOf(x)
+	changed := false
+	patch := service.SessionPatch{Name: req.Name, IfRevision: x.Revision}
+	if k := req.Kernel; k != nil {
+		switch {
+		case k.ID != nil && *k.ID != "":
+			if *k.ID != kernelID(x, &d) {
+				return nil, 0, apierr.Bad("No such kernel: %s", truncate(*k.ID, 64))
+			}
+		case k.Name != nil && *k.Name != "" && *k.Name != x.Interpreter:
+			if !h.available(*k.Name, x.Project) {
+				return nil, http.StatusNotImplemented, nil
+			}
+			patch.Interpreter = k.Name
+			d.Kernel = newKernelID()
+			changed = true
+		}
+	}
+	if req.Path != nil {
+		d.Path, changed = *req.Path, true
+	}
+	if req.Type != nil {
+		d.Type, changed = *req.Type, true
+	}
+	if changed {
+		body, _ := json.Marshal(d) // strings: cannot fail
+		patch.Doc = &body
+	}
+	if patch.Name == nil && patch.Doc == nil {
+		return nil, 0, nil
+	}
+	return &patch, 0, nil
+}
+
+// newKernelID draws a kernel id, a dashed UUID.
+func newKernelID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("crypto/rand: " + err.Error()) // the platform's RNG failed
+	}
+	return dashed(hex.EncodeToString(b[:]))
+}
+
+// kernelID is session x's kernel's id: the session's own (dashed) until
+// a kernel change gave it a new one.
+func kernelID(x *raftstore.SessionView, d *doc) string {
+	if d.Kernel != "" {
+		return d.Kernel
+	}
+	return dashed(x.ID)
 }
 
 // remove closes the session (its kernel: running code is stopped) and

@@ -244,7 +244,6 @@ func TestJupyterGetPatchDelete(t *testing.T) {
 	}
 	for body, want := range map[string]int{
 		"":                         http.StatusBadRequest, // "No JSON data provided"
-		`{"kernel":{"name":"sh"}}`: http.StatusBadRequest, // the kernel cannot change
 		`{"kernel":{"id":"nope"}}`: http.StatusBadRequest, // "No such kernel"
 		`{"name":"a\nb"}`:          http.StatusBadRequest,
 		`{"path":"` + strings.Repeat("p", MaxPath+1) + `"}`: http.StatusRequestEntityTooLarge,
@@ -256,6 +255,34 @@ func TestJupyterGetPatchDelete(t *testing.T) {
 	}
 	if r := f.do("user-a", http.MethodPatch, path, `{"kernel":{"id":"`+x.Kernel.ID+`"}}`); r.code != http.StatusOK {
 		t.Fatalf("patch with its own kernel: %d %s", r.code, r.body)
+	}
+	// Another kernel by name (as nbserv_client asks: an empty id): a new
+	// kernel, with a new id; the old kernel's running code is stopped.
+	job, err := f.svc.SubmitCode(context.Background(), strings.ReplaceAll(x.ID, "-", ""), "t", "print(1)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.store.Apply(context.Background(), &raftstore.Pick{Now: now + 1, Worker: "h-a"}); err != nil {
+		t.Fatal(err)
+	}
+	var nk Session
+	if r := f.do("user-a", http.MethodPatch, path, `{"kernel":{"id":"","name":"sh"}}`); r.code != http.StatusOK ||
+		json.Unmarshal([]byte(r.body), &nk) != nil || nk.Kernel.Name != "sh" || nk.Kernel.ID == x.Kernel.ID || nk.ID != x.ID {
+		t.Fatalf("kernel change: %d %s", r.code, r.body)
+	} else {
+		checkModel(t, r.body)
+	}
+	if j, _ := f.store.State().Job(job); j.State != raftstore.StateCanceled {
+		t.Fatalf("the old kernel's code is %s", j.State)
+	}
+	if r := f.do("user-a", http.MethodPatch, path, `{"kernel":{"id":"`+x.Kernel.ID+`"}}`); r.code != http.StatusBadRequest {
+		t.Fatalf("the old kernel's id: %d %s", r.code, r.body)
+	}
+	if r := f.do("user-a", http.MethodPatch, path, `{"kernel":{"id":"`+nk.Kernel.ID+`"}}`); r.code != http.StatusOK {
+		t.Fatalf("the new kernel's id: %d %s", r.code, r.body)
+	}
+	if r := f.do("user-a", http.MethodPatch, path, `{"kernel":{"name":"julia"}}`); r.code != http.StatusNotImplemented || !strings.Contains(r.body, "julia not found") {
+		t.Fatalf("a kernel no host offers: %d %s", r.code, r.body)
 	}
 	// Delete: 204, then the session is gone (404).
 	if r := f.do("user-a", http.MethodDelete, path, ""); r.code != http.StatusNoContent {
