@@ -323,3 +323,42 @@ func TestFreezerConcurrentWritesAllLand(t *testing.T) {
 		t.Fatalf("%d of %d members landed, version %v", len(jobs), n, s["_version"])
 	}
 }
+
+// TestFreezerJobSamples: §1.7's create sample (with a client_id) and its
+// list search sample, sent as the GET's body.
+func TestFreezerJobSamples(t *testing.T) {
+	f := newFarm(t)
+	const client = "752d8bd43d654e7a840bbfda77ce41af_szaher"
+	withClient := strings.Replace(sampleJob, `{`, `{"client_id":"`+client+`",`, 1)
+	wanted := f.createJob("user-a", "a", strings.Replace(withClient, `"event": "start"`, `"event": "stop"`, 1))
+	f.createJob("user-a", "a", strings.NewReplacer(`"5 minutes"`, `"10 days"`, `"event": "start"`, `"event": "stop"`).Replace(withClient))
+	f.createJob("user-a", "a", jobBody("other client", "stop"))
+	r := f.want(f.do("read-a", http.MethodGet, "/v2/a/jobs", `{"match_not": [{"schedule_interval": "10 days"}], "match": [{"client_id": "`+client+`"}]}`), http.StatusOK)
+	jobs := decodeTo[map[string][]map[string]any](t, r.body)["jobs"]
+	if len(jobs) != 1 || jobs[0]["job_id"] != wanted {
+		t.Fatalf("search sample: %s", r.body)
+	}
+	d := jobs[0]
+	action := d["job_actions"].([]any)[0].(map[string]any)
+	fa := action["freezer_action"].(map[string]any)
+	if d["description"] != "Test-0001" || action["max_retries"] != 5.0 || action["max_retries_interval"] != 6.0 ||
+		fa["backup_name"] != "test0001_backup" || fa["remove_older_than"] != 365.0 || sched(d)["schedule_interval"] != "5 minutes" {
+		t.Fatalf("the sample as stored: %v", d)
+	}
+	// The sample's event start runs it on its client's host (the part
+	// after the project prefix is not this project's, so the whole
+	// client_id names the host).
+	id := f.createJob("user-a", "a", withClient)
+	tmpl, _ := f.store.State().TemplateByName("a", id)
+	page, _, _ := f.store.State().ExecutionsAfter("", 10, tmpl.ID)
+	if len(page) != 1 || page[0].Host != client || !strings.Contains(page[0].Args[0], "freezer-agent --action 'backup'") {
+		t.Fatalf("the sample's run: %+v", page)
+	}
+	// freezer's default client_id, "<project>_<host>": the host after
+	// this project's prefix.
+	id = f.createJob("user-a", "a", strings.Replace(jobBody("x", "start"), `"client_id":"h1"`, `"client_id":"a_h9"`, 1))
+	tmpl, _ = f.store.State().TemplateByName("a", id)
+	if page, _, _ = f.store.State().ExecutionsAfter("", 10, tmpl.ID); len(page) != 1 || page[0].Host != "h9" {
+		t.Fatalf("a_h9's run: %+v", page)
+	}
+}
