@@ -139,6 +139,7 @@ var routeCases = map[string]routeCase{
 	"POST /cluster/snapshot":            {perm: auth.PermAdmin, path: "/cluster/snapshot"},
 	"POST /cluster/join":                {perm: auth.PermAdmin, path: "/cluster/join", body: `{}`},
 	"POST /cluster/remove":              {perm: auth.PermAdmin, path: "/cluster/remove", body: `{"node_id":"nobody"}`},
+	"GET " + client.PathWhoami:          {perm: auth.PermAuthenticated, path: client.PathWhoami},
 	"ANY /debug/pprof/*any":             {perm: auth.PermAdmin, path: "/debug/pprof/cmdline"},
 	"POST " + client.PathTokens:         {perm: auth.PermAdmin, path: client.PathTokens, body: `{"name":"made-in-test","role":"read"}`},
 	"GET " + client.PathTokens:          {perm: auth.PermAdmin, path: client.PathTokens},

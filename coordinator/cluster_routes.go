@@ -23,13 +23,22 @@ type clusterRoutes struct {
 // register mounts the cluster endpoints. GET /cluster/status is answered by
 // the node asked (its own view; any valid token), and so is POST
 // /cluster/snapshot (admins); POST /cluster/join and POST /cluster/remove
-// change the membership and so run on the leader (admins; forwarded).
+// change the membership and so run on the leader (admins; forwarded), and
+// GET /cluster/whoami is answered by the leader (any valid token: a
+// follower confirms a token there before it serves a local route).
 // local mounts a route on this node, forwarded on the leader.
 func (r clusterRoutes) register(local, forwarded auth.Mount) {
 	local.Handle(http.MethodGet, "/cluster/status", auth.PermAuthenticated, r.handleStatus)
 	local.Handle(http.MethodPost, "/cluster/snapshot", auth.PermAdmin, r.handleSnapshot)
 	forwarded.Handle(http.MethodPost, "/cluster/join", auth.PermAdmin, r.handleJoin)
 	forwarded.Handle(http.MethodPost, "/cluster/remove", auth.PermAdmin, r.handleRemove)
+	forwarded.Handle(http.MethodGet, client.PathWhoami, auth.PermAuthenticated, handleWhoami)
+}
+
+// handleWhoami names the request's principal, as the leader sees it.
+func handleWhoami(c *gin.Context) {
+	p := auth.From(c)
+	c.JSON(http.StatusOK, client.Whoami{Name: p.Name, TokenID: p.TokenID})
 }
 
 // handleStatus serves the local view; ?digest=1 adds the state digest,

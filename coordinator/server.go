@@ -185,7 +185,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	})
 	s.auth = auth.New(cfg.Auth, func() auth.Tokens { return node.FSM().State() }, s.isPeer)
 	s.routes = &auth.Table{}
-	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes}
+	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes, Confirm: s.confirmLocal}
 	clusterRoutes{node: node, status: func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure }}.register(local, s.forwarded(local))
 	coal := coalition.NewOn(s.svc, s.pings, cfg.Limits)
 	// Jupyter's /api/sessions lies inside Coalition's /api catch-all:

@@ -118,6 +118,12 @@ type Mount struct {
 	// Forward is the leader-forwarding middleware; nil serves the route
 	// on the coordinator asked.
 	Forward gin.HandlerFunc
+	// Confirm, when set, makes the middleware that runs after the rule on
+	// a route served on the coordinator asked (Forward nil), given the
+	// route's rule: that coordinator's copy of the tokens may lag the
+	// leader's, so the credential is confirmed with the leader there (a
+	// token just revoked is refused on every coordinator at once).
+	Confirm func(Perm, Aborter) gin.HandlerFunc
 	// Abort answers an error in the dialect's shape.
 	Abort Aborter
 	// Table records the routes.
@@ -132,6 +138,9 @@ func (m Mount) Handle(method, path string, perm Perm, handlers ...gin.HandlerFun
 		chain = append(chain, m.Auth.Precheck(m.Abort), m.Forward)
 	}
 	chain = append(chain, m.Auth.Middleware(m.Abort), require(perm, m.Abort))
+	if m.Forward == nil && m.Confirm != nil {
+		chain = append(chain, m.Confirm(perm, m.Abort))
+	}
 	chain = append(chain, handlers...)
 	if method == "ANY" {
 		m.Router.Any(path, chain...)

@@ -230,6 +230,21 @@ type RemoveRequest struct {
 	NodeID string `json:"node_id"`
 }
 
+// PathWhoami names the token of a request (GET, any valid token),
+// answered by the leader: a coordinator asks it there to confirm a token
+// before it serves a route of its own (its copy of the tokens may lag).
+const PathWhoami = "/cluster/whoami"
+
+// Whoami is the reply of GET /cluster/whoami: who the leader says the
+// request's credential is.
+type Whoami struct {
+	// Name is the token's name ("insecure" or "trusted network" without
+	// a token).
+	Name string `json:"name"`
+	// TokenID is the token's public id; "" without a token.
+	TokenID string `json:"token_id,omitempty"`
+}
+
 // ErrorBody is the JSON body of every Croft error reply.
 type ErrorBody struct {
 	Error string `json:"error"`
