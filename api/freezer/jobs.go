@@ -266,11 +266,7 @@ func (h *Handler) updateJob(c *gin.Context) {
 	if !ok {
 		return
 	}
-	id := c.Param("job")
-	wasStart := false
-	version, err := h.writeJob(c, pid, id, func(_ *raftstore.Template, d document) ([]raftstore.DocWrite, error) {
-		old := copyDoc(d)
-		wasStart = str(schedule(old, "job_schedule"), "event") == "start"
+	h.rewriteJob(c, pid, c.Param("job"), http.StatusOK, func(_, d document) {
 		for k, v := range patch {
 			if k == "job_schedule" {
 				sched := schedule(d, "job_schedule")
@@ -281,6 +277,18 @@ func (h *Handler) updateJob(c *gin.Context) {
 			}
 			d[k] = v
 		}
+	})
+}
+
+// rewriteJob changes job id's stored document with change (the server's
+// fields kept, the whole checked after it) and answers status with the
+// new version; a job whose event becomes start runs.
+func (h *Handler) rewriteJob(c *gin.Context, pid, id string, status int, change func(old, d document)) {
+	wasStart := false
+	version, err := h.writeJob(c, pid, id, func(_ *raftstore.Template, d document) ([]raftstore.DocWrite, error) {
+		old := copyDoc(d)
+		wasStart = str(schedule(old, "job_schedule"), "event") == "start"
+		change(old, d)
 		keepServerFields(old, d)
 		return nil, checkStored(d)
 	})
@@ -291,7 +299,7 @@ func (h *Handler) updateJob(c *gin.Context) {
 		Abort(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"job_id": id, "version": version})
+	c.JSON(status, gin.H{"job_id": id, "version": version})
 }
 
 // checkStored checks a job document after a change, as a whole.
@@ -334,31 +342,18 @@ func (h *Handler) replaceJob(c *gin.Context) {
 		c.JSON(http.StatusCreated, gin.H{"job_id": id, "version": 1})
 		return
 	}
-	wasStart := false
-	version, err := h.writeJob(c, pid, id, func(_ *raftstore.Template, d document) ([]raftstore.DocWrite, error) {
-		old := copyDoc(d)
-		wasStart = str(schedule(old, "job_schedule"), "event") == "start"
+	h.rewriteJob(c, pid, id, http.StatusCreated, func(old, d document) {
 		for k := range d {
 			delete(d, k)
 		}
 		for k, v := range body {
 			d[k] = v
 		}
-		keepServerFields(old, d)
 		sched := schedule(d, "job_schedule")
 		if _, ok := sched["time_created"]; !ok {
 			sched["time_created"] = schedule(old, "job_schedule")["time_created"]
 		}
-		return nil, checkStored(d)
 	})
-	if err == nil && !wasStart {
-		err = h.startIfAsked(c, pid, id)
-	}
-	if err != nil {
-		Abort(c, err)
-		return
-	}
-	c.JSON(http.StatusCreated, gin.H{"job_id": id, "version": version})
 }
 
 // deleteJob cancels the job's run, forgets its runs and the job: 204,

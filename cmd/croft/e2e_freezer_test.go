@@ -35,21 +35,31 @@ c.sessions.delete(sid)
 print("deleted", c.sessions.get(sid))
 `
 
+// freezerPython is the Python that has Debian's python3-freezerclient
+// (python3 on PATH may be another one).
+const freezerPython = "/usr/bin/python3"
+
+// freezerDev skips the test when python3-freezerclient is missing, else
+// starts croft dev: its directory, data directory, process and admin token.
+func freezerDev(t *testing.T) (dir, data string, dev *proc, token string) {
+	t.Helper()
+	if err := exec.Command(freezerPython, "-c", "import freezerclient.v2.client, keystoneauth1.token_endpoint").Run(); err != nil {
+		t.Skipf("python3-freezerclient is not installed (apt-get install python3-freezerclient; .ci/run does): %v", err)
+	}
+	dir = t.TempDir()
+	data = filepath.Join(dir, "data")
+	dev = start(t, "dev", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
+	return dir, data, dev, adminToken(t, data)
+}
+
 // TestFreezerClientDrivesSessions runs the real OpenStack Freezer client
 // against croft dev. .ci/run installs python3-freezerclient; without it
 // (no apt here) the test says so and skips.
 func TestFreezerClientDrivesSessions(t *testing.T) {
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import freezerclient.v2.client, keystoneauth1.token_endpoint").Run(); err != nil {
-		t.Skipf("python3-freezerclient is not installed (apt-get install python3-freezerclient; .ci/run does): %v", err)
-	}
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	dev := start(t, "dev", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
-	token := adminToken(t, data)
+	_, _, dev, token := freezerDev(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, py, "-c", freezerClientScript, dev.url, token).CombinedOutput()
+	out, err := exec.CommandContext(ctx, freezerPython, "-c", freezerClientScript, dev.url, token).CombinedOutput()
 	if err != nil {
 		t.Fatalf("freezerclient: %v\n%s", err, out)
 	}
@@ -109,21 +119,14 @@ print("deleted", c.jobs.get(j2))
 // the agent its client_id names, and the session's tag and results follow
 // the protocol, all through the real python-freezerclient.
 func TestFreezerSessionRunsJobsOnTwoAgents(t *testing.T) {
-	const py = "/usr/bin/python3"
-	if err := exec.Command(py, "-c", "import freezerclient.v2.client, keystoneauth1.token_endpoint").Run(); err != nil {
-		t.Skipf("python3-freezerclient is not installed (apt-get install python3-freezerclient; .ci/run does): %v", err)
-	}
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	dev := start(t, "dev", "--data-dir", data, "--http-addr", "127.0.0.1:0", "--raft-addr", "127.0.0.1:0")
-	token := adminToken(t, data)
+	dir, data, dev, token := freezerDev(t)
 	tokenFile := filepath.Join(data, AdminTokenFile)
 	for _, name := range []string{"fz-a", "fz-b"} {
 		startProc(t, false, "agent", "--coordinator", dev.url, "--name", name, "--data-dir", filepath.Join(dir, name), "--token-file", tokenFile)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, py, "-c", freezerSessionScript, dev.url, token, "fz-a", "fz-b").CombinedOutput()
+	out, err := exec.CommandContext(ctx, freezerPython, "-c", freezerSessionScript, dev.url, token, "fz-a", "fz-b").CombinedOutput()
 	if err != nil {
 		t.Fatalf("freezerclient: %v\n%s", err, out)
 	}
