@@ -118,6 +118,7 @@ type Server struct {
 	routes *auth.Table
 	svc    *service.Service // the only user of Raft commands
 	conns  *connLimiter     // counts and caps the API's connections
+	duties []Duty           // the dialects' leader duties (DutyInterval)
 
 	httpSrv *http.Server
 	stop    chan struct{}
@@ -223,10 +224,11 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.httpSrv = s.cfg.HTTP.server(e, s.conns)
 	s.httpSrv.TLSConfig = cfg.HTTPTLS
 	s.httpSrv.ErrorLog = slog.NewLogLogger(s.log.Handler(), slog.LevelWarn) // e.g. refused TLS handshakes
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.watchHalt()
 	go s.sweep()
 	go s.retain()
+	go s.runDuties()
 	if cfg.BootstrapToken {
 		s.wg.Add(1)
 		go s.bootstrapToken()
@@ -246,6 +248,43 @@ func (s *Server) mountDialects(m auth.Mount, ds ...Dialect) {
 	fwd := s.forwarded(m)
 	for _, d := range ds {
 		d.Register(fwd)
+		if duty, ok := d.(Duty); ok {
+			s.duties = append(s.duties, duty)
+		}
+	}
+}
+
+// Duty is a dialect's leader duty (Freezer's schedules): the leader calls
+// Tick every DutyInterval with its clock's time.
+type Duty interface {
+	Tick(ctx context.Context, now time.Time) error
+}
+
+// DutyInterval is how often the leader runs the dialects' duties.
+const DutyInterval = 5 * time.Second
+
+// runDuties calls each dialect's duty on the leader every DutyInterval,
+// each bounded by the interval.
+func (s *Server) runDuties() {
+	defer s.wg.Done()
+	t := time.NewTicker(DutyInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		if leader, _ := s.node.Leadership(); !leader {
+			continue
+		}
+		for _, d := range s.duties {
+			ctx, cancel := context.WithTimeout(context.Background(), DutyInterval)
+			if err := d.Tick(ctx, time.Now()); err != nil {
+				s.log.Warn("dialect duty", "err", err)
+			}
+			cancel()
+		}
 	}
 }
 

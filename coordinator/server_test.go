@@ -13,6 +13,7 @@ import (
 
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/api/freezer"
 	"github.com/croftfarm/croft/cluster"
 )
 
@@ -349,4 +350,19 @@ func TestClaimThatPicksNothingKeepsThePullWaiting(t *testing.T) {
 		t.Fatalf("pull got %+v, want job %d", a, gpu)
 	}
 	s.waitState(t, linux, "WAITING")
+}
+
+// TestDialectDutiesAreRegistered: a dialect with a leader duty (Freezer's
+// schedules) gets it run by the leader: mounting it registered it.
+func TestDialectDutiesAreRegistered(t *testing.T) {
+	s := startServerWith(t, ServerConfig{})
+	found := false
+	for _, d := range s.srv.duties {
+		if _, ok := d.(*freezer.Handler); ok {
+			found = true
+		}
+	}
+	if !found {
+		t.Fatalf("duties %T: Freezer's schedules are not among them", s.srv.duties)
+	}
 }

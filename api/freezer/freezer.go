@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -83,11 +84,13 @@ type Ops interface {
 type Handler struct {
 	store Store
 	ops   Ops
+	// clock is the time of starts and actions (time.Now; tests move it).
+	clock func() time.Time
 }
 
 // New returns the dialect's handler.
 func New(store Store, ops Ops) *Handler {
-	return &Handler{store: store, ops: ops}
+	return &Handler{store: store, ops: ops, clock: time.Now}
 }
 
 // Register mounts the routes. The collection is also served with a
@@ -306,7 +309,7 @@ func sessionWrite(x *raftstore.SessionView, d document) (raftstore.DocWrite, int
 // writeSession reads session id of project pid, changes its document
 // with change and writes it, again while another write got there first;
 // the answer is the new version.
-func (h *Handler) writeSession(c *gin.Context, pid, id string, change func(d document) error) (int64, error) {
+func (h *Handler) writeSession(ctx context.Context, pid, id string, change func(d document) error) (int64, error) {
 	var version int64
 	err := retry(func() error {
 		x, ok := h.lookup(pid, id)
@@ -322,7 +325,7 @@ func (h *Handler) writeSession(c *gin.Context, pid, id string, change func(d doc
 			return err
 		}
 		version = v
-		return h.ops.WriteDocs(c, []raftstore.DocWrite{w}, nil)
+		return h.ops.WriteDocs(ctx, []raftstore.DocWrite{w}, nil)
 	})
 	return version, err
 }

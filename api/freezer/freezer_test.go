@@ -6,7 +6,9 @@ import (
 	"net/http/httptest"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -29,17 +31,36 @@ type farm struct {
 	t      *testing.T
 	store  *fsmStore
 	engine *gin.Engine
+	h      *Handler
+
+	mu    sync.Mutex
+	clock time.Time // the leader's and the handler's clock
+}
+
+// now reads the farm's clock; advance moves it on.
+func (f *farm) now() time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.clock
+}
+
+func (f *farm) advance(d time.Duration) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.clock = f.clock.Add(d)
 }
 
 func newFarm(t *testing.T) *farm {
 	gin.SetMode(gin.TestMode)
-	f := &farm{t: t, store: &fsmStore{farmtest.NewStore(t)}}
+	f := &farm{t: t, store: &fsmStore{farmtest.NewStore(t)}, clock: time.Now()}
 	f.store.Projects(t, "a", "b")
 	tokens := farmtest.TokensOf(farmtest.Farm4...)
-	svc := service.New(service.Config{Applier: service.Single(f.store), State: f.store.State})
+	svc := service.New(service.Config{Applier: service.Single(f.store), State: f.store.State, Clock: f.now})
 	a := auth.New(auth.Config{}, func() auth.Tokens { return tokens }, nil)
 	f.engine = gin.New()
-	New(f.store, svc).Register(auth.Mount{Router: f.engine, Auth: a, Table: &auth.Table{}})
+	f.h = New(f.store, svc)
+	f.h.clock = f.now
+	f.h.Register(auth.Mount{Router: f.engine, Auth: a, Table: &auth.Table{}})
 	return f
 }
 

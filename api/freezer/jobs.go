@@ -1,13 +1,13 @@
 package freezer
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -138,7 +138,7 @@ func (h *Handler) addJobDoc(c *gin.Context, pid, id string, d document) error {
 		// with that name holds it too.
 		return fmt.Errorf("%w: job %q exists", apierr.ErrConflict, truncate(id, 64))
 	}
-	newJobDoc(d, id, pid, userOf(c), time.Now().Unix(), newID)
+	newJobDoc(d, id, pid, userOf(c), h.clock().Unix(), newID)
 	body, err := encodeJob(d, 1)
 	if err != nil {
 		return err
@@ -148,7 +148,7 @@ func (h *Handler) addJobDoc(c *gin.Context, pid, id string, d document) error {
 		return err
 	}
 	if str(schedule(d, "job_schedule"), "event") == "start" {
-		_, err = h.start(c, pid, id, false)
+		_, err = h.start(c, pid, id, false, false)
 	}
 	return err
 }
@@ -224,7 +224,7 @@ func (h *Handler) jobsPage(pid string, s *search, offset, limit int) []document 
 // writeJob reads job id of pid, changes its stored document with change
 // and writes it (with writes of sessions change returns), again while
 // another write got there first. The answer is the new version.
-func (h *Handler) writeJob(c *gin.Context, pid, id string, change func(t *raftstore.Template, d document) ([]raftstore.DocWrite, error)) (int64, error) {
+func (h *Handler) writeJob(ctx context.Context, pid, id string, change func(t *raftstore.Template, d document) ([]raftstore.DocWrite, error)) (int64, error) {
 	var version int64
 	err := retry(func() error {
 		t, d, ok := h.findJob(pid, id)
@@ -241,7 +241,7 @@ func (h *Handler) writeJob(c *gin.Context, pid, id string, change func(t *raftst
 		if err != nil {
 			return err
 		}
-		return h.ops.WriteDocs(c, sessions, []raftstore.DocWrite{{ID: t.ID, IfRevision: t.Revision, Doc: body}})
+		return h.ops.WriteDocs(ctx, sessions, []raftstore.DocWrite{{ID: t.ID, IfRevision: t.Revision, Doc: body}})
 	})
 	return version, err
 }
@@ -314,9 +314,9 @@ func checkStored(d document) error {
 }
 
 // startIfAsked runs job id when its stored event is start.
-func (h *Handler) startIfAsked(c *gin.Context, pid, id string) error {
+func (h *Handler) startIfAsked(ctx context.Context, pid, id string) error {
 	if _, d, ok := h.findJob(pid, id); ok && str(schedule(d, "job_schedule"), "event") == "start" {
-		_, err := h.start(c, pid, id, false)
+		_, err := h.start(ctx, pid, id, false, false)
 		return err
 	}
 	return nil
@@ -380,17 +380,17 @@ func (h *Handler) deleteJob(c *gin.Context) {
 }
 
 // forgetRuns cancels and forgets every execution of template tid.
-func (h *Handler) forgetRuns(c *gin.Context, tid string) error {
+func (h *Handler) forgetRuns(ctx context.Context, tid string) error {
 	st, after := h.store.State(), ""
 	for {
 		page, next, more := st.ExecutionsAfter(after, raftstore.ScanLimit, tid)
 		for _, e := range page {
 			if !e.Ended {
-				if err := h.ops.CancelExecution(c, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
+				if err := h.ops.CancelExecution(ctx, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
 					return err
 				}
 			}
-			if err := h.ops.DeleteExecution(c, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
+			if err := h.ops.DeleteExecution(ctx, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
 				return err
 			}
 		}
@@ -427,7 +427,7 @@ func (h *Handler) event(c *gin.Context) {
 	switch {
 	case has(d, "start"):
 		var started bool
-		if started, err = h.start(c, pid, id, false); err == nil {
+		if started, err = h.start(c, pid, id, false, false); err == nil {
 			result = resultSuccess
 			if !started {
 				result = startRequested
@@ -477,7 +477,7 @@ func (h *Handler) halt(c *gin.Context, pid, id, event, again string) (string, er
 
 // takeBack cancels job id's newest run if it has not ended: always
 // (running is true), or only while it waits for its client.
-func (h *Handler) takeBack(c *gin.Context, pid, id string, running bool) error {
+func (h *Handler) takeBack(ctx context.Context, pid, id string, running bool) error {
 	_, d, ok := h.findJob(pid, id)
 	if !ok {
 		return nil
@@ -486,7 +486,7 @@ func (h *Handler) takeBack(c *gin.Context, pid, id string, running bool) error {
 	if !ok || e.Ended || !running && e.State == raftstore.StateRunning {
 		return nil
 	}
-	if err := h.ops.CancelExecution(c, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
+	if err := h.ops.CancelExecution(ctx, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
 		return err
 	}
 	return nil
@@ -508,9 +508,11 @@ func (h *Handler) hostOf(pid, client string) string {
 // client's host, its script made of the job's actions. When the job is a
 // member of a session of the project, the session's start action is done
 // for it first (its tag protocol), unless the caller did (acted); as with
-// freezer-scheduler, the run goes on whatever that action answers. It
-// reports false when the job's newest run had not ended (nothing done).
-func (h *Handler) start(c *gin.Context, pid, id string, acted bool) (bool, error) {
+// freezer-scheduler, the run goes on whatever that action answers. A job
+// whose schedule says to wait (a date to come) only gets the start event,
+// unless due says Tick found it due: Tick runs it then. It reports false when the job's newest run had
+// not ended (nothing done).
+func (h *Handler) start(ctx context.Context, pid, id string, acted, due bool) (bool, error) {
 	t, d, ok := h.findJob(pid, id)
 	if !ok {
 		return false, jobNotFound(id)
@@ -520,19 +522,22 @@ func (h *Handler) start(c *gin.Context, pid, id string, acted bool) (bool, error
 	if seen.ID != "" && !seen.Ended {
 		return false, nil
 	}
+	if !due && later(schedule(d, "job_schedule"), h.clock()) {
+		return h.requestStart(ctx, pid, id)
+	}
 	actions, _ := d["job_actions"].([]any)
 	sh, err := script(id, actions)
 	if err != nil {
 		return false, err
 	}
-	e, err := h.ops.Execute(c, service.ExecuteRequest{Template: t.ID, Host: h.hostOf(pid, str(d, "client_id")), Args: []string{sh}, User: str(d, "user_id")})
+	e, err := h.ops.Execute(ctx, service.ExecuteRequest{Template: t.ID, Host: h.hostOf(pid, str(d, "client_id")), Args: []string{sh}, User: str(d, "user_id")})
 	if err != nil {
 		return false, err
 	}
 	now := seconds(e.Created) // a member's time_started is its run's, see sessionView
 	var dropped []string
 	lost := false
-	_, err = h.writeJob(c, pid, id, func(_ *raftstore.Template, d document) ([]raftstore.DocWrite, error) {
+	_, err = h.writeJob(ctx, pid, id, func(_ *raftstore.Template, d document) ([]raftstore.DocWrite, error) {
 		runs := runsOf(d)
 		if len(runs) > 0 && runs[len(runs)-1] != seen.ID {
 			if other, ok := st.Execution(runs[len(runs)-1]); ok && !other.Ended {
@@ -573,8 +578,8 @@ func (h *Handler) start(c *gin.Context, pid, id string, acted bool) (bool, error
 		return []raftstore.DocWrite{w}, nil
 	})
 	if lost {
-		_ = h.ops.CancelExecution(c, e.ID)
-		_ = h.ops.DeleteExecution(c, e.ID)
+		_ = h.ops.CancelExecution(ctx, e.ID)
+		_ = h.ops.DeleteExecution(ctx, e.ID)
 		return false, nil
 	}
 	if err != nil {
@@ -582,10 +587,20 @@ func (h *Handler) start(c *gin.Context, pid, id string, acted bool) (bool, error
 	}
 	for _, old := range dropped {
 		if x, ok := st.Execution(old); ok && x.Ended {
-			_ = h.ops.DeleteExecution(c, old) // best effort: a run kept longer is harmless
+			_ = h.ops.DeleteExecution(ctx, old) // best effort: a run kept longer is harmless
 		}
 	}
 	return true, nil
+}
+
+// requestStart records a start whose run waits for the job's schedule
+// (Tick starts it when due): the event is start.
+func (h *Handler) requestStart(ctx context.Context, pid, id string) (bool, error) {
+	_, err := h.writeJob(ctx, pid, id, func(_ *raftstore.Template, d document) ([]raftstore.DocWrite, error) {
+		schedule(d, "job_schedule")["event"] = "start"
+		return nil, nil
+	})
+	return true, err
 }
 
 // errLostRace stops a write that found another start's run.

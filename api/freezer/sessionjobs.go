@@ -2,7 +2,6 @@ package freezer
 
 import (
 	"net/http"
-	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -67,7 +66,7 @@ func (h *Handler) addJob(c *gin.Context) {
 		return []raftstore.DocWrite{w}, nil
 	})
 	if err == nil && startIt {
-		_, err = h.start(c, pid, jobID, false)
+		_, err = h.start(c, pid, jobID, false, false)
 	}
 	if err != nil {
 		Abort(c, err)
@@ -141,7 +140,7 @@ func (h *Handler) action(c *gin.Context) {
 	var newTag int64
 	_, err = h.writeSession(c, pid, sid, func(sd document) error {
 		var err error
-		now := time.Now().Unix()
+		now := h.clock().Unix()
 		if kind == "start" {
 			answer, newTag, err = startAction(sd, jobID, tag, now)
 		} else {
@@ -151,7 +150,7 @@ func (h *Handler) action(c *gin.Context) {
 	})
 	if err == nil && kind == "start" && answer == resultSuccess {
 		if _, _, isJob := h.findJob(pid, jobID); isJob {
-			_, err = h.start(c, pid, jobID, true)
+			_, err = h.start(c, pid, jobID, true, false)
 		}
 	}
 	if err != nil {
