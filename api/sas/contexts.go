@@ -97,7 +97,7 @@ func (h *Handler) contexts(c *gin.Context) {
 	}
 	names := interpreterNames(h.store.State(), auth.From(c))
 	var keep func(Context) bool
-	if f, ok := c.GetQuery("filter"); ok {
+	if f := c.Query("filter"); f != "" {
 		e, err := parseFilter(f)
 		if err != nil {
 			Abort(c, err)

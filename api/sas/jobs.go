@@ -117,11 +117,9 @@ func (h *Handler) renderJob(st *raftstore.State, x *raftstore.SessionView, j *ra
 	case jobRunning:
 		since = max(since, j.StartTime)
 	case jobCompleted, jobError, jobCanceled:
-		if j.EndTime > 0 {
-			out.CompletedTimeStamp = isoTime(j.EndTime)
-			since = j.EndTime
-		} else {
-			since = max(since, j.StartTime)
+		if end := endTime(j); end > 0 {
+			out.CompletedTimeStamp = isoTime(end)
+			since, modified = end, max(modified, end)
 		}
 	}
 	budget := MaxScan
@@ -129,6 +127,19 @@ func (h *Handler) renderJob(st *raftstore.State, x *raftstore.SessionView, j *ra
 	out.ListingStatistics = Statistics{LineCount: countListing(st, j, &budget), ModifiedTimeStamp: isoTime(modified)}
 	out.StateElapsedTime = max(0, (h.now().UnixNano()-since)/int64(time.Second))
 	return out
+}
+
+// endTime is when an ended job ended: its EndTime when it finished, the
+// end of its last attempt when it failed or was canceled while running;
+// 0 when unknown (canceled before it ran).
+func endTime(j *raftstore.Job) int64 {
+	if j.EndTime > 0 {
+		return j.EndTime
+	}
+	if j.StartTime > 0 && j.Duration > 0 {
+		return j.StartTime + j.Duration
+	}
+	return 0
 }
 
 // countListing counts a job's listing lines (its standard output),
@@ -249,7 +260,7 @@ func (h *Handler) jobs(c *gin.Context) {
 		return
 	}
 	var e *expr
-	if f, ok := c.GetQuery("filter"); ok {
+	if f := c.Query("filter"); f != "" {
 		if e, err = parseFilter(f); err != nil {
 			Abort(c, err)
 			return

@@ -389,7 +389,7 @@ func (h *Handler) list(c *gin.Context) {
 		return
 	}
 	var e *expr
-	if f, ok := c.GetQuery("filter"); ok {
+	if f := c.Query("filter"); f != "" {
 		if e, err = parseFilter(f); err != nil {
 			Abort(c, err)
 			return
