@@ -286,7 +286,9 @@ func TestStateLongPoll(t *testing.T) {
 	// The session's state long polls alike.
 	spath := Prefix + "/sessions/" + id + "/state"
 	sr := f.do("read-a", http.MethodGet, spath, "")
-	go func() { done <- f.do("read-a", http.MethodGet, spath+"?wait=60", "", "If-None-Match", sr.header.Get("ETag")) }()
+	go func() {
+		done <- f.do("read-a", http.MethodGet, spath+"?wait=60", "", "If-None-Match", sr.header.Get("ETag"))
+	}()
 	f.waiting(1)
 	// Cancel with the first, stale ETag: not 412.
 	if r := f.do("user-a", http.MethodPut, path+"?value=canceled", "", "If-Match", etag); r.code != http.StatusOK || r.body != jobCanceled {
