@@ -288,6 +288,39 @@ func init() {
 	}
 }
 
+// The SAS Compute routes' cases ({xa}, {xb}: the sessions of project a,
+// b as SAS session ids). They are schedule groups, not compute sessions:
+// 404 to who may see them, 403 to anyone else.
+func init() {
+	const s, j = "/compute/sessions/:session", "/compute/sessions/:session/jobs/:job"
+	for k, c := range map[string]routeCase{
+		"GET /compute/contexts":                    {perm: auth.PermRead, path: "/compute/contexts"},
+		"GET /compute/contexts/:context":           {perm: auth.PermRead, path: "/compute/contexts/nope"},
+		"POST /compute/contexts/:context/sessions": {perm: auth.PermWrite, path: "/compute/contexts/nope/sessions?project=a", body: `{}`, otherPath: "/compute/contexts/nope/sessions?project=b", otherBody: `{}`},
+		"GET /compute/sessions":                    {perm: auth.PermRead, path: "/compute/sessions"},
+		"GET " + s:                                 {perm: auth.PermRead, path: "/compute/sessions/{xa}", otherPath: "/compute/sessions/{xb}"},
+		"DELETE " + s:                              {perm: auth.PermWrite, path: "/compute/sessions/{xa}", otherPath: "/compute/sessions/{xb}"},
+		"GET " + s + "/state":                      {perm: auth.PermRead, path: "/compute/sessions/{xa}/state", otherPath: "/compute/sessions/{xb}/state"},
+		"PUT " + s + "/state":                      {perm: auth.PermWrite, path: "/compute/sessions/{xa}/state?value=canceled", otherPath: "/compute/sessions/{xb}/state?value=canceled"},
+		"POST " + s + "/jobs":                      {perm: auth.PermWrite, path: "/compute/sessions/{xa}/jobs", body: `{"code":["true"]}`, otherPath: "/compute/sessions/{xb}/jobs", otherBody: `{"code":["true"]}`},
+		"GET " + s + "/jobs":                       {perm: auth.PermRead, path: "/compute/sessions/{xa}/jobs", otherPath: "/compute/sessions/{xb}/jobs"},
+		"GET " + s + "/log":                        {perm: auth.PermRead, path: "/compute/sessions/{xa}/log", otherPath: "/compute/sessions/{xb}/log"},
+		"GET " + s + "/listing":                    {perm: auth.PermRead, path: "/compute/sessions/{xa}/listing", otherPath: "/compute/sessions/{xb}/listing"},
+		"GET " + s + "/results":                    {perm: auth.PermRead, path: "/compute/sessions/{xa}/results", otherPath: "/compute/sessions/{xb}/results"},
+		"GET " + s + "/filerefs":                   {perm: auth.PermRead, path: "/compute/sessions/{xa}/filerefs", otherPath: "/compute/sessions/{xb}/filerefs"},
+		"HEAD " + s + "/data/:libref":              {perm: auth.PermRead, path: "/compute/sessions/{xa}/data/USER", otherPath: "/compute/sessions/{xb}/data/USER"},
+		"GET " + j:                                 {perm: auth.PermRead, path: "/compute/sessions/{xa}/jobs/1", otherPath: "/compute/sessions/{xb}/jobs/1"},
+		"DELETE " + j:                              {perm: auth.PermWrite, path: "/compute/sessions/{xa}/jobs/1", otherPath: "/compute/sessions/{xb}/jobs/1"},
+		"GET " + j + "/state":                      {perm: auth.PermRead, path: "/compute/sessions/{xa}/jobs/1/state", otherPath: "/compute/sessions/{xb}/jobs/1/state"},
+		"PUT " + j + "/state":                      {perm: auth.PermWrite, path: "/compute/sessions/{xa}/jobs/1/state?value=canceled", otherPath: "/compute/sessions/{xb}/jobs/1/state?value=canceled"},
+		"GET " + j + "/log":                        {perm: auth.PermRead, path: "/compute/sessions/{xa}/jobs/1/log", otherPath: "/compute/sessions/{xb}/jobs/1/log"},
+		"GET " + j + "/listing":                    {perm: auth.PermRead, path: "/compute/sessions/{xa}/jobs/1/listing", otherPath: "/compute/sessions/{xb}/jobs/1/listing"},
+		"GET " + j + "/results":                    {perm: auth.PermRead, path: "/compute/sessions/{xa}/jobs/1/results", otherPath: "/compute/sessions/{xb}/jobs/1/results"},
+	} {
+		routeCases[k] = c
+	}
+}
+
 // uuidOf renders a session id as the Jupyter routes take it, 8-4-4-4-12.
 func uuidOf(id string) string {
 	if len(id) != 32 {
@@ -315,7 +348,7 @@ func TestEveryRouteHasARule(t *testing.T) {
 	s := startSecure(t)
 	fill := func(v string) string {
 		r := strings.NewReplacer("{a}", strconv.FormatInt(s.jobA, 10), "{b}", strconv.FormatInt(s.jobB, 10), "{x}", "999999", "{sa}", s.sessA, "{sb}", s.sessB,
-			"{ua}", uuidOf(s.sessA), "{ub}", uuidOf(s.sessB))
+			"{ua}", uuidOf(s.sessA), "{ub}", uuidOf(s.sessB), "{xa}", uuidOf(s.sessA)+"-ses0000", "{xb}", uuidOf(s.sessB)+"-ses0000")
 		return r.Replace(v)
 	}
 	type check struct {

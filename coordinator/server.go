@@ -30,6 +30,7 @@ import (
 	"github.com/croftfarm/croft/api/freezer"
 	"github.com/croftfarm/croft/api/jupyter"
 	"github.com/croftfarm/croft/api/native"
+	"github.com/croftfarm/croft/api/sas"
 	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
@@ -211,6 +212,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.NewSessions(node.FSM(), s.svc),
 		native.NewTemplates(node.FSM(), s.svc),
 		freezer.New(node.FSM(), s.svc),
+		sas.New(node.FSM(), s.svc),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))

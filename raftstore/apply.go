@@ -81,6 +81,10 @@ func (s *State) endApply() {
 			s.logNotify = make(chan struct{})
 		}
 	}
+	if s.changeWatched.Swap(false) {
+		close(s.changeNotify)
+		s.changeNotify = make(chan struct{})
+	}
 }
 
 // skip records that the entry at index was applied without effect (an

@@ -225,6 +225,8 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	old.notify = make(chan struct{})
 	close(old.logNotify)
 	old.logNotify = make(chan struct{})
+	close(old.changeNotify)
+	old.changeNotify = make(chan struct{})
 	_ = old.lines.Close() // its readers get an error: the state moved on
 	old.mu.Unlock()
 	return nil

@@ -133,3 +133,26 @@ func TestVersion2SnapshotWithLogsRestores(t *testing.T) {
 		t.Fatalf("tail %+v", info)
 	}
 }
+
+// TestChangedIsClosedByTheNextApply: a reader's Changed channel is closed
+// by the next applied entry, and a new one is open after it.
+func TestChangedIsClosedByTheNextApply(t *testing.T) {
+	h := newHarness(t)
+	ch := h.st().Changed()
+	select {
+	case <-ch:
+		t.Fatal("closed before any apply")
+	default:
+	}
+	h.ok(&WorkerRegister{Now: h.now, Name: "w"})
+	select {
+	case <-ch:
+	default:
+		t.Fatal("not closed by an apply")
+	}
+	select {
+	case <-h.st().Changed():
+		t.Fatal("the next channel is closed already")
+	default:
+	}
+}

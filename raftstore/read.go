@@ -181,6 +181,18 @@ func (s *State) LogInfo(id int64) (LogInfo, <-chan struct{}, bool) {
 	return LogInfo{Bytes: int64(j.LogBytes), Lines: int64(j.LogLines), Truncated: j.LogTruncated, Open: j.LogOpen > 0, Running: j.State == StateRunning, Project: j.Project}, s.logNotify, true
 }
 
+// Changed returns a channel closed after the next batch of entries is
+// applied (or the state is replaced by a snapshot): a reader waiting for
+// a change of what it read (a long poll) reads the state again then, and
+// waits again if its answer is the same. Taking it costs the next apply
+// one channel; nobody watching costs nothing.
+func (s *State) Changed() <-chan struct{} {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	s.changeWatched.Store(true)
+	return s.changeNotify
+}
+
 // LogLines reads a page of a job's log lines from this coordinator's
 // store, and returns the position of the next line to read. The store may
 // hold lines that the state read a moment ago did not count yet.

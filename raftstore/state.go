@@ -89,29 +89,36 @@ type State struct {
 	// lock, hence atomic): only then is it worth closing and renewing,
 	// an allocation per attempt end otherwise.
 	logWatched atomic.Bool
+	// changeNotify is closed after every applied batch that a reader
+	// watched (changeWatched, as logWatched): readers that wait for a
+	// change of something derived (a session's state, a job's) check
+	// it again then (see Changed).
+	changeNotify  chan struct{}
+	changeWatched atomic.Bool
 }
 
 // NewState returns an empty state whose job logs go to lines.
 func NewState(lines *joblog.Store) *State {
 	return &State{
-		lines:       lines,
-		lw:          lines.Writer(),
-		logNotify:   make(chan struct{}),
-		jobs:        make(map[int64]*Job),
-		root:        &Job{State: StateWaiting},
-		workers:     make(map[string]*Worker),
-		runByID:     make(map[int64]*Run),
-		jobOrder:    btree.NewOrderedG[int64](32),
-		runOrder:    btree.NewOrderedG[int64](32),
-		workerOrder: btree.NewOrderedG[string](32),
-		jobRuns:     make(map[int64][]int64),
-		nodes:       make(map[string]NodeMeta),
-		tokens:      make(map[string]*Token),
-		tokenByID:   make(map[string]*Token),
-		projects:    map[string]*Project{DefaultProject: {Name: DefaultProject}},
-		dependents:  make(map[int64]map[int64]struct{}),
-		ready:       newReadyIndex(),
-		notify:      make(chan struct{}),
+		lines:        lines,
+		lw:           lines.Writer(),
+		logNotify:    make(chan struct{}),
+		changeNotify: make(chan struct{}),
+		jobs:         make(map[int64]*Job),
+		root:         &Job{State: StateWaiting},
+		workers:      make(map[string]*Worker),
+		runByID:      make(map[int64]*Run),
+		jobOrder:     btree.NewOrderedG[int64](32),
+		runOrder:     btree.NewOrderedG[int64](32),
+		workerOrder:  btree.NewOrderedG[string](32),
+		jobRuns:      make(map[int64][]int64),
+		nodes:        make(map[string]NodeMeta),
+		tokens:       make(map[string]*Token),
+		tokenByID:    make(map[string]*Token),
+		projects:     map[string]*Project{DefaultProject: {Name: DefaultProject}},
+		dependents:   make(map[int64]map[int64]struct{}),
+		ready:        newReadyIndex(),
+		notify:       make(chan struct{}),
 
 		hosts:        make(map[string]*Host),
 		interpreters: make(map[string]*Interpreter),
