@@ -30,6 +30,9 @@ const (
 var jobTypes = map[string]bool{TypeHive: true, TypeJava: true, TypeMapReduce: true, TypeStreaming: true, TypePig: true,
 	TypeShell: true, TypeSpark: true, TypeStorm: true, TypePyleus: true}
 
+// IsJobType reports whether typ is one of Sahara's job types.
+func IsJobType(typ string) bool { return jobTypes[typ] }
+
 // Shell jobs run without configuration: an internal-db:// script inline
 // (its args after it), a file:// script by its path.
 const (
