@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"sort"
 	"strconv"
 
 	"github.com/gin-gonic/gin"
@@ -198,7 +197,6 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 			return none, invalidRef("DataSource with id '%s' doesn't exist", truncate(s, 64))
 		}
 	}
-	d.InputID, d.OutputID = m["input_id"], m["output_id"]
 	switch t.Spec.Type {
 	case TypeMapReduce, TypePig, TypeHive:
 		return none, invalidData("%s job requires 'input_id' and 'output_id'", t.Spec.Type)
@@ -217,7 +215,14 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 			return none, invalidData("Cluster with id '%s' does not support job type %s: no command is configured for it on this farm", truncate(cluster, 64), t.Spec.Type)
 		}
 		if t, err = h.ops.UpdateTemplateIf(c, t.ID, t.Revision, raftstore.TemplatePatch{Command: &cmd}); err != nil {
-			return none, err
+			if !errors.Is(err, raftstore.ErrConflict) {
+				return none, err
+			}
+			// Another write got there first (another execute, say):
+			// run whatever the template holds now.
+			if t, ok = h.findJob(pid, id); !ok {
+				return none, invalidRef("Job with id '%s' doesn't exist", truncate(id, 64))
+			}
 		}
 	}
 	doc, _ := json.Marshal(d)
@@ -352,16 +357,12 @@ func (h *Handler) listExecutions(c *gin.Context) {
 		return
 	}
 	st, after := h.store.State(), ""
-	sahara := map[string]bool{}
-	for _, t := range h.visible(pid, func(typ string) bool { return jobTypes[typ] }) {
-		sahara[t.ID] = true
-	}
 	var all []obj
 	for {
 		page, next, more := st.ExecutionsAfter(after, raftstore.ScanLimit, "")
 		for i := range page {
 			e := &page[i]
-			if !sahara[e.Template] && !h.isSahara(e.Template) {
+			if !h.isSahara(e.Template) {
 				continue
 			}
 			if e.Project == pid || execDocOf(e).IsPublic {
@@ -373,7 +374,6 @@ func (h *Handler) listExecutions(c *gin.Context) {
 		}
 		after = next
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i]["id"].(string) < all[j]["id"].(string) })
 	answerList(c, "job_executions", q, all)
 }
 
