@@ -577,3 +577,56 @@ func TestTrustedNetworkAndInsecure(t *testing.T) {
 		t.Fatalf("a tokenless read from a network trusted as agent: %v, want 403", err)
 	}
 }
+
+// The Sahara v1.1 routes' cases: the tenant is in the path, so the other
+// project's path is the 403 case (no object needs to exist: the allowed
+// call may be a 404 or a 400). Routes ending in a static word are also
+// mounted with ".json".
+func init() {
+	const p = "/v1.1/:project"
+	uuid := "00000000-0000-0000-0000-000000000001"
+	job := `{"name":"n","type":"Shell"}`
+	type r struct {
+		method, path string
+		perm         auth.Perm
+		body         string
+		json         bool
+	}
+	for _, x := range []r{
+		{"GET", "/jobs", auth.PermRead, "", true},
+		{"POST", "/jobs", auth.PermWrite, job, true},
+		{"GET", "/jobs/:id", auth.PermRead, "", false},
+		{"PATCH", "/jobs/:id", auth.PermWrite, `{"name":"m"}`, false},
+		{"DELETE", "/jobs/:id", auth.PermWrite, "", false},
+		{"POST", "/jobs/:id/execute", auth.PermWrite, `{"cluster_id":"` + uuid + `"}`, true},
+		{"GET", "/jobs/config-hints/:type", auth.PermRead, "", false},
+		{"GET", "/job-types", auth.PermRead, "", true},
+		{"GET", "/job-executions", auth.PermRead, "", true},
+		{"GET", "/job-executions/:id", auth.PermRead, "", false},
+		{"PATCH", "/job-executions/:id", auth.PermWrite, `{"info":{"status":"cancel"}}`, false},
+		{"DELETE", "/job-executions/:id", auth.PermWrite, "", false},
+		{"GET", "/job-executions/:id/refresh-status", auth.PermRead, "", true},
+		{"GET", "/job-executions/:id/cancel", auth.PermWrite, "", true},
+		{"GET", "/job-binary-internals", auth.PermRead, "", true},
+		{"PUT", "/job-binary-internals/:name", auth.PermWrite, "echo hi", false},
+		{"GET", "/job-binary-internals/:name", auth.PermRead, "", false},
+		{"DELETE", "/job-binary-internals/:name", auth.PermWrite, "", false},
+		{"GET", "/job-binary-internals/:name/data", auth.PermRead, "", true},
+		{"GET", "/job-binaries", auth.PermRead, "", true},
+		{"POST", "/job-binaries", auth.PermWrite, `{"name":"b","url":"file:///bin/true"}`, true},
+		{"GET", "/job-binaries/:id", auth.PermRead, "", false},
+		{"DELETE", "/job-binaries/:id", auth.PermWrite, "", false},
+		{"GET", "/clusters", auth.PermRead, "", true},
+		{"GET", "/clusters/:id", auth.PermRead, "", false},
+	} {
+		concrete := strings.NewReplacer(":id", uuid, ":type", "Shell", ":name", "script.sh").Replace(x.path)
+		suffixes := []string{""}
+		if x.json {
+			suffixes = append(suffixes, ".json")
+		}
+		for _, s := range suffixes {
+			routeCases[x.method+" "+p+x.path+s] = routeCase{perm: x.perm, path: "/v1.1/a" + concrete + s, body: x.body,
+				otherPath: "/v1.1/b" + concrete + s, otherBody: x.body}
+		}
+	}
+}

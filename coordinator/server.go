@@ -30,6 +30,7 @@ import (
 	"github.com/croftfarm/croft/api/freezer"
 	"github.com/croftfarm/croft/api/jupyter"
 	"github.com/croftfarm/croft/api/native"
+	"github.com/croftfarm/croft/api/sahara"
 	"github.com/croftfarm/croft/api/sas"
 	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
@@ -77,6 +78,9 @@ type ServerConfig struct {
 	// Pprof mounts Go's profiler at /debug/pprof/ (off by default: it
 	// exposes internals and can cost CPU). It needs an admin token.
 	Pprof bool
+	// Sahara configures the Sahara dialect: the commands of its job
+	// types (the same on every coordinator; see docs/api/sahara.md).
+	Sahara sahara.Config
 	// Auth says how requests are authenticated: tokens by default;
 	// Insecure turns access control off, TrustNets lets tokenless
 	// requests from some networks in with TrustRoles.
@@ -213,6 +217,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.NewTemplates(node.FSM(), s.svc),
 		freezer.New(node.FSM(), s.svc),
 		sas.New(node.FSM(), s.svc),
+		sahara.New(node.FSM(), s.svc, cfg.Sahara),
 	)
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))

@@ -17,8 +17,10 @@ import (
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
 	"github.com/croftfarm/croft/api/coalition"
+	"github.com/croftfarm/croft/api/sahara"
 	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/coordinator"
+	"github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -69,6 +71,7 @@ type coordinatorFlags struct {
 	bootstrapTokenFile                        string
 	tls                                       tlsFlags
 	http                                      coordinator.HTTPLimits
+	saharaJobTypes                            jobTypeFlags
 }
 
 func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
@@ -98,6 +101,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	f.tokens.register(fs, "admin token for --join (else $CROFT_TOKEN)")
 	fs.StringVar(&f.bootstrapTokenFile, "bootstrap-token-file", "", "with --bootstrap: the secret of the first admin token, provisioned by the deployment (else $CROFT_BOOTSTRAP_TOKEN, else a random one)")
 	f.tls.register(fs)
+	fs.Var(&f.saharaJobTypes, "sahara-job-type", "TYPE=COMMAND: the farm command template a Sahara job type runs, e.g. 'Spark=spark-submit {main} {args}' (repeatable; the same on every coordinator)")
 }
 
 // auth turns the access flags into the coordinator's configuration.
@@ -253,6 +257,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 		TLS:            tlsCfg.TLS,
 		WorkerTTL:      f.workerTTL,
 		Pprof:          f.pprof,
+		Sahara:         sahara.Config{JobTypes: f.saharaJobTypes},
 		HTTPTLS:        tlsCfg.HTTPTLS,
 		Auth:           authCfg,
 		Limits:         f.limits,
@@ -493,4 +498,29 @@ func runDev(ctx context.Context, args []string, stdout io.Writer, logger *slog.L
 	}
 	logger.Info("shutting down")
 	return err
+}
+
+// jobTypeFlags collects --sahara-job-type TYPE=COMMAND flags.
+type jobTypeFlags map[string]string
+
+func (j *jobTypeFlags) String() string { return fmt.Sprint(map[string]string(*j)) }
+
+// Set adds one TYPE=COMMAND; the command must be a valid farm command
+// template.
+func (j *jobTypeFlags) Set(v string) error {
+	typ, cmd, ok := strings.Cut(v, "=")
+	if !ok || typ == "" || cmd == "" {
+		return fmt.Errorf("want TYPE=COMMAND, got %q", v)
+	}
+	if !sahara.IsJobType(typ) {
+		return fmt.Errorf("%q is not a Sahara job type", typ)
+	}
+	if err := farm.CheckCommandTemplate(cmd); err != nil {
+		return err
+	}
+	if *j == nil {
+		*j = jobTypeFlags{}
+	}
+	(*j)[typ] = cmd
+	return nil
 }
