@@ -13,7 +13,7 @@ import "fmt"
 // together: each is a document of up to 64 KiB.
 const MaxDocWrites = 8
 
-// DocWrite replaces the dialect document (and, when Name is set, the name) of one session or template,
+// DocWrite replaces the dialect document (and, when Name is set, the name) of one session, template or execution,
 // if its revision is still IfRevision (0: whatever it is).
 type DocWrite struct {
 	_struct struct{} `codec:",toarray"`
@@ -24,11 +24,13 @@ type DocWrite struct {
 	Name       *string
 }
 
-// DocsWrite writes the documents of sessions and templates in one step: all or none.
+// DocsWrite writes the documents of sessions, templates and executions
+// in one step: all or none. An execution's write names no Name.
 type DocsWrite struct {
-	Now       int64
-	Sessions  []DocWrite
-	Templates []DocWrite
+	Now        int64
+	Sessions   []DocWrite
+	Templates  []DocWrite
+	Executions []DocWrite
 }
 
 // Type is MsgDocsWrite.
@@ -40,7 +42,7 @@ func (DocsWrite) Type() MessageType { return MsgDocsWrite }
 // names. What depends on the state (the records, their revisions, the
 // names taken) is checked when it applies.
 func CheckDocsWrite(c *DocsWrite) error {
-	if n := len(c.Sessions) + len(c.Templates); n > MaxDocWrites {
+	if n := len(c.Sessions) + len(c.Templates) + len(c.Executions); n > MaxDocWrites {
 		return fmt.Errorf("%w: %d writes, the limit is %d", ErrTooLarge, n, MaxDocWrites)
 	}
 	seen := make(map[string]bool, len(c.Sessions))
@@ -72,6 +74,22 @@ func CheckDocsWrite(c *DocsWrite) error {
 			if err := checkTemplateName(*w.Name); err != nil {
 				return err
 			}
+		}
+	}
+	seen = make(map[string]bool, len(c.Executions))
+	for i := range c.Executions {
+		w := &c.Executions[i]
+		if err := CheckHexID("execution id", w.ID); err != nil {
+			return err
+		}
+		if err := checkWrite("execution", w, seen); err != nil {
+			return err
+		}
+		if w.Name != nil {
+			return invalid("execution %s has no name to write", w.ID)
+		}
+		if err := checkDoc(w.Doc); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -115,6 +133,18 @@ func (s *State) writeDocs(c *DocsWrite) error {
 	if err != nil {
 		return err
 	}
+	execs := make([]*Execution, len(c.Executions))
+	for i := range c.Executions {
+		w := &c.Executions[i]
+		e := s.tpl.execs[w.ID]
+		if e == nil {
+			return notFound("execution %s", truncate(w.ID, 40))
+		}
+		if err := checkRevision("execution", e.ID, e.Revision, w.IfRevision); err != nil {
+			return err
+		}
+		execs[i] = e
+	}
 
 	for i := range c.Sessions {
 		w, x := &c.Sessions[i], sessions[i]
@@ -145,6 +175,10 @@ func (s *State) writeDocs(c *DocsWrite) error {
 		if uses[i] > 0 {
 			s.tpl.uses[y.ID] = uses[i]
 		}
+	}
+	for i, e := range execs {
+		e.Doc = append([]byte(nil), c.Executions[i].Doc...) // replaced whole: readers share it
+		e.Revision++
 	}
 	return nil
 }

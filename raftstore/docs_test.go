@@ -163,3 +163,29 @@ func TestDocsWriteIsNotIgnorable(t *testing.T) {
 		t.Fatalf("MsgDocsWrite is %d, ignorable %v", MsgDocsWrite, MsgDocsWrite.Ignorable())
 	}
 }
+
+// TestDocsWriteExecutions: an execution's doc is written with the others,
+// guarded by its revision (1 at execute); it has no name to write.
+func TestDocsWriteExecutions(t *testing.T) {
+	h := newHarness(t)
+	h.ok(&TemplateCreate{Now: h.now, ID: hexID("a1"), Project: DefaultProject, Spec: shellSpec("t")})
+	h.ok(&Execute{Now: h.now, ID: hexID("e1"), Template: hexID("a1")})
+	e, _ := h.st().Execution(hexID("e1"))
+	if e.Revision != 1 {
+		t.Fatalf("revision at execute %d", e.Revision)
+	}
+	h.ok(&DocsWrite{Now: h.now, Executions: []DocWrite{{ID: hexID("e1"), IfRevision: 1, Doc: []byte(`{"is_public":true}`)}}})
+	if e, _ = h.st().Execution(hexID("e1")); string(e.Doc) != `{"is_public":true}` || e.Revision != 2 {
+		t.Fatalf("after the write: %q revision %d", e.Doc, e.Revision)
+	}
+	before := h.st().Digest()
+	h.fails(&DocsWrite{Now: h.now, Executions: []DocWrite{{ID: hexID("e1"), IfRevision: 1, Doc: []byte(`x`)}}}, ErrConflict)
+	h.fails(&DocsWrite{Now: h.now, Executions: []DocWrite{{ID: hexID("e1"), Doc: []byte(`x`), Name: ptr("n")}}}, ErrInvalid)
+	h.fails(&DocsWrite{Now: h.now, Executions: []DocWrite{{ID: hexID("ff"), Doc: []byte(`x`)}}}, ErrNotFound)
+	// All or none: a good execution write with a failing template write.
+	h.fails(&DocsWrite{Now: h.now, Executions: []DocWrite{{ID: hexID("e1"), Doc: []byte(`y`)}},
+		Templates: []DocWrite{{ID: hexID("a1"), IfRevision: 99, Doc: []byte(`z`)}}}, ErrConflict)
+	if h.st().Digest() != before {
+		t.Fatal("a refused write changed the state")
+	}
+}

@@ -714,6 +714,12 @@ func randomDocsWrite(r *rand.Rand, h *harness) *DocsWrite {
 			c.Sessions = append(c.Sessions, w)
 			continue
 		}
+		if r.Intn(3) == 0 { // an execution's doc (hexID as randomTemplateCommand names them)
+			w.ID = hexID(fmt.Sprintf("e%d", r.Intn(8)))
+			w.IfRevision = randomRevision(r, h.st().executionRevision(w.ID))
+			c.Executions = append(c.Executions, w)
+			continue
+		}
 		w.ID = hexID(fmt.Sprint(1 + r.Intn(2)))
 		w.IfRevision = randomRevision(r, h.st().templateRevision(w.ID))
 		if r.Intn(3) == 0 {
@@ -740,6 +746,11 @@ func randomRevision(r *rand.Rand, current int64) int64 {
 // there is none.
 func (s *State) sessionRevision(id string) int64 {
 	x, _ := s.Session(id)
+	return x.Revision
+}
+
+func (s *State) executionRevision(id string) int64 {
+	x, _ := s.Execution(id)
 	return x.Revision
 }
 

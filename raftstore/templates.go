@@ -120,6 +120,8 @@ type Execution struct {
 	// Host, when not "", is the host the job is pinned to: it runs only
 	// on a slot of that host (see Execute.Host).
 	Host string
+	// Revision counts the writes of its Doc (DocsWrite), from 1 at execute.
+	Revision int64
 }
 
 // TemplateCreate adds a template to a project. The result is nil.
@@ -616,7 +618,7 @@ func (s *State) execute(c *Execute) (int64, error) {
 	s.tpl.addExecution(&Execution{
 		ID: c.ID, Template: x.ID, Project: x.Project, Pool: c.Pool, JobID: ids[0],
 		Args: append([]string(nil), c.Args...), Params: maps.Clone(c.Params), Doc: append([]byte(nil), c.Doc...), Created: c.Now,
-		Host: c.Host,
+		Host: c.Host, Revision: 1,
 	})
 	if c.Host != "" {
 		s.pinJob(s.jobs[ids[0]], c.Host)

@@ -86,6 +86,14 @@ func (s *Service) UpdateSession(ctx context.Context, id string, p SessionPatch) 
 	return err
 }
 
+// WriteExecutionDoc replaces execution id's dialect document if its
+// revision is still ifRevision (0: whatever it is); refused with
+// raftstore.ErrConflict otherwise.
+func (s *Service) WriteExecutionDoc(ctx context.Context, id string, ifRevision int64, doc []byte) error {
+	_, err := s.apply(ctx, &raftstore.DocsWrite{Now: s.stamp(), Executions: []raftstore.DocWrite{{ID: id, IfRevision: ifRevision, Doc: doc}}})
+	return err
+}
+
 // WriteDocs replaces the dialect documents (and the names, where a write
 // sets one) of sessions and templates in one entry: all of them or, when
 // one is refused, none. A write whose IfRevision is not 0 is refused with

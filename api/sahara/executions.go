@@ -430,9 +430,10 @@ func (h *Handler) cancel(c *gin.Context, pid, id string) (raftstore.ExecutionSta
 }
 
 // updateExecution answers PATCH /job-executions/{id}: info {"status":
-// "cancel"} alone cancels (202 and the execution). Changing is_public or
-// is_protected after execute is not supported (they are set at execute):
-// 400 INVALID_DATA; suspend likewise.
+// "cancel"} alone cancels (202 and the execution); is_public and
+// is_protected change the execution's flags (202), a protected one's only
+// when the patch clears is_protected. Suspend is refused (400
+// INVALID_DATA): the farm does not suspend a run.
 func (h *Handler) updateExecution(c *gin.Context) {
 	pid, ok := project(c, true)
 	if !ok {
@@ -457,7 +458,12 @@ func (h *Handler) updateExecution(c *gin.Context) {
 		return
 	}
 	if !hasInfo {
-		Abort(c, invalidData("Croft sets is_public and is_protected of an execution at execute only"))
+		e, err := h.setExecFlags(c, pid, id, m)
+		if err != nil {
+			Abort(c, err)
+			return
+		}
+		c.JSON(http.StatusAccepted, gin.H{"job_execution": execView(&e)})
 		return
 	}
 	im, ok := info.(map[string]any)
@@ -479,6 +485,54 @@ func (h *Handler) updateExecution(c *gin.Context) {
 		Abort(c, validation("info.status: one of 'cancel', 'suspend' expected"))
 	}
 }
+
+// setExecFlags writes is_public and is_protected of m into execution id's
+// document, guarded by the revision it read (again when another write got
+// there first), and returns the execution as it is then.
+func (h *Handler) setExecFlags(c *gin.Context, pid, id string, m map[string]any) (raftstore.ExecutionStatus, error) {
+	public, err := optBool(m, "is_public")
+	if err != nil {
+		return raftstore.ExecutionStatus{}, err
+	}
+	protected, err := optBool(m, "is_protected")
+	if err != nil {
+		return raftstore.ExecutionStatus{}, err
+	}
+	for try := 1; ; try++ {
+		e, ok := h.findExec(pid, id)
+		if !ok || e.Project != pid {
+			return raftstore.ExecutionStatus{}, notFound(id)
+		}
+		d := execDocOf(&e)
+		if d.IsProtected && (protected == nil || *protected) {
+			return e, saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job execution %s is protected and cannot be updated", dashed(e.ID))
+		}
+		if public != nil {
+			d.IsPublic = *public
+		}
+		if protected != nil {
+			d.IsProtected = *protected
+		}
+		body, err := json.Marshal(d)
+		if err != nil {
+			return e, err
+		}
+		err = h.ops.WriteExecutionDoc(c, e.ID, e.Revision, body)
+		if errors.Is(err, raftstore.ErrConflict) && try < casTries {
+			continue
+		}
+		if err != nil {
+			return e, err
+		}
+		if now, ok := h.store.State().Execution(e.ID); ok {
+			e = now
+		}
+		return e, nil
+	}
+}
+
+// casTries bounds a read-modify-write of an execution's document.
+const casTries = 16
 
 // deleteExecution answers DELETE /job-executions/{id}: a running one is
 // canceled first, as Sahara does; 204.

@@ -66,6 +66,7 @@ type Ops interface {
 	Execute(ctx context.Context, req service.ExecuteRequest) (raftstore.ExecutionStatus, error)
 	CancelExecution(ctx context.Context, id string) error
 	DeleteExecution(ctx context.Context, id string) error
+	WriteExecutionDoc(ctx context.Context, id string, ifRevision int64, doc []byte) error
 }
 
 // Config is the dialect's configuration, the same on every coordinator.

@@ -295,7 +295,19 @@ func TestShellOnPool(t *testing.T) {
 	}
 	f.wantErr(f.do("user-a", "DELETE", "/v1.1/a/jobs/"+job, ""), 400, "DELETION_FAILED")
 	f.wantErr(f.do("user-a", "DELETE", "/v1.1/a/job-binaries/"+bin, ""), 400, "DELETION_FAILED")
-	f.wantErr(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"is_public":true}`), 400, "INVALID_DATA")
+	// The flags of an execution change after execute (job-ex-update-request.json);
+	// a protected one only when the patch clears is_protected.
+	if x := f.want(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"is_public": true}`), 202)["job_execution"].(map[string]any); x["is_public"] != true {
+		t.Fatalf("is_public after the patch: %v", x)
+	}
+	f.want(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"is_protected": true}`), 202)
+	f.wantErr(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"is_public": false}`), 400, "UPDATE_FAILED")
+	f.wantErr(f.do("user-a", "DELETE", "/v1.1/a/job-executions/"+eid, ""), 400, "DELETION_FAILED")
+	if x := f.want(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"is_protected": false, "is_public": false}`), 202)["job_execution"].(map[string]any); x["is_public"] != false || x["is_protected"] != false {
+		t.Fatalf("flags after clearing protection: %v", x)
+	}
+	f.wantErr(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"is_public": "yes"}`), 400, "VALIDATION_ERROR")
+	f.wantErr(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"info":{"status":"suspend"}}`), 400, "INVALID_DATA")
 	f.want(f.do("user-a", "PATCH", "/v1.1/a/job-executions/"+eid, `{"info":{"status":"cancel"}}`), 202)
 	f.want(f.do("user-a", "DELETE", "/v1.1/a/job-executions/"+eid, ""), 204)
 	f.want(f.do("user-a", "DELETE", "/v1.1/a/job-executions/"+e2, ""), 204)
