@@ -615,11 +615,13 @@ func (s *State) execute(c *Execute) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	s.tpl.addExecution(&Execution{
+	e := &Execution{
 		ID: c.ID, Template: x.ID, Project: x.Project, Pool: c.Pool, JobID: ids[0],
 		Args: append([]string(nil), c.Args...), Params: maps.Clone(c.Params), Doc: append([]byte(nil), c.Doc...), Created: c.Now,
-		Host: c.Host, Revision: 1,
-	})
+		Host: c.Host,
+	}
+	s.revise(&e.Revision) // 1 from release 2 on: an older entry replays as it did
+	s.tpl.addExecution(e)
 	if c.Host != "" {
 		s.pinJob(s.jobs[ids[0]], c.Host)
 	}
