@@ -59,6 +59,10 @@ func start(t *testing.T, r *runner, a client.Assignment) *testAttempt {
 	t.Cleanup(func() {
 		p.kill()
 		<-p.done
+		// Its supervisor may still be syncing the result in dir: wait
+		// for it to exit before TempDir's cleanup removes dir (else a
+		// note it writes about the vanished file races the removal).
+		p.sup.stop(deadline)
 	})
 	return &testAttempt{dir: dir, p: p, sp: spoolOf(t, r, dir, p, a.ProgressPattern)}
 }
@@ -740,6 +744,10 @@ func startOn(t *testing.T, r *runner, s *supervisor, a client.Assignment) *testA
 	t.Cleanup(func() {
 		p.kill()
 		<-p.done
+		// Its supervisor may still be syncing the result in dir: wait
+		// for it to exit before TempDir's cleanup removes dir (else a
+		// note it writes about the vanished file races the removal).
+		p.sup.stop(deadline)
 	})
 	return &testAttempt{dir: dir, p: p, sp: spoolOf(t, r, dir, p, a.ProgressPattern)}
 }
