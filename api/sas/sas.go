@@ -53,8 +53,10 @@ const (
 	// filtered page's start (listing, type=) or to count the listing.
 	MaxScan = 200_000
 	// MaxWait bounds a state long poll (?wait=) and a log long poll
-	// (?timeout=), in seconds; larger values are cut to it.
-	MaxWait = 300
+	// (?timeout=), in seconds; larger values are cut to it. It stays
+	// under the server's write timeout (coordinator.DefaultWriteTimeout,
+	// 5 min), which would cut the answer of a longer wait.
+	MaxWait = 240
 	// MaxWaiters bounds the requests long polling at once; past it a
 	// request answers at once.
 	MaxWaiters = 1024
