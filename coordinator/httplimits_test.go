@@ -18,8 +18,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/croftfarm/croft/api/agentapi"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/api/native"
+	"github.com/croftfarm/croft/api/sas"
 	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/internal/tlsconfig/tlstest"
 )
@@ -380,4 +383,18 @@ func TestAgentKeepsWorkingThroughAConnectionFlood(t *testing.T) {
 		n := runtime.NumGoroutine()
 		return n <= baseline+20, fmt.Sprintf("%d goroutines, %d at start", n, baseline)
 	})
+}
+
+// TestLongPollsEndBeforeTheWriteTimeout: every long poll of the dialects
+// answers before the server's write timeout would cut its connection.
+func TestLongPollsEndBeforeTheWriteTimeout(t *testing.T) {
+	for name, wait := range map[string]time.Duration{
+		"SAS ?wait= and log ?timeout=": sas.MaxWait * time.Second,
+		"native log follow":            native.MaxLogWait,
+		"agent pull":                   agentapi.MaxPullWait,
+	} {
+		if wait >= DefaultWriteTimeout-10*time.Second {
+			t.Errorf("%s waits up to %v: not 10 s under the write timeout %v", name, wait, DefaultWriteTimeout)
+		}
+	}
 }
