@@ -889,8 +889,9 @@ func nodeDeliver(reqs []*nodeApplyReq, f raft.ApplyFuture) {
 			nodeDeliverErr(reqs, err)
 			return
 		}
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) {
-			// Never appended to the log: not applied, safe to retry.
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrEnqueueTimeout) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			// Never appended to the log (a leader handing over refuses
+			// new entries): not applied, safe to retry.
 			nodeDeliverErr(reqs, fmt.Errorf("%w: %w", ErrNotLeader, err))
 			return
 		}
