@@ -2,7 +2,8 @@
 # Install (or remove) a Croft coordinator as a systemd service.
 #
 #   sudo scripts/install-coordinator.sh --node-id c1 --http-addr 10.0.0.1:19211 \
-#        --raft-addr 10.0.0.1:19212 (--bootstrap | --join URL[,URL...]) --token-file admin.token \
+#        --raft-addr 10.0.0.1:19212 (--bootstrap | --join URL[,URL...] | --recover PEERS) \
+#        --token-file admin.token \
 #        [--data-dir /var/lib/croft] [--tls-cert F --tls-key F] [--ca-cert F] \
 #        [--raft-tls-cert F --raft-tls-key F --raft-tls-ca F] [--binary bin/croft] \
 #        [--user croft] [--root DIR] [--no-start]
@@ -18,6 +19,11 @@
 # /etc/systemd/system/croft-coordinator.service, TLS files to /etc/croft/tls/;
 # the unit is enabled and started.
 #
+# --recover PEERS starts the node with `croft coordinator --recover PEERS`
+# (a lost quorum, or a restore from a snapshot copied into the data
+# directory; see docs/OPERATIONS.md): applied once, the file is renamed and
+# later starts go on normally.
+#
 # --bootstrap and --join only act on an empty data directory, so they stay in
 # the unit: a restart on existing state ignores them. A coordinator whose data
 # directory was wiped must be installed again with --join (never
@@ -29,7 +35,7 @@
 # TLS copies and (unless the agent's unit is installed too) the binary; the
 # data directory is kept unless --purge is given.
 set -euo pipefail
-nodeid="" httpaddr="" raftaddr="" bootstrap=0 join="" token="" datadir="/var/lib/croft" user="croft" root=""
+recover="" nodeid="" httpaddr="" raftaddr="" bootstrap=0 join="" token="" datadir="/var/lib/croft" user="croft" root=""
 tlscert="" tlskey="" cacert="" rtlscert="" rtlskey="" rtlsca=""
 binary="$(dirname "$0")/../bin/croft" start=1 uninstall=0 purge=0
 die() { echo "install-coordinator: $*" >&2; exit 2; }
@@ -40,6 +46,7 @@ while [ $# -gt 0 ]; do
     --raft-addr) raftaddr=${2?}; shift 2 ;;
     --bootstrap) bootstrap=1; shift ;;
     --join) join=${2?}; shift 2 ;;
+    --recover) recover=${2?}; shift 2 ;;
     --token-file) token=${2?}; shift 2 ;;
     --data-dir) datadir=${2?}; shift 2 ;;
     --tls-cert) tlscert=${2?}; shift 2 ;;
@@ -83,8 +90,9 @@ fi
 [ -n "$nodeid" ] || die "--node-id is required"
 [ -n "$httpaddr" ] || die "--http-addr is required (host:port the API listens on, reachable by agents)"
 [ -n "$raftaddr" ] || die "--raft-addr is required (host:port for Raft, reachable by the other coordinators)"
-[ "$bootstrap" = 1 ] || [ -n "$join" ] || die "--bootstrap (the first coordinator) or --join URL (the others) is required"
-[ "$bootstrap" = 0 ] || [ -z "$join" ] || die "--bootstrap and --join exclude each other"
+[ $((bootstrap + ${join:+1}0 / 10 + ${recover:+1}0 / 10)) = 1 ] ||
+  die "one of --bootstrap (the first coordinator), --join URL (the others) or --recover PEERS is required"
+[ -z "$recover" ] || [ "${recover:0:1}" = / ] || die "--recover needs an absolute path"
 [ -n "$token" ] || die "--token-file is required (the farm's admin token)"
 [ -s "$token" ] || die "no token in $token"
 [ -x "$binary" ] || die "no croft binary at $binary (run make build)"
@@ -95,7 +103,7 @@ fi
 for f in "$tlscert" "$tlskey" "$cacert" "$rtlscert" "$rtlskey" "$rtlsca"; do
   [ -z "$f" ] || [ -s "$f" ] || die "no file $f"
 done
-for v in "$nodeid" "$httpaddr" "$raftaddr" "$join" "$datadir" "$user"; do
+for v in "$nodeid" "$httpaddr" "$raftaddr" "$join" "$recover" "$datadir" "$user"; do
   [[ "$v" != *$'\n'* ]] || die "arguments may not contain newlines"
 done
 
@@ -111,6 +119,8 @@ install -m 0600 "${owner[@]}" "$token" "$root/etc/croft/admin.token"
 args=(coordinator --node-id "$nodeid" --data-dir "$datadir" --http-addr "$httpaddr" --raft-addr "$raftaddr")
 if [ "$bootstrap" = 1 ]; then
   args+=(--bootstrap --bootstrap-token-file /etc/croft/admin.token)
+elif [ -n "$recover" ]; then
+  args+=(--recover "$recover")
 else
   args+=(--join "$join" --token-file /etc/croft/admin.token)
 fi
