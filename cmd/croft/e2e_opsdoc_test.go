@@ -33,7 +33,7 @@ var opsMarker = regexp.MustCompile(`^<!-- ops-test: ([a-z0-9-]+) -->$`)
 // opsUnmarked are the sh blocks not run from the doc, by their first line,
 // and where they are tested instead.
 var opsUnmarked = map[string]string{
-	"croft coordinator --node-id c2 --data-dir /var/lib/croft/c2 \\": "the --recover and TLS examples: TestRecoverLostQuorumEndToEnd, TestTLSClusterEndToEnd",
+	"croft coordinator --node-id c2 --data-dir /var/lib/croft/c2 \\":                                    "the --recover and TLS examples: TestRecoverLostQuorumEndToEnd, TestTLSClusterEndToEnd",
 	"croft agent --coordinator https://10.0.0.1:19211,https://10.0.0.2:19211,https://10.0.0.3:19211 \\": "TestTLSClusterEndToEnd",
 }
 
