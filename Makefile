@@ -40,7 +40,7 @@ docker-image: build
 	CROFT_BIN=$(CURDIR)/$(BIN) deploy/build-image.sh $(or $(IMAGE),croft:local)
 
 # Network partition test in Docker (deploy/docker-compose.yml). Prints SKIP
-# and succeeds when no Docker engine answers.
+# and succeeds when no Docker engine answers or busybox-static is missing.
 e2e-docker: build
 	CROFT_BIN=$(CURDIR)/$(BIN) scripts/e2e-docker.sh
 
