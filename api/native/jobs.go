@@ -213,7 +213,7 @@ const maxStateList = 128
 
 // jobFilter is a list request's filters; zero fields keep every job.
 type jobFilter struct {
-	states  map[string]bool
+	states   map[string]bool
 	project  string
 	user     string
 	affinity string // one affinity name the job's comma list must hold
