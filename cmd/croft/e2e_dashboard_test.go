@@ -138,6 +138,31 @@ func TestDashboardInABrowser(t *testing.T) {
 		waitFor(`document.getElementById('why').textContent.includes('affinity nowhere')`))
 	shot(t, browser, filepath.Join(shots, "dashboard-why.png"))
 
+	step("filter by state",
+		chromedp.Navigate(dev.url+"/#/jobs?state=paused"),
+		waitFor(fmt.Sprintf(`!!document.querySelector('%s .s-paused')`, row(stuck))),
+		waitFor(fmt.Sprintf(`!document.querySelector('%s')`, row(id))))
+
+	// A big group: the page holds only the rows in view, and reaches the last.
+	const many = 5000
+	batch := []map[string]any{{"title": "many", "paused": true}}
+	for i := 0; i < many; i++ {
+		batch = append(batch, map[string]any{"parent_ref": 1, "title": fmt.Sprint("frame ", i), "command": "true"})
+	}
+	var made struct{ IDs []int64 }
+	if err := c.Do(context.Background(), "POST", "/croft/v1/jobs", map[string]any{"jobs": batch}, &made); err != nil || len(made.IDs) != many+1 {
+		t.Fatalf("create %d jobs: %v", many, err)
+	}
+	step("a group of 5000 jobs, virtualised",
+		chromedp.Navigate(fmt.Sprintf("%s/#/jobs?parent=%d", dev.url, made.IDs[0])),
+		waitFor(fmt.Sprintf(`!!document.querySelector('%s')`, row(made.IDs[1]))),
+		waitFor(`document.querySelector('.crumbs').textContent === 'root / many'`),
+		waitFor(`document.querySelectorAll('.vrow').length < 100`),
+		chromedp.Evaluate[chromedp.Void](`(() => { const p = document.querySelector('.vport'); p.scrollTop = p.scrollHeight; })()`),
+		waitFor(fmt.Sprintf(`!!document.querySelector('%s')`, row(made.IDs[many]))),
+		waitFor(`document.querySelectorAll('.vrow').length < 100`))
+	shot(t, browser, filepath.Join(shots, "dashboard-many.png"))
+
 	step("see a worker's CPU",
 		chromedp.Navigate(dev.url+"/#/workers"),
 		waitFor(`[...document.querySelectorAll('#workers .cpu-text')].some((e) => /\d+% of \d+/.test(e.textContent))`))

@@ -401,7 +401,7 @@ function jobsView(root, parts, q) {
     }
     group = chain[chain.length - 1];
     clear(crumbs);
-    crumbs.append(link('#/jobs', 'root'), chain.map((j) => [' / ', link('#/jobs?parent=' + j.id, j.title || String(j.id))]));
+    add(crumbs, [link('#/jobs', 'root'), chain.map((j) => [' / ', link('#/jobs?parent=' + j.id, j.title || String(j.id))])]);
     clear(groupCard);
     groupCard.append(h('div', { class: 'toolbar' }, badge(group.state), bar(group.progress), counters(group), eta(group),
       link('#/job/' + group.id, 'details'), actions(group)));
