@@ -163,6 +163,26 @@ func TestDashboardInABrowser(t *testing.T) {
 		waitFor(`document.querySelectorAll('.vrow').length < 100`))
 	shot(t, browser, filepath.Join(shots, "dashboard-many.png"))
 
+	// The other dialects' objects: a session, a template and its execution.
+	var sess, tmpl, exe struct{ ID string }
+	ctx := context.Background()
+	if err := c.Do(ctx, "POST", "/croft/v1/sessions", map[string]any{"kind": "group", "name": "nightly"}, &sess); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "POST", "/croft/v1/templates", map[string]any{"name": "hello", "type": "Shell", "command": "echo {main}", "main": "hi"}, &tmpl); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Do(ctx, "POST", "/croft/v1/templates/"+tmpl.ID+"/execute", map[string]any{}, &exe); err != nil {
+		t.Fatal(err)
+	}
+	step("sessions, templates, executions",
+		chromedp.Navigate(dev.url+"/#/sessions"),
+		waitFor(`[...document.querySelectorAll('.vrow')].some((r) => r.textContent.includes('nightly'))`),
+		chromedp.Navigate(dev.url+"/#/templates"),
+		waitFor(`[...document.querySelectorAll('.vrow')].some((r) => r.textContent.includes('echo {main}'))`),
+		chromedp.Navigate(dev.url+"/#/executions"),
+		waitFor(fmt.Sprintf(`[...document.querySelectorAll('.vrow')].some((r) => r.textContent.includes('%s') && !!r.querySelector('.s-finished'))`, exe.ID)))
+
 	step("see a worker's CPU",
 		chromedp.Navigate(dev.url+"/#/workers"),
 		waitFor(`[...document.querySelectorAll('#workers .cpu-text')].some((e) => /\d+% of \d+/.test(e.textContent))`))
