@@ -574,7 +574,7 @@ function workersView(root) {
           h('span', { class: 'acts' },
             w.active ? h('button', { type: 'button', 'data-act': 'disable', onclick: () => admin('/api/stopworkers', w.name) }, 'disable') :
               h('button', { type: 'button', 'data-act': 'enable', onclick: () => admin('/api/startworkers', w.name) }, 'enable'),
-            h('button', { type: 'button', disabled: true, title: 'No server route drains a worker yet: run `croft agent` drain on its host (a disabled worker requeues its job)' }, 'drain'))];
+            h('button', { type: 'button', disabled: true, title: 'No server route drains a worker: run croft agent --drain on its host (disable requeues its running job)' }, 'drain'))];
       })),
     h('div', { class: 'card', id: 'hosts' }, h('h2', {}, 'Hosts (' + hosts.length + ')'),
       table(['host', 'slots', 'CPUs', 'CPU now', 'memory', 'projects', 'interpreters', 'registered', 'seen'], hosts, (ho) => [
