@@ -32,6 +32,7 @@ import (
 	"github.com/croftfarm/croft/api/native"
 	"github.com/croftfarm/croft/api/sahara"
 	"github.com/croftfarm/croft/api/sas"
+	"github.com/croftfarm/croft/api/web"
 	"github.com/croftfarm/croft/cluster"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
@@ -222,6 +223,8 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Pprof {
 		local.Handle("ANY", "/debug/pprof/*any", auth.PermAdmin, gin.WrapH(http.DefaultServeMux))
 	}
+	// The dashboard's page and assets: public files, no data in them.
+	web.Register(e)
 	e.NoRoute(func(c *gin.Context) {
 		c.Data(http.StatusNotFound, "text/html", []byte("Web service not found."))
 	})

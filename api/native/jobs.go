@@ -213,9 +213,10 @@ const maxStateList = 128
 
 // jobFilter is a list request's filters; zero fields keep every job.
 type jobFilter struct {
-	states  map[string]bool
-	project string
-	user    string
+	states   map[string]bool
+	project  string
+	user     string
+	affinity string // one affinity name the job's comma list must hold
 }
 
 // keep runs under the state's read lock: it must stay cheap.
@@ -226,11 +227,13 @@ func (f *jobFilter) keep(p *auth.Principal) func(*raftstore.Job) bool {
 			project = raftstore.DefaultProject
 		}
 		return p.CanRead(project) && (f.project == "" || project == f.project) &&
-			(f.user == "" || j.User == f.user) && (f.states == nil || f.states[j.Reported()])
+			(f.user == "" || j.User == f.user) && (f.states == nil || f.states[j.Reported()]) &&
+			(f.affinity == "" || hasAffinity(j.Affinity, f.affinity))
 	}
 }
 
-// parseFilter reads ?state=, ?project= and ?user=, each bounded.
+// parseFilter reads ?state=, ?project=, ?user= and ?affinity=, each
+// bounded.
 func parseFilter(c *gin.Context, p *auth.Principal) (jobFilter, error) {
 	var f jobFilter
 	if v, ok := c.GetQuery("state"); ok {
@@ -261,7 +264,26 @@ func parseFilter(c *gin.Context, p *auth.Principal) (jobFilter, error) {
 		}
 		f.user = v
 	}
+	if v, ok := c.GetQuery("affinity"); ok {
+		if err := raftstore.CheckName("affinity", v); err != nil {
+			return f, err
+		}
+		f.affinity = strings.TrimSpace(v)
+	}
 	return f, nil
+}
+
+// hasAffinity reports whether the comma list list names name; it does
+// not allocate, as it runs under the state's read lock.
+func hasAffinity(list, name string) bool {
+	for list != "" {
+		var one string
+		one, list, _ = strings.Cut(list, ",")
+		if strings.TrimSpace(one) == name {
+			return true
+		}
+	}
+	return false
 }
 
 // list serves GET /croft/v1/jobs: the jobs the token reads, in id order,

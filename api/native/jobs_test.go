@@ -217,7 +217,7 @@ func TestJobViewFields(t *testing.T) {
 
 func TestJobListPagingAndFilters(t *testing.T) {
 	f := newJobsFarm(t)
-	a := f.create("user-a", `{"jobs":[{"title":"1","command":"x","user":"ann"},{"title":"2","command":"x","paused":true},
+	a := f.create("user-a", `{"jobs":[{"title":"1","command":"x","user":"ann","affinity":"gpu, linux"},{"title":"2","command":"x","paused":true,"affinity":"gpux"},
 		{"title":"g"},{"parent_ref":3,"command":"x","user":"ann"},{"parent_ref":3,"command":"x"}]}`)
 	b := f.create("admin", `{"title":"in b","command":"x","project":"b"}`)
 	all := append(slices.Clone(a), b...)
@@ -239,6 +239,9 @@ func TestJobListPagingAndFilters(t *testing.T) {
 		{"read-a", "?parent=0", a[:3]},
 		{"read-a", fmt.Sprintf("?parent=%d&limit=1&offset=1", a[2]), a[4:5]},
 		{"read-a", fmt.Sprintf("?parent=%d&user=ann", a[2]), a[3:4]},
+		{"read-a", "?affinity=linux", a[:1]},
+		{"read-a", "?affinity=gpu", a[:1]}, // a name, not a prefix: gpux is another
+		{"read-a", "?affinity=gpux", a[1:2]},
 	} {
 		if got := f.list(c.token, c.query); !slices.Equal(got, append([]int64{}, c.want...)) {
 			t.Errorf("%s as %s: %v, want %v", c.query, c.token, got, c.want)
