@@ -45,15 +45,21 @@ type Options struct {
 	// TLS configures https:// URLs (the CA that signed the coordinators'
 	// certificates); nil uses the system's roots.
 	TLS *tls.Config
+	// FailFast makes a call give up with ErrUnavailable once every
+	// coordinator refused the connection twice in a row (none listens),
+	// instead of retrying until its context ends: for interactive tools,
+	// which must say so at once. A 503 (no leader yet) is still retried.
+	FailFast bool
 }
 
 // Client talks to a coordinator cluster. It prefers the leader's address
 // (any member forwards, but going straight to the leader saves a hop) and
 // moves on to the next URL when a coordinator does not answer.
 type Client struct {
-	urls  []string
-	hc    *http.Client
-	token string
+	urls     []string
+	hc       *http.Client
+	token    string
+	failFast bool
 
 	mu     sync.Mutex
 	next   int
@@ -71,7 +77,7 @@ func New(urls ...string) *Client { return NewWith(Options{}, urls...) }
 
 // NewWith returns a client for these coordinator base URLs with options.
 func NewWith(opts Options, urls ...string) *Client {
-	c := &Client{token: opts.Token, hc: &http.Client{Transport: &http.Transport{
+	c := &Client{token: opts.Token, failFast: opts.FailFast, hc: &http.Client{Transport: &http.Transport{
 		Proxy:               nil,
 		DialContext:         (&net.Dialer{Timeout: 2 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		TLSClientConfig:     opts.TLS,
@@ -240,6 +246,13 @@ func retryable(err error, idempotent bool) bool {
 	return idempotent
 }
 
+// dialFailed reports whether err is a failure to connect: nothing listens
+// there, or the address cannot be reached.
+func dialFailed(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
 // tlsRefused reports whether err is a TLS failure that retrying does not
 // cure: the server's certificate did not verify.
 func tlsRefused(err error) bool {
@@ -273,7 +286,8 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 	c.learnLeader(ctx)
 	backoff := 20 * time.Millisecond
 	var last error
-	tlsRefusals := 0 // in a row
+	tlsRefusals := 0  // in a row
+	dialFailures := 0 // in a row
 	for attempt := 0; ; attempt++ {
 		base := c.target()
 		if base == "" {
@@ -293,6 +307,13 @@ func (c *Client) Do(ctx context.Context, method, path string, in, out any) error
 			}
 		} else {
 			tlsRefusals = 0
+		}
+		if dialFailed(err) {
+			if dialFailures++; c.failFast && dialFailures >= 2*len(c.urls) {
+				return fmt.Errorf("%w: %v", ErrUnavailable, err)
+			}
+		} else {
+			dialFailures = 0
 		}
 		if attempt > 0 && attempt%len(c.urls) == 0 {
 			_, _ = c.FindLeader(ctx)

@@ -147,6 +147,10 @@ type JobView struct {
 	// Runs and Log are the paths of the job's runs and log.
 	Runs string `json:"runs"`
 	Log  string `json:"log"`
+	// Done is true once the job will not run again by itself: finished,
+	// canceled, or failed with no retry left (what "croft wait" waits
+	// for). A group's follows its state.
+	Done bool `json:"done"`
 }
 
 // redactedValue stands for an environment value a read-only token may
@@ -174,6 +178,8 @@ func renderJob(j *raftstore.Job, redact bool) JobView {
 			Failed: int(j.TotalErrors - j.TotalCanceled), Running: int(j.TotalWorking), Canceled: int(j.TotalCanceled)},
 		Tries: int(j.Tries), Worker: j.Worker, Created: optTime(j.Created), Started: optTime(j.StartTime), Ended: optTime(endedAt(j)),
 		Runs: fmt.Sprintf("%s/%d/runs", PathJobs, j.ID), Log: fmt.Sprintf("%s/%d/log", PathJobs, j.ID),
+		Done: j.State == raftstore.StateFinished || j.State == raftstore.StateCanceled ||
+			(j.State == raftstore.StateFailed && j.RunDone >= j.Retry),
 	}
 	if v.Project == "" {
 		v.Project = raftstore.DefaultProject
@@ -213,10 +219,11 @@ const maxStateList = 128
 
 // jobFilter is a list request's filters; zero fields keep every job.
 type jobFilter struct {
-	states   map[string]bool
-	project  string
-	user     string
-	affinity string // one affinity name the job's comma list must hold
+	states  map[string]bool
+	project string
+	user    string
+	// affinity keeps the jobs whose affinity lists this name.
+	affinity string
 }
 
 // keep runs under the state's read lock: it must stay cheap.
@@ -273,13 +280,18 @@ func parseFilter(c *gin.Context, p *auth.Principal) (jobFilter, error) {
 	return f, nil
 }
 
-// hasAffinity reports whether the comma list list names name; it does
-// not allocate, as it runs under the state's read lock.
-func hasAffinity(list, name string) bool {
-	for list != "" {
-		var one string
-		one, list, _ = strings.Cut(list, ",")
-		if strings.TrimSpace(one) == name {
+// hasAffinity reports whether affinity (names separated by commas or
+// newlines) lists name, without allocating (keep runs under the state's
+// lock).
+func hasAffinity(affinity, name string) bool {
+	for affinity != "" {
+		a := affinity
+		if i := strings.IndexAny(affinity, ",\n"); i >= 0 {
+			a, affinity = affinity[:i], affinity[i+1:]
+		} else {
+			affinity = ""
+		}
+		if strings.TrimSpace(a) == name {
 			return true
 		}
 	}

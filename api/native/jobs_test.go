@@ -169,7 +169,7 @@ func TestJobViewFields(t *testing.T) {
 	f.ok(&raftstore.Report{Now: now + 3e9, Worker: "w1", JobID: id, AttemptID: a.AttemptID, Done: true, ExitCode: 0})
 	v = f.view("admin", id)
 	if v.State != "finished" || v.Progress != 1 || v.ExitCode == nil || *v.ExitCode != 0 || v.Signal == nil || *v.Signal != 0 ||
-		v.Reason == nil || *v.Reason != "" || v.Ended == nil || v.Tries != 1 {
+		v.Reason == nil || *v.Reason != "" || v.Ended == nil || v.Tries != 1 || !v.Done {
 		t.Fatalf("finished view %+v", v)
 	}
 	if runs, _, _ := f.store.State().JobRunsAfter(id, 0, 100); len(runs) != v.Tries {
@@ -181,8 +181,8 @@ func TestJobViewFields(t *testing.T) {
 	id2 := f.create("user-a", `{"title":"f2","command":"false","retry":2}`)[0]
 	a = f.pick(id2)
 	f.ok(&raftstore.Report{Now: now + 4e9, Worker: "w1", JobID: id2, AttemptID: a.AttemptID, Done: true, ExitCode: 137, Signal: 9})
-	if v = f.view("admin", id2); v.State != "failed" || v.Tries != 1 || v.ExitCode == nil || *v.ExitCode != 137 || *v.Signal != 9 || *v.Reason != "" || v.Ended == nil {
-		t.Fatalf("requeued view %+v", v)
+	if v = f.view("admin", id2); v.State != "failed" || v.Tries != 1 || v.ExitCode == nil || *v.ExitCode != 137 || *v.Signal != 9 || *v.Reason != "" || v.Ended == nil || v.Done {
+		t.Fatalf("requeued view %+v (a failed job with a retry left is not done)", v)
 	}
 	f.pick(id2)
 	if v = f.view("admin", id2); v.State != "running" || v.Tries != 2 || v.ExitCode == nil || *v.ExitCode != 137 {
@@ -210,7 +210,7 @@ func TestJobViewFields(t *testing.T) {
 		t.Fatalf("child view %+v", k)
 	}
 	f.want(http.StatusOK, "user-a", http.MethodPost, fmt.Sprintf("%s/%d/cancel", PathJobs, g[0]), "", &v)
-	if v.State != "canceled" || v.Counters.Canceled != 2 || v.Counters.Failed != 0 {
+	if v.State != "canceled" || v.Counters.Canceled != 2 || v.Counters.Failed != 0 || !v.Done {
 		t.Fatalf("canceled group %+v", v)
 	}
 }
@@ -263,6 +263,8 @@ func TestJobListPagingAndFilters(t *testing.T) {
 		{"admin", "?offset=99999999999999999999", http.StatusBadRequest},
 		{"admin", "?project=", http.StatusBadRequest},
 		{"admin", "?user=" + strings.Repeat("u", raftstore.MaxNameBytes+1), http.StatusRequestEntityTooLarge},
+		{"admin", "?affinity=" + strings.Repeat("u", raftstore.MaxNameBytes+1), http.StatusRequestEntityTooLarge},
+		{"admin", "?affinity=a%0Ab", http.StatusBadRequest},
 	} {
 		if code, body := f.do(c.token, http.MethodGet, PathJobs+c.query, ""); code != c.code {
 			t.Errorf("%s as %s: %d %s, want %d", c.query, c.token, code, body, c.code)

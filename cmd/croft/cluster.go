@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -14,36 +14,6 @@ import (
 
 	"github.com/croftfarm/croft/api/client"
 )
-
-// cliFlags are the flags every admin command takes: where the cluster is
-// and which token to use.
-type cliFlags struct {
-	coordinator string
-	dataDir     string
-	caFile      string
-	asJSON      bool
-	tokens      tokenFlags
-}
-
-func (f *cliFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.coordinator, "coordinator", "http://127.0.0.1:19211", "any coordinator's URL (comma-separated list accepted)")
-	fs.StringVar(&f.dataDir, "data-dir", "", "a coordinator's data directory: its admin.token is used when no other token is given")
-	fs.BoolVar(&f.asJSON, "json", false, "print JSON")
-	fs.StringVar(&f.caFile, "ca-cert", "", "the farm's CA (PEM) that verifies https:// coordinators (default: the system's roots)")
-	f.tokens.register(fs, "token (else --token-file, $CROFT_TOKEN, or --data-dir's admin.token)")
-}
-
-func (f *cliFlags) client() (*client.Client, error) {
-	token, err := f.tokens.resolve(f.dataDir)
-	if err != nil {
-		return nil, err
-	}
-	conf, err := clientTLS(f.caFile)
-	if err != nil {
-		return nil, err
-	}
-	return client.NewWith(client.Options{Token: token, TLS: conf}, f.coordinator), nil
-}
 
 // printJSON writes v indented.
 func printJSON(w io.Writer, v any) error {
@@ -55,11 +25,11 @@ func printJSON(w io.Writer, v any) error {
 // runCluster serves "croft cluster status|join|remove".
 func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	const usage = "croft cluster status|join|remove [--coordinator URL] [--token T]"
-	if len(args) == 0 {
-		return fmt.Errorf("%w: %s", errUsage, usage)
+	if done, err := groupHelp(args, usage); done {
+		return err
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("croft cluster "+verb, flag.ContinueOnError)
+	fs := newFlagSet("croft cluster "+verb, clusterHelp[verb])
 	var cf cliFlags
 	cf.register(fs)
 	var join client.JoinRequest
@@ -82,7 +52,7 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := cf.context(ctx)
 	defer cancel()
 	switch verb {
 	case "status":
@@ -90,10 +60,11 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
+		reach := probeMembers(ctx, c, st)
 		if cf.asJSON {
-			return printJSON(stdout, st)
+			return printJSON(stdout, statusJSON{st, reach})
 		}
-		printStatus(stdout, st)
+		printStatus(stdout, st, reach)
 	case "join":
 		if join.NodeID == "" || join.RaftAddr == "" || join.HTTPAddr == "" {
 			return fmt.Errorf("%w: join needs --node-id, --raft-addr and --http-addr", errUsage)
@@ -114,7 +85,66 @@ func runCluster(ctx context.Context, args []string, stdout io.Writer) error {
 	return nil
 }
 
-func printStatus(w io.Writer, st client.ClusterStatus) {
+// clusterHelp is the synopsis of each cluster verb.
+var clusterHelp = map[string]string{
+	"status": "croft cluster status [flags]\n\nShows the Raft state of the coordinator asked and every member; each member's\nHTTP address is probed (REACHABLE: yes, or why not).",
+	"join":   "croft cluster join --node-id ID --raft-addr HOST:PORT --http-addr HOST:PORT [flags]\n\nAdds a coordinator as a non-voter; the leader promotes it once caught up.",
+	"remove": "croft cluster remove --node-id ID [flags]\n\nRemoves a coordinator from the cluster.",
+}
+
+// statusJSON is "croft cluster status --json": the status, and each
+// member's reachability ("" when it answered, else why not).
+type statusJSON struct {
+	client.ClusterStatus
+	Unreachable map[string]string `json:"unreachable"`
+}
+
+// probeTimeout bounds the probe of one member's HTTP address.
+const probeTimeout = time.Second
+
+// probeMembers asks every member's HTTP address for its status at once,
+// each within probeTimeout, and returns why each that did not answer
+// failed, by member id. A member that listens on all interfaces
+// (0.0.0.0) is asked on the host of the coordinator that answered.
+func probeMembers(ctx context.Context, c *client.Client, st client.ClusterStatus) map[string]string {
+	base := ""
+	if urls := c.URLs(); len(urls) > 0 {
+		base = urls[0]
+	}
+	scheme, rest, _ := strings.Cut(base, "://")
+	askedHost, _, _ := net.SplitHostPort(strings.SplitN(rest, "/", 2)[0])
+	type result struct{ id, err string }
+	results := make(chan result, len(st.Members))
+	for _, m := range st.Members {
+		go func() {
+			host, port, err := net.SplitHostPort(m.HTTPAddr)
+			if err != nil {
+				results <- result{m.ID, "no HTTP address"}
+				return
+			}
+			if ip := net.ParseIP(host); (ip != nil && ip.IsUnspecified()) || host == "" {
+				host = askedHost
+			}
+			pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+			defer cancel()
+			if _, err := c.Status(pctx, scheme+"://"+net.JoinHostPort(host, port)); err != nil {
+				results <- result{m.ID, err.Error()}
+				return
+			}
+			results <- result{m.ID, ""}
+		}()
+	}
+	out := map[string]string{}
+	for range st.Members {
+		r := <-results
+		if r.err != "" {
+			out[r.id] = r.err
+		}
+	}
+	return out
+}
+
+func printStatus(w io.Writer, st client.ClusterStatus, unreachable map[string]string) {
 	fmt.Fprintf(w, "node %s: %s, term %d, applied %d, commit %d\n", st.NodeID, st.State, st.Term, st.AppliedIndex, st.CommitIndex)
 	fmt.Fprintf(w, "leader: %s (%s)\n", st.LeaderID, st.LeaderHTTP)
 	if st.Insecure {
@@ -126,8 +156,9 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 	if st.StorageError != "" {
 		fmt.Fprintf(w, "STORAGE ERROR: %s\n", st.StorageError)
 	}
+	var down []string
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tRAFT\tHTTP\tSUFFRAGE\tLEADER\tCAUGHT-UP\tCONTACT")
+	fmt.Fprintln(tw, "ID\tRAFT\tHTTP\tSUFFRAGE\tLEADER\tREACHABLE\tCAUGHT-UP\tCONTACT")
 	for _, m := range st.Members {
 		leader := ""
 		if m.Leader {
@@ -145,9 +176,17 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 		if m.LastContactMS != nil {
 			contact = (time.Duration(*m.LastContactMS) * time.Millisecond).String() + " ago"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.RaftAddr, m.HTTPAddr, m.Suffrage, leader, caught, contact)
+		reach := "yes"
+		if why, ok := unreachable[m.ID]; ok {
+			reach = "NO"
+			down = append(down, m.ID+": "+why)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.ID, m.RaftAddr, m.HTTPAddr, m.Suffrage, leader, reach, caught, contact)
 	}
 	tw.Flush()
+	for _, d := range down {
+		fmt.Fprintln(w, "UNREACHABLE", d)
+	}
 	if st.State != "Leader" {
 		fmt.Fprintln(w, "(caught-up and contact are known to the leader only: ask it with --coordinator)")
 	}
@@ -156,11 +195,11 @@ func printStatus(w io.Writer, st client.ClusterStatus) {
 // runToken serves "croft token create|list|revoke".
 func runToken(ctx context.Context, args []string, stdout io.Writer) error {
 	const usage = "croft token create --name N --role admin|user|read|agent [--projects a,b] [--workers name,prefix*] | list | revoke NAME|ID"
-	if len(args) == 0 {
-		return fmt.Errorf("%w: %s", errUsage, usage)
+	if done, err := groupHelp(args, usage); done {
+		return err
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("croft token "+verb, flag.ContinueOnError)
+	fs := newFlagSet("croft token "+verb, usage)
 	var cf cliFlags
 	cf.register(fs)
 	var req client.TokenRequest
@@ -183,7 +222,7 @@ func runToken(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := cf.context(ctx)
 	defer cancel()
 	switch verb {
 	case "create":
@@ -211,7 +250,7 @@ func runToken(ctx context.Context, args []string, stdout io.Writer) error {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tID\tROLE\tPROJECTS\tWORKERS\tCREATED")
 		for _, t := range ts {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.ID, t.Role, strings.Join(t.Projects, ","), strings.Join(t.Workers, ","), t.Created.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.ID, t.Role, strings.Join(t.Projects, ","), strings.Join(t.Workers, ","), fmtTime(t.Created))
 		}
 		tw.Flush()
 	case "revoke":
@@ -230,11 +269,11 @@ func runToken(ctx context.Context, args []string, stdout io.Writer) error {
 // runProject serves "croft project create|list|delete".
 func runProject(ctx context.Context, args []string, stdout io.Writer) error {
 	const usage = "croft project create NAME | list | delete NAME"
-	if len(args) == 0 {
-		return fmt.Errorf("%w: %s", errUsage, usage)
+	if done, err := groupHelp(args, usage); done {
+		return err
 	}
 	verb := args[0]
-	fs := flag.NewFlagSet("croft project "+verb, flag.ContinueOnError)
+	fs := newFlagSet("croft project "+verb, usage)
 	var cf cliFlags
 	cf.register(fs)
 	switch verb {
@@ -253,7 +292,7 @@ func runProject(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	ctx, cancel := cf.context(ctx)
 	defer cancel()
 	switch verb {
 	case "create":
@@ -278,7 +317,7 @@ func runProject(ctx context.Context, args []string, stdout io.Writer) error {
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 		fmt.Fprintln(tw, "NAME\tJOBS\tCREATED")
 		for _, p := range ps {
-			fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Name, p.Jobs, p.Created.Format(time.RFC3339))
+			fmt.Fprintf(tw, "%s\t%d\t%s\n", p.Name, p.Jobs, fmtTime(p.Created))
 		}
 		tw.Flush()
 	}

@@ -1,5 +1,5 @@
 // Command croft is the one Croft binary: coordinator, agent, the embedded
-// dev farm and the cluster admin CLI.
+// dev farm and the CLI of jobs, workers and the cluster (docs/CLI.md).
 package main
 
 import (
@@ -26,13 +26,32 @@ Usage:
   croft agent [flags]         run the agent on a render node (SIGTERM: stop, jobs run on;
                               SIGUSR1 or "croft agent --drain": exit once the jobs are over)
   croft dev [flags]           one-node coordinator and a local agent in one process
-  croft cluster status|join|remove --coordinator URL [flags]
-  croft token create|list|revoke [flags]    access tokens (admin)
-  croft project create|list|delete [flags]  projects
   croft bench [flags]         performance scenarios on a local 3-coordinator cluster
   croft version
 
-Run "croft <command> -h" for the flags of a command.
+Jobs:
+  croft submit [flags] [--] COMMAND...   submit a job (--wait: until it is done)
+  croft jobs [flags]                     list jobs (--state, --project, --user, --affinity, --parent)
+  croft job ID                           a job with its runs and exit codes
+  croft log [-f] ID                      a job's log (-f: follow)
+  croft wait ID...                       wait for jobs: exit 0 if all finished, 1 if not
+  croft pause|start|reset|retry|cancel|delete ID...
+Farm:
+  croft workers | hosts                  workers (agent slots) and hosts
+  croft worker enable|disable|drain NAME...
+  croft cluster status|join|remove       coordinators (status probes each member)
+  croft token create|list|revoke         access tokens (admin)
+  croft project create|list|delete       projects
+Sessions and templates:
+  croft sessions | session [close|start|delete] ID
+  croft templates | template [delete] ID
+  croft execute TEMPLATE [ARG...] | executions | execution [cancel|delete] ID
+
+Client commands take --coordinator URL,... (else $CROFT_COORDINATOR), --token,
+--token-file (else $CROFT_TOKEN), --ca-cert, --config FILE (else
+~/.config/croft/config), --json and --timeout. Exit codes: 0 ok, 1 the
+operation (or a waited job) failed, 2 a command line mistake.
+Run "croft <command> --help" for the flags of a command.
 `
 
 func main() {
@@ -45,6 +64,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stderr, usage)
 		return 2
 	}
+	helpOut = stdout
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -72,14 +92,20 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
-		fmt.Fprintf(stderr, "croft: unknown command %q\n\n%s", args[0], usage)
-		return 2
+		cmd, ok := clientCommands[args[0]]
+		if !ok {
+			fmt.Fprintf(stderr, "croft: unknown command %q\n\n%s", args[0], usage)
+			return 2
+		}
+		err = cmd(ctx, args[1:], stdout)
 	}
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.Is(err, errFailed):
+		return 1
 	case errors.Is(err, errUsage):
 		fmt.Fprintln(stderr, "croft:", err)
 		return 2

@@ -166,8 +166,7 @@ func (f *tokenFlags) resolve(dataDir string) (string, error) {
 }
 
 func parse(fs *flag.FlagSet, args []string) error {
-	fs.SetOutput(os.Stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -176,19 +175,48 @@ func parse(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseFlags parses args; -h or --help prints the usage on stdout
+// (helpOut), and a bad flag returns one usage error, printed once by run.
+func parseFlags(fs *flag.FlagSet, args []string) error {
+	usage := fs.Usage
+	fs.Usage = func() {} // the flag package calls it on errors too
+	defer func() { fs.Usage = usage }()
+	fs.SetOutput(io.Discard)
+	err := fs.Parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.SetOutput(helpOut)
+		if usage != nil {
+			usage()
+		} else {
+			fs.PrintDefaults()
+		}
+		return err
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v (see %s --help)", errUsage, err, fs.Name())
+	}
+	return nil
+}
+
 // parseArgs parses flags wherever they are among the arguments (a name
 // may come first: "croft token revoke NAME --token T") and returns the
-// other arguments.
+// other arguments; after "--" everything is an argument.
 func parseArgs(fs *flag.FlagSet, args []string) ([]string, error) {
-	fs.SetOutput(os.Stderr)
+	var after []string
+	for i, a := range args {
+		if a == "--" {
+			args, after = args[:i], args[i+1:]
+			break
+		}
+	}
 	var rest []string
 	for {
-		if err := fs.Parse(args); err != nil {
+		if err := parseFlags(fs, args); err != nil {
 			return nil, err
 		}
 		args = fs.Args()
 		if len(args) == 0 {
-			return rest, nil
+			return append(rest, after...), nil
 		}
 		rest = append(rest, args[0])
 		args = args[1:]
