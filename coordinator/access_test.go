@@ -180,6 +180,7 @@ var routeCases = map[string]routeCase{
 	"DELETE workers":                    {perm: auth.PermAdmin, path: "/api/workers", body: `["nobody"]`},
 	"POST startworkers":                 {perm: auth.PermAdmin, path: "/api/startworkers", body: `["nobody"]`},
 	"POST stopworkers":                  {perm: auth.PermAdmin, path: "/api/stopworkers", body: `["nobody"]`},
+	"POST /croft/v1/workers/drain":      {perm: auth.PermAdmin, path: "/croft/v1/workers/drain", body: `{"names":["nobody"]}`},
 	"GET events":                        {perm: auth.PermRead, path: "/api/events?howlong=60"},
 	"GET affinities":                    {perm: auth.PermRead, path: "/api/affinities"},
 	"POST affinities":                   {perm: auth.PermAdmin, path: "/api/affinities", body: `{"2":"test"}`},

@@ -216,6 +216,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		native.NewInterpreters(node.FSM(), s.svc),
 		native.NewSessions(node.FSM(), s.svc),
 		native.NewTemplates(node.FSM(), s.svc),
+		native.NewWorkers(s.svc),
 		freezer.New(node.FSM(), s.svc),
 		sas.New(node.FSM(), s.svc),
 		sahara.New(node.FSM(), s.svc, cfg.Sahara),

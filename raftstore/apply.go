@@ -926,7 +926,9 @@ func (s *State) deleteWorkers(c *WorkerDelete) error {
 }
 
 func (s *State) workerAction(c *WorkerAction) error {
-	if c.Action != ActionWorkerStart && c.Action != ActionWorkerStop {
+	// Drain is release 2's: an older release refused it, and replays so.
+	drain := c.Action == ActionWorkerDrain && s.release >= 2
+	if c.Action != ActionWorkerStart && c.Action != ActionWorkerStop && !drain {
 		return invalid("unknown worker action %q", c.Action)
 	}
 	for _, n := range c.Names {
@@ -935,6 +937,10 @@ func (s *State) workerAction(c *WorkerAction) error {
 		}
 	}
 	for _, n := range c.Names {
+		if drain {
+			s.workers[n].Active = false // what it runs goes on; pick gives it nothing more
+			continue
+		}
 		s.setActive(s.workers[n], c.Action == ActionWorkerStart, c.Now)
 	}
 	return nil

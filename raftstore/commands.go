@@ -283,6 +283,9 @@ type WorkerDelete struct {
 const (
 	ActionWorkerStart = "start"
 	ActionWorkerStop  = "stop"
+	// ActionWorkerDrain disables a worker without taking back what it
+	// runs: its job finishes there, and it takes no new one (release 2).
+	ActionWorkerDrain = "drain"
 )
 
 // WorkerAction starts or stops workers.

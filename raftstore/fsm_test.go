@@ -782,3 +782,27 @@ func TestJobFitsItsSizeClass(t *testing.T) {
 		t.Fatalf("Job is %d bytes, past 512 (the span-scanned size classes)", n)
 	}
 }
+
+// TestWorkerDrain: a drained worker finishes what it runs (the attempt
+// stays current, its report counts) and takes no new job; under release
+// 0's rules, which had no drain, the action is refused as it was.
+func TestWorkerDrain(t *testing.T) {
+	h := newHarness(t)
+	ids := h.create(JobSpec{Command: "a"}, JobSpec{Command: "b"})
+	a := h.pick("w")
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerDrain, Names: []string{"w"}})
+	h.wantState(a.JobID, StateRunning)
+	h.finish(a, "w", 0)
+	h.wantState(a.JobID, StateFinished)
+	if b := h.pick("w"); b != nil {
+		t.Fatalf("a drained worker got job %d", b.JobID)
+	}
+	h.wantState(ids[1], StateWaiting)
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStart, Names: []string{"w"}})
+	if b := h.pick("w"); b == nil || b.JobID != ids[1] {
+		t.Fatalf("re-enabled: %+v", b)
+	}
+
+	old := &harness{t: t, fsm: releaseZeroFSM(t), now: h.now}
+	old.fails(&WorkerAction{Now: old.now, Action: ActionWorkerDrain, Names: []string{"w"}}, ErrInvalid)
+}

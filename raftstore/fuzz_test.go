@@ -316,7 +316,7 @@ func (p *fuzzProgram) command(op byte) Command {
 		case 2:
 			return &WorkerDelete{Now: p.now(), Names: []string{name}}
 		case 3:
-			return &WorkerAction{Now: p.now(), Action: []string{ActionWorkerStart, ActionWorkerStop, "bogus"}[p.byte()%3], Names: []string{name}}
+			return &WorkerAction{Now: p.now(), Action: []string{ActionWorkerStart, ActionWorkerStop, ActionWorkerDrain, "bogus"}[p.byte()%4], Names: []string{name}}
 		default:
 			return &WorkerLost{Now: p.now(), Names: []string{name}}
 		}

@@ -503,8 +503,8 @@ func randomCommand(r *rand.Rand, h *harness) Command {
 		}
 		return &WorkerRegister{Now: now, Name: worker(), SetAffinity: true, Affinity: affs[r.Intn(len(affs))] + "\nlinux"}
 	case k == 17:
-		acts := []string{ActionWorkerStart, ActionWorkerStop}
-		return &WorkerAction{Now: now, Action: acts[r.Intn(2)], Names: []string{worker()}}
+		acts := []string{ActionWorkerStart, ActionWorkerStop, ActionWorkerDrain}
+		return &WorkerAction{Now: now, Action: acts[r.Intn(3)], Names: []string{worker()}}
 	case k == 18:
 		var attempts []int64
 		for _, ra := range h.st().Running() {

@@ -336,3 +336,18 @@ func (c *Client) SetWorkersActive(ctx context.Context, active bool, names ...str
 	}
 	return c.Do(ctx, http.MethodPost, path, names, nil)
 }
+
+// PathWorkersDrain drains workers (POST, DrainRequest; admins).
+const PathWorkersDrain = "/croft/v1/workers/drain"
+
+// DrainRequest names the workers to drain.
+type DrainRequest struct {
+	Names []string `json:"names"`
+}
+
+// DrainWorkers drains the named workers: each finishes the job it runs
+// and is then given no new one (it is disabled; SetWorkersActive(true)
+// takes it back). Unlike a disable, no job is requeued (admins).
+func (c *Client) DrainWorkers(ctx context.Context, names ...string) error {
+	return c.Do(ctx, http.MethodPost, PathWorkersDrain, DrainRequest{Names: names}, nil)
+}

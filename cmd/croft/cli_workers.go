@@ -97,7 +97,7 @@ const workerUsage = "croft worker enable|disable|drain [flags] NAME..."
 var workerHelp = map[string]string{
 	"enable":  "croft worker enable [flags] NAME...\n\nLets the workers take jobs again. NAME is a worker, or an agent's name: all its slots.",
 	"disable": "croft worker disable [flags] NAME...\n\nGives the workers no more jobs at once: a job one runs is stopped and requeued\n(its run ends canceled and does not count against its retries).",
-	"drain":   "croft worker drain [flags] NAME...\n\nLets the workers finish what they run, then disables them: an idle worker is\ndisabled at once; a busy one when its job ends (the command waits for that).\nA job the worker picks in the instant between its job's end and the disable is\nrequeued, not counted as a run. The agent itself can drain too (SIGUSR1 or\n\"croft agent --drain\": it exits once its jobs are over).",
+	"drain":   "croft worker drain [flags] NAME...\n\nLets the workers finish what they run and gives them no new job (they are\ndisabled as they are drained; croft worker enable takes them back): unlike\ndisable, no job is requeued. The command waits until they run nothing. The\nagent itself can drain too (SIGUSR1 or \"croft agent --drain\": it exits once\nits jobs are over).",
 }
 
 func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
@@ -178,9 +178,12 @@ func isSlotOf(worker, agent string) bool {
 	return err == nil && n >= 2
 }
 
-// drainWorkers disables each worker once it runs nothing: idle ones at
-// once, busy ones when their job ends.
+// drainWorkers drains the workers (one request: none takes a new job
+// from then on) and waits until none of them runs anything.
 func drainWorkers(ctx context.Context, c *client.Client, names []string, stdout io.Writer) error {
+	if err := c.DrainWorkers(ctx, names...); err != nil {
+		return err
+	}
 	pending := map[string]bool{}
 	for _, n := range names {
 		pending[n] = true
@@ -191,25 +194,16 @@ func drainWorkers(ctx context.Context, c *client.Client, names []string, stdout 
 		if err != nil {
 			return err
 		}
-		var idle []string
 		for _, w := range ws {
 			if !pending[w.Name] {
 				continue
 			}
 			if w.CurrentEvent == 0 {
-				idle = append(idle, w.Name)
+				delete(pending, w.Name)
+				fmt.Fprintf(stdout, "drained worker %s (disabled; croft worker enable %s takes it back)\n", w.Name, w.Name)
 			} else if !announced[w.Name] {
 				announced[w.Name] = true
 				fmt.Fprintf(stdout, "worker %s runs job %d: waiting for it to end\n", w.Name, w.LastJob)
-			}
-		}
-		if len(idle) > 0 {
-			if err := c.SetWorkersActive(ctx, false, idle...); err != nil {
-				return err
-			}
-			for _, n := range idle {
-				delete(pending, n)
-				fmt.Fprintf(stdout, "drained worker %s (disabled; croft worker enable %s takes it back)\n", n, n)
 			}
 		}
 		if len(pending) == 0 {
