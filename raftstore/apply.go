@@ -985,6 +985,9 @@ func (s *State) pick(c *Pick) any {
 	if j == nil {
 		return (*Assignment)(nil)
 	}
+	if o := s.obs.get(); o != nil {
+		o.Dispatched(c.Now - s.runnableSince(j))
+	}
 	s.lastAttempt++
 	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateRunning, Start: c.Now, Project: j.Project}
 	if s.release >= 1 {
@@ -1109,6 +1112,9 @@ func (s *State) endAttempt(j *Job, st string, e ending, now int64) {
 // closeRun records the end of j's attempt in its run (state st, ending e)
 // and in the job (its last run's exit), and releases its worker.
 func (s *State) closeRun(j *Job, st string, e ending, now int64) {
+	if o := s.obs.get(); o != nil {
+		o.RunEnded(runOutcome(st, e))
+	}
 	if r := s.runByID[j.Attempt]; r != nil {
 		r.State = st
 		if st == StateWaiting && j.HPaused {

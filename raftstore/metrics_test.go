@@ -1,0 +1,62 @@
+package raftstore
+
+import (
+	"slices"
+	"sync"
+	"testing"
+)
+
+type recorder struct {
+	mu       sync.Mutex
+	waits    []int64
+	outcomes []string
+}
+
+func (r *recorder) Dispatched(wait int64) {
+	r.mu.Lock()
+	r.waits = append(r.waits, wait)
+	r.mu.Unlock()
+}
+
+func (r *recorder) RunEnded(outcome string) {
+	r.mu.Lock()
+	r.outcomes = append(r.outcomes, outcome)
+	r.mu.Unlock()
+}
+
+// The observer hears each dispatch with the time the job waited and
+// each run's outcome; the job counts follow the states.
+func TestObserverAndJobCounts(t *testing.T) {
+	h := newHarness(t)
+	rec := &recorder{}
+	h.fsm.SetObserver(rec)
+	h.create(JobSpec{Title: "a", Command: "x"}, JobSpec{Title: "b", Command: "x"}, JobSpec{Title: "c", Command: "x"})
+	h.tick(3)
+	a := h.pick("w1")
+	h.finish(a, "w1", 0)
+	h.tick(2)
+	b := h.pick("w1") // waited 5 s
+	h.finish(b, "w1", 1)
+	c := h.pick("w2") // b again: it failed and has retries left
+	h.ok(&WorkerLost{Now: h.now, Names: []string{"w2"}})
+	c = h.pick("w2")
+	h.ok(&JobAction{Now: h.now, Action: ActionCancel, IDs: []int64{c.JobID}})
+
+	if want := []int64{3e9, 5e9, 0, 0}; !slices.Equal(rec.waits, want) {
+		t.Fatalf("waits %v, want %v", rec.waits, want)
+	}
+	if want := []string{OutcomeFinished, OutcomeFailed, OutcomeLost, OutcomeCanceled}; !slices.Equal(rec.outcomes, want) {
+		t.Fatalf("outcomes %v, want %v", rec.outcomes, want)
+	}
+	got := h.st().JobCounts()
+	want := []JobCount{{DefaultProject, StateCanceled, 1}, {DefaultProject, StateFinished, 1}, {DefaultProject, StateWaiting, 1}}
+	if !slices.Equal(got, want) {
+		t.Fatalf("counts %v, want %v", got, want)
+	}
+	if err := checkInvariants(h.st()); err != nil {
+		t.Fatal(err)
+	}
+	if wc := h.st().WorkerCounts(); wc[WorkerStateIdle] != 2 {
+		t.Fatalf("worker counts %v", wc)
+	}
+}
