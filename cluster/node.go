@@ -1202,6 +1202,16 @@ func (n *Node) Status() Status {
 	return s
 }
 
+// Fresh reports whether dataDir holds no Raft state of a node yet (no
+// raft.db, no snapshot): a first start, which needs Bootstrap or Join.
+func Fresh(dataDir string) bool {
+	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err == nil {
+		return false
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dataDir, "snapshots", "*"))
+	return len(snaps) == 0
+}
+
 // UnconfiguredHint is logged (and served by the coordinator's /readyz)
 // when a node starts without Raft state and without Bootstrap or Join.
 const UnconfiguredHint = "this coordinator has no cluster state and was started without --bootstrap or --join: it waits for a leader to add it and answers no request meanwhile; start the first coordinator of a new cluster with --bootstrap, the others with --join URL"
