@@ -243,4 +243,3 @@ func probeWrite(dir string) error {
 	rerr := os.Remove(f.Name())
 	return errors.Join(werr, cerr, rerr)
 }
-
