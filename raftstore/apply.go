@@ -887,6 +887,7 @@ func (s *State) editWorkers(c *WorkerEdit) error {
 		if e.Patch.Affinity != nil {
 			w.Affinity = *e.Patch.Affinity
 			w.lines, _ = s.workerLines(w.Affinity, false)
+			s.readyGrew = true // it may serve waiting jobs now: its pull looks again
 		}
 		if e.Patch.Active != nil {
 			s.setActive(w, *e.Patch.Active, c.Now)
@@ -896,6 +897,11 @@ func (s *State) editWorkers(c *WorkerEdit) error {
 }
 
 func (s *State) setActive(w *Worker, active bool, now int64) {
+	if active && !w.Active {
+		// Its pull waits for a change: without this it slept until its
+		// long poll ended, and took a waiting job 26 s late (issue 12).
+		s.readyGrew = true
+	}
 	w.Active = active
 	if !active && w.CurrentEvent != 0 {
 		if j := s.jobOfAttempt(w.CurrentEvent); j != nil {

@@ -60,3 +60,26 @@ func TestObserverAndJobCounts(t *testing.T) {
 		t.Fatalf("worker counts %v", wc)
 	}
 }
+
+// Enabling a worker wakes its waiting pull (WorkFor's channel): a
+// re-enabled worker took a waiting job only when its long poll ended, 26 s
+// later (issue 12).
+func TestEnablingAWorkerWakesItsPull(t *testing.T) {
+	h := newHarness(t)
+	h.pick("w1") // registers it, idle
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStop, Names: []string{"w1"}})
+	h.create(JobSpec{Title: "a", Command: "x"})
+	work, changed := h.st().WorkFor("w1")
+	if work {
+		t.Fatal("a disabled worker has work")
+	}
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStart, Names: []string{"w1"}})
+	select {
+	case <-changed:
+	default:
+		t.Fatal("enabling the worker did not wake its pull")
+	}
+	if work, _ := h.st().WorkFor("w1"); !work {
+		t.Fatal("the enabled worker has no work")
+	}
+}
