@@ -1,7 +1,9 @@
 package raftstore
 
 import (
+	"fmt"
 	"sort"
+	"strings"
 	"sync/atomic"
 )
 
@@ -153,4 +155,112 @@ func (s *State) runnableSince(j *Job) int64 {
 		}
 	}
 	return since
+}
+
+// WaitingReason says why a job that waits does not run, computed now
+// from the state: paused, a paused or blocked parent, its unfinished
+// dependencies, its session, no worker with its affinity and project, all
+// such workers disabled, lost or busy. It is "" for a job that does not
+// wait (running, ended, a group) or does not exist. It walks the job's
+// ancestors and the workers (thousands at most), not the jobs.
+func (s *State) WaitingReason(id int64) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	j := s.jobs[id]
+	if j == nil || j.IsGroup() {
+		return ""
+	}
+	switch {
+	case j.Paused:
+		return "paused"
+	case j.State == StateBlocked:
+		var open []string
+		for _, d := range j.Dependencies {
+			if dj := s.jobs[d]; dj != nil && dj.State != StateFinished {
+				if len(open) == 10 {
+					open = append(open, "...")
+					break
+				}
+				open = append(open, fmt.Sprintf("%d (%s)", d, dj.Reported()))
+			}
+		}
+		return "blocked by dependencies not finished yet: " + strings.Join(open, ", ")
+	case !s.runnable(j) && j.State == StateFailed:
+		return ""
+	case j.State != StateWaiting && j.State != StateFailed:
+		return ""
+	case j.HPaused:
+		for p, steps := s.jobs[j.Parent], 0; p != nil && steps <= len(s.jobs); p, steps = s.jobs[p.Parent], steps+1 {
+			if p.Paused {
+				return fmt.Sprintf("its parent group %d is paused", p.ID)
+			}
+			if p.State == StateBlocked {
+				return fmt.Sprintf("its parent group %d is blocked by its dependencies", p.ID)
+			}
+		}
+		return "a parent group is paused"
+	case j.Session != "":
+		return "waits for its session: its host runs the session's jobs in order"
+	}
+	matching, usable, idle := 0, 0, 0
+	for _, w := range s.workers {
+		if !serves(w.Projects, j.Project) || !coversMask(w.lines, j.HAffinity) {
+			continue
+		}
+		matching++
+		if !w.Active || w.State == WorkerStateLost {
+			continue
+		}
+		usable++
+		if w.CurrentEvent == 0 {
+			idle++
+		}
+	}
+	what := "no worker"
+	if j.HAffinity != 0 {
+		what = "no worker has affinity " + s.maskNames(j.HAffinity)
+		if j.Project != DefaultProject {
+			what += " and serves project " + j.Project
+		}
+	} else if j.Project != DefaultProject {
+		what = "no worker serves project " + j.Project
+	}
+	switch {
+	case matching == 0:
+		return what
+	case usable == 0:
+		return fmt.Sprintf("the %d workers that could run it are disabled or lost", matching)
+	case idle == 0:
+		return fmt.Sprintf("all %d workers that can run it are busy", usable)
+	}
+	return fmt.Sprintf("queued: %d idle workers can run it, and take the best job first (priority, then id)", idle)
+}
+
+// coversMask reports whether a worker with these affinity lines serves a
+// job with affinity mask (0: every worker does).
+func coversMask(lines []uint64, mask uint64) bool {
+	if mask == 0 {
+		return true
+	}
+	for _, l := range lines {
+		if mask&l == mask {
+			return true
+		}
+	}
+	return false
+}
+
+// maskNames names the affinities of mask, comma-separated.
+func (s *State) maskNames(mask uint64) string {
+	var names []string
+	for id := 1; id <= MaxAffinityID; id++ {
+		if mask&(1<<uint(id-1)) != 0 {
+			if n := s.affinities[id]; n != "" {
+				names = append(names, n)
+			} else {
+				names = append(names, fmt.Sprintf("#%d", id))
+			}
+		}
+	}
+	return strings.Join(names, ",")
 }

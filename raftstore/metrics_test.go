@@ -1,7 +1,9 @@
 package raftstore
 
 import (
+	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -82,4 +84,36 @@ func TestEnablingAWorkerWakesItsPull(t *testing.T) {
 	if work, _ := h.st().WorkFor("w1"); !work {
 		t.Fatal("the enabled worker has no work")
 	}
+}
+
+// A waiting job says why it waits (issue 12: a job whose affinity no
+// worker had waited forever with no hint).
+func TestWaitingReason(t *testing.T) {
+	h := newHarness(t)
+	ids := h.create(JobSpec{Title: "gpu", Command: "x", Affinity: "gpu"}, JobSpec{Title: "plain", Command: "x"})
+	gpu, plain := ids[0], ids[1]
+	dep := h.create(JobSpec{Title: "after", Command: "x", Dependencies: []int64{plain}})[0]
+	paused := h.create(JobSpec{Title: "p", Command: "x", Paused: true})[0]
+	want := func(id int64, sub string) {
+		t.Helper()
+		if got := h.st().WaitingReason(id); !strings.Contains(got, sub) || (sub == "" && got != "") {
+			t.Fatalf("job %d: waiting reason %q, want %q", id, got, sub)
+		}
+	}
+	want(gpu, "no worker has affinity gpu")
+	want(plain, "no worker")
+	want(dep, fmt.Sprintf("blocked by dependencies not finished yet: %d (waiting)", plain))
+	want(paused, "paused")
+	h.ok(&WorkerRegister{Now: h.now, Name: "g1", SetAffinity: true, Affinity: "gpu"})
+	want(gpu, "idle workers can run it")
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStop, Names: []string{"g1"}})
+	want(gpu, "disabled or lost")
+	h.ok(&WorkerAction{Now: h.now, Action: ActionWorkerStart, Names: []string{"g1"}})
+	a := h.pick("g1")
+	if a.JobID != gpu {
+		t.Fatalf("g1 took %d", a.JobID)
+	}
+	want(gpu, "")                                         // running
+	want(plain, "all 1 workers that can run it are busy") // g1 serves affinity-less jobs too
+	want(404, "")
 }
