@@ -36,6 +36,9 @@ import (
 // registerTimeout bounds one registration attempt.
 const registerTimeout = 10 * time.Second
 
+// firstRegisterTimeout bounds the first registration attempt.
+const firstRegisterTimeout = 1500 * time.Millisecond
+
 // Defaults of Config's zero fields.
 const (
 	DefaultSlots             = 1
@@ -460,15 +463,20 @@ func (a *Agent) workers() []string {
 // ended first.
 func (a *Agent) registerAll(ctx context.Context) bool {
 	b := backoff{min: 100 * time.Millisecond, max: 2 * time.Second}
+	a.log.Info("registering with the coordinators", "coordinators", a.client.URLs())
+	// The first try is short, so an unreachable cluster shows in the log
+	// at once, with why (it printed nothing for 8 s: issue 12); later
+	// ones are longer, for a slow or busy cluster.
+	timeout := firstRegisterTimeout
 	for {
-		// Bounded, so an unreachable cluster shows in the log.
-		rctx, cancel := context.WithTimeout(ctx, registerTimeout)
+		rctx, cancel := context.WithTimeout(ctx, timeout)
 		err := a.register(rctx, a.slotNames()...)
 		cancel()
 		if err == nil {
 			return true
 		}
-		a.log.Warn("register failed, retrying", "err", err)
+		timeout = min(2*timeout, registerTimeout)
+		a.log.Warn("cannot register with the coordinators, retrying", "coordinators", a.client.URLs(), "err", err)
 		if b.wait(ctx) != nil {
 			return false
 		}

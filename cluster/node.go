@@ -160,6 +160,14 @@ type Config struct {
 	// DiskPoll is how often the data directory's free space is read;
 	// zero means every 5 s.
 	DiskPoll time.Duration
+	// OnCommit, when set, is told how long each entry this node proposed
+	// as leader took from proposal to commit and apply (metrics), and how
+	// many commands it carried. It must not block.
+	OnCommit func(took time.Duration, commands int)
+	// Observer, when set, is installed on the FSM before Raft starts, so
+	// it hears the log's replay too (see raftstore.Observer).
+	Observer raftstore.Observer
+
 	// WrapStore, when set, wraps raft.db's log and stable store beneath
 	// the node's own accounting: tests inject faults (a full disk) there.
 	WrapStore func(Store) Store
@@ -228,6 +236,12 @@ type Node struct {
 	health *diskHealth
 	sizes  *logSizes
 	space  atomic.Pointer[diskSpace]
+
+	// leaderChanges counts the leader changes this node observed.
+	leaderChanges atomic.Uint64
+	// unconfigured: started without Raft state, without Bootstrap and
+	// without Join; it waits for a leader to add it (see Unconfigured).
+	unconfigured bool
 }
 
 // NewNode opens (or creates) the node's Raft state in cfg.DataDir and starts
@@ -253,6 +267,9 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 		if fsm, err = raftstore.NewFSM(filepath.Join(cfg.DataDir, "joblog")); err != nil {
 			return nil, fmt.Errorf("cluster: %w", err)
 		}
+	}
+	if cfg.Observer != nil {
+		fsm.SetObserver(cfg.Observer)
 	}
 	nodeDefaults(&cfg)
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
@@ -388,6 +405,12 @@ func NewNode(cfg Config, fsm *raftstore.FSM) (*Node, error) {
 	if !hasState && cfg.Join != nil {
 		n.wg.Add(1)
 		go n.nodeJoinLoop(cfg.Join)
+	}
+	if !hasState && !cfg.Bootstrap && cfg.Join == nil && cfg.Recover == "" {
+		// Without this it would start quietly and answer every request
+		// "no leader" (issue 12).
+		n.unconfigured = true
+		n.log.Warn(UnconfiguredHint, "data_dir", cfg.DataDir)
 	}
 	n.log.Info("raft started", "raft_addr", n.raftAddr, "http_addr", cfg.HTTPAddr, "existing_state", hasState)
 	return n, nil
@@ -666,6 +689,9 @@ func (n *Node) nodeObserveLoop(ch <-chan raft.Observation) {
 			return
 		case o := <-ch:
 			if lo, ok := o.Data.(raft.LeaderObservation); ok {
+				if lo.LeaderID != "" {
+					n.leaderChanges.Add(1)
+				}
 				n.log.Info("leader changed", "leader_id", lo.LeaderID, "leader_addr", lo.LeaderAddr)
 			}
 			n.nodeNotify()
@@ -871,12 +897,16 @@ func (n *Node) nodeCommitLoop() {
 			}
 		}
 		f := n.raft.Apply(data, 5*time.Second)
+		proposed := time.Now()
 		n.wg.Add(1)
-		go func(reqs []*nodeApplyReq) {
+		go func(reqs []*nodeApplyReq, commands int) {
 			defer n.wg.Done()
 			defer func() { <-slots }()
+			if f.Error() == nil && n.cfg.OnCommit != nil {
+				n.cfg.OnCommit(time.Since(proposed), commands)
+			}
 			nodeDeliver(reqs, f)
-		}(live)
+		}(live, count)
 	}
 }
 
@@ -1153,11 +1183,17 @@ func (n *Node) Status() Status {
 				p, ok := n.progress.progress(srv.ID)
 				caught := n.caughtUp(p, ok, srv.Address, now)
 				m.CaughtUp = &caught
+				reachable := false
 				if ok && p.Addr == srv.Address {
 					ms := now.Sub(p.At).Milliseconds()
 					m.LastContactMS = &ms
 					m.LastLog = p.LastLog
+					reachable = now.Sub(p.At) <= n.reachableWithin()
 				}
+				m.Reachable = &reachable
+			} else if leading {
+				reachable := true // the leader itself
+				m.Reachable = &reachable
 			}
 			s.Members = append(s.Members, m)
 		}
@@ -1166,6 +1202,41 @@ func (n *Node) Status() Status {
 	n.diskStatus(&s)
 	return s
 }
+
+// Fresh reports whether dataDir holds no Raft state of a node yet (no
+// raft.db, no snapshot): a first start, which needs Bootstrap or Join.
+func Fresh(dataDir string) bool {
+	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err == nil {
+		return false
+	}
+	snaps, _ := filepath.Glob(filepath.Join(dataDir, "snapshots", "*"))
+	return len(snaps) == 0
+}
+
+// UnconfiguredHint is logged (and served by the coordinator's /readyz)
+// when a node starts without Raft state and without Bootstrap or Join.
+const UnconfiguredHint = "this coordinator has no cluster state and was started without --bootstrap or --join: it waits for a leader to add it and answers no request meanwhile; start the first coordinator of a new cluster with --bootstrap, the others with --join URL"
+
+// Unconfigured reports whether the node started without Raft state and
+// without Bootstrap or Join, and has not been added to a cluster since
+// (it knows no leader and has applied nothing).
+func (n *Node) Unconfigured() bool {
+	if !n.unconfigured {
+		return false
+	}
+	_, id := n.raft.LeaderWithID()
+	return id == "" && n.raft.LastIndex() == 0
+}
+
+// LeaderChanges returns how many times this node saw a new leader (itself
+// included) since it started; the loss of a leader is not counted.
+func (n *Node) LeaderChanges() uint64 { return n.leaderChanges.Load() }
+
+// reachableWithin is how recent a follower's last answer must be for the
+// leader to call it reachable: a few heartbeats (Raft sends them every
+// tenth of HeartbeatTimeout, and gives up on a follower after a
+// HeartbeatTimeout of silence).
+func (n *Node) reachableWithin() time.Duration { return 2 * n.cfg.HeartbeatTimeout }
 
 // Shutdown stops Raft and closes the stores. It does not transfer the
 // leadership first: the others elect a new leader after ElectionTimeout.

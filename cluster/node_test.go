@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -166,11 +167,13 @@ func testCreate(ctx context.Context, n *Node, title string) (int64, error) {
 func TestClusterWithoutHTTP(t *testing.T) {
 	base := t.TempDir()
 	reg := &testCluster{}
-	n1 := startTestNode(t, t, "n1", filepath.Join(base, "n1"), "", true, nil, nil)
+	var commits atomic.Int64
+	count := func(c *Config) { c.OnCommit = func(time.Duration, int) { commits.Add(1) } }
+	n1 := startTestNode(t, t, "n1", filepath.Join(base, "n1"), "", true, nil, count)
 	reg.add(n1)
 	waitLeader(t, n1)
-	n2 := startTestNode(t, t, "n2", filepath.Join(base, "n2"), "", false, reg, nil)
-	n3 := startTestNode(t, t, "n3", filepath.Join(base, "n3"), "", false, reg, nil)
+	n2 := startTestNode(t, t, "n2", filepath.Join(base, "n2"), "", false, reg, count)
+	n3 := startTestNode(t, t, "n3", filepath.Join(base, "n3"), "", false, reg, count)
 	reg.add(n2, n3)
 	ms := []*testNode{n1, n2, n3}
 	for _, m := range ms {
@@ -240,6 +243,15 @@ func TestClusterWithoutHTTP(t *testing.T) {
 		if mem.ID != leader.id && (mem.CaughtUp == nil || !*mem.CaughtUp) {
 			t.Fatalf("leader's view of %s: %+v", mem.ID, mem)
 		}
+		if mem.Reachable == nil || !*mem.Reachable {
+			t.Fatalf("leader's view of %s: not reachable: %+v", mem.ID, mem)
+		}
+	}
+	if leader.node.LeaderChanges() == 0 {
+		t.Fatal("no leader change counted")
+	}
+	if commits.Load() == 0 {
+		t.Fatal("OnCommit was never called")
 	}
 	if _, err := leader.node.Snapshot(); err != nil {
 		t.Fatalf("snapshot: %v", err)
@@ -253,6 +265,17 @@ func TestClusterWithoutHTTP(t *testing.T) {
 			break
 		}
 	}
+	// A dead member shows as unreachable in the leader's status (it was
+	// listed as a healthy voter: issue 12).
+	gone.stop()
+	eventually(t, 15*time.Second, gone.id+" unreachable", func() (bool, string) {
+		for _, mem := range leader.node.Status().Members {
+			if mem.ID == gone.id {
+				return mem.Reachable != nil && !*mem.Reachable, fmt.Sprintf("%+v", mem)
+			}
+		}
+		return false, "not a member"
+	})
 	if err := leader.node.Remove(ctx, gone.id); err != nil {
 		t.Fatalf("remove %s: %v", gone.id, err)
 	}
@@ -279,6 +302,27 @@ func TestClusterWithoutHTTP(t *testing.T) {
 	if _, err := testCreate(ctx, last.node, "no quorum"); !errors.Is(err, ErrNotLeader) {
 		t.Fatalf("write without a quorum: %v, want ErrNotLeader", err)
 	}
+}
+
+// A node started on a fresh data dir without Bootstrap or Join says so
+// (Unconfigured), until a leader adds it.
+func TestUnconfiguredNode(t *testing.T) {
+	base := t.TempDir()
+	n1 := startTestNode(t, t, "n1", filepath.Join(base, "n1"), "", true, nil, nil)
+	waitLeader(t, n1)
+	if n1.node.Unconfigured() {
+		t.Fatal("a bootstrapped node is unconfigured")
+	}
+	n2 := startTestNode(t, t, "n2", filepath.Join(base, "n2"), "", false, nil, nil)
+	if !n2.node.Unconfigured() {
+		t.Fatal("a node without state, bootstrap or join is not unconfigured")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := n1.node.Join(ctx, JoinRequest{NodeID: "n2", RaftAddr: n2.raftAddr, HTTPAddr: "n2.invalid:1"}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 15*time.Second, "n2 added", func() (bool, string) { return !n2.node.Unconfigured(), "still unconfigured" })
 }
 
 // TestNodeConfig checks the refusals of NewNode.

@@ -52,4 +52,8 @@ type Member struct {
 	CaughtUp      *bool
 	LastContactMS *int64
 	LastLog       uint64
+	// Reachable is set in the leader's view only: true for the leader
+	// itself, and for another member whose last answer is at most a few
+	// heartbeats old (Node.reachableWithin). A dead member is false.
+	Reachable *bool
 }

@@ -136,6 +136,7 @@ type routeCase struct {
 // a rule is not loosened by accident.
 var routeCases = map[string]routeCase{
 	"GET /cluster/status":               {perm: auth.PermAuthenticated, path: "/cluster/status"},
+	"GET " + PathMetrics:                {perm: auth.PermRead, path: PathMetrics},
 	"POST /cluster/snapshot":            {perm: auth.PermAdmin, path: "/cluster/snapshot"},
 	"POST /cluster/join":                {perm: auth.PermAdmin, path: "/cluster/join", body: `{}`},
 	"POST /cluster/remove":              {perm: auth.PermAdmin, path: "/cluster/remove", body: `{"node_id":"nobody"}`},

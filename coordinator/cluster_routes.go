@@ -86,6 +86,7 @@ func statusReply(s cluster.Status) client.ClusterStatus {
 			CaughtUp:      m.CaughtUp,
 			LastContactMS: m.LastContactMS,
 			LastLog:       m.LastLog,
+			Reachable:     m.Reachable,
 		})
 	}
 	return out

@@ -40,7 +40,13 @@ var errCannotConfirm = errors.New("cannot confirm the token with the leader")
 // the tokens then, and only then; an admin route waits for a leader
 // (LeaderWait) and answers 503 without one.
 func (s *Server) confirmLocal(perm auth.Perm, abort auth.Aborter) gin.HandlerFunc {
-	ownView := perm == auth.PermAuthenticated
+	return s.confirmView(perm, abort, perm == auth.PermAuthenticated)
+}
+
+// confirmView is confirmLocal; with ownView set, a route falls back to
+// this node's copy of the tokens when no leader answers (its status, its
+// metrics: needed most when there is no leader).
+func (s *Server) confirmView(perm auth.Perm, abort auth.Aborter, ownView bool) gin.HandlerFunc {
 	wait := s.fwd.wait
 	if ownView {
 		wait = 0 // one question to the leader known now, if any

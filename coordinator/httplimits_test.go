@@ -137,7 +137,7 @@ func TestConnCapsUnderTLS(t *testing.T) {
 	clientTLS.ServerName = "127.0.0.1"
 	for range 2 {
 		c := tls.Client(dialFrom(t, "127.0.0.2", addr), clientTLS)
-		if s := get(t, c); s != http.StatusNotFound { // the API has nothing at /
+		if s := get(t, c); s != http.StatusOK { // the dashboard is at /
 			t.Fatalf("status %d over HTTPS", s)
 		}
 	}

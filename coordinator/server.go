@@ -108,6 +108,10 @@ type ServerConfig struct {
 	// HTTP bounds the API's connections: timeouts, header size and
 	// connection caps (see HTTPLimits for the defaults).
 	HTTP HTTPLimits
+	// MetricsPublic serves /metrics without a token (--metrics-public):
+	// for a Prometheus on a trusted network. By default a token with the
+	// read rule is needed (docs/SECURITY.md).
+	MetricsPublic bool
 }
 
 // Server is a coordinator: a Raft node, the REST API and, while leader, the
@@ -124,7 +128,9 @@ type Server struct {
 	routes *auth.Table
 	svc    *service.Service // the only user of Raft commands
 	conns  *connLimiter     // counts and caps the API's connections
-	duties []Duty           // the dialects' leader duties (DutyInterval)
+	// metrics is this coordinator's Prometheus registry (metrics.go).
+	metrics *metrics
+	duties  []Duty // the dialects' leader duties (DutyInterval)
 
 	httpSrv *http.Server
 	stop    chan struct{}
@@ -157,6 +163,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	cfg.Node.Join = join
+	met := newMetrics()
+	cfg.Node.Observer = met
+	cfg.Node.OnCommit = met.onCommit
 	node, err := cluster.NewNode(cfg.Node, nil) // nil: an FSM with its job logs in DataDir
 	if err != nil {
 		return nil, err
@@ -169,14 +178,17 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		offers: &dispatch.Offers{},
 		log:    cfg.Node.Logger,
 		stop:   make(chan struct{}),
+
+		metrics: met,
 	}
+	met.s = s
 	s.limitHTTP()
 	if cfg.Auth.Insecure {
 		s.log.Warn("ACCESS CONTROL IS OFF (--insecure): anyone who reaches this coordinator may run any command on every render node, read every job and change the cluster")
 	}
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
-	e.Use(gin.Recovery())
+	e.Use(s.metrics.countHTTP, gin.Recovery())
 	e.HandleMethodNotAllowed = false
 	// Client addresses come from auth.ClientIP, which trusts only the
 	// coordinators' X-Forwarded-For; gin's own would trust anyone's.
@@ -193,6 +205,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	s.auth = auth.New(cfg.Auth, func() auth.Tokens { return node.FSM().State() }, s.isPeer)
 	s.routes = &auth.Table{}
 	local := auth.Mount{Router: e, Auth: s.auth, Abort: apierr.Abort, Table: s.routes, Confirm: s.confirmLocal}
+	s.registerMonitoring(e, local, cfg.MetricsPublic)
 	clusterRoutes{node: node, status: func(st *client.ClusterStatus) { st.Insecure = cfg.Auth.Insecure }}.register(local, s.forwarded(local))
 	coal := coalition.NewOn(s.svc, s.pings, cfg.Limits)
 	// Jupyter's /api/sessions lies inside Coalition's /api catch-all:

@@ -126,6 +126,17 @@ func Create(path string) (*Store, error) {
 // Path returns the store's file.
 func (s *Store) Path() string { return s.path }
 
+// Size returns the size in bytes of the store's file (0 if it cannot be
+// read): the job log text this coordinator holds on disk, with bolt's
+// free pages.
+func (s *Store) Size() int64 {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
 // Close closes the store and removes its file.
 func (s *Store) Close() error {
 	err := s.db.Close()

@@ -887,6 +887,7 @@ func (s *State) editWorkers(c *WorkerEdit) error {
 		if e.Patch.Affinity != nil {
 			w.Affinity = *e.Patch.Affinity
 			w.lines, _ = s.workerLines(w.Affinity, false)
+			s.readyGrew = true // it may serve waiting jobs now: its pull looks again
 		}
 		if e.Patch.Active != nil {
 			s.setActive(w, *e.Patch.Active, c.Now)
@@ -896,6 +897,11 @@ func (s *State) editWorkers(c *WorkerEdit) error {
 }
 
 func (s *State) setActive(w *Worker, active bool, now int64) {
+	if active && !w.Active {
+		// Its pull waits for a change: without this it slept until its
+		// long poll ended, and took a waiting job 26 s late (issue 12).
+		s.readyGrew = true
+	}
 	w.Active = active
 	if !active && w.CurrentEvent != 0 {
 		if j := s.jobOfAttempt(w.CurrentEvent); j != nil {
@@ -990,6 +996,9 @@ func (s *State) pick(c *Pick) any {
 	j := s.pickFor(w)
 	if j == nil {
 		return (*Assignment)(nil)
+	}
+	if o := s.obs.get(); o != nil {
+		o.Dispatched(c.Now - s.runnableSince(j))
 	}
 	s.lastAttempt++
 	ev := &Run{ID: s.lastAttempt, Worker: w.Name, JobID: j.ID, JobTitle: j.Title, State: StateRunning, Start: c.Now, Project: j.Project}
@@ -1115,6 +1124,9 @@ func (s *State) endAttempt(j *Job, st string, e ending, now int64) {
 // closeRun records the end of j's attempt in its run (state st, ending e)
 // and in the job (its last run's exit), and releases its worker.
 func (s *State) closeRun(j *Job, st string, e ending, now int64) {
+	if o := s.obs.get(); o != nil {
+		o.RunEnded(runOutcome(st, e))
+	}
 	if r := s.runByID[j.Attempt]; r != nil {
 		r.State = st
 		if st == StateWaiting && j.HPaused {

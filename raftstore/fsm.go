@@ -29,6 +29,8 @@ type FSM struct {
 	// be skipped arrives; halted is closed then.
 	haltErr atomic.Pointer[HaltError]
 	halted  chan struct{}
+	// obs is the metrics observer, shared by every state of this FSM.
+	obs observerBox
 }
 
 // storeSeq numbers the job log stores of this process: names never repeat,
@@ -55,7 +57,9 @@ func NewFSM(dir string) (*FSM, error) {
 	if err != nil {
 		return nil, err
 	}
-	f.state.Store(NewState(lines))
+	st := NewState(lines)
+	st.obs = &f.obs
+	f.state.Store(st)
 	return f, nil
 }
 
@@ -219,6 +223,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		lines.Close()
 		return err
 	}
+	s.obs = &f.obs
 	old := f.state.Swap(s)
 	old.mu.Lock()
 	close(old.notify)
@@ -441,6 +446,7 @@ func ReadState(r io.Reader, lines *joblog.Store) (*State, error) {
 			s.projects[j.Project] = &Project{Name: j.Project}
 		}
 		s.addJob(j)
+		s.countMove(j.Project, "", j.State)
 	}
 	for _, j := range d.Jobs {
 		if j.Parent == 0 {

@@ -140,6 +140,14 @@ func checkInvariants(s *State) error {
 	if err := checkPins(s, pinned); err != nil {
 		return err
 	}
+	// The per-project, per-state counts (metrics) match a recount.
+	counts := map[jobCountKey]int{}
+	for _, j := range s.jobs {
+		counts[jobCountKey{j.Project, j.State}]++
+	}
+	if !maps.Equal(counts, s.jobCounts) {
+		return fmt.Errorf("job counts %v, recounted %v", s.jobCounts, counts)
+	}
 	if err := checkGraph(s); err != nil {
 		return err
 	}

@@ -206,6 +206,9 @@ func (s *State) LogLineAt(id, off, lines int64) (int64, error) {
 	return s.lines.LineAt(id, off, lines)
 }
 
+// LogStoreBytes returns the size of this coordinator's job log store file.
+func (s *State) LogStoreBytes() int64 { return s.lines.Size() }
+
 // LogErr returns joblog.ErrLost once this coordinator's job log store
 // missed a write (its disk failed): reads are then incomplete until the
 // next start rebuilds it.

@@ -95,6 +95,13 @@ type State struct {
 	// it again then (see Changed).
 	changeNotify  chan struct{}
 	changeWatched atomic.Bool
+
+	// jobCounts counts the jobs by project and state (derived: kept by
+	// changed and dropJob, rebuilt on restore) for the metrics.
+	jobCounts map[jobCountKey]int
+	// obs is told of dispatches and run ends (metrics); shared with the
+	// FSM, so a restore keeps it. nil: nobody listens.
+	obs *observerBox
 }
 
 // NewState returns an empty state whose job logs go to lines.
@@ -105,6 +112,7 @@ func NewState(lines *joblog.Store) *State {
 		logNotify:    make(chan struct{}),
 		changeNotify: make(chan struct{}),
 		jobs:         make(map[int64]*Job),
+		jobCounts:    make(map[jobCountKey]int),
 		root:         &Job{State: StateWaiting},
 		workers:      make(map[string]*Worker),
 		runByID:      make(map[int64]*Run),
@@ -158,6 +166,7 @@ func (s *State) dropJob(j *Job) {
 	if p := s.projects[j.Project]; p != nil {
 		p.jobs--
 	}
+	s.countMove(j.Project, j.State, "")
 	if j.Session != "" {
 		s.sessionJobGone(j)
 	}
@@ -394,6 +403,7 @@ func (s *State) changed(j *Job, before contrib, oldState string, now int64) {
 				j.Progress = float64(j.TotalFinished) / float64(j.Total)
 			}
 		}
+		s.countMove(j.Project, oldState, j.State)
 		if (oldState == StateBlocked) != (j.State == StateBlocked) {
 			s.refreshH(j, false)
 		} else {

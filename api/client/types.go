@@ -171,6 +171,12 @@ type ClusterMember struct {
 	// LastLog is, in the leader's view, the member's last log index as of
 	// that contact.
 	LastLog uint64 `json:"last_log,omitempty"`
+	// Reachable is set in the leader's view only: true for the leader
+	// itself and for a member that answered within the last few
+	// heartbeats (2 × the Raft heartbeat timeout, 1 s by default); false
+	// for a member that is down or cut off, which `croft cluster status`
+	// marks. Absent in a follower's view (it does not hear the others).
+	Reachable *bool `json:"reachable,omitempty"`
 }
 
 // ClusterStatus is the reply of GET /cluster/status, served by the node asked.

@@ -174,6 +174,9 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		code               int
 	}{
 		{"PUT", "/api/jobs", `{"title":`, 400},
+		{"PUT", "/api/jobs", ``, 400}, // a forgotten -d made a stray job (issue 12)
+		{"PUT", "/api/jobs", " \n", 400},
+		{"PUT", "/api/jobs", `null`, 400},
 		{"PUT", "/api/jobs", `[1,2]`, 400},
 		{"PUT", "/api/jobs", `{"title": 12}`, 400},
 		{"PUT", "/api/jobs", `{"priority": "high"}`, 400},

@@ -6,6 +6,7 @@
 package coalition
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -470,6 +471,12 @@ func (h *Handler) childrenDependencies(c *gin.Context, r *call) error {
 // Raft entry, so a 10,000-frame job is one request and one commit. The
 // reply is still the bare id of the top job.
 func (h *Handler) createJob(c *gin.Context, r *call) error {
+	// No Coalition client sends an empty create (a job has at least a
+	// title or a command): an empty body is a forgotten curl -d, and
+	// made a stray job (issue 12). {} still creates an empty job.
+	if t := bytes.TrimSpace(r.body); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+		return bad("the body is empty: PUT /api/jobs takes the job's attributes as a JSON object, e.g. {\"title\":\"hi\",\"command\":\"echo hi\"}")
+	}
 	m, err := parseObject(r.body)
 	if err != nil {
 		return err

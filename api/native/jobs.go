@@ -151,6 +151,12 @@ type JobView struct {
 	// canceled, or failed with no retry left (what "croft wait" waits
 	// for). A group's follows its state.
 	Done bool `json:"done"`
+	// WaitingReason says, on GET /croft/v1/jobs/{id} of a job that waits,
+	// why it does not run (computed on read: "paused", "blocked by
+	// dependencies not finished yet: 3 (running)", "no worker has
+	// affinity gpu", "all 4 workers that can run it are busy"...);
+	// absent otherwise.
+	WaitingReason string `json:"waiting_reason,omitempty"`
 }
 
 // redactedValue stands for an environment value a read-only token may
@@ -395,7 +401,9 @@ func (h *JobsHandler) pathJob(c *gin.Context, write bool) (raftstore.Job, bool) 
 // get serves GET /croft/v1/jobs/{id}.
 func (h *JobsHandler) get(c *gin.Context) {
 	if j, ok := h.pathJob(c, false); ok {
-		c.JSON(http.StatusOK, renderJob(&j, auth.From(c).Redacted()))
+		v := renderJob(&j, auth.From(c).Redacted())
+		v.WaitingReason = h.farm.State().WaitingReason(j.ID)
+		c.JSON(http.StatusOK, v)
 	}
 }
 

@@ -62,6 +62,7 @@ type coordinatorFlags struct {
 	workerTTL                                 time.Duration
 	maxBatch                                  int
 	pprof                                     bool
+	metricsPublic                             bool
 	insecure                                  bool
 	trustNets, trustRoles                     string
 	tokens                                    tokenFlags
@@ -83,6 +84,7 @@ func (f *coordinatorFlags) register(fs *flag.FlagSet, defDataDir string) {
 	fs.DurationVar(&f.workerTTL, "worker-ttl", 15*time.Second, "silence after which a worker is marked lost and its job requeued")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the HTTP address (admin token)")
 	fs.IntVar(&f.maxBatch, "max-batch", 0, "most commands group-committed in one Raft entry (0: default 512; 1: group commit off)")
+	fs.BoolVar(&f.metricsPublic, "metrics-public", false, "serve /metrics without a token (for a Prometheus on a trusted network; by default it needs a read token)")
 	fs.BoolVar(&f.insecure, "insecure", false, "turn access control off: anyone who reaches the API is an admin (never on a shared network)")
 	fs.StringVar(&f.trustNets, "trust-network", "", "CIDRs (comma-separated) whose requests without a token get --trust-role, e.g. for Coalition's worker.py")
 	fs.StringVar(&f.trustRoles, "trust-role", "", "roles (comma-separated: user, read, agent) of tokenless requests from --trust-network")
@@ -285,6 +287,7 @@ func startCoordinator(f *coordinatorFlags, logger *slog.Logger, stdout io.Writer
 		TLS:            tlsCfg.TLS,
 		WorkerTTL:      f.workerTTL,
 		Pprof:          f.pprof,
+		MetricsPublic:  f.metricsPublic,
 		Sahara:         sahara.Config{JobTypes: f.saharaJobTypes},
 		HTTPTLS:        tlsCfg.HTTPTLS,
 		Auth:           authCfg,
@@ -322,6 +325,11 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer, logger
 	}
 	if f.recover != "" && (f.bootstrap || f.join != "") {
 		return fmt.Errorf("%w: --recover excludes --bootstrap and --join", errUsage)
+	}
+	if !f.bootstrap && f.join == "" && f.recover == "" && cluster.Fresh(f.dataDir) {
+		// It would wait for a leader that never comes and answer every
+		// request "no leader" (issue 12).
+		return fmt.Errorf("%w: %s holds no cluster state: start the first coordinator of a new cluster with --bootstrap, the others with --join URL (a member's HTTP URL)", errUsage, f.dataDir)
 	}
 	srv, url, err := startCoordinator(&f, logger, stdout)
 	if err != nil {

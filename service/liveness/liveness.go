@@ -35,6 +35,7 @@ type Tracker struct {
 	pings map[string]*entry
 	due   map[string]bool // workers whose timer fired since TakeDue
 	wake  chan struct{}   // signalled when a timer fires
+	seen  uint64          // pings recorded (Seen calls), for metrics
 }
 
 type entry struct {
@@ -54,6 +55,7 @@ func New(ttl time.Duration) *Tracker {
 func (t *Tracker) Seen(worker string, p Ping) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.seen++
 	e := t.pings[worker]
 	if e == nil {
 		e = &entry{}
@@ -69,6 +71,14 @@ func (t *Tracker) Seen(worker string, p Ping) {
 		p.FreeMemory, p.TotalMemory = e.ping.FreeMemory, e.ping.TotalMemory
 	}
 	e.ping = p
+}
+
+// Count returns how many pings were recorded since the tracker was made
+// (every sign of life: heartbeats, pulls, reports).
+func (t *Tracker) Count() uint64 {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.seen
 }
 
 func (t *Tracker) fire(worker string) {
