@@ -141,6 +141,13 @@ func probeMembers(ctx context.Context, c *client.Client, st client.ClusterStatus
 			out[r.id] = r.err
 		}
 	}
+	// The leader's view says which members its Raft no longer hears (a
+	// member whose HTTP answers may still be cut off from the leader).
+	for _, m := range st.Members {
+		if _, probed := out[m.ID]; !probed && m.Reachable != nil && !*m.Reachable {
+			out[m.ID] = "the leader has no Raft contact with it"
+		}
+	}
 	return out
 }
 

@@ -187,6 +187,16 @@ func TestDashboardInABrowser(t *testing.T) {
 		chromedp.Navigate(dev.url+"/#/workers"),
 		waitFor(`[...document.querySelectorAll('#workers .cpu-text')].some((e) => /\d+% of \d+/.test(e.textContent))`))
 	shot(t, browser, filepath.Join(shots, "dashboard-workers.png"))
+	step("drain a worker from the page",
+		chromedp.Click(chromedp.CSS(`#workers button[data-act="drain"]`)),
+		waitFor(`[...document.querySelectorAll('#workers td')].some((e) => e.textContent === 'disabled')`))
+	ws, err := c.Workers(ctx)
+	if err != nil || len(ws) == 0 || ws[0].Active != 0 {
+		t.Fatalf("after the drain button: workers %+v (%v)", ws, err)
+	}
+	if err := c.SetWorkersActive(ctx, true, ws[0].Name); err != nil {
+		t.Fatal(err)
+	}
 
 	step("see the cluster",
 		chromedp.Navigate(dev.url+"/#/cluster"),

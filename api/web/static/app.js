@@ -555,6 +555,9 @@ function workersView(root) {
   const admin = async (path, name) => {
     try { await api('POST', path, [name]); say(path.replace('/api/', '') + ' ' + name); refresh(); } catch (e) { fail(e); }
   };
+  const drain = async (name) => {
+    try { await api('POST', '/croft/v1/workers/drain', { names: [name] }); say('draining ' + name); refresh(); } catch (e) { fail(e); }
+  };
   async function refresh() {
     const [workers, hosts] = await Promise.all([api('GET', '/api/workers' + qs({ limit: 5000 })), api('GET', '/croft/v1/hosts' + qs({ limit: 5000 }))]);
     const slot = new Map();
@@ -574,7 +577,7 @@ function workersView(root) {
           h('span', { class: 'acts' },
             w.active ? h('button', { type: 'button', 'data-act': 'disable', onclick: () => admin('/api/stopworkers', w.name) }, 'disable') :
               h('button', { type: 'button', 'data-act': 'enable', onclick: () => admin('/api/startworkers', w.name) }, 'enable'),
-            h('button', { type: 'button', disabled: true, title: 'No server route drains a worker: run croft agent --drain on its host (disable requeues its running job)' }, 'drain'))];
+            h('button', { type: 'button', 'data-act': 'drain', title: 'Finish the running job, take no new one (disable requeues it)', onclick: () => drain(w.name) }, 'drain'))];
       })),
     h('div', { class: 'card', id: 'hosts' }, h('h2', {}, 'Hosts (' + hosts.length + ')'),
       table(['host', 'slots', 'CPUs', 'CPU now', 'memory', 'projects', 'interpreters', 'registered', 'seen'], hosts, (ho) => [
