@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -256,6 +258,23 @@ func TestOperationsDoc(t *testing.T) {
 	defer cancel()
 	run("install-agent-token", "", nil)
 	run("install-agent", "render", nil)
+	// Monitoring: the health routes, and a read token for Prometheus,
+	// which scrapes /metrics with it.
+	run("monitoring-health", "", nil)
+	if out := run("monitoring-token", "", nil); !strings.Contains(out, "prometheus") {
+		t.Fatalf("the Prometheus token:\n%s", out)
+	}
+	mreq, _ := http.NewRequestWithContext(ctx, http.MethodGet, url(1)+"/metrics", nil)
+	mreq.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(mreq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(b), "croft_raft_leader") {
+		t.Fatalf("/metrics: %d %.300s", resp.StatusCode, b)
+	}
 	first, err := c.CreateJob(ctx, client.NewJob{Title: "installed", Command: "echo installed", Affinity: "linux"})
 	if err != nil {
 		t.Fatal(err)
