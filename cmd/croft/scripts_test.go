@@ -1,11 +1,19 @@
 package main
 
 import (
+	"bufio"
+	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"github.com/croftfarm/croft/api/client"
+	"github.com/croftfarm/croft/internal/testwait"
 )
 
 // TestE2EDockerSkips runs scripts/e2e-docker.sh (`make e2e-docker`) with a
@@ -43,5 +51,85 @@ func TestE2EDockerSkips(t *testing.T) {
 				t.Fatalf("docker was called with %q, want only \"info\"", got)
 			}
 		})
+	}
+}
+
+// TestLocalClusterScript starts scripts/local-cluster.sh on a fresh data
+// directory: it picks a free block of ports, prints them, and its three
+// coordinators and agent form a farm with a leader; stopping the script
+// stops them all, and the ports are kept for a restart.
+func TestLocalClusterScript(t *testing.T) {
+	if _, err := exec.LookPath("bash"); err != nil {
+		t.Skip("SKIP: bash is not installed")
+	}
+	data := t.TempDir()
+	cmd := exec.Command("bash", filepath.Join("..", "..", "scripts", "local-cluster.sh"), data)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // its processes in one group, stopped by the test
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			_ = cmd.Wait()
+		}
+	})
+	lines := make(chan string, 64)
+	go func() {
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	var printed strings.Builder
+	deadline := time.After(90 * time.Second)
+	for !strings.Contains(printed.String(), "Ctrl-C to stop.") {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the script ended:\n%s", printed.String())
+			}
+			printed.WriteString(l + "\n")
+		case <-deadline:
+			t.Fatalf("the script did not start the farm:\n%s", printed.String())
+		}
+	}
+	base, err := os.ReadFile(filepath.Join(data, "ports"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c1 := "http://127.0.0.1:" + strings.TrimSpace(string(base))
+	if !strings.Contains(printed.String(), "c1: pid") || !strings.Contains(printed.String(), c1) {
+		t.Fatalf("the ports it printed are not those it kept (%s):\n%s", c1, printed.String())
+	}
+	token, err := os.ReadFile(filepath.Join(data, "c1", AdminTokenFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := client.NewWith(client.Options{Token: strings.TrimSpace(string(token))}, c1)
+	testwait.Until(t, 30*time.Second, "three members and a leader", func() (bool, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		st, err := c.Status(ctx, c1)
+		return err == nil && st.LeaderID != "" && len(st.Members) == 3, fmt.Sprintf("%+v %v", st, err)
+	})
+	// Stopping the script (Ctrl-C) stops what it started.
+	if err := syscall.Kill(cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	stopped = true
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := c.Status(ctx, c1); err == nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		t.Fatal("c1 still answers after the script stopped")
 	}
 }
