@@ -338,9 +338,11 @@ func (p *fuzzProgram) accessOrRetention() Command {
 	projects := []string{DefaultProject, "a", "b", "bad name", ""}
 	project := projects[int(p.byte())%len(projects)]
 	now := p.now()
-	switch p.byte() % 13 {
+	switch p.byte() % 14 {
 	case 11:
 		return p.templateCommand(project, now)
+	case 12:
+		return p.sessionCommand(project, now)
 	case 0:
 		return &ProjectCreate{Now: now, Name: project}
 	case 1:
@@ -452,15 +454,56 @@ func (p *fuzzProgram) docsWrite(now int64) *DocsWrite {
 		if flags&8 != 0 {
 			w.Doc = make([]byte, MaxSessionDoc+1)
 		}
-		if flags&16 != 0 {
+		switch {
+		case flags&32 != 0:
+			w.ID = fuzzExecIDs[int(p.byte())%len(fuzzExecIDs)]
+			c.Executions = append(c.Executions, w)
+		case flags&16 != 0:
 			w.ID = fuzzTemplateIDs[int(p.byte())%len(fuzzTemplateIDs)]
 			c.Templates = append(c.Templates, w)
-		} else {
+		default:
 			w.ID = fmt.Sprintf("%032x", p.byte()%5) // the walk opens 1..4; 0 is none
 			c.Sessions = append(c.Sessions, w)
 		}
 	}
 	return c
+}
+
+// sessionCommand reads one of the session commands on the sessions
+// 1..4 (0 is none): opens of either kind (interpreters offered, not, or
+// invalid), updates (a kernel change among them, guarded or not),
+// submits, starts, closes, expiries and deletes.
+func (p *fuzzProgram) sessionCommand(project string, now int64) Command {
+	id := fmt.Sprintf("%032x", p.byte()%5)
+	interpreters := []string{"sh", "py", "ruby", "bad name", ""}
+	switch p.byte() % 8 {
+	case 0:
+		kind := []string{SessionGroup, SessionContext, "bogus"}[p.byte()%3]
+		interp := ""
+		if kind != SessionGroup || p.bool() {
+			interp = interpreters[int(p.byte())%len(interpreters)]
+		}
+		return &SessionOpen{Now: now, ID: id, Project: project, Kind: kind, Interpreter: interp, InactiveTimeout: int64(p.byte() % 3)}
+	case 1:
+		c := &SessionUpdate{Now: now, ID: id, IfRevision: int64(p.byte() % 4)}
+		if p.bool() {
+			name := []string{"n", "a\nb", ""}[p.byte()%3]
+			c.Name = &name
+		}
+		if p.bool() {
+			c.Interpreter = &interpreters[int(p.byte())%len(interpreters)]
+		}
+		return c
+	case 2, 3:
+		return &SessionSubmit{Now: now, ID: id, Title: "t", Code: []string{"echo hi", "", "a\x00"}[p.byte()%3], MaxProjectJobs: int(p.byte() % 8)}
+	case 4:
+		return &SessionStart{Now: now, ID: id}
+	case 5:
+		return &SessionClose{Now: now, ID: id}
+	case 6:
+		return &SessionExpire{Now: now + int64(p.byte())*1e9, IDs: []string{id}}
+	}
+	return &SessionDelete{Now: now, ID: id}
 }
 
 // fuzzHosts are the host names the fuzzer registers slots under.
@@ -690,6 +733,11 @@ func checkEffect(s *State, cmd Command, res any) error {
 		for _, w := range c.Templates {
 			if x, ok := s.Template(w.ID); !ok || !bytes.Equal(x.Spec.Doc, w.Doc) || (w.Name != nil && x.Spec.Name != *w.Name) || x.Revision < 1 {
 				return fmt.Errorf("template %s is %+v after its docs write", w.ID, x)
+			}
+		}
+		for _, w := range c.Executions {
+			if x, ok := s.Execution(w.ID); !ok || !bytes.Equal(x.Doc, w.Doc) || x.Revision < 1 {
+				return fmt.Errorf("execution %s is %+v after its docs write", w.ID, x)
 			}
 		}
 	case *TemplateDelete:
