@@ -45,7 +45,34 @@ func decode(body []byte) (document, error) {
 	if depth(d, 0) > MaxDepth {
 		return nil, apierr.Bad("the body nests deeper than %d levels", MaxDepth)
 	}
+	if hasNUL(d) {
+		// A NUL would reach a job's command or a name and be refused
+		// later, after part of the request was done.
+		return nil, apierr.Bad("a NUL byte in the body")
+	}
 	return d, nil
+}
+
+// hasNUL reports whether a key or string of v holds a NUL byte (v nests
+// at most MaxDepth levels: decode checked).
+func hasNUL(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.IndexByte(x, 0) >= 0
+	case map[string]any:
+		for k, e := range x {
+			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
+				return true
+			}
+		}
+	case []any:
+		for _, e := range x {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // depth returns how deep v nests, stopping past MaxDepth.

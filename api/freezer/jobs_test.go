@@ -80,6 +80,14 @@ func TestFreezerJobsCRUD(t *testing.T) {
 	f.want(f.do("user-a", http.MethodPost, "/v2/a/jobs", sampleJob), http.StatusBadRequest)
 	f.want(f.do("user-a", http.MethodPost, "/v2/a/jobs", `{"client_id":`), StatusMalformed)
 	f.want(f.do("user-a", http.MethodPost, "/v2/a/jobs", ``), http.StatusBadRequest)
+	// An oversized body, a NUL byte, and ids that are no job's.
+	f.want(f.do("user-a", http.MethodPost, "/v2/a/jobs", strings.Replace(jobBody("big", ""), `"big"`, `"`+strings.Repeat("x", MaxBody)+`"`, 1)), http.StatusRequestEntityTooLarge)
+	f.want(f.do("user-a", http.MethodPost, "/v2/a/jobs", strings.Replace(jobBody("x", ""), `"client_id":"h1"`, `"client_id":"h\u0000"`, 1)), http.StatusBadRequest)
+	nul := strings.Replace(jobBody("x", "start"), `echo x`, `echo \u0000`, 1)
+	f.want(f.do("user-a", http.MethodPost, "/v2/a/jobs", strings.Replace(nul, `{`, `{"job_id":"nul",`, 1)), http.StatusBadRequest)
+	f.want(f.do("read-a", http.MethodGet, "/v2/a/jobs/nul", ""), http.StatusNotFound) // refused whole, not half made
+	f.want(f.do("read-a", http.MethodGet, "/v2/a/jobs/..%2f..%2fetc", ""), http.StatusNotFound)
+	f.want(f.do("read-a", http.MethodGet, "/v2/a/jobs/"+strings.Repeat("j", MaxJobIDBytes+1), ""), http.StatusNotFound)
 	// List with the search body, limit and offset.
 	list := func(q, body string) []string {
 		r := f.want(f.do("read-a", http.MethodGet, "/v2/a/jobs"+q, body), http.StatusOK)
