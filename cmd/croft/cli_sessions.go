@@ -31,12 +31,22 @@ func checkPage(p *client.Page, rest []string) error {
 	return nil
 }
 
-func runSessions(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("croft sessions", "croft sessions [flags]\n\nLists the sessions (groups and execution contexts of the dialects).")
+// runList runs a list command: the common flags, those flags adds (its
+// filters) and, when paged, --offset and --limit; then it fetches the
+// items and prints them, a table by print or with --json the array ([]
+// for none).
+func runList[T any](ctx context.Context, args []string, stdout io.Writer, name, help string, paged bool,
+	flags func(*flag.FlagSet), fetch func(context.Context, *client.Client, client.Page) ([]T, error), print func(io.Writer, []T)) error {
+	fs := newFlagSet(name, help)
 	var cf cliFlags
 	cf.register(fs)
-	project := fs.String("project", "", "one project")
-	page := pageFlags(fs)
+	if flags != nil {
+		flags(fs)
+	}
+	page := &client.Page{}
+	if paged {
+		page = pageFlags(fs)
+	}
 	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
 	if err != nil {
 		return err
@@ -45,17 +55,60 @@ func runSessions(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := checkPage(page, rest); err != nil {
 		return err
 	}
-	ss, err := c.Sessions(ctx, *project, *page)
+	items, err := fetch(ctx, c, *page)
 	if err != nil {
 		return err
 	}
 	if cf.asJSON {
-		if ss == nil {
-			ss = []client.Session{}
+		if items == nil {
+			items = []T{}
 		}
-		return printJSON(stdout, ss)
+		return printJSON(stdout, items)
 	}
-	t := newTable(stdout, "ID", "KIND", "STATE", "BUSY", "PROJECT", "NAME", "HOST", "INTERPRETER", "JOBS", "LAST-ACTIVITY")
+	print(stdout, items)
+	return nil
+}
+
+// idCommand parses "croft NOUN [VERB] [flags] ID" (VERB one of verbs,
+// "show" when absent): the verb, the id and the client. done is set when
+// it answered --help itself (err is then its outcome).
+func idCommand(ctx context.Context, args []string, noun, usage, help string, verbs ...string) (verb, id string, cf *cliFlags, c *client.Client, cctx context.Context, cancel context.CancelFunc, done bool, err error) {
+	if done, err := groupHelp(args, usage); done {
+		return "", "", nil, nil, nil, nil, true, err
+	}
+	verb = "show"
+	for _, v := range append(verbs, "show") {
+		if args[0] == v {
+			verb, args = v, args[1:]
+			break
+		}
+	}
+	fs := newFlagSet("croft "+noun+" "+verb, usage+"\n\n"+help)
+	cf = &cliFlags{}
+	cf.register(fs)
+	rest, c, cctx, cancel, err := cf.setup(ctx, fs, args)
+	if err != nil {
+		return "", "", nil, nil, nil, nil, false, err
+	}
+	if len(rest) != 1 {
+		cancel()
+		return "", "", nil, nil, nil, nil, false, fmt.Errorf("%w: %s", errUsage, usage)
+	}
+	return verb, rest[0], cf, c, cctx, cancel, false, nil
+}
+
+func runSessions(ctx context.Context, args []string, stdout io.Writer) error {
+	var project *string
+	return runList(ctx, args, stdout, "croft sessions", "croft sessions [flags]\n\nLists the sessions (groups and execution contexts of the dialects).", true,
+		func(fs *flag.FlagSet) { project = fs.String("project", "", "one project") },
+		func(ctx context.Context, c *client.Client, p client.Page) ([]client.Session, error) {
+			return c.Sessions(ctx, *project, p)
+		},
+		printSessions)
+}
+
+func printSessions(w io.Writer, ss []client.Session) {
+	t := newTable(w, "ID", "KIND", "STATE", "BUSY", "PROJECT", "NAME", "HOST", "INTERPRETER", "JOBS", "LAST-ACTIVITY")
 	for _, s := range ss {
 		state := s.State
 		if s.Reason != "" && s.Reason != s.State {
@@ -65,32 +118,17 @@ func runSessions(ctx context.Context, args []string, stdout io.Writer) error {
 			strconv.Itoa(s.Jobs), fmtTime(s.LastActivity))
 	}
 	t.flush()
-	return nil
 }
 
 const sessionUsage = "croft session ID | croft session close|start|delete ID"
 
 func runSession(ctx context.Context, args []string, stdout io.Writer) error {
-	if done, err := groupHelp(args, sessionUsage); done {
-		return err
-	}
-	verb := "show"
-	switch args[0] {
-	case "close", "start", "delete", "show":
-		verb, args = args[0], args[1:]
-	}
-	fs := newFlagSet("croft session "+verb, sessionUsage+"\n\nShows a session and its jobs; close cancels its unended jobs; start runs a group\nsession's jobs; delete forgets a closed session with its jobs.")
-	var cf cliFlags
-	cf.register(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
+	verb, id, cf, c, ctx, cancel, done, err := idCommand(ctx, args, "session", sessionUsage,
+		"Shows a session and its jobs; close cancels its unended jobs; start runs a group\nsession's jobs; delete forgets a closed session with its jobs.", "close", "start", "delete")
+	if done || err != nil {
 		return err
 	}
 	defer cancel()
-	if len(rest) != 1 {
-		return fmt.Errorf("%w: %s", errUsage, sessionUsage)
-	}
-	id := rest[0]
 	switch verb {
 	case "close", "start":
 		if err := c.SessionAction(ctx, id, verb); err != nil {
@@ -153,66 +191,38 @@ func runSession(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runTemplates(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("croft templates", "croft templates [flags]\n\nLists the job templates (saved jobs that croft execute runs).")
-	var cf cliFlags
-	cf.register(fs)
-	project := fs.String("project", "", "one project")
-	page := pageFlags(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if err := checkPage(page, rest); err != nil {
-		return err
-	}
-	ts, err := c.Templates(ctx, *project, *page)
-	if err != nil {
-		return err
-	}
-	if cf.asJSON {
-		if ts == nil {
-			ts = []client.Template{}
-		}
-		return printJSON(stdout, ts)
-	}
-	t := newTable(stdout, "ID", "PROJECT", "NAME", "TYPE", "COMMAND", "EXECUTIONS", "UPDATED")
-	for _, x := range ts {
-		t.row(x.ID, x.Project, clip(x.Name, 30), orDash(x.Type), orDash(clip(x.Command, 40)), strconv.Itoa(x.Executions), fmtTime(x.Updated))
-	}
-	t.flush()
-	return nil
+	var project *string
+	return runList(ctx, args, stdout, "croft templates", "croft templates [flags]\n\nLists the job templates (saved jobs that croft execute runs).", true,
+		func(fs *flag.FlagSet) { project = fs.String("project", "", "one project") },
+		func(ctx context.Context, c *client.Client, p client.Page) ([]client.Template, error) {
+			return c.Templates(ctx, *project, p)
+		},
+		func(w io.Writer, ts []client.Template) {
+			t := newTable(w, "ID", "PROJECT", "NAME", "TYPE", "COMMAND", "EXECUTIONS", "UPDATED")
+			for _, x := range ts {
+				t.row(x.ID, x.Project, clip(x.Name, 30), orDash(x.Type), orDash(clip(x.Command, 40)), strconv.Itoa(x.Executions), fmtTime(x.Updated))
+			}
+			t.flush()
+		})
 }
 
 const templateUsage = "croft template ID | croft template delete ID"
 
 func runTemplate(ctx context.Context, args []string, stdout io.Writer) error {
-	if done, err := groupHelp(args, templateUsage); done {
-		return err
-	}
-	verb := "show"
-	if args[0] == "delete" || args[0] == "show" {
-		verb, args = args[0], args[1:]
-	}
-	fs := newFlagSet("croft template "+verb, templateUsage+"\n\nShows a template, or deletes one (refused while it has executions).")
-	var cf cliFlags
-	cf.register(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
+	verb, id, cf, c, ctx, cancel, done, err := idCommand(ctx, args, "template", templateUsage,
+		"Shows a template, or deletes one (refused while it has executions).", "delete")
+	if done || err != nil {
 		return err
 	}
 	defer cancel()
-	if len(rest) != 1 {
-		return fmt.Errorf("%w: %s", errUsage, templateUsage)
-	}
 	if verb == "delete" {
-		if err := c.DeleteTemplate(ctx, rest[0]); err != nil {
+		if err := c.DeleteTemplate(ctx, id); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "deleted template %s\n", rest[0])
+		fmt.Fprintf(stdout, "deleted template %s\n", id)
 		return nil
 	}
-	x, err := c.GetTemplate(ctx, rest[0])
+	x, err := c.GetTemplate(ctx, id)
 	if err != nil {
 		return err
 	}
@@ -294,31 +304,13 @@ func runExecute(ctx context.Context, args []string, stdout io.Writer) error {
 }
 
 func runExecutions(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("croft executions", "croft executions [flags]\n\nLists the executions of templates.")
-	var cf cliFlags
-	cf.register(fs)
-	template := fs.String("template", "", "the executions of this template")
-	page := pageFlags(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if err := checkPage(page, rest); err != nil {
-		return err
-	}
-	xs, err := c.Executions(ctx, *template, *page)
-	if err != nil {
-		return err
-	}
-	if cf.asJSON {
-		if xs == nil {
-			xs = []client.Execution{}
-		}
-		return printJSON(stdout, xs)
-	}
-	printExecutions(stdout, xs)
-	return nil
+	var template *string
+	return runList(ctx, args, stdout, "croft executions", "croft executions [flags]\n\nLists the executions of templates.", true,
+		func(fs *flag.FlagSet) { template = fs.String("template", "", "the executions of this template") },
+		func(ctx context.Context, c *client.Client, p client.Page) ([]client.Execution, error) {
+			return c.Executions(ctx, *template, p)
+		},
+		printExecutions)
 }
 
 func printExecutions(w io.Writer, xs []client.Execution) {
@@ -333,26 +325,12 @@ func printExecutions(w io.Writer, xs []client.Execution) {
 const executionUsage = "croft execution ID | croft execution cancel|delete ID"
 
 func runExecution(ctx context.Context, args []string, stdout io.Writer) error {
-	if done, err := groupHelp(args, executionUsage); done {
-		return err
-	}
-	verb := "show"
-	switch args[0] {
-	case "cancel", "delete", "show":
-		verb, args = args[0], args[1:]
-	}
-	fs := newFlagSet("croft execution "+verb, executionUsage+"\n\nShows an execution; cancel cancels its job; delete deletes an ended one and its job.")
-	var cf cliFlags
-	cf.register(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
+	verb, id, cf, c, ctx, cancel, done, err := idCommand(ctx, args, "execution", executionUsage,
+		"Shows an execution; cancel cancels its job; delete deletes an ended one and its job.", "cancel", "delete")
+	if done || err != nil {
 		return err
 	}
 	defer cancel()
-	if len(rest) != 1 {
-		return fmt.Errorf("%w: %s", errUsage, executionUsage)
-	}
-	id := rest[0]
 	switch verb {
 	case "cancel":
 		if err := c.CancelExecution(ctx, id); err != nil {

@@ -12,53 +12,18 @@ import (
 )
 
 func runWorkers(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("croft workers", "croft workers [flags]\n\nLists the workers (an agent with --slots N is N workers: name, name/2, ...).")
-	var cf cliFlags
-	cf.register(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if len(rest) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, rest[0])
-	}
-	ws, err := c.Workers(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.asJSON {
-		if ws == nil {
-			ws = []client.Worker{}
-		}
-		return printJSON(stdout, ws)
-	}
-	printWorkers(stdout, ws)
-	return nil
+	return runList(ctx, args, stdout, "croft workers", "croft workers [flags]\n\nLists the workers (an agent with --slots N is N workers: name, name/2, ...).", false,
+		nil, func(ctx context.Context, c *client.Client, _ client.Page) ([]client.Worker, error) {
+			return c.Workers(ctx)
+		}, printWorkers)
 }
 
 func runHosts(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := newFlagSet("croft hosts", "croft hosts [flags]\n\nLists the agents' hosts: slots, CPUs, memory, load, interpreters.")
-	var cf cliFlags
-	cf.register(fs)
-	rest, c, ctx, cancel, err := cf.setup(ctx, fs, args)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	if len(rest) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, rest[0])
-	}
-	hs, err := c.Hosts(ctx)
-	if err != nil {
-		return err
-	}
-	if cf.asJSON {
-		if hs == nil {
-			hs = []client.Host{}
-		}
-		return printJSON(stdout, hs)
-	}
+	return runList(ctx, args, stdout, "croft hosts", "croft hosts [flags]\n\nLists the agents' hosts: slots, CPUs, memory, load, interpreters.", false,
+		nil, func(ctx context.Context, c *client.Client, _ client.Page) ([]client.Host, error) { return c.Hosts(ctx) }, printHosts)
+}
+
+func printHosts(stdout io.Writer, hs []client.Host) {
 	t := newTable(stdout, "NAME", "SLOTS", "BUSY", "CPUS", "LOAD", "MEMORY", "INTERPRETERS", "SEEN")
 	for _, h := range hs {
 		busy := 0
@@ -88,7 +53,6 @@ func runHosts(ctx context.Context, args []string, stdout io.Writer) error {
 		t.row(h.Name, strconv.Itoa(len(h.Slots)), strconv.Itoa(busy), strconv.Itoa(h.CPUs), load, mem, orDash(clip(strings.Join(names, ","), 40)), seen)
 	}
 	t.flush()
-	return nil
 }
 
 const workerUsage = "croft worker enable|disable|drain [flags] NAME..."
