@@ -24,6 +24,9 @@ set -euo pipefail
 coordinator="" affinity="" name="" slots="" user="croft" token="" ca="" root="" datadir="/var/lib/croft-agent"
 binary="$(dirname "$0")/../bin/croft" start=1 uninstall=0 purge=0 killonstop=0
 die() { echo "install-agent: $*" >&2; exit 2; }
+prog=install-agent
+# shellcheck source=install-lib.sh
+. "$(dirname "$0")/install-lib.sh"
 while [ $# -gt 0 ]; do
   case "$1" in
     --coordinator) coordinator=${2?}; shift 2 ;;
@@ -76,14 +79,7 @@ for v in "$coordinator" "$name" "$affinity" "$datadir" "$user"; do
   [[ "$v" != *$'\n'* ]] || die "arguments may not contain newlines (separate affinity lines with \\n)"
 done
 
-owner=()
-if [ -z "$root" ]; then
-  id -u "$user" >/dev/null 2>&1 || useradd --system --home "$datadir" --shell /usr/sbin/nologin "$user"
-  owner=(-o "$user")
-fi
-install -d -m 0755 "$root/usr/local/bin" "$root/etc/systemd/system" "$root/etc/croft"
-install -m 0755 "$binary" "$root/usr/local/bin/croft"
-install -d -m 0750 "${owner[@]}" "$root$datadir"
+install_base
 install -m 0600 "${owner[@]}" "$token" "$root/etc/croft/agent.token"
 args=(agent --coordinator "$coordinator" --data-dir "$datadir" --token-file /etc/croft/agent.token)
 if [ -n "$ca" ]; then
@@ -95,20 +91,7 @@ fi
 [ -z "$slots" ] || args+=(--slots "$slots")
 [ "$killonstop" = 0 ] || args+=(--kill-on-stop)
 
-# systemd's quoting: each argument in double quotes, with \ " $ % escaped
-# ("$$" and "%%" are a literal $ and %); printf %q's bash quoting differs.
-quote() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//\$/\$\$}
-  s=${s//%/%%}
-  printf '"%s"' "$s"
-}
-exec_start=/usr/local/bin/croft
-for a in "${args[@]}"; do exec_start+=" $(quote "$a")"; done
-
-cat >"$root$unit.tmp" <<UNIT
+write_unit "$unit" <<UNIT
 # Written by scripts/install-agent.sh; remove with --uninstall.
 [Unit]
 Description=Croft render-farm agent
@@ -119,7 +102,7 @@ Wants=network-online.target
 [Service]
 Type=simple
 User=$user
-ExecStart=$exec_start
+ExecStart=$(exec_start "${args[@]}")
 # A drained agent (croft agent --drain, or systemctl kill -s USR1) exits 0
 # and stays stopped; a crash restarts it, within the 8 s its jobs wait.
 Restart=on-failure
@@ -142,15 +125,7 @@ LimitNOFILE=65536
 [Install]
 WantedBy=multi-user.target
 UNIT
-mv "$root$unit.tmp" "$root$unit"
-chmod 0644 "$root$unit"
-echo "install-agent: installed $root$unit"
 
-if [ "$start" = 1 ]; then
-  systemctl daemon-reload
-  systemctl enable croft-agent
-  # restart, not start: a reinstall takes the new binary and flags. The
-  # running jobs survive it (KillMode=process).
-  systemctl restart croft-agent
-  systemctl --no-pager status croft-agent || true
-fi
+# restart, not start: a reinstall takes the new binary and flags; the
+# running jobs survive it (KillMode=process).
+start_unit croft-agent

@@ -39,6 +39,9 @@ recover="" nodeid="" httpaddr="" raftaddr="" bootstrap=0 join="" token="" datadi
 tlscert="" tlskey="" cacert="" rtlscert="" rtlskey="" rtlsca=""
 binary="$(dirname "$0")/../bin/croft" start=1 uninstall=0 purge=0
 die() { echo "install-coordinator: $*" >&2; exit 2; }
+prog=install-coordinator
+# shellcheck source=install-lib.sh
+. "$(dirname "$0")/install-lib.sh"
 while [ $# -gt 0 ]; do
   case "$1" in
     --node-id) nodeid=${2?}; shift 2 ;;
@@ -107,14 +110,7 @@ for v in "$nodeid" "$httpaddr" "$raftaddr" "$join" "$recover" "$datadir" "$user"
   [[ "$v" != *$'\n'* ]] || die "arguments may not contain newlines"
 done
 
-owner=()
-if [ -z "$root" ]; then
-  id -u "$user" >/dev/null 2>&1 || useradd --system --home "$datadir" --shell /usr/sbin/nologin "$user"
-  owner=(-o "$user")
-fi
-install -d -m 0755 "$root/usr/local/bin" "$root/etc/systemd/system" "$root/etc/croft"
-install -m 0755 "$binary" "$root/usr/local/bin/croft"
-install -d -m 0750 "${owner[@]}" "$root$datadir"
+install_base
 install -m 0600 "${owner[@]}" "$token" "$root/etc/croft/admin.token"
 args=(coordinator --node-id "$nodeid" --data-dir "$datadir" --http-addr "$httpaddr" --raft-addr "$raftaddr")
 if [ "$bootstrap" = 1 ]; then
@@ -138,19 +134,8 @@ tlsfile --raft-tls-cert "$rtlscert" 0644
 tlsfile --raft-tls-key "$rtlskey" 0600
 tlsfile --raft-tls-ca "$rtlsca" 0644
 
-# systemd's quoting: each argument in double quotes, with \ " $ % escaped.
-quote() {
-  local s=$1
-  s=${s//\\/\\\\}
-  s=${s//\"/\\\"}
-  s=${s//\$/\$\$}
-  s=${s//%/%%}
-  printf '"%s"' "$s"
-}
-exec_start=/usr/local/bin/croft
-for a in "${args[@]}"; do exec_start+=" $(quote "$a")"; done
 
-cat >"$root$unit.tmp" <<UNIT
+write_unit "$unit" <<UNIT
 # Written by scripts/install-coordinator.sh; remove with --uninstall.
 [Unit]
 Description=Croft render-farm coordinator ($nodeid)
@@ -161,7 +146,7 @@ Wants=network-online.target
 [Service]
 Type=simple
 User=$user
-ExecStart=$exec_start
+ExecStart=$(exec_start "${args[@]}")
 # A crash restarts it. So does the exit of a coordinator that met an entry
 # of a newer release (it stops rather than diverge): upgrade its binary.
 Restart=on-failure
@@ -175,13 +160,5 @@ LimitNOFILE=65536
 [Install]
 WantedBy=multi-user.target
 UNIT
-mv "$root$unit.tmp" "$root$unit"
-chmod 0644 "$root$unit"
-echo "install-coordinator: installed $root$unit"
 
-if [ "$start" = 1 ]; then
-  systemctl daemon-reload
-  systemctl enable croft-coordinator
-  systemctl restart croft-coordinator
-  systemctl --no-pager status croft-coordinator || true
-fi
+start_unit croft-coordinator
