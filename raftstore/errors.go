@@ -33,6 +33,10 @@ var (
 	// record at another revision: someone wrote it meanwhile. Read it
 	// again and retry.
 	ErrConflict = errors.New("revision conflict")
+	// ErrNoHost means no host offers a context session's interpreter to
+	// its project (at open, or at a kernel change): an ErrInvalid, which a
+	// dialect may answer in its own words (Jupyter: 501, no such kernel).
+	ErrNoHost = fmt.Errorf("%w: no host offers it", ErrInvalid)
 )
 
 // notFound wraps ErrNotFound with the missing thing's name.

@@ -379,7 +379,7 @@ func (s *State) chooseHost(project, interpreter string) (string, error) {
 	case full > 0:
 		return "", fmt.Errorf("%w: every host that offers interpreter %q to project %q has %d open sessions, the limit", ErrTooLarge, interpreter, project, MaxHostSessions)
 	}
-	return "", invalid("no host offers interpreter %q (it runs with %q) to project %q", interpreter, detected, project)
+	return "", fmt.Errorf("%w: interpreter %q (it runs with %q) to project %q", ErrNoHost, interpreter, detected, project)
 }
 
 func (s *State) session(id string) (*Session, error) {

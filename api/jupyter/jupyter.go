@@ -20,6 +20,7 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/jsonstream"
+	farmcmd "github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -405,7 +406,7 @@ func (h *Handler) create(c *gin.Context) {
 			kernel = *k.Name
 		}
 	}
-	if !h.available(kernel, project) {
+	if !kernelName(kernel) {
 		noKernel(c, kernel)
 		return
 	}
@@ -422,6 +423,10 @@ func (h *Handler) create(c *gin.Context) {
 		spec.Name = *req.Name
 	}
 	s, err := h.ops.OpenSession(c, spec)
+	if errors.Is(err, raftstore.ErrNoHost) {
+		noKernel(c, kernel)
+		return
+	}
 	if err != nil {
 		Abort(c, err)
 		return
@@ -465,34 +470,10 @@ func noKernel(c *gin.Context, kernel string) {
 	})
 }
 
-// available reports whether a host that serves project offers kernel: a
-// configured interpreter's detected one, or the detected interpreter of
-// that name. Jupyter answers 501 otherwise: no kernel of that name here.
-func (h *Handler) available(kernel, project string) bool {
-	st := h.store.State()
-	detected := kernel
-	if in, ok := st.ConfiguredInterpreter(kernel); ok {
-		detected = in.Detected()
-	}
-	after := ""
-	for {
-		page, next, more := st.HostsAfter(after, raftstore.ScanLimit)
-		for i := range page {
-			if !page[i].Serves(project) {
-				continue
-			}
-			for _, in := range page[i].Interpreters {
-				if in.Name == detected {
-					return true
-				}
-			}
-		}
-		if !more {
-			return false
-		}
-		after = next
-	}
-}
+// kernelName reports whether name can be an interpreter's at all: any
+// other is a kernel no host can offer (Jupyter's 501, as for one no host
+// offers, which the core says with raftstore.ErrNoHost).
+func kernelName(name string) bool { return farmcmd.CheckInterpreterName(name) == nil }
 
 // update changes a session's path, name or type, and its kernel: a
 // kernel.name other than its own starts a new kernel (the session is
@@ -515,7 +496,7 @@ func (h *Handler) update(c *gin.Context) {
 		return
 	}
 	for try := 1; ; try++ {
-		patch, status, err := h.patchOf(&x, &req)
+		patch, err := h.patchOf(&x, &req)
 		if err == nil && patch != nil {
 			err = h.ops.UpdateSession(c, x.ID, *patch)
 		}
@@ -525,7 +506,7 @@ func (h *Handler) update(c *gin.Context) {
 			}
 			err = notFound(c.Param("session"))
 		}
-		if status == http.StatusNotImplemented {
+		if errors.Is(err, raftstore.ErrNoHost) {
 			noKernel(c, *req.Kernel.Name)
 			return
 		}
@@ -545,8 +526,8 @@ func (h *Handler) update(c *gin.Context) {
 const casTries = 16
 
 // patchOf is the change req makes to session x (nil: none), guarded by
-// x's revision; status 501 says the kernel asked for is not available.
-func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*service.SessionPatch, int, error) {
+// x's revision; raftstore.ErrNoHost when the kernel asked for cannot be.
+func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*service.SessionPatch, error) {
 	d := docOf(x)
 	changed := false
 	patch := service.SessionPatch{Name: req.Name, IfRevision: x.Revision}
@@ -554,11 +535,11 @@ func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*servi
 		switch {
 		case k.ID != nil && *k.ID != "":
 			if *k.ID != kernelID(x, &d) {
-				return nil, 0, apierr.Bad("No such kernel: %s", truncate(*k.ID, 64))
+				return nil, apierr.Bad("No such kernel: %s", truncate(*k.ID, 64))
 			}
 		case k.Name != nil && *k.Name != "" && *k.Name != x.Interpreter:
-			if !h.available(*k.Name, x.Project) {
-				return nil, http.StatusNotImplemented, nil
+			if !kernelName(*k.Name) {
+				return nil, raftstore.ErrNoHost
 			}
 			patch.Interpreter = k.Name
 			d.Kernel = newKernelID()
@@ -576,9 +557,9 @@ func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*servi
 		patch.Doc = &body
 	}
 	if patch.Name == nil && patch.Doc == nil {
-		return nil, 0, nil
+		return nil, nil
 	}
-	return &patch, 0, nil
+	return &patch, nil
 }
 
 // newKernelID draws a kernel id, a dashed UUID.
