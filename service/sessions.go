@@ -2,9 +2,6 @@ package service
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"fmt"
 
 	"github.com/croftfarm/croft/raftstore"
 )
@@ -43,22 +40,13 @@ type SessionPatch struct {
 	Interpreter *string
 }
 
-// newSessionID draws a session id: 16 random bytes, in lowercase hex.
-func newSessionID() (string, error) {
-	var b [raftstore.SessionIDLen / 2]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return "", fmt.Errorf("%w: session id: %v", raftstore.ErrInternal, err)
-	}
-	return hex.EncodeToString(b[:]), nil
-}
-
 // OpenSession opens a session with an id drawn here (crypto/rand), or
 // the spec's, and returns it as opened: a context session is bound to its
 // host then.
 func (s *Service) OpenSession(ctx context.Context, spec SessionSpec) (raftstore.Session, error) {
 	id, err := spec.ID, error(nil)
 	if id == "" {
-		if id, err = newSessionID(); err != nil {
+		if id, err = NewID(); err != nil {
 			return raftstore.Session{}, err
 		}
 	}

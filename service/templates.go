@@ -11,10 +11,11 @@ import (
 	"github.com/croftfarm/croft/service/dispatch"
 )
 
-// newHexID draws a template's or an execution's id: 128 random bits as
-// 32 lowercase hex digits, drawn here on the leader so Apply stays
-// deterministic.
-func newHexID() (string, error) {
+// NewID draws an id: 128 random bits (crypto/rand) as 32 lowercase hex
+// digits, the form of session, template and execution ids, drawn before
+// Apply so Apply stays deterministic (and of the dialects' own ids drawn
+// alike: Freezer's job and action ids, Jupyter's kernel ids).
+func NewID() (string, error) {
 	var b [16]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		return "", fmt.Errorf("%w: drawing an id: %v", raftstore.ErrInternal, err)
@@ -24,7 +25,7 @@ func newHexID() (string, error) {
 
 // CreateTemplate adds a template to project and returns it as stored.
 func (s *Service) CreateTemplate(ctx context.Context, project string, spec raftstore.TemplateSpec) (raftstore.Template, error) {
-	id, err := newHexID()
+	id, err := NewID()
 	if err != nil {
 		return raftstore.Template{}, err
 	}
@@ -98,7 +99,7 @@ type ExecuteRequest struct {
 // slots). It returns the execution with its job's state.
 // A template without a command is refused with raftstore.ErrNoCommand.
 func (s *Service) Execute(ctx context.Context, req ExecuteRequest) (raftstore.ExecutionStatus, error) {
-	id, err := newHexID()
+	id, err := NewID()
 	if err != nil {
 		return raftstore.ExecutionStatus{}, err
 	}

@@ -210,7 +210,7 @@ func actionName(fa document) string {
 // does: the schedule's times, each action's id (drawn by ids), the
 // action_defaults copied into every action that lacks them, and the
 // identity fields.
-func newJobDoc(d document, jobID, project, user string, now int64, ids func() string) {
+func newJobDoc(d document, jobID, project, user string, now int64, ids func() (string, error)) error {
 	sched, _ := d["job_schedule"].(document)
 	if sched == nil {
 		sched = document{}
@@ -234,7 +234,11 @@ func newJobDoc(d document, jobID, project, user string, now int64, ids func() st
 			}
 		}
 		if _, ok := a["action_id"].(string); !ok {
-			a["action_id"] = ids()
+			id, err := ids()
+			if err != nil {
+				return err
+			}
+			a["action_id"] = id
 		}
 		a["user_id"], a["project_id"] = user, project
 	}
@@ -242,6 +246,7 @@ func newJobDoc(d document, jobID, project, user string, now int64, ids func() st
 	if _, ok := d["description"]; !ok {
 		d["description"] = ""
 	}
+	return nil
 }
 
 func sortedKeys(m document) []string {

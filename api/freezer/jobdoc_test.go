@@ -86,7 +86,9 @@ func TestNewJobDoc(t *testing.T) {
 		"action_defaults":{"storage":"local","container":"dflt"},
 		"job_actions":[{"freezer_action":{"action":"backup","container":"mine"}},{"action_id":"given","freezer_action":{"action":"exec","command":"true"}}]}`)
 	n := 0
-	newJobDoc(d, "job1", "p", "u", 1234, func() string { n++; return "id" + itoa(int64(n)) })
+	if err := newJobDoc(d, "job1", "p", "u", 1234, func() (string, error) { n++; return "id" + itoa(int64(n)), nil }); err != nil {
+		t.Fatal(err)
+	}
 	if _, ok := d["action_defaults"]; ok {
 		t.Fatal("action_defaults kept")
 	}

@@ -2,8 +2,6 @@ package freezer
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -46,15 +44,6 @@ func (h *Handler) registerJobs(m auth.Mount) {
 	m.Handle(http.MethodPut, JobsPrefix+"/:job", auth.PermWrite, h.replaceJob)
 	m.Handle(http.MethodDelete, JobsPrefix+"/:job", auth.PermWrite, h.deleteJob)
 	m.Handle(http.MethodPost, JobsPrefix+"/:job/event", auth.PermWrite, h.event)
-}
-
-// newID draws a 32-hex id, as uuid4().hex does.
-func newID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand: " + err.Error()) // the platform's RNG failed: nothing can be drawn
-	}
-	return hex.EncodeToString(b[:])
 }
 
 // findJob returns job id of project pid: its template and stored
@@ -121,7 +110,11 @@ func (h *Handler) createJob(c *gin.Context) {
 	}
 	id := str(d, "job_id")
 	if id == "" {
-		id = newID()
+		var err error
+		if id, err = service.NewID(); err != nil {
+			Abort(c, err)
+			return
+		}
 	}
 	if err := h.addJobDoc(c, pid, id, d); err != nil {
 		Abort(c, err)
@@ -138,7 +131,9 @@ func (h *Handler) addJobDoc(c *gin.Context, pid, id string, d document) error {
 		// with that name holds it too.
 		return fmt.Errorf("%w: job %q exists", apierr.ErrConflict, truncate(id, 64))
 	}
-	newJobDoc(d, id, pid, userOf(c), h.clock().Unix(), newID)
+	if err := newJobDoc(d, id, pid, userOf(c), h.clock().Unix(), service.NewID); err != nil {
+		return err
+	}
 	body, err := encodeJob(d, 1)
 	if err != nil {
 		return err

@@ -6,8 +6,6 @@ package jupyter
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +17,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/ids"
 	"github.com/croftfarm/croft/api/jsonstream"
 	farmcmd "github.com/croftfarm/croft/farm"
 	"github.com/croftfarm/croft/raftstore"
@@ -164,39 +163,13 @@ func render(x *raftstore.SessionView) Session {
 	case x.Busy:
 		state = stateBusy
 	}
-	out := Session{ID: dashed(x.ID), Path: d.Path, Name: x.Name, Type: d.Type, Kernel: Kernel{
+	out := Session{ID: ids.Dashed(x.ID), Path: d.Path, Name: x.Name, Type: d.Type, Kernel: Kernel{
 		ID: kernelID(x, &d), Name: x.Interpreter, LastActivity: isoTime(x.LastActivity), ExecutionState: state,
 	}}
 	if d.Type == "notebook" {
 		out.Notebook = &Notebook{Path: d.Path, Name: x.Name}
 	}
 	return out
-}
-
-// dashed renders a core session id (32 hex digits) as a UUID, 8-4-4-4-12.
-func dashed(id string) string {
-	if len(id) != raftstore.SessionIDLen {
-		return id
-	}
-	return id[:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:]
-}
-
-// coreID turns a dashed UUID back into the core's id; ok is false for any
-// other string.
-func coreID(s string) (string, bool) {
-	if len(s) != raftstore.SessionIDLen+4 {
-		return "", false
-	}
-	for _, i := range []int{8, 13, 18, 23} {
-		if s[i] != '-' {
-			return "", false
-		}
-	}
-	id := strings.ToLower(strings.ReplaceAll(s, "-", ""))
-	if raftstore.ValidSessionID(id) != nil {
-		return "", false
-	}
-	return id, true
 }
 
 // notFound is Jupyter's 404 for an unknown session.
@@ -216,7 +189,7 @@ func truncate(s string, n int) string {
 // the id is not a dashed UUID, 403 when its project is not the token's.
 func (h *Handler) lookup(c *gin.Context, write bool) (raftstore.SessionView, bool) {
 	raw := c.Param("session")
-	id, ok := coreID(raw)
+	id, ok := ids.Undashed(raw)
 	if !ok {
 		Abort(c, notFound(raw))
 		return raftstore.SessionView{}, false
@@ -368,7 +341,7 @@ func checkText(field, v string, limit int) error {
 
 // created answers a created or found session: 201 and its Location.
 func created(c *gin.Context, x *raftstore.SessionView) {
-	c.Header("Location", Prefix+"/"+dashed(x.ID))
+	c.Header("Location", Prefix+"/"+ids.Dashed(x.ID))
 	c.JSON(http.StatusCreated, render(x))
 }
 
@@ -541,8 +514,12 @@ func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*servi
 			if !kernelName(*k.Name) {
 				return nil, raftstore.ErrNoHost
 			}
+			id, err := service.NewID()
+			if err != nil {
+				return nil, err
+			}
 			patch.Interpreter = k.Name
-			d.Kernel = newKernelID()
+			d.Kernel = ids.Dashed(id)
 			changed = true
 		}
 	}
@@ -562,22 +539,13 @@ func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*servi
 	return &patch, nil
 }
 
-// newKernelID draws a kernel id, a dashed UUID.
-func newKernelID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand: " + err.Error()) // the platform's RNG failed
-	}
-	return dashed(hex.EncodeToString(b[:]))
-}
-
 // kernelID is session x's kernel's id: the session's own (dashed) until
 // a kernel change gave it a new one.
 func kernelID(x *raftstore.SessionView, d *doc) string {
 	if d.Kernel != "" {
 		return d.Kernel
 	}
-	return dashed(x.ID)
+	return ids.Dashed(x.ID)
 }
 
 // remove closes the session (its kernel: running code is stopped) and
@@ -650,5 +618,5 @@ func (h *Handler) submit(c *gin.Context) {
 		Abort(c, err)
 		return
 	}
-	c.JSON(http.StatusCreated, Job{ID: id, Session: dashed(x.ID), Log: fmt.Sprintf("/croft/v1/jobs/%d/log", id)})
+	c.JSON(http.StatusCreated, Job{ID: id, Session: ids.Dashed(x.ID), Log: fmt.Sprintf("/croft/v1/jobs/%d/log", id)})
 }

@@ -3,6 +3,7 @@ package jupyter
 import (
 	"context"
 	"encoding/json"
+	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -335,10 +336,10 @@ func TestJupyterIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r := f.do("admin", http.MethodGet, Prefix+"/"+dashed(g.ID), ""); r.code != http.StatusNotFound {
+	if r := f.do("admin", http.MethodGet, Prefix+"/"+ids.Dashed(g.ID), ""); r.code != http.StatusNotFound {
 		t.Errorf("group session: %d %s", r.code, r.body)
 	}
-	if r := f.do("admin", http.MethodGet, Prefix, ""); strings.Contains(r.body, dashed(g.ID)) {
+	if r := f.do("admin", http.MethodGet, Prefix, ""); strings.Contains(r.body, ids.Dashed(g.ID)) {
 		t.Errorf("group session listed: %s", r.body)
 	}
 }

@@ -3,6 +3,7 @@ package sahara
 import (
 	"encoding/json"
 	"errors"
+	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"net/url"
 	"path"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/raftstore"
+	"github.com/croftfarm/croft/service"
 )
 
 // Job binaries are templates of their project the farm cannot run (no
@@ -78,7 +80,7 @@ func is(typ string) func(string) bool { return func(t string) bool { return t ==
 
 // internalView renders a job-binary-internal.
 func internalView(t *raftstore.Template) obj {
-	return obj{"id": dashed(t.ID), "tenant_id": t.Project, "name": docOf(t).Name, "datasize": len(t.Spec.Main),
+	return obj{"id": ids.Dashed(t.ID), "tenant_id": t.Project, "name": docOf(t).Name, "datasize": len(t.Spec.Main),
 		"is_public": t.Spec.Public, "is_protected": t.Spec.Protected,
 		"created_at": timeOf(t.Created, templateTime), "updated_at": updatedAt(t)}
 }
@@ -86,7 +88,7 @@ func internalView(t *raftstore.Template) obj {
 // binaryView renders a job binary (mains and libs of a job show these).
 func binaryView(t *raftstore.Template) obj {
 	d := docOf(t)
-	return obj{"id": dashed(t.ID), "tenant_id": t.Project, "name": d.Name, "description": d.Description, "url": d.URL,
+	return obj{"id": ids.Dashed(t.ID), "tenant_id": t.Project, "name": d.Name, "description": d.Description, "url": d.URL,
 		"is_public": t.Spec.Public, "is_protected": t.Spec.Protected,
 		"created_at": timeOf(t.Created, templateTime), "updated_at": updatedAt(t)}
 }
@@ -120,7 +122,12 @@ func (h *Handler) createInternal(c *gin.Context) {
 		return
 	}
 	doc, _ := json.Marshal(binaryDoc{Name: name})
-	t, err := h.ops.CreateTemplate(c, pid, raftstore.TemplateSpec{Name: "sahara-binary-internal-" + randomHex(), Type: typeInternal, Main: string(body), Doc: doc})
+	drawn, err := service.NewID() // Sahara's names need not be unique: the template's is drawn
+	if err != nil {
+		Abort(c, err)
+		return
+	}
+	t, err := h.ops.CreateTemplate(c, pid, raftstore.TemplateSpec{Name: "sahara-binary-internal-" + drawn, Type: typeInternal, Main: string(body), Doc: doc})
 	if err != nil {
 		Abort(c, err)
 		return
@@ -236,7 +243,12 @@ func (h *Handler) createBinary(c *gin.Context) {
 		return
 	}
 	doc, _ := json.Marshal(d)
-	t, err := h.ops.CreateTemplate(c, pid, raftstore.TemplateSpec{Name: "sahara-binary-" + randomHex(), Type: typeBinary, Doc: doc,
+	drawn, err := service.NewID()
+	if err != nil {
+		Abort(c, err)
+		return
+	}
+	t, err := h.ops.CreateTemplate(c, pid, raftstore.TemplateSpec{Name: "sahara-binary-" + drawn, Type: typeBinary, Doc: doc,
 		Public: pub != nil && *pub, Protected: prot != nil && *prot})
 	if err != nil {
 		Abort(c, err)
@@ -299,16 +311,16 @@ func (h *Handler) deleteOf(c *gin.Context, typ, p string) {
 		return
 	}
 	if t.Project != pid {
-		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "%s belongs to another tenant", dashed(t.ID)))
+		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "%s belongs to another tenant", ids.Dashed(t.ID)))
 		return
 	}
 	if h.referenced(pid, t.ID) {
-		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job binary %s is referenced", dashed(t.ID)))
+		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job binary %s is referenced", ids.Dashed(t.ID)))
 		return
 	}
 	if err := h.ops.DeleteTemplate(c, t.ID); err != nil {
 		if errors.Is(err, raftstore.ErrProtected) {
-			err = saharaErr(http.StatusBadRequest, "DELETION_FAILED", "%s is protected", dashed(t.ID))
+			err = saharaErr(http.StatusBadRequest, "DELETION_FAILED", "%s is protected", ids.Dashed(t.ID))
 		}
 		Abort(c, err)
 		return

@@ -3,6 +3,7 @@ package sahara
 import (
 	"crypto/sha1"
 	"encoding/hex"
+	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"sort"
 	"strings"
@@ -30,7 +31,7 @@ func PoolID(name string) string {
 	b := s.Sum(nil)[:16]
 	b[6] = b[6]&0x0f | 0x50
 	b[8] = b[8]&0x3f | 0x80
-	return dashed(hex.EncodeToString(b))
+	return ids.Dashed(hex.EncodeToString(b))
 }
 
 // pool is a pool with the workers in it.

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"strconv"
 
@@ -102,7 +103,7 @@ func execView(e *raftstore.ExecutionStatus) obj {
 	if iface == nil {
 		iface = obj{}
 	}
-	return obj{"id": dashed(e.ID), "tenant_id": e.Project, "job_id": dashed(e.Template), "cluster_id": d.ClusterID,
+	return obj{"id": ids.Dashed(e.ID), "tenant_id": e.Project, "job_id": ids.Dashed(e.Template), "cluster_id": d.ClusterID,
 		"input_id": d.InputID, "output_id": d.OutputID, "job_configs": configs, "interface": iface, "data_source_urls": obj{},
 		"info": info, "oozie_job_id": strconv.FormatInt(e.JobID, 10), "return_code": rc, "extra": obj{},
 		"start_time": timeOf(e.StartTime, executionTime), "end_time": timeOf(e.EndTime, executionTime),
@@ -416,7 +417,7 @@ func (h *Handler) cancel(c *gin.Context, pid, id string) (raftstore.ExecutionSta
 		return e, notFound(id)
 	}
 	if e.Project != pid || execDocOf(&e).IsProtected {
-		return e, saharaErr(http.StatusBadRequest, "CANCELING_FAILED", "Job execution %s can't be cancelled: it is protected or belongs to another tenant", dashed(e.ID))
+		return e, saharaErr(http.StatusBadRequest, "CANCELING_FAILED", "Job execution %s can't be cancelled: it is protected or belongs to another tenant", ids.Dashed(e.ID))
 	}
 	if !e.Ended {
 		if err := h.ops.CancelExecution(c, e.ID); err != nil && !errors.Is(err, raftstore.ErrNotFound) {
@@ -505,7 +506,7 @@ func (h *Handler) setExecFlags(c *gin.Context, pid, id string, m map[string]any)
 		}
 		d := execDocOf(&e)
 		if d.IsProtected && (protected == nil || *protected) {
-			return e, saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job execution %s is protected and cannot be updated", dashed(e.ID))
+			return e, saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job execution %s is protected and cannot be updated", ids.Dashed(e.ID))
 		}
 		if public != nil {
 			d.IsPublic = *public
@@ -548,7 +549,7 @@ func (h *Handler) deleteExecution(c *gin.Context) {
 		return
 	}
 	if e.Project != pid || execDocOf(&e).IsProtected {
-		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job execution %s is protected or belongs to another tenant", dashed(e.ID)))
+		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job execution %s is protected or belongs to another tenant", ids.Dashed(e.ID)))
 		return
 	}
 	if !e.Ended {

@@ -3,6 +3,7 @@ package sahara
 import (
 	"encoding/json"
 	"errors"
+	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"sort"
 	"strings"
@@ -62,13 +63,13 @@ var jobSorts = map[string]string{"id": "id", "name": "name", "type": "type", "cr
 func (h *Handler) jobView(t *raftstore.Template) obj {
 	d := jobDocOf(t)
 	st := h.store.State()
-	expand := func(ids []string) []obj {
+	expand := func(binaries []string) []obj {
 		out := []obj{}
-		for _, id := range ids {
+		for _, id := range binaries {
 			if b, ok := st.Template(id); ok {
 				out = append(out, binaryView(&b))
 			} else {
-				out = append(out, obj{"id": dashed(id)})
+				out = append(out, obj{"id": ids.Dashed(id)})
 			}
 		}
 		return out
@@ -77,7 +78,7 @@ func (h *Handler) jobView(t *raftstore.Template) obj {
 	if iface == nil {
 		iface = []any{}
 	}
-	return obj{"id": dashed(t.ID), "tenant_id": t.Project, "name": t.Spec.Name, "description": d.Description, "type": t.Spec.Type,
+	return obj{"id": ids.Dashed(t.ID), "tenant_id": t.Project, "name": t.Spec.Name, "description": d.Description, "type": t.Spec.Type,
 		"mains": expand(d.Mains), "libs": expand(d.Libs), "interface": iface,
 		"is_public": t.Spec.Public, "is_protected": t.Spec.Protected,
 		"created_at": timeOf(t.Created, templateTime), "updated_at": updatedAt(t)}
@@ -364,7 +365,7 @@ func (h *Handler) updateJob(c *gin.Context) {
 		return
 	}
 	if t.Project != pid {
-		Abort(c, saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job %s belongs to another tenant", dashed(t.ID)))
+		Abort(c, saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job %s belongs to another tenant", ids.Dashed(t.ID)))
 		return
 	}
 	var patch raftstore.TemplatePatch
@@ -400,7 +401,7 @@ func (h *Handler) updateJob(c *gin.Context) {
 	t, err = h.ops.UpdateTemplateIf(c, t.ID, t.Revision, patch)
 	switch {
 	case errors.Is(err, raftstore.ErrProtected):
-		err = saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job %s is protected and cannot be updated", dashed(t.ID))
+		err = saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job %s is protected and cannot be updated", ids.Dashed(t.ID))
 	case errors.Is(err, raftstore.ErrConflict):
 		err = saharaErr(http.StatusConflict, "CONFLICT", "Job %s changed meanwhile or the name is taken; try again", truncate(id, 64))
 	}
@@ -425,7 +426,7 @@ func (h *Handler) deleteJob(c *gin.Context) {
 		return
 	}
 	if t.Project != pid {
-		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job %s belongs to another tenant", dashed(t.ID)))
+		Abort(c, saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job %s belongs to another tenant", ids.Dashed(t.ID)))
 		return
 	}
 	err := h.ops.DeleteTemplate(c, t.ID)
@@ -433,7 +434,7 @@ func (h *Handler) deleteJob(c *gin.Context) {
 	case errors.Is(err, raftstore.ErrTemplateInUse):
 		err = saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job deletion failed on foreign key constraint")
 	case errors.Is(err, raftstore.ErrProtected):
-		err = saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job %s is protected and cannot be deleted", dashed(t.ID))
+		err = saharaErr(http.StatusBadRequest, "DELETION_FAILED", "Job %s is protected and cannot be deleted", ids.Dashed(t.ID))
 	case errors.Is(err, raftstore.ErrNotFound):
 		err = nil
 	}

@@ -8,8 +8,6 @@ package sahara
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +19,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/ids"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -189,7 +188,7 @@ func Abort(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", `Keystone uri="croft"`)
 	}
 	c.AbortWithStatusJSON(status, gin.H{"error_code": status, "error_name": name,
-		"error_message": err.Error() + "\nError ID: " + dashed(randomHex())})
+		"error_message": err.Error() + "\nError ID: " + errorID()})
 }
 
 func truncate(s string, n int) string {
@@ -211,47 +210,24 @@ func project(c *gin.Context, write bool) (string, bool) {
 	return pid, true
 }
 
+// errorID is the "Error ID" of an error answer, a UUID as Sahara's.
+func errorID() string {
+	id, _ := service.NewID() // none if the RNG failed: the answer goes out all the same
+	return ids.Dashed(id)
+}
+
 // param is a path parameter without Sahara's ".json" suffix.
 func param(c *gin.Context, name string) string {
 	return strings.TrimSuffix(c.Param(name), ".json")
-}
-
-// randomHex draws 32 hex digits.
-func randomHex() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic("crypto/rand: " + err.Error()) // the platform's RNG failed: nothing can be drawn
-	}
-	return hex.EncodeToString(b[:])
-}
-
-// dashed renders a core id (32 hex) as Sahara's dashed UUID.
-func dashed(id string) string {
-	if len(id) != 32 {
-		return id
-	}
-	return id[:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:]
 }
 
 // coreID is the core id a Sahara id names: a dashed UUID (or 32 hex
 // digits), lower-cased; false when it is neither.
 func coreID(id string) (string, bool) {
 	if len(id) == 36 {
-		if id[8] != '-' || id[13] != '-' || id[18] != '-' || id[23] != '-' {
-			return "", false
-		}
-		id = id[:8] + id[9:13] + id[14:18] + id[19:23] + id[24:]
+		return ids.Undashed(id)
 	}
-	if len(id) != 32 {
-		return "", false
-	}
-	id = strings.ToLower(id)
-	for i := 0; i < len(id); i++ {
-		if !(id[i] >= '0' && id[i] <= '9' || id[i] >= 'a' && id[i] <= 'f') {
-			return "", false
-		}
-	}
-	return id, true
+	return ids.Hex(id)
 }
 
 // Times: templates show "YYYY-MM-DD HH:MM:SS", executions

@@ -20,6 +20,7 @@ import (
 
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
+	"github.com/croftfarm/croft/api/ids"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -184,33 +185,16 @@ func truncate(s string, n int) string {
 // interpreter's name (stable over restarts and coordinators).
 const sessionSuffix = "-ses0000"
 
-// dashed renders a core session id (32 hex digits) as a UUID.
-func dashed(id string) string {
-	if len(id) != 32 {
-		return id
-	}
-	return id[:8] + "-" + id[8:12] + "-" + id[12:16] + "-" + id[16:20] + "-" + id[20:]
-}
-
 // sessionID is the SAS id of a core session.
-func sessionID(id string) string { return dashed(id) + sessionSuffix }
+func sessionID(id string) string { return ids.Dashed(id) + sessionSuffix }
 
 // coreID reads a SAS session id back; ok is false for any other string.
 func coreID(s string) (string, bool) {
 	u, ok := strings.CutSuffix(s, sessionSuffix)
-	if !ok || len(u) != 36 {
+	if !ok {
 		return "", false
 	}
-	for _, i := range []int{8, 13, 18, 23} {
-		if u[i] != '-' {
-			return "", false
-		}
-	}
-	id := strings.ToLower(strings.ReplaceAll(u, "-", ""))
-	if raftstore.ValidSessionID(id) != nil {
-		return "", false
-	}
-	return id, true
+	return ids.Undashed(u)
 }
 
 // contextID is the id of the context of an interpreter: a UUID made of
@@ -219,7 +203,7 @@ func contextID(name string) string {
 	sum := sha256.Sum256([]byte("croft-sas-context\x00" + name))
 	sum[6] = sum[6]&0x0f | 0x80
 	sum[8] = sum[8]&0x3f | 0x80
-	return dashed(hex.EncodeToString(sum[:16]))
+	return ids.Dashed(hex.EncodeToString(sum[:16]))
 }
 
 // isoTime renders unix nanoseconds as SAS does: ISO-8601 UTC seconds, Z.

@@ -3,6 +3,7 @@ package sas
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"strconv"
 	"strings"
@@ -175,7 +176,7 @@ func (h *Handler) render(st *raftstore.State, x *raftstore.SessionView) Session 
 	}
 	state := sessionState(st, x)
 	out := Session{ID: id, Name: name, Description: d.Description, State: state, Owner: d.Owner, ApplicationName: "croft",
-		ServerID: dashed(x.ID), ServiceAPIVersion: 4, CreationTimeStamp: isoTime(x.Created), Attributes: attrs,
+		ServerID: ids.Dashed(x.ID), ServiceAPIVersion: 4, CreationTimeStamp: isoTime(x.Created), Attributes: attrs,
 		Environment: env, Links: sessionLinks(id), Version: 2}
 	modified, since := x.Created, x.Created
 	var logLines, listLines int64
