@@ -158,11 +158,13 @@ func (s *State) runnableSince(j *Job) int64 {
 }
 
 // WaitingReason says why a job that waits does not run, computed now
-// from the state: paused, a paused or blocked parent, its unfinished
-// dependencies, its session, no worker with its affinity and project, all
-// such workers disabled, lost or busy. It is "" for a job that does not
-// wait (running, ended, a group) or does not exist. It walks the job's
-// ancestors and the workers (thousands at most), not the jobs.
+// from the state: every reason that holds, "; " between them: paused, a
+// paused or blocked parent, its unfinished dependencies, its session, no
+// worker with its affinity and project, all such workers disabled, lost
+// or busy (or, when nothing else holds, that it is queued). It is "" for a
+// job that does not wait (running, ended, a group) or does not exist. It
+// walks the job's ancestors and the workers (thousands at most), not the
+// jobs.
 func (s *State) WaitingReason(id int64) string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -170,10 +172,17 @@ func (s *State) WaitingReason(id int64) string {
 	if j == nil || j.IsGroup() {
 		return ""
 	}
+	waits := j.State == StateWaiting || j.State == StateBlocked || j.State == StateFailed && j.RunDone < j.Retry
+	var reasons []string
 	switch {
-	case j.Paused:
+	case j.Paused && !waits:
 		return "paused"
-	case j.State == StateBlocked:
+	case j.Paused:
+		reasons = append(reasons, "paused")
+	case !waits:
+		return ""
+	}
+	if j.State == StateBlocked {
 		var open []string
 		for _, d := range j.Dependencies {
 			if dj := s.jobs[d]; dj != nil && dj.State != StateFinished {
@@ -184,23 +193,39 @@ func (s *State) WaitingReason(id int64) string {
 				open = append(open, fmt.Sprintf("%d (%s)", d, dj.Reported()))
 			}
 		}
-		return "blocked by dependencies not finished yet: " + strings.Join(open, ", ")
-	case !s.runnable(j) && j.State == StateFailed:
-		return ""
-	case j.State != StateWaiting && j.State != StateFailed:
-		return ""
-	case j.HPaused:
-		for p, steps := s.jobs[j.Parent], 0; p != nil && steps <= len(s.jobs); p, steps = s.jobs[p.Parent], steps+1 {
-			if p.Paused {
-				return fmt.Sprintf("its parent group %d is paused", p.ID)
-			}
-			if p.State == StateBlocked {
-				return fmt.Sprintf("its parent group %d is blocked by its dependencies", p.ID)
-			}
+		reasons = append(reasons, "blocked by dependencies not finished yet: "+strings.Join(open, ", "))
+	}
+	if j.HPaused && !j.Paused {
+		reasons = append(reasons, s.parentReason(j))
+	}
+	if j.Session != "" {
+		reasons = append(reasons, "waits for its session: its host runs the session's jobs in order")
+	}
+	if r := s.workersReason(j); r != "" && (len(reasons) == 0 || !strings.HasPrefix(r, "queued")) {
+		reasons = append(reasons, r)
+	}
+	return strings.Join(reasons, "; ")
+}
+
+// parentReason names the paused or blocked group above j.
+func (s *State) parentReason(j *Job) string {
+	for p, steps := s.jobs[j.Parent], 0; p != nil && steps <= len(s.jobs); p, steps = s.jobs[p.Parent], steps+1 {
+		if p.Paused {
+			return fmt.Sprintf("its parent group %d is paused", p.ID)
 		}
-		return "a parent group is paused"
-	case j.Session != "":
-		return "waits for its session: its host runs the session's jobs in order"
+		if p.State == StateBlocked {
+			return fmt.Sprintf("its parent group %d is blocked by its dependencies", p.ID)
+		}
+	}
+	return "a parent group is paused"
+}
+
+// workersReason says what the workers that could run j do: none has its
+// affinity and project, all are disabled or lost, all are busy, or some
+// idle one will take it (queued). A session's job is its host's: "".
+func (s *State) workersReason(j *Job) string {
+	if j.Session != "" {
+		return ""
 	}
 	matching, usable, idle := 0, 0, 0
 	for _, w := range s.workers {

@@ -485,7 +485,7 @@ function jobView(root, parts) {
         r.exit_code == null ? '' : h('span', { class: r.exit_code === 0 ? 'ok' : 'bad' }, r.exit_code), r.signal || '', r.reason,
         Math.round(r.progress * 100) + '%']) : h('p', { class: 'muted' }, 'no run yet'));
 
-    const reasons = await whyWaiting(j, depJobs);
+    const reasons = whyWaiting(j);
     clear(why);
     why.append(h('h2', {}, 'Why is it waiting?'), reasons.length ?
       h('ul', { id: 'why' }, reasons.map((r) => h('li', {}, r))) : h('p', { class: 'muted', id: 'why' }, 'It is not waiting (' + j.state + ').'));
@@ -493,44 +493,15 @@ function jobView(root, parts) {
   return { refresh: () => refresh().catch((e) => { if (!ctl.signal.aborted) fail(e); }), stop: () => ctl.abort() };
 }
 
-function names(list) { return (list || '').split(',').map((s) => s.trim()).filter(Boolean); }
 
-// whyWaiting explains, from the job, its dependencies, its groups and the
-// workers, what keeps a job that is not running from starting.
-async function whyWaiting(j, depJobs) {
-  if (!['waiting', 'blocked', 'paused'].includes(j.state)) return [];
-  const out = [];
-  if (j.paused) out.push('It is paused (by a user or a paused group above it): start it.');
-  const open = depJobs.filter((d) => d.state !== 'finished');
-  for (const d of open) out.push('It waits for job ' + d.id + ' (' + d.title + '), which is ' + d.state + '.');
-  if (j.is_group) {
-    out.push('It is a group: its state is its jobs\u2019. Open its children to see why they wait.');
-    return out;
+// whyWaiting lists what keeps a job that is not running from starting:
+// the server's waiting_reason (computed from the state: paused, groups,
+// dependencies, the workers that could run it), one reason per item.
+function whyWaiting(j) {
+  if (j.is_group && ['waiting', 'blocked', 'paused'].includes(j.state)) {
+    return ['It is a group: its state is its jobs\u2019. Open its children to see why they wait.'];
   }
-  // The affinities of the job and of the groups above it all apply.
-  const want = new Set(names(j.affinity));
-  let p = j.parent;
-  for (let n = 0; p && n < 32; n++) {
-    const g = await api('GET', '/croft/v1/jobs/' + p);
-    names(g.affinity).forEach((a) => want.add(a));
-    if (g.paused && !j.paused) out.push('Its group ' + g.id + ' is paused.');
-    p = g.parent;
-  }
-  const [workers, hosts] = await Promise.all([api('GET', '/api/workers'), api('GET', '/croft/v1/hosts').catch(() => [])]);
-  const live = workers.filter((w) => w.state !== 'TIMEOUT');
-  const active = live.filter((w) => w.active);
-  const serving = new Set(hosts.filter((h) => (h.projects || []).some((pr) => pr === '*' || pr === j.project)).map((h) => h.name));
-  const hostOf = (w) => w.name.replace(/\/\d+$/, '');
-  const fit = active.filter((w) => [...want].every((a) => names(w.affinity).includes(a)) && (!hosts.length || serving.has(hostOf(w))));
-  if (!workers.length) out.push('No worker has registered: start an agent (croft agent).');
-  else if (!live.length) out.push('Every worker is silent (TIMEOUT): their agents stopped or lost the coordinator.');
-  else if (!active.length) out.push('Every live worker is disabled: enable one on the Workers page.');
-  else if (want.size && !fit.length) out.push('No enabled worker has the affinity ' + [...want].join(', ') + ' (workers have: ' +
-    ([...new Set(active.flatMap((w) => names(w.affinity)))].join(', ') || 'none') + ').');
-  else if (!fit.length) out.push('No enabled worker serves project ' + j.project + '.');
-  else if (fit.every((w) => w.state === 'WORKING')) out.push('Every worker that could run it is busy (' + fit.length + '): it waits its turn, by priority (' + j.priority + ').');
-  else if (!out.length) out.push(fit.filter((w) => w.state !== 'WORKING').length + ' idle worker(s) can run it: it should start at their next request for work.');
-  return out;
+  return (j.waiting_reason || '').split('; ').filter(Boolean);
 }
 
 // ---- workers and hosts ----
