@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/api/jsonbody"
 	"github.com/croftfarm/croft/raftstore"
 )
 
@@ -42,56 +43,15 @@ func decode(body []byte) (document, error) {
 	if !ok {
 		return nil, apierr.Bad("the body must be a JSON object")
 	}
-	if depth(d, 0) > MaxDepth {
+	if jsonbody.Depth(body) > MaxDepth+1 { // MaxDepth levels below the body's object
 		return nil, apierr.Bad("the body nests deeper than %d levels", MaxDepth)
 	}
-	if hasNUL(d) {
+	if jsonbody.HasNUL(d) {
 		// A NUL would reach a job's command or a name and be refused
 		// later, after part of the request was done.
 		return nil, apierr.Bad("a NUL byte in the body")
 	}
 	return d, nil
-}
-
-// hasNUL reports whether a key or string of v holds a NUL byte (v nests
-// at most MaxDepth levels: decode checked).
-func hasNUL(v any) bool {
-	switch x := v.(type) {
-	case string:
-		return strings.IndexByte(x, 0) >= 0
-	case map[string]any:
-		for k, e := range x {
-			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if hasNUL(e) {
-				return true
-			}
-		}
-	}
-	return false
-}
-
-// depth returns how deep v nests, stopping past MaxDepth.
-func depth(v any, level int) int {
-	if level > MaxDepth {
-		return level
-	}
-	deepest := level
-	switch x := v.(type) {
-	case map[string]any:
-		for _, e := range x {
-			deepest = max(deepest, depth(e, level+1))
-		}
-	case []any:
-		for _, e := range x {
-			deepest = max(deepest, depth(e, level+1))
-		}
-	}
-	return deepest
 }
 
 // integer returns v as an int64 when it is a JSON integer.

@@ -20,6 +20,7 @@ import (
 	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/auth"
 	"github.com/croftfarm/croft/api/ids"
+	"github.com/croftfarm/croft/api/jsonbody"
 	"github.com/croftfarm/croft/raftstore"
 	"github.com/croftfarm/croft/service"
 )
@@ -254,14 +255,14 @@ func readJSON(c *gin.Context) (map[string]any, error) {
 	if len(body) == 0 {
 		return nil, saharaErr(http.StatusBadRequest, "MALFORMED_REQUEST_BODY", "Malformed message body: empty body")
 	}
-	if depth(body) > MaxJSONDepth {
+	if jsonbody.Depth(body) > MaxJSONDepth {
 		return nil, saharaErr(http.StatusBadRequest, "MALFORMED_REQUEST_BODY", "Malformed message body: nested deeper than %d", MaxJSONDepth)
 	}
 	var m map[string]any
 	if err := json.Unmarshal(body, &m); err != nil || m == nil {
 		return nil, saharaErr(http.StatusBadRequest, "MALFORMED_REQUEST_BODY", "Malformed message body: a JSON object expected")
 	}
-	if hasNUL(m) {
+	if jsonbody.HasNUL(m) {
 		return nil, validation("NUL bytes are not allowed")
 	}
 	return m, nil
@@ -270,50 +271,6 @@ func readJSON(c *gin.Context) (map[string]any, error) {
 // validation is Sahara's schema violation (400 VALIDATION_ERROR).
 func validation(format string, args ...any) error {
 	return saharaErr(http.StatusBadRequest, "VALIDATION_ERROR", format, args...)
-}
-
-// depth is how deep JSON text nests (strings skipped).
-func depth(b []byte) int {
-	d, most, in, esc := 0, 0, false, false
-	for _, ch := range b {
-		switch {
-		case in && esc:
-			esc = false
-		case in && ch == '\\':
-			esc = true
-		case ch == '"':
-			in = !in
-		case in:
-		case ch == '{' || ch == '[':
-			d++
-			most = max(most, d)
-		case ch == '}' || ch == ']':
-			d--
-		}
-	}
-	return most
-}
-
-// hasNUL reports whether a decoded JSON value holds a NUL byte in a key
-// or a string. Its depth is bounded by MaxJSONDepth.
-func hasNUL(v any) bool {
-	switch x := v.(type) {
-	case string:
-		return strings.IndexByte(x, 0) >= 0
-	case map[string]any:
-		for k, e := range x {
-			if strings.IndexByte(k, 0) >= 0 || hasNUL(e) {
-				return true
-			}
-		}
-	case []any:
-		for _, e := range x {
-			if hasNUL(e) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // onlyKeys refuses a key outside allowed (additionalProperties: false).
