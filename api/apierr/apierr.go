@@ -66,6 +66,15 @@ func Bad(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrBadInput, fmt.Sprintf(format, args...))
 }
 
+// Truncate shortens s to n bytes and "..." for an error message: a
+// client's input is quoted back, not repeated whole.
+func Truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
 // Status returns the HTTP status for err.
 func Status(err error) int {
 	switch {

@@ -102,7 +102,7 @@ func checkSchedule(v any) error {
 	}
 	for k := range s {
 		if !scheduleAllowed[k] {
-			return apierr.Bad("schedule: unknown property %q", truncate(k, 64))
+			return apierr.Bad("schedule: unknown property %q", apierr.Truncate(k, 64))
 		}
 	}
 	for _, k := range scheduleIntegers {
@@ -127,7 +127,7 @@ func checkSchedule(v any) error {
 		}
 		v, isStr := x.(string)
 		if !isStr || re != nil && !re.MatchString(v) {
-			return apierr.Bad("schedule.%s: %v is not valid", k, truncate(fmt.Sprint(x), 64))
+			return apierr.Bad("schedule.%s: %v is not valid", k, apierr.Truncate(fmt.Sprint(x), 64))
 		}
 		return nil
 	}

@@ -148,20 +148,13 @@ func Abort(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(status, gin.H{"title": title, "description": err.Error()})
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
 // project returns the path's project_id if the token may read it (write,
 // when write is set); else it answers 403.
 func project(c *gin.Context, write bool) (string, bool) {
 	pid := c.Param("project")
 	p := auth.From(c)
 	if !p.CanRead(pid) || write && !p.CanWrite(pid) {
-		Abort(c, apierr.Forbidden("token %q may not %s project %q", p.Name, map[bool]string{false: "read", true: "change"}[write], truncate(pid, 64)))
+		Abort(c, apierr.Forbidden("token %q may not %s project %q", p.Name, map[bool]string{false: "read", true: "change"}[write], apierr.Truncate(pid, 64)))
 		return "", false
 	}
 	return pid, true
@@ -181,7 +174,7 @@ func (h *Handler) lookup(pid, id string) (raftstore.SessionView, bool) {
 }
 
 func notFound(id string) error {
-	return apierr.NotFound("session %q not found", truncate(id, 64))
+	return apierr.NotFound("session %q not found", apierr.Truncate(id, 64))
 }
 
 // readDoc reads a bounded body as a document; an empty body is nil.

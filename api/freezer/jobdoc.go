@@ -63,7 +63,7 @@ const MaxRuns = 5
 func checkJob(d document, partial bool) error {
 	for k := range d {
 		if !jobFields[k] {
-			return apierr.Bad("unknown property %q (the job schema allows no other)", truncate(k, 64))
+			return apierr.Bad("unknown property %q (the job schema allows no other)", apierr.Truncate(k, 64))
 		}
 	}
 	if !partial {
@@ -173,7 +173,7 @@ func checkActions(v any) error {
 func checkFreezerAction(fa document) error {
 	for k, v := range fa {
 		if !actionKey.MatchString(k) || len(k) > 64 {
-			return apierr.Bad("%q is not an action parameter name (letters, digits, '_')", truncate(k, 64))
+			return apierr.Bad("%q is not an action parameter name (letters, digits, '_')", apierr.Truncate(k, 64))
 		}
 		switch v.(type) {
 		case string, json.Number, bool, nil:

@@ -64,7 +64,7 @@ func (h *Handler) findJob(pid, id string) (raftstore.Template, document, bool) {
 }
 
 func jobNotFound(id string) error {
-	return apierr.NotFound("job %q not found", truncate(id, 64))
+	return apierr.NotFound("job %q not found", apierr.Truncate(id, 64))
 }
 
 // readJob checks the project of a job write and reads its body, a job
@@ -129,7 +129,7 @@ func (h *Handler) addJobDoc(c *gin.Context, pid, id string, d document) error {
 	if _, exists := h.store.State().TemplateByName(pid, id); exists {
 		// freezer-api's DocumentExists; a template of another dialect
 		// with that name holds it too.
-		return fmt.Errorf("%w: job %q exists", apierr.ErrConflict, truncate(id, 64))
+		return fmt.Errorf("%w: job %q exists", apierr.ErrConflict, apierr.Truncate(id, 64))
 	}
 	if err := newJobDoc(d, id, pid, userOf(c), h.clock().Unix(), service.NewID); err != nil {
 		return err

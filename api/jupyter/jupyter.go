@@ -174,14 +174,7 @@ func render(x *raftstore.SessionView) Session {
 
 // notFound is Jupyter's 404 for an unknown session.
 func notFound(id string) error {
-	return apierr.NotFound("Session not found: session_id=%q", truncate(id, 64))
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
+	return apierr.NotFound("Session not found: session_id=%q", apierr.Truncate(id, 64))
 }
 
 // lookup finds the context session of the request's :session that the
@@ -508,7 +501,7 @@ func (h *Handler) patchOf(x *raftstore.SessionView, req *sessionRequest) (*servi
 		switch {
 		case k.ID != nil && *k.ID != "":
 			if *k.ID != kernelID(x, &d) {
-				return nil, apierr.Bad("No such kernel: %s", truncate(*k.ID, 64))
+				return nil, apierr.Bad("No such kernel: %s", apierr.Truncate(*k.ID, 64))
 			}
 		case k.Name != nil && *k.Name != "" && *k.Name != x.Interpreter:
 			if !kernelName(*k.Name) {

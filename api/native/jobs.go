@@ -688,7 +688,7 @@ func (h *JobsHandler) delete(c *gin.Context) {
 func (h *JobsHandler) act(c *gin.Context) {
 	verb, known := jobActions[c.Param("action")]
 	if !known {
-		apierr.Abort(c, apierr.NotFound("job action %q: none of cancel, pause, start, reset, retry", truncate(c.Param("action"), 40)))
+		apierr.Abort(c, apierr.NotFound("job action %q: none of cancel, pause, start, reset, retry", apierr.Truncate(c.Param("action"), 40)))
 		return
 	}
 	j, ok := h.pathJob(c, true)
@@ -700,14 +700,6 @@ func (h *JobsHandler) act(c *gin.Context) {
 		return
 	}
 	h.reply(c, j.ID)
-}
-
-// truncate shortens s for an error message.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // endedAt is when j ended, 0 while it has not: a finished job's EndTime; a

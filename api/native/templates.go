@@ -213,7 +213,7 @@ func (h *TemplatesHandler) list(c *gin.Context) {
 func (h *TemplatesHandler) template(c *gin.Context) (raftstore.Template, bool) {
 	x, ok := h.store.State().Template(c.Param("template"))
 	if !ok {
-		apierr.Abort(c, apierr.NotFound("template %q", truncated(c.Param("template"))))
+		apierr.Abort(c, apierr.NotFound("template %q", apierr.Truncate(c.Param("template"), 64)))
 		return x, false
 	}
 	if p := auth.From(c); !mayRead(p, &x) {
@@ -234,14 +234,6 @@ func (h *TemplatesHandler) writable(c *gin.Context) (raftstore.Template, bool) {
 		return x, false
 	}
 	return x, true
-}
-
-// truncated cuts a path parameter for an error message.
-func truncated(s string) string {
-	if len(s) > 64 {
-		return s[:64] + "..."
-	}
-	return s
 }
 
 func (h *TemplatesHandler) get(c *gin.Context) {
@@ -358,7 +350,7 @@ func (h *TemplatesHandler) executions(c *gin.Context) {
 func (h *TemplatesHandler) findExecution(c *gin.Context, write bool) (raftstore.ExecutionStatus, bool) {
 	e, ok := h.store.State().Execution(c.Param("execution"))
 	if !ok {
-		apierr.Abort(c, apierr.NotFound("execution %q", truncated(c.Param("execution"))))
+		apierr.Abort(c, apierr.NotFound("execution %q", apierr.Truncate(c.Param("execution"), 64)))
 		return e, false
 	}
 	p := auth.From(c)

@@ -264,7 +264,7 @@ func (h *Handler) checkURL(pid, u string) error {
 	case strings.HasPrefix(u, schemeInternal):
 		id := strings.TrimPrefix(u, schemeInternal)
 		if _, ok := h.findTyped(pid, id, typeInternal); !ok {
-			return invalidRef("JobBinaryInternal with id '%s' doesn't exist", truncate(id, 64))
+			return invalidRef("JobBinaryInternal with id '%s' doesn't exist", apierr.Truncate(id, 64))
 		}
 		return nil
 	case strings.HasPrefix(u, schemeFile):

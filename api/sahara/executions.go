@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"strconv"
@@ -161,7 +162,7 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 		return none, validation("'cluster_id' is a required property (a uuid)")
 	}
 	if _, ok := coreID(cluster); !ok {
-		return none, validation("cluster_id: '%s' is not a 'uuid'", truncate(cluster, 64))
+		return none, validation("cluster_id: '%s' is not a 'uuid'", apierr.Truncate(cluster, 64))
 	}
 	d.ClusterID = cluster
 	if v, ok := m["interface"]; ok && v != nil {
@@ -183,7 +184,7 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 	id := param(c, "id")
 	t, ok := h.findJob(pid, id)
 	if !ok {
-		return none, invalidRef("Job with id '%s' doesn't exist", truncate(id, 64))
+		return none, invalidRef("Job with id '%s' doesn't exist", apierr.Truncate(id, 64))
 	}
 	if t.Project != pid {
 		return none, invalidData("Croft runs an execution in its job's tenant: execute another tenant's public job from that tenant")
@@ -192,10 +193,10 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 		if v, ok := m[k]; ok && v != nil {
 			s, _ := v.(string)
 			if _, ok := coreID(s); !ok {
-				return none, validation("%s: '%s' is not a 'uuid'", k, truncate(fmt.Sprint(v), 64))
+				return none, validation("%s: '%s' is not a 'uuid'", k, apierr.Truncate(fmt.Sprint(v), 64))
 			}
 			// Croft has no data sources: none exists.
-			return none, invalidRef("DataSource with id '%s' doesn't exist", truncate(s, 64))
+			return none, invalidRef("DataSource with id '%s' doesn't exist", apierr.Truncate(s, 64))
 		}
 	}
 	switch t.Spec.Type {
@@ -208,12 +209,12 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 	}
 	p, ok := h.findPool(pid, cluster)
 	if !ok {
-		return none, invalidRef("Cluster with id '%s' doesn't exist", truncate(cluster, 64))
+		return none, invalidRef("Cluster with id '%s' doesn't exist", apierr.Truncate(cluster, 64))
 	}
 	if t.Spec.Command == "" {
 		cmd := h.cfg.JobTypes[t.Spec.Type]
 		if cmd == "" {
-			return none, invalidData("Cluster with id '%s' does not support job type %s: no command is configured for it on this farm", truncate(cluster, 64), t.Spec.Type)
+			return none, invalidData("Cluster with id '%s' does not support job type %s: no command is configured for it on this farm", apierr.Truncate(cluster, 64), t.Spec.Type)
 		}
 		if t, err = h.ops.UpdateTemplateIf(c, t.ID, t.Revision, raftstore.TemplatePatch{Command: &cmd}); err != nil {
 			if !errors.Is(err, raftstore.ErrConflict) {
@@ -222,7 +223,7 @@ func (h *Handler) executeJob(c *gin.Context, pid string) (raftstore.ExecutionSta
 			// Another write got there first (another execute, say):
 			// run whatever the template holds now.
 			if t, ok = h.findJob(pid, id); !ok {
-				return none, invalidRef("Job with id '%s' doesn't exist", truncate(id, 64))
+				return none, invalidRef("Job with id '%s' doesn't exist", apierr.Truncate(id, 64))
 			}
 		}
 	}
@@ -337,7 +338,7 @@ func simpleConfig(jc map[string]any, k string) (map[string]string, error) {
 		case float64:
 			out[key] = strconv.FormatFloat(y, 'f', -1, 64)
 		default:
-			return nil, validation("job_configs.%s.%s: a string, number or boolean expected", k, truncate(key, 64))
+			return nil, validation("job_configs.%s.%s: a string, number or boolean expected", k, apierr.Truncate(key, 64))
 		}
 	}
 	return out, nil

@@ -3,6 +3,7 @@ package sahara
 import (
 	"encoding/json"
 	"errors"
+	"github.com/croftfarm/croft/api/apierr"
 	"github.com/croftfarm/croft/api/ids"
 	"net/http"
 	"sort"
@@ -148,12 +149,12 @@ func (h *Handler) refs(pid string, m map[string]any, k string) ([]string, []raft
 			return nil, nil, validation("%s: non-empty strings expected", k)
 		}
 		if seen[s] {
-			return nil, nil, validation("%s: '%s' is not unique", k, truncate(s, 64))
+			return nil, nil, validation("%s: '%s' is not unique", k, apierr.Truncate(s, 64))
 		}
 		seen[s] = true
 		b, ok := h.findTyped(pid, s, typeBinary)
 		if !ok {
-			return nil, nil, invalidRef("JobBinary with id '%s' not found", truncate(s, 64))
+			return nil, nil, invalidRef("JobBinary with id '%s' not found", apierr.Truncate(s, 64))
 		}
 		ids, bins = append(ids, b.ID), append(bins, b)
 	}
@@ -173,7 +174,7 @@ func (h *Handler) createJob(c *gin.Context) {
 		return
 	}
 	if _, exists := h.store.State().TemplateByName(pid, spec.Name); exists {
-		Abort(c, saharaErr(http.StatusConflict, "NAME_ALREADY_EXISTS", "Job with name '%s' already exists", truncate(spec.Name, 64)))
+		Abort(c, saharaErr(http.StatusConflict, "NAME_ALREADY_EXISTS", "Job with name '%s' already exists", apierr.Truncate(spec.Name, 64)))
 		return
 	}
 	t, err := h.ops.CreateTemplate(c, pid, spec)
@@ -211,7 +212,7 @@ func (h *Handler) readJob(c *gin.Context, pid string) (raftstore.TemplateSpec, e
 		return sp, err
 	}
 	if !jobTypes[sp.Type] {
-		return sp, validation("'%s' is not one of %s", truncate(sp.Type, 64), typeList())
+		return sp, validation("'%s' is not one of %s", apierr.Truncate(sp.Type, 64), typeList())
 	}
 	if d.Description, err = optString(m, "description", MaxDescriptionBytes); err != nil {
 		return sp, err
@@ -317,7 +318,7 @@ func (h *Handler) commandOf(typ string, mains, libs []raftstore.Template) (cmd, 
 		cid, _ := coreID(strings.TrimPrefix(u, schemeInternal))
 		in, ok := st.Template(cid)
 		if !ok {
-			return "", "", invalidRef("JobBinaryInternal of '%s' doesn't exist", truncate(u, 64))
+			return "", "", invalidRef("JobBinaryInternal of '%s' doesn't exist", apierr.Truncate(u, 64))
 		}
 		return ShellCommand, in.Spec.Main, nil
 	}
@@ -403,7 +404,7 @@ func (h *Handler) updateJob(c *gin.Context) {
 	case errors.Is(err, raftstore.ErrProtected):
 		err = saharaErr(http.StatusBadRequest, "UPDATE_FAILED", "Job %s is protected and cannot be updated", ids.Dashed(t.ID))
 	case errors.Is(err, raftstore.ErrConflict):
-		err = saharaErr(http.StatusConflict, "CONFLICT", "Job %s changed meanwhile or the name is taken; try again", truncate(id, 64))
+		err = saharaErr(http.StatusConflict, "CONFLICT", "Job %s changed meanwhile or the name is taken; try again", apierr.Truncate(id, 64))
 	}
 	if err != nil {
 		Abort(c, err)
@@ -453,7 +454,7 @@ func (h *Handler) configHints(c *gin.Context) {
 	}
 	typ := param(c, "type")
 	if !jobTypes[typ] {
-		Abort(c, invalidData("Job type '%s' is not supported", truncate(typ, 64)))
+		Abort(c, invalidData("Job type '%s' is not supported", apierr.Truncate(typ, 64)))
 		return
 	}
 	c.JSON(http.StatusOK, gin.H{"job_config": gin.H{"configs": []any{}, "params": gin.H{}, "args": []any{}}})

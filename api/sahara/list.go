@@ -2,6 +2,7 @@ package sahara
 
 import (
 	"fmt"
+	"github.com/croftfarm/croft/api/apierr"
 	"net/http"
 	"sort"
 	"strconv"
@@ -39,7 +40,7 @@ func parseList(c *gin.Context, sortable map[string]string) (listQuery, error) {
 	for k, vs := range values {
 		v := vs[len(vs)-1]
 		if len(v) > MaxQueryValueBytes || len(k) > MaxQueryValueBytes || strings.IndexByte(v+k, 0) >= 0 {
-			return q, invalidData("query parameter %q: too long, or holds a NUL byte", truncate(k, 64))
+			return q, invalidData("query parameter %q: too long, or holds a NUL byte", apierr.Truncate(k, 64))
 		}
 		switch k {
 		case "limit":
@@ -54,7 +55,7 @@ func parseList(c *gin.Context, sortable map[string]string) (listQuery, error) {
 			f := strings.TrimPrefix(v, "-")
 			col, ok := sortable[f]
 			if !ok {
-				return q, invalidData("Unknown field for sorting: %s", truncate(f, 64))
+				return q, invalidData("Unknown field for sorting: %s", apierr.Truncate(f, 64))
 			}
 			q.sortBy, q.desc = col, strings.HasPrefix(v, "-")
 		default:

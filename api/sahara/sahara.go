@@ -157,7 +157,7 @@ func invalidRef(format string, args ...any) error {
 
 // notFound is Sahara's NotFoundException for an object id.
 func notFound(id string) error {
-	return saharaErr(http.StatusNotFound, "NOT_FOUND", "Object with {'id': '%s'} not found", truncate(id, 64))
+	return saharaErr(http.StatusNotFound, "NOT_FOUND", "Object with {'id': '%s'} not found", apierr.Truncate(id, 64))
 }
 
 // names of the statuses apierr's table chooses, as Sahara names them.
@@ -192,20 +192,13 @@ func Abort(c *gin.Context, err error) {
 		"error_message": err.Error() + "\nError ID: " + errorID()})
 }
 
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
-}
-
 // project returns the path's tenant_id if the token may read it (write,
 // when write is set); else it answers 403.
 func project(c *gin.Context, write bool) (string, bool) {
 	pid := c.Param("project")
 	p := auth.From(c)
 	if !p.CanRead(pid) || write && !p.CanWrite(pid) {
-		Abort(c, apierr.Forbidden("token %q may not %s tenant %q", p.Name, map[bool]string{false: "read", true: "change"}[write], truncate(pid, 64)))
+		Abort(c, apierr.Forbidden("token %q may not %s tenant %q", p.Name, map[bool]string{false: "read", true: "change"}[write], apierr.Truncate(pid, 64)))
 		return "", false
 	}
 	return pid, true
@@ -281,7 +274,7 @@ func onlyKeys(m map[string]any, allowed ...string) error {
 			found = found || k == a
 		}
 		if !found {
-			return validation("Additional properties are not allowed ('%s' was unexpected)", truncate(k, 64))
+			return validation("Additional properties are not allowed ('%s' was unexpected)", apierr.Truncate(k, 64))
 		}
 	}
 	return nil
@@ -322,7 +315,7 @@ func checkName(k, s string) error {
 		return validation("%s: 1 to %d characters expected", k, MaxNameChars)
 	}
 	if strings.ContainsAny(s, "\r\n") || strings.TrimSpace(s) == "" {
-		return validation("%s: '%s' is not a valid name", k, truncate(s, 64))
+		return validation("%s: '%s' is not a valid name", k, apierr.Truncate(s, 64))
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package sas
 
 import (
 	"fmt"
+	"github.com/croftfarm/croft/api/apierr"
 	"net/http"
 	"strings"
 )
@@ -76,7 +77,7 @@ func parseFilter(s string) (*expr, error) {
 	}
 	p.space()
 	if p.i != len(p.s) {
-		return nil, badFilter("unexpected %q at %d", truncate(p.s[p.i:], 16), p.i)
+		return nil, badFilter("unexpected %q at %d", apierr.Truncate(p.s[p.i:], 16), p.i)
 	}
 	return e, nil
 }
@@ -148,7 +149,7 @@ func (p *filterParser) expr(depth int) (*expr, error) {
 		}
 		e.field = p.word()
 		if !filterFields[e.field] {
-			return nil, badFilter("field %q is none of name, state, owner, id", truncate(e.field, 32))
+			return nil, badFilter("field %q is none of name, state, owner, id", apierr.Truncate(e.field, 32))
 		}
 		if err := p.expect(','); err != nil {
 			return nil, err
@@ -159,7 +160,7 @@ func (p *filterParser) expr(depth int) (*expr, error) {
 		}
 		e.value = v
 	default:
-		return nil, badFilter("function %q is none of eq, ne, contains, startsWith, and, or", truncate(op, 32))
+		return nil, badFilter("function %q is none of eq, ne, contains, startsWith, and, or", apierr.Truncate(op, 32))
 	}
 	if err := p.expect(')'); err != nil {
 		return nil, err

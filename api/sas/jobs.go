@@ -177,7 +177,7 @@ func (h *Handler) findJob(c *gin.Context, st *raftstore.State, x *raftstore.Sess
 			return j, true
 		}
 	}
-	Abort(c, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("No job %q exists in the session.", truncate(raw, 32))})
+	Abort(c, &Error{Status: http.StatusNotFound, Msg: fmt.Sprintf("No job %q exists in the session.", apierr.Truncate(raw, 32))})
 	return raftstore.Job{}, false
 }
 

@@ -75,7 +75,7 @@ func parseLogQuery(c *gin.Context, listing bool) (logQuery, error) {
 		for _, t := range strings.Split(v, ",") {
 			t = strings.TrimSpace(t)
 			if !lineTypes[t] {
-				return q, apierr.Bad("type %q is not a log line type", truncate(t, 32))
+				return q, apierr.Bad("type %q is not a log line type", apierr.Truncate(t, 32))
 			}
 			q.types[t] = true
 		}

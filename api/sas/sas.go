@@ -163,7 +163,7 @@ func Abort(c *gin.Context, err error) {
 		c.Header("WWW-Authenticate", `Bearer realm="croft"`)
 	}
 	body := ErrorBody{Version: 2, HTTPStatusCode: status, ErrorCode: code, Message: err.Error(),
-		Details: []string{"path: " + truncate(c.Request.URL.Path, 256)}}
+		Details: []string{"path: " + apierr.Truncate(c.Request.URL.Path, 256)}}
 	c.Header("Content-Type", "application/vnd.sas.error+json;version=2")
 	c.AbortWithStatusJSON(status, body)
 }
@@ -171,13 +171,6 @@ func Abort(c *gin.Context, err error) {
 // sessionNotFound is the 404 of an unknown, closed or deleted session.
 func sessionNotFound() error {
 	return &Error{Status: http.StatusNotFound, Code: CodeSessionNotFound, Msg: "No session exists at the requested path."}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n] + "..."
-	}
-	return s
 }
 
 // Ids. A session's is its core id as a dashed UUID with SAS's "-ses0000";
@@ -281,14 +274,14 @@ func paging(c *gin.Context, def, most int) (start, limit int, err error) {
 	if v, ok := c.GetQuery("start"); ok {
 		n, e := strconv.ParseInt(v, 10, 64)
 		if e != nil || n < 0 {
-			return 0, 0, apierr.Bad("start %q is not an integer >= 0", truncate(v, 32))
+			return 0, 0, apierr.Bad("start %q is not an integer >= 0", apierr.Truncate(v, 32))
 		}
 		start = int(min(n, 1<<40))
 	}
 	if v, ok := c.GetQuery("limit"); ok {
 		n, e := strconv.ParseInt(v, 10, 64)
 		if e != nil || n < 1 {
-			return 0, 0, apierr.Bad("limit %q is not an integer >= 1", truncate(v, 32))
+			return 0, 0, apierr.Bad("limit %q is not an integer >= 1", apierr.Truncate(v, 32))
 		}
 		limit = int(min(n, int64(most)))
 	}
@@ -304,7 +297,7 @@ func seconds(c *gin.Context, name string) (time.Duration, bool, error) {
 	}
 	n, err := strconv.ParseFloat(v, 64)
 	if err != nil || n < 0 || n != n {
-		return 0, false, apierr.Bad("%s %q is not a number of seconds >= 0", name, truncate(v, 32))
+		return 0, false, apierr.Bad("%s %q is not a number of seconds >= 0", name, apierr.Truncate(v, 32))
 	}
 	return time.Duration(min(n, MaxWait) * float64(time.Second)), true, nil
 }

@@ -519,7 +519,7 @@ func stateValue(c *gin.Context) (string, error) {
 	case v == "canceled" || v == "deleted":
 		return v, nil
 	default:
-		return "", apierr.Bad("value %q is neither canceled nor deleted", truncate(v, 32))
+		return "", apierr.Bad("value %q is neither canceled nor deleted", apierr.Truncate(v, 32))
 	}
 }
 
