@@ -58,19 +58,20 @@ func (h *Handler) findTyped(pid, id, typ string) (raftstore.Template, bool) {
 	return t, true
 }
 
-// visible lists the templates tenant pid sees whose type passes keep.
-func (h *Handler) visible(pid string, keep func(typ string) bool) []raftstore.Template {
-	var out []raftstore.Template
+// eachVisible calls fn with every template of a kind keep takes that
+// tenant pid sees (its own, and the public ones), a page of the state at a
+// time, until fn returns false: nothing is gathered here.
+func (h *Handler) eachVisible(pid string, keep func(typ string) bool, fn func(*raftstore.Template) bool) {
 	st, after := h.store.State(), ""
 	for {
 		page, next, more := st.TemplatesAfter(after, raftstore.ScanLimit)
-		for _, t := range page {
-			if keep(t.Spec.Type) && (t.Project == pid || t.Spec.Public) {
-				out = append(out, t)
+		for i := range page {
+			if t := &page[i]; keep(t.Spec.Type) && (t.Project == pid || t.Spec.Public) && !fn(t) {
+				return
 			}
 		}
 		if !more {
-			return out
+			return
 		}
 		after = next
 	}
@@ -153,11 +154,9 @@ func (h *Handler) listOf(c *gin.Context, typ, key string, view func(*raftstore.T
 		Abort(c, err)
 		return
 	}
-	var all []obj
-	for _, t := range h.visible(pid, is(typ)) {
-		all = append(all, view(&t))
-	}
-	answerList(c, key, q, all)
+	l := lister{q: q}
+	h.eachVisible(pid, is(typ), func(t *raftstore.Template) bool { return l.add(view(t)) })
+	l.answer(c, key)
 }
 
 func (h *Handler) showInternal(c *gin.Context) {
@@ -331,25 +330,25 @@ func (h *Handler) deleteOf(c *gin.Context, typ, p string) {
 // referenced reports whether a job binary's url or a job's mains or libs
 // name binary id (core id) among the tenant's templates.
 func (h *Handler) referenced(pid, id string) bool {
-	for _, t := range h.visible(pid, func(string) bool { return true }) {
+	found := false
+	h.eachVisible(pid, func(string) bool { return true }, func(t *raftstore.Template) bool {
 		if t.Project != pid {
-			continue
+			return true
 		}
 		switch {
 		case t.Spec.Type == typeBinary:
-			if u := docOf(&t).URL; strings.HasPrefix(u, schemeInternal) {
+			if u := docOf(t).URL; strings.HasPrefix(u, schemeInternal) {
 				if cid, ok := coreID(strings.TrimPrefix(u, schemeInternal)); ok && cid == id {
-					return true
+					found = true
 				}
 			}
 		case jobTypes[t.Spec.Type]:
-			d := jobDocOf(&t)
+			d := jobDocOf(t)
 			for _, r := range append(append([]string{}, d.Mains...), d.Libs...) {
-				if r == id {
-					return true
-				}
+				found = found || r == id
 			}
 		}
-	}
-	return false
+		return !found
+	})
+	return found
 }

@@ -127,11 +127,13 @@ func (h *Handler) listClusters(c *gin.Context) {
 		Abort(c, err)
 		return
 	}
-	var all []obj
+	l := lister{q: q}
 	for _, p := range h.pools(pid) {
-		all = append(all, clusterView(pid, &p))
+		if !l.add(clusterView(pid, &p)) {
+			break
+		}
 	}
-	answerList(c, "clusters", q, all)
+	l.answer(c, "clusters")
 }
 
 func (h *Handler) showCluster(c *gin.Context) {

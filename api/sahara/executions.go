@@ -359,16 +359,13 @@ func (h *Handler) listExecutions(c *gin.Context) {
 		return
 	}
 	st, after := h.store.State(), ""
-	var all []obj
-	for {
+	l := lister{q: q}
+	for l.err == nil {
 		page, next, more := st.ExecutionsAfter(after, raftstore.ScanLimit, "")
-		for i := range page {
+		for i := 0; i < len(page) && l.err == nil; i++ {
 			e := &page[i]
-			if !h.isSahara(e.Template) {
-				continue
-			}
-			if e.Project == pid || execDocOf(e).IsPublic {
-				all = append(all, execView(e))
+			if h.isSahara(e.Template) && (e.Project == pid || execDocOf(e).IsPublic) {
+				l.add(execView(e))
 			}
 		}
 		if !more {
@@ -376,7 +373,7 @@ func (h *Handler) listExecutions(c *gin.Context) {
 		}
 		after = next
 	}
-	answerList(c, "job_executions", q, all)
+	l.answer(c, "job_executions")
 }
 
 // showExecution answers an execution (also refresh-status: the state is

@@ -108,11 +108,9 @@ func (h *Handler) listJobs(c *gin.Context) {
 		Abort(c, err)
 		return
 	}
-	var all []obj
-	for _, t := range h.visible(pid, func(typ string) bool { return jobTypes[typ] }) {
-		all = append(all, h.jobView(&t))
-	}
-	answerList(c, "jobs", q, all)
+	l := lister{q: q}
+	h.eachVisible(pid, func(typ string) bool { return jobTypes[typ] }, func(t *raftstore.Template) bool { return l.add(h.jobView(t)) })
+	l.answer(c, "jobs")
 }
 
 func (h *Handler) showJob(c *gin.Context) {

@@ -2,13 +2,15 @@ package sahara
 
 import (
 	"fmt"
-	"github.com/croftfarm/croft/api/apierr"
 	"net/http"
 	"sort"
 	"strconv"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/croftfarm/croft/api/apierr"
+	"github.com/croftfarm/croft/raftstore"
 )
 
 // A list: every visible object rendered, filtered by the query's column
@@ -110,15 +112,55 @@ func (q *listQuery) keeps(o obj) bool {
 	return true
 }
 
-// page sorts, filters and pages objects: the page and the markers
-// ("markers" key present only as Sahara includes it). An unknown marker is
-// 404.
-func (q *listQuery) page(all []obj) ([]obj, obj, error) {
-	objs := make([]obj, 0, len(all))
-	for _, o := range all {
-		if q.keeps(o) {
-			objs = append(objs, o)
-		}
+// MaxListed bounds the objects one list request gathers (those its
+// column filters keep) to sort and page them: memory of a request stays
+// bounded whatever the farm's size. Past it: 413, narrow the list.
+const MaxListed = 10_000
+
+// lister gathers the objects of a list that pass its filters, at most
+// MaxListed (then err is set and add reports false: stop).
+type lister struct {
+	q   listQuery
+	all []obj
+	err error
+}
+
+func (l *lister) add(o obj) bool {
+	if !l.q.keeps(o) {
+		return true
+	}
+	if len(l.all) == MaxListed {
+		l.err = fmt.Errorf("%w: more than %d objects to list: narrow the list with column filters", raftstore.ErrTooLarge, MaxListed)
+		return false
+	}
+	l.all = append(l.all, o)
+	return true
+}
+
+// answer answers the list under key: sorted, paged, with its markers.
+func (l *lister) answer(c *gin.Context, key string) {
+	if l.err != nil {
+		Abort(c, l.err)
+		return
+	}
+	out, markers, err := l.q.page(l.all)
+	if err != nil {
+		Abort(c, err)
+		return
+	}
+	body := gin.H{key: out}
+	if markers != nil {
+		body["markers"] = markers
+	}
+	c.JSON(http.StatusOK, body)
+}
+
+// page sorts and pages objects (filtered as they were gathered): the page
+// and the markers ("markers" key present only as Sahara includes it). An
+// unknown marker is 404.
+func (q *listQuery) page(objs []obj) ([]obj, obj, error) {
+	if objs == nil {
+		objs = []obj{} // an empty list is [], not null
 	}
 	sort.SliceStable(objs, func(i, j int) bool {
 		a, b := render(column(objs[i], q.sortBy)), render(column(objs[j], q.sortBy))
@@ -160,18 +202,4 @@ func (q *listQuery) page(all []obj) ([]obj, obj, error) {
 		return out, nil, nil
 	}
 	return out, obj{"prev": prev, "next": next}, nil
-}
-
-// answerList answers a list under key, with its markers.
-func answerList(c *gin.Context, key string, q listQuery, all []obj) {
-	out, markers, err := q.page(all)
-	if err != nil {
-		Abort(c, err)
-		return
-	}
-	body := gin.H{key: out}
-	if markers != nil {
-		body["markers"] = markers
-	}
-	c.JSON(http.StatusOK, body)
 }

@@ -3,6 +3,7 @@ package sahara
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http/httptest"
 	"net/url"
@@ -393,4 +394,24 @@ func TestBadInput(t *testing.T) {
 	f.wantErr(f.do("read-a", "GET", "/v1.1/a/jobs/not-a-uuid", ""), 404, "NOT_FOUND")
 	f.wantErr(f.do("read-a", "GET", "/v1.1/a/jobs?limit=99999999999999999999999", ""), 400, "INVALID_DATA")
 	f.wantErr(f.do("read-a", "GET", "/v1.1/a/jobs?name=%00", ""), 400, "INVALID_DATA")
+}
+
+// TestListerIsBounded: a list gathers at most MaxListed objects that pass
+// its filters (what the filters drop does not count), then stops with a
+// 413: one request's memory is bounded whatever the farm's size.
+func TestListerIsBounded(t *testing.T) {
+	l := lister{q: listQuery{filters: map[string]string{"name": "keep"}}}
+	for i := 0; i < 3*MaxListed; i++ {
+		if !l.add(obj{"id": i, "name": "drop"}) {
+			t.Fatalf("stopped at %d objects the filters drop", i)
+		}
+	}
+	for i := 0; i < MaxListed; i++ {
+		if !l.add(obj{"id": i, "name": "keep"}) {
+			t.Fatalf("stopped at %d kept objects", i)
+		}
+	}
+	if l.add(obj{"id": -1, "name": "keep"}) || !errors.Is(l.err, raftstore.ErrTooLarge) || len(l.all) != MaxListed {
+		t.Fatalf("past the bound: %d gathered, %v", len(l.all), l.err)
+	}
 }
